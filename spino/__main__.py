@@ -1,0 +1,3 @@
+from spino.cli import main
+
+raise SystemExit(main())

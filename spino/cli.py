@@ -1,0 +1,261 @@
+"""The ``spino`` command: one subcommand per workflow step, plus tools to inspect and export stores.
+
+Workflow rules call these subcommands; every option maps onto a config key (config/README.md).
+Errors in the input end the command with a one-line message naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from spino.classes import load_class_set
+
+
+def _dataset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset-kind", required=True, help="cityscapes, folder or demo")
+    p.add_argument("--dataset-root", required=True, type=Path)
+    p.add_argument("--classes", default=None, help="class set name or YAML (folder datasets)")
+    p.add_argument("--splits", nargs="+", default=None, help="splits to use (default: all)")
+
+
+def _open_dataset(args: argparse.Namespace):
+    from spino.data import open_dataset
+
+    return open_dataset(args.dataset_kind, args.dataset_root, args.splits, args.classes)
+
+
+# -- workflow steps ----------------------------------------------------------------------------
+def cmd_make_demo(args: argparse.Namespace) -> None:
+    from spino.data.synthetic import DemoSpec, write_demo
+
+    write_demo(args.out, DemoSpec(args.n_train, args.n_val, args.height, args.width, args.seed))
+
+
+def cmd_index(args: argparse.Namespace) -> None:
+    from spino.data.manifest import build_manifest, choose_annotated, write_manifest
+
+    records = _open_dataset(args).scan()
+    annotated = choose_annotated(records, args.annotate_split, args.indices, args.ids, args.k, args.seed)
+    entries = build_manifest(records, annotated)
+    write_manifest(args.out, entries)
+    print(f"{args.out}: {len(entries)} images, {sum(e.has_gt for e in entries)} with ground truth, "
+          f"{len(annotated)} annotated: {', '.join(annotated)}")
+
+
+def cmd_create_store(args: argparse.Namespace) -> None:
+    from spino.data.manifest import read_manifest, select
+    from spino.groundtruth import create_store_for
+
+    entries = select(read_manifest(args.manifest), args.store_splits, with_gt=args.kind == "ground_truth")
+    class_set = _open_dataset(args).class_set
+    store = create_store_for(args.out, entries, class_set, args.images_per_shard, args.kind, args.confidence)
+    print(f"{args.out}: {store.num_images} images in {store.num_shards} shards of {store.images_per_shard}")
+
+
+def cmd_write_gt(args: argparse.Namespace) -> None:
+    from spino.data.manifest import read_manifest
+    from spino.groundtruth import write_ground_truth_shard
+    from spino.store import LabelStore
+
+    store = LabelStore(args.store)
+    entries = {e.image_id: e for e in read_manifest(args.manifest)}
+    write_ground_truth_shard(store, _open_dataset(args), entries, args.shard)
+    _touch(args.done, {"store": str(args.store), "shard": args.shard})
+
+
+def cmd_gather(args: argparse.Namespace) -> None:
+    from spino.store import LabelStore
+
+    store = LabelStore(args.store)
+    store.finalize()
+    summary = {"store": str(args.store), "images": store.num_images, "shards": store.num_shards, "complete": True}
+    _touch(args.out, summary)
+    print(json.dumps(summary))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from spino.evaluate import LabelSource, score
+    from spino.metrics import write_scores
+
+    gt = LabelSource(args.gt, load_class_set(args.classes) if args.classes else None)
+    pred = LabelSource(args.prediction, gt.class_set)
+    stats = score(pred, gt)
+    summary = write_scores(stats, gt.class_set, args.json, args.csv)
+    a, t, s = summary["all"], summary["things"], summary["stuff"]
+    print(
+        f"{args.prediction}: {stats.images} images  PQ {100 * a['pq']:.1f}  SQ {100 * a['sq']:.1f}  "
+        f"RQ {100 * a['rq']:.1f}  | things PQ {100 * t['pq']:.1f}  stuff PQ {100 * s['pq']:.1f}  "
+        f"| mIoU {100 * summary['miou']:.1f}"
+    )
+
+
+# -- tools ---------------------------------------------------------------------------------------
+def cmd_info(args: argparse.Namespace) -> None:
+    from spino.store import LabelStore
+
+    store = LabelStore(args.store)
+    missing = store.missing_shards()
+    info = {
+        "path": str(store.path),
+        "kind": store.meta.get("kind"),
+        "images": store.num_images,
+        "shape": [store.num_images, store.height, store.width],
+        "images_per_shard": store.images_per_shard,
+        "shards": store.num_shards,
+        "missing_shards": missing,
+        "complete": store.complete,
+        "confidence": store.has_confidence,
+        "class_set": store.class_set.name,
+        "classes": list(store.class_set.names),
+        "things": [store.class_set.names[i] for i in store.class_set.thing_ids],
+    }
+    if args.counts:
+        info["counts"] = _counts(store)
+    print(json.dumps(info, indent=2))
+
+
+def _counts(store) -> dict:
+    """Pixels and segments per class over the written shards."""
+    import numpy as np
+
+    from spino.encoding import LABEL_DIVISOR
+
+    pixels = np.zeros(256, np.int64)
+    segments = np.zeros(256, np.int64)
+    done = set(range(store.num_shards)) - set(store.missing_shards())
+    for i in sorted(done):
+        pan = store.read_shard(i)
+        pixels += np.bincount((pan // LABEL_DIVISOR).ravel(), minlength=256)[:256]
+        for image in pan:
+            segments += np.bincount(np.unique(image) // LABEL_DIVISOR, minlength=256)[:256]
+    names = list(store.class_set.names)
+    return {
+        name: {"pixels": int(pixels[i]), "segments": int(segments[i])} for i, name in enumerate(names)
+    } | {"ignore": {"pixels": int(pixels[255])}}
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
+    from spino.data.io import read_image, write_png
+    from spino.store import LabelStore
+    from spino.viz import panel
+
+    store = LabelStore(args.store)
+    index = store.index_of(args.image_id) if args.image_id else args.index
+    if not 0 <= index < store.num_images:
+        raise IndexError(f"{args.store}: index {index} out of range (0..{store.num_images - 1})")
+    paths = store.meta.get("image_paths")
+    image = read_image(paths[index]) if paths and Path(paths[index]).is_file() else None
+    write_png(args.out, panel(image, store.panoptic(index), store.class_set))
+    print(f"{args.out}: {store.image_ids[index]}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from spino.export import export_coco, export_gtfine
+    from spino.store import LabelStore
+
+    store = LabelStore(args.store)
+    n = (export_gtfine if args.format == "gtfine" else export_coco)(store, args.out)
+    print(f"{args.out}: {n} images exported as {args.format}")
+
+
+def _touch(path: Path | None, payload: dict) -> None:
+    if path is None:
+        return
+    from spino.data.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+# -- parser ----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spino", description=__doc__.splitlines()[0])
+    parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("make-demo", help="write the synthetic demo dataset (folder layout)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--n-train", type=int, default=40)
+    p.add_argument("--n-val", type=int, default=12)
+    p.add_argument("--height", type=int, default=128)
+    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_make_demo)
+
+    p = sub.add_parser("index", help="list a dataset's images and choose the annotated ones (manifest CSV)")
+    _dataset_args(p)
+    p.add_argument("--annotate-split", default="train")
+    choice = p.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--indices", type=int, nargs="+", help="indices into the sorted labelled images")
+    choice.add_argument("--ids", nargs="+", help="image ids")
+    choice.add_argument("--k", type=int, help="draw k images with --seed")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("create-store", help="create an empty sharded label store for manifest images")
+    _dataset_args(p)
+    p.add_argument("--manifest", required=True, type=Path)
+    p.add_argument("--store-splits", nargs="+", default=None, help="splits whose images the store holds")
+    p.add_argument("--kind", required=True, choices=["ground_truth", "pseudo_labels", "predictions"])
+    p.add_argument("--images-per-shard", type=int, required=True)
+    p.add_argument("--confidence", action="store_true", help="add a per-pixel confidence array")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_create_store)
+
+    p = sub.add_parser("write-gt", help="write one shard of a ground-truth store")
+    _dataset_args(p)
+    p.add_argument("--manifest", required=True, type=Path)
+    p.add_argument("--store", required=True, type=Path)
+    p.add_argument("--shard", required=True, type=int)
+    p.add_argument("--done", type=Path, help="marker file written when the shard is complete")
+    p.set_defaults(func=cmd_write_gt)
+
+    p = sub.add_parser("gather", help="check every shard of a store and mark it complete")
+    p.add_argument("store", type=Path)
+    p.add_argument("--out", type=Path, help="summary JSON")
+    p.set_defaults(func=cmd_gather)
+
+    p = sub.add_parser("evaluate", help="PQ/SQ/RQ and mIoU of a store or gtFine folder against ground truth")
+    p.add_argument("prediction", type=Path, help="label store or folder of *_gtFine_instanceIds.png")
+    p.add_argument("--gt", required=True, type=Path, help="ground-truth label store (or gtFine folder with --classes)")
+    p.add_argument("--classes", default=None, help="class set when --gt is a folder")
+    p.add_argument("--json", required=True, type=Path)
+    p.add_argument("--csv", required=True, type=Path)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("info", help="shape, shards, completeness and class set of a label store")
+    p.add_argument("store", type=Path)
+    p.add_argument("--counts", action="store_true", help="also count pixels and segments per class")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("inspect", help="picture of one image of a store: image | labels | overlay")
+    p.add_argument("store", type=Path)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--index", type=int, default=0)
+    which.add_argument("--image-id")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("export", help="export a store as Cityscapes gtFine PNGs or COCO panoptic")
+    p.add_argument("store", type=Path)
+    p.add_argument("--format", choices=["gtfine", "coco"], default="gtfine")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (FileNotFoundError, ValueError, KeyError, IndexError, RuntimeError, OSError) as err:
+        if args.traceback:
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"spino {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    return 0

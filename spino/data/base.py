@@ -1,0 +1,59 @@
+"""What every dataset adapter provides: records (ids, paths, splits), images and panoptic targets."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from spino.classes import ClassSet
+from spino.data.io import check_same_size, read_image
+from spino.encoding import check_panoptic
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image of a dataset: its id, split and files (label paths are "" when it has none)."""
+
+    image_id: str
+    split: str
+    image: str
+    semantic: str = ""
+    instance: str = ""
+
+    @property
+    def has_gt(self) -> bool:
+        return bool(self.semantic)
+
+
+class Dataset(ABC):
+    """A dataset adapter. Subclasses find the files and decode their label format."""
+
+    class_set: ClassSet
+
+    @abstractmethod
+    def scan(self) -> list[Record]:
+        """All records, sorted by (split, image id)."""
+
+    @abstractmethod
+    def decode_panoptic(self, record: Record) -> np.ndarray:
+        """The record's ground truth in spino's panoptic encoding (see spino.encoding)."""
+
+    def read_image(self, record: Record) -> np.ndarray:
+        return read_image(record.image)
+
+    def read_panoptic(self, record: Record) -> np.ndarray:
+        """Ground truth, checked against the class set; raises naming the file if it is wrong."""
+        if not record.has_gt:
+            raise ValueError(f"image {record.image_id} ({record.image}) has no ground truth")
+        pan = self.decode_panoptic(record)
+        check_panoptic(pan, self.class_set, record.semantic)
+        return pan
+
+    def read_sample(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
+        """Image and ground truth, checked to have the same size."""
+        image = self.read_image(record)
+        pan = self.read_panoptic(record)
+        check_same_size(image, pan, record.image, record.semantic)
+        return image, pan

@@ -1,0 +1,88 @@
+"""Cityscapes: ``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` with ``gtFine`` labels.
+
+Classes come from ``*_gtFine_instanceIds.png`` exactly as the official panoptic conversion
+(cityscapesscripts' createPanopticImgs) reads them: values >= 1000 are ``labelId * 1000 + k``
+instances, smaller values are a label id without instance (a crowd region for thing classes).
+Label ids are mapped to the 19 train ids; classes ignored in evaluation become 255.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from spino.classes import CITYSCAPES_19, ClassSet
+from spino.data.base import Dataset, Record
+from spino.data.io import read_label
+from spino.encoding import LABEL_DIVISOR, encode
+
+IMAGE_SUFFIX = "_leftImg8bit.png"
+LABEL_SUFFIX = "_gtFine_labelIds.png"
+INSTANCE_SUFFIX = "_gtFine_instanceIds.png"
+SPLITS_WITHOUT_GT = {"test"}  # Cityscapes test labels are withheld (all zeros)
+
+
+def decode_gtfine(label_path: str | Path, instance_path: str | Path | None, class_set: ClassSet) -> np.ndarray:
+    """Panoptic map from gtFine-style files (instanceIds when present, else labelIds alone)."""
+    source = instance_path or label_path
+    if instance_path:
+        ids = read_label(instance_path).astype(np.int64)
+        label_ids = np.where(ids >= LABEL_DIVISOR, ids // LABEL_DIVISOR, ids)
+        k = np.where(ids >= LABEL_DIVISOR, ids % LABEL_DIVISOR + 1, 0)
+        if k.max(initial=0) >= LABEL_DIVISOR:
+            raise ValueError(f"{instance_path}: more than {LABEL_DIVISOR - 1} instances of one class")
+    else:
+        label_ids = read_label(label_path).astype(np.int64)
+        k = np.zeros_like(label_ids)
+    lut, known = class_set.label_to_train()
+    label_ids = np.clip(label_ids, -1, 255)
+    bad = np.unique(label_ids[(label_ids < 0) | ~known[label_ids]])
+    if bad.size:
+        raise ValueError(f"{source}: label ids {bad.tolist()} are not in class set {class_set.name!r}")
+    semantic = lut[label_ids]
+    thing = class_set.thing_mask()[semantic]
+    return encode(semantic, np.where(thing, k, 0))
+
+
+class Cityscapes(Dataset):
+    """The Cityscapes directory layout (also used by exports and by prediction folders)."""
+
+    class_set = CITYSCAPES_19
+
+    def __init__(self, root: str | Path, splits: list[str]):
+        self.root = Path(root)
+        self.splits = splits
+
+    def scan(self) -> list[Record]:
+        images_root = self.root / "leftImg8bit"
+        if not images_root.is_dir():
+            raise FileNotFoundError(f"{images_root}: not found (expected the Cityscapes leftImg8bit/ folder)")
+        records = []
+        for split in self.splits:
+            split_dir = images_root / split
+            if not split_dir.is_dir():
+                raise FileNotFoundError(f"{split_dir}: split folder not found")
+            for image in sorted(split_dir.glob(f"*/*{IMAGE_SUFFIX}")):
+                stem = image.name[: -len(IMAGE_SUFFIX)]
+                label_dir = self.root / "gtFine" / split / image.parent.name
+                semantic = label_dir / f"{stem}{LABEL_SUFFIX}"
+                instance = label_dir / f"{stem}{INSTANCE_SUFFIX}"
+                has_gt = split not in SPLITS_WITHOUT_GT
+                if has_gt and not (semantic.is_file() or instance.is_file()):
+                    raise FileNotFoundError(f"{instance}: label file not found for image {image}")
+                records.append(
+                    Record(
+                        stem,
+                        split,
+                        str(image),
+                        str(semantic) if has_gt else "",
+                        str(instance) if has_gt and instance.is_file() else "",
+                    )
+                )
+            if not any(r.split == split for r in records):
+                raise FileNotFoundError(f"{split_dir}: no *{IMAGE_SUFFIX} images found")
+        return records
+
+    def decode_panoptic(self, record: Record) -> np.ndarray:
+        return decode_gtfine(record.semantic, record.instance or None, self.class_set)

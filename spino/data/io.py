@@ -1,0 +1,79 @@
+"""Reading and writing image and label files, with errors that name the file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An RGB image as (H, W, 3) uint8."""
+    with _open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def read_label(path: str | Path) -> np.ndarray:
+    """A single-channel label PNG (8 or 16 bit) as an integer array."""
+    with _open(path) as im:
+        if im.mode not in ("L", "P", "I", "I;16", "I;16B", "1"):
+            raise ValueError(f"{path}: label images must be single-channel, got mode {im.mode}")
+        arr = np.asarray(im)
+    return arr.astype(np.int64) if arr.dtype == np.int32 else arr
+
+
+def _open(path: str | Path) -> Image.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        im = Image.open(path)
+        im.load()
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"{path}: cannot decode image ({err})") from err
+    return im
+
+
+def write_png(path: str | Path, array: np.ndarray) -> None:
+    """Write a uint8/uint16 label or RGB image atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if array.dtype == np.uint16:
+        im = Image.fromarray(array)
+    elif array.dtype == np.uint8:
+        im = Image.fromarray(array)
+    else:
+        raise TypeError(f"{path}: can write uint8 or uint16 PNGs, got {array.dtype}")
+    with atomic_path(path) as tmp:
+        im.save(tmp, format="PNG")
+
+
+class atomic_path:
+    """Context manager yielding a temporary sibling path that is renamed onto ``path`` on success."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __enter__(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def check_same_size(image: np.ndarray, label: np.ndarray, image_path: str, label_path: str) -> None:
+    if image.shape[:2] != label.shape[:2]:
+        raise ValueError(
+            f"{label_path}: label size {label.shape[1]}x{label.shape[0]} differs from image "
+            f"{image_path} ({image.shape[1]}x{image.shape[0]})"
+        )

@@ -1,0 +1,107 @@
+"""The manifest: one CSV row per image (id, split, files, ground truth?, annotated?).
+
+It is the first artifact of a run, and every later stage reads its image lists from it, so the
+choice of the k annotated images is made once, deterministically, and can be read by a person.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from spino.data.base import Record
+from spino.data.io import atomic_path
+
+
+@dataclass(frozen=True)
+class Entry:
+    image_id: str
+    split: str
+    image: str
+    semantic: str
+    instance: str
+    has_gt: bool
+    annotated: bool
+
+    @property
+    def record(self) -> Record:
+        return Record(self.image_id, self.split, self.image, self.semantic, self.instance)
+
+
+COLUMNS = [f.name for f in fields(Entry)]
+
+
+def choose_annotated(
+    records: list[Record],
+    split: str,
+    indices: list[int] | None = None,
+    image_ids: list[str] | None = None,
+    k: int | None = None,
+    seed: int = 0,
+) -> list[str]:
+    """Ids of the annotated images: given ids, indices into the sorted candidates, or k drawn with a seed.
+
+    Candidates are the images of ``split`` that have ground truth, sorted by id (for Cityscapes
+    this is the order of the sorted ``gtFine/train/*/*_labelIds.png`` list the paper indexes).
+    """
+    candidates = sorted(r.image_id for r in records if r.split == split and r.has_gt)
+    if not candidates:
+        raise ValueError(f"no image of split {split!r} has ground truth to annotate from")
+    if image_ids is not None:
+        missing = sorted(set(image_ids) - set(candidates))
+        if missing:
+            raise ValueError(f"annotated image ids not among the labelled {split!r} images: {missing}")
+        return list(image_ids)
+    if indices is not None:
+        bad = [i for i in indices if not 0 <= i < len(candidates)]
+        if bad:
+            raise ValueError(f"annotated indices {bad} out of range: split {split!r} has {len(candidates)} labelled images")
+        return [candidates[i] for i in indices]
+    if k is None or not 0 < k <= len(candidates):
+        raise ValueError(f"k={k} annotated images requested; split {split!r} has {len(candidates)} labelled images")
+    chosen = np.random.default_rng(seed).choice(len(candidates), size=k, replace=False)
+    return [candidates[i] for i in sorted(chosen)]
+
+
+def build_manifest(records: list[Record], annotated: list[str]) -> list[Entry]:
+    ids = [r.image_id for r in records]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"image ids must be unique across splits; repeated: {dup[:5]}")
+    chosen = set(annotated)
+    return [Entry(r.image_id, r.split, r.image, r.semantic, r.instance, r.has_gt, r.image_id in chosen) for r in records]
+
+
+def write_manifest(path: str | Path, entries: list[Entry]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for e in entries:
+            row = {c: getattr(e, c) for c in COLUMNS}
+            row["has_gt"], row["annotated"] = int(e.has_gt), int(e.annotated)
+            writer.writerow(row)
+
+
+def read_manifest(path: str | Path) -> list[Entry]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: manifest not found")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != COLUMNS:
+            raise ValueError(f"{path}: expected columns {COLUMNS}, got {reader.fieldnames}")
+        return [
+            Entry(
+                r["image_id"], r["split"], r["image"], r["semantic"], r["instance"],
+                r["has_gt"] == "1", r["annotated"] == "1",
+            )
+            for r in reader
+        ]
+
+
+def select(entries: list[Entry], splits: list[str] | None = None, with_gt: bool = False) -> list[Entry]:
+    """Entries of the given splits (all when None), in manifest order; only labelled ones if with_gt."""
+    return [e for e in entries if (splits is None or e.split in splits) and (e.has_gt or not with_gt)]

@@ -1,0 +1,172 @@
+"""The embedded demo dataset: deterministic street-like scenes written in the folder layout.
+
+Each scene has sky, buildings with windows, trees, a road with lane marks and sidewalks (stuff), and
+cars and people (things) drawn far-to-near, so that instances of one class touch and occlude each
+other: telling them apart needs boundaries, not just colours. Textures and per-instance colours
+keep the task non-trivial; the same seed always gives the same files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from spino.classes import DEMO
+from spino.data.io import atomic_path, write_png
+
+ROAD, SIDEWALK, BUILDING, VEGETATION, SKY, PERSON, CAR = range(7)
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    n_train: int = 40
+    n_val: int = 12
+    height: int = 128
+    width: int = 256
+    seed: int = 0
+
+
+class _Canvas:
+    def __init__(self, height: int, width: int, rng: np.random.Generator):
+        self.rng = rng
+        self.yy, self.xx = np.mgrid[0:height, 0:width].astype(np.float32)
+        self.image = np.zeros((height, width, 3), np.float32)
+        self.semantic = np.full((height, width), SKY, np.uint8)
+        self.instance = np.zeros((height, width), np.uint16)
+        self.next_instance = 1
+
+    def paint(self, mask: np.ndarray, cls: int, color: np.ndarray, thing: bool = False) -> None:
+        self.image[mask] = color[mask] if color.ndim == 3 else color
+        self.semantic[mask] = cls
+        if thing:
+            self.instance[mask] = self.next_instance
+            self.next_instance += 1
+        else:
+            self.instance[mask] = 0
+
+    def noise(self, amplitude: float) -> np.ndarray:
+        return self.rng.normal(0.0, amplitude, self.image.shape).astype(np.float32)
+
+    def tint(self, rgb, amplitude: float) -> np.ndarray:
+        return np.asarray(rgb, np.float32) + self.noise(amplitude)
+
+
+def render_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One scene: (image uint8 HxWx3, semantic uint8 HxW, instance uint16 HxW with 0 = none)."""
+    c = _Canvas(height, width, rng)
+    yy, xx = c.yy, c.xx
+    horizon = int(height * rng.uniform(0.4, 0.5))
+
+    sky = np.array([110, 160, 215], np.float32) + (yy / height * 60)[..., None] + c.noise(3)
+    c.paint(np.ones_like(c.semantic, bool), SKY, sky)
+
+    x = 0
+    while x < width:
+        w = int(rng.uniform(0.12, 0.3) * width)
+        top = int(rng.uniform(0.05, 0.8) * horizon)
+        base = rng.uniform(60, 150, 3)
+        facade = c.tint(base, 6)
+        windows = ((yy - top) % 9 < 4) & ((xx - x) % 8 < 4) & (yy > top + 3)
+        facade[windows] = base * 0.45
+        c.paint((xx >= x) & (xx < x + w) & (yy >= top) & (yy < horizon), BUILDING, facade)
+        x += w + int(rng.integers(0, 8))
+
+    for _ in range(int(rng.integers(1, 4))):
+        cx, cy = rng.uniform(0, width), horizon - rng.uniform(0.05, 0.2) * height
+        r = rng.uniform(0.07, 0.14) * height
+        crown = (xx - cx) ** 2 + ((yy - cy) * 1.2) ** 2 < r**2
+        trunk = (abs(xx - cx) < r * 0.15) & (yy >= cy) & (yy < horizon + 2)
+        leaves = c.tint([60, 120, 40], 25) * rng.uniform(0.8, 1.2)
+        c.paint(crown | trunk, VEGETATION, leaves)
+
+    ground = yy >= horizon
+    road = c.tint([85, 85, 90], 7)
+    road[(abs(xx - width / 2) < 1.5) & ((yy // 6) % 2 == 0)] = 230
+    c.paint(ground, ROAD, road)
+    depth = (yy - horizon) / max(height - horizon, 1)
+    left_edge = width * (0.35 - 0.4 * depth)
+    right_edge = width * (0.65 + 0.4 * depth)
+    tiles = c.tint([175, 170, 160], 6)
+    tiles[((yy % 6) < 1) | ((xx % 10) < 1)] = 130
+    sides = (xx < left_edge) | ((xx > right_edge) & (rng.random() < 0.7))
+    c.paint(ground & sides, SIDEWALK, tiles)
+
+    objects = [("car", horizon + rng.uniform(0.15, 1.0) * (height - horizon)) for _ in range(rng.integers(2, 6))]
+    objects += [("person", horizon + rng.uniform(0.1, 1.0) * (height - horizon)) for _ in range(rng.integers(1, 5))]
+    last_x = {"car": None, "person": None}
+    for kind, bottom in sorted(objects, key=lambda o: o[1]):
+        scale = 0.3 + 0.7 * (bottom - horizon) / (height - horizon)
+        if kind == "car":
+            h = scale * 0.32 * height + 6
+            w = h * rng.uniform(1.7, 2.3)
+        else:
+            h = scale * 0.45 * height + 8
+            w = h * 0.32
+        # Half of the objects stand next to the previous one of their kind: touching or occluding.
+        if last_x[kind] is not None and rng.random() < 0.5:
+            cx = last_x[kind] + rng.choice([-1, 1]) * w * rng.uniform(0.6, 1.0)
+        elif kind == "person":
+            cx = rng.choice([rng.uniform(0, 0.3), rng.uniform(0.7, 1.0)]) * width
+        else:
+            cx = rng.uniform(0.25, 0.75) * width
+        last_x[kind] = cx
+        if kind == "car":
+            _draw_car(c, cx, bottom, w, h)
+        else:
+            _draw_person(c, cx, bottom, w, h)
+
+    image = c.image * rng.uniform(0.85, 1.15) + c.noise(4)
+    return np.clip(image, 0, 255).astype(np.uint8), c.semantic, c.instance
+
+
+def _draw_car(c: _Canvas, cx: float, bottom: float, w: float, h: float) -> None:
+    yy, xx = c.yy, c.xx
+    body = (abs(xx - cx) < w / 2) & (yy < bottom - h * 0.12) & (yy >= bottom - h * 0.6)
+    cabin_half = w * 0.22 + (yy - (bottom - h)) * 0.3
+    cabin = (abs(xx - cx) < cabin_half) & (yy >= bottom - h) & (yy < bottom - h * 0.6)
+    wheels = np.zeros_like(body)
+    for wx in (cx - w * 0.3, cx + w * 0.3):
+        wheels |= (xx - wx) ** 2 + (yy - (bottom - h * 0.15)) ** 2 < (h * 0.16) ** 2
+    hue = c.rng.uniform(20, 235, 3)
+    paint = c.tint(hue, 5) * (1.1 - 0.3 * ((yy - (bottom - h)) / h))[..., None]
+    paint[cabin & (abs(xx - cx) < cabin_half - 2) & (yy > bottom - h + 2)] = [40, 50, 70]
+    paint[wheels] = 25
+    c.paint(body | cabin | wheels, CAR, paint, thing=True)
+
+
+def _draw_person(c: _Canvas, cx: float, bottom: float, w: float, h: float) -> None:
+    yy, xx = c.yy, c.xx
+    head_r = h * 0.1
+    head = (xx - cx) ** 2 + (yy - (bottom - h + head_r)) ** 2 < head_r**2
+    torso = ((xx - cx) / (w / 2)) ** 2 + ((yy - (bottom - h * 0.55)) / (h * 0.3)) ** 2 < 1
+    legs = (abs(abs(xx - cx) - w * 0.18) < w * 0.13) & (yy >= bottom - h * 0.35) & (yy < bottom)
+    clothes = c.tint(c.rng.uniform(30, 230, 3), 8)
+    clothes[head] = c.rng.uniform(150, 220) * np.array([1.0, 0.8, 0.65])
+    clothes[legs] = c.rng.uniform(20, 90, 3)
+    c.paint(head | torso | legs, PERSON, clothes, thing=True)
+
+
+def write_demo(root: str | Path, spec: DemoSpec) -> None:
+    """Write the demo dataset in the folder layout under ``root`` (deterministic for a spec)."""
+    root = Path(root)
+    splits = {"train": [], "val": []}
+    for index in range(spec.n_train + spec.n_val):
+        split = "train" if index < spec.n_train else "val"
+        image_id = f"demo_{index:04d}"
+        rng = np.random.default_rng([spec.seed, index])
+        image, semantic, instance = render_scene(rng, spec.height, spec.width)
+        write_png(root / "images" / f"{image_id}.png", image)
+        write_png(root / "semantic" / f"{image_id}.png", semantic)
+        write_png(root / "instances" / f"{image_id}.png", instance)
+        splits[split].append(image_id)
+    for split, ids in splits.items():
+        with atomic_path(root / "splits" / f"{split}.txt") as tmp:
+            tmp.write_text("".join(f"{i}\n" for i in ids))
+    with atomic_path(root / "classes.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(DEMO.to_dict(), sort_keys=False))
+    with atomic_path(root / "demo.json") as tmp:
+        tmp.write_text(json.dumps(spec.__dict__, indent=2))

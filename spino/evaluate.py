@@ -1,0 +1,64 @@
+"""Score label sources (stores or gtFine-form folders) against ground truth, image by image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from spino.classes import ClassSet
+from spino.export import load_gtfine_prediction, read_gtfine_folder
+from spino.metrics import PanopticStats
+from spino.progress import progress
+from spino.store import LabelStore
+
+
+class LabelSource:
+    """Panoptic maps by image id, from a label store or from a folder of gtFine-form PNGs."""
+
+    def __init__(self, path: str | Path, class_set: ClassSet | None = None):
+        self.path = Path(path)
+        if (self.path / "zarr.json").is_file():
+            self.store: LabelStore | None = LabelStore(self.path)
+            self.store.require_complete()
+            self.class_set = self.store.class_set
+            self.ids = list(self.store.image_ids)
+        else:
+            if class_set is None:
+                raise ValueError(f"{self.path}: a folder of PNGs needs a class set (pass a store as ground truth)")
+            self.store = None
+            self.class_set = class_set
+            self.files = read_gtfine_folder(self.path, class_set)
+            self.ids = list(self.files)
+
+    def panoptic(self, image_id: str) -> np.ndarray:
+        if self.store is not None:
+            return self.store.panoptic(self.store.index_of(image_id))
+        return load_gtfine_prediction(self.files[image_id], self.class_set)
+
+
+def common_ids(prediction: LabelSource, ground_truth: LabelSource) -> list[str]:
+    """Ids present in both, in ground-truth order; raises if there are none."""
+    pred_ids = set(prediction.ids)
+    ids = [i for i in ground_truth.ids if i in pred_ids]
+    if not ids:
+        raise ValueError(f"{prediction.path} and {ground_truth.path} share no image ids")
+    return ids
+
+
+def score(prediction: LabelSource, ground_truth: LabelSource, ids: list[str] | None = None) -> PanopticStats:
+    """PQ/SQ/RQ/mIoU sums of the prediction over the given (default: shared) image ids."""
+    class_set = ground_truth.class_set
+    if prediction.class_set.names != class_set.names:
+        raise ValueError(f"{prediction.path} and {ground_truth.path} use different class sets")
+    ids = common_ids(prediction, ground_truth) if ids is None else ids
+    stats = PanopticStats(class_set.num_classes)
+    for image_id in progress(ids, "scoring"):
+        gt, pred = ground_truth.panoptic(image_id), prediction.panoptic(image_id)
+        if gt.shape != pred.shape:
+            raise ValueError(
+                f"{prediction.path}: image {image_id} has size {pred.shape[::-1]}, ground truth {gt.shape[::-1]}"
+            )
+        stats.update(gt, pred, class_set)
+    return stats
+

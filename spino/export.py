@@ -1,0 +1,116 @@
+"""Export label stores to formats other training code reads: Cityscapes gtFine and COCO panoptic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from spino.classes import ClassSet
+from spino.data.cityscapes import INSTANCE_SUFFIX, LABEL_SUFFIX, decode_gtfine
+from spino.data.io import atomic_path, write_png
+from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, instance_of, semantic_of
+from spino.store import LabelStore
+
+TRAIN_SUFFIX = "_gtFine_labelTrainIds.png"
+
+
+def to_gtfine(panoptic: np.ndarray, class_set: ClassSet) -> tuple[np.ndarray, np.ndarray]:
+    """(labelIds uint8, instanceIds uint16) in the Cityscapes gtFine convention for one map."""
+    to_label = np.full(256, class_set.void_label_id, dtype=np.int64)
+    to_label[: class_set.num_classes] = class_set.export_label_ids()
+    label_ids = to_label[semantic_of(panoptic)]
+    inst = instance_of(panoptic).astype(np.int64)
+    instance_ids = np.where(inst > 0, label_ids * LABEL_DIVISOR + inst - 1, label_ids)
+    return label_ids.astype(np.uint8), instance_ids.astype(np.uint16)
+
+
+def gtfine_dir(out: Path, image_id: str, class_set: ClassSet) -> Path:
+    """Cityscapes ids (``<city>_<seq>_<frame>``) go into per-city folders, as gtFine does."""
+    if class_set.name == "cityscapes-19" and image_id.count("_") == 2:
+        return out / image_id.split("_")[0]
+    return out
+
+
+def export_gtfine(store: LabelStore, out: str | Path) -> int:
+    """Write ``*_gtFine_labelIds.png``, ``*_gtFine_instanceIds.png`` and ``*_gtFine_labelTrainIds.png``."""
+    store.require_complete()
+    out, class_set = Path(out), store.class_set
+    for index, image_id in enumerate(store.image_ids):
+        pan = store.panoptic(index)
+        label_ids, instance_ids = to_gtfine(pan, class_set)
+        folder = gtfine_dir(out, image_id, class_set)
+        write_png(folder / f"{image_id}{LABEL_SUFFIX}", label_ids)
+        write_png(folder / f"{image_id}{INSTANCE_SUFFIX}", instance_ids)
+        write_png(folder / f"{image_id}{TRAIN_SUFFIX}", semantic_of(pan))
+    return store.num_images
+
+
+def read_gtfine_folder(folder: str | Path, class_set: ClassSet) -> dict[str, Path]:
+    """Image id -> instanceIds file of a gtFine-form folder (searched recursively)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: prediction folder not found")
+    files = {p.name[: -len(INSTANCE_SUFFIX)]: p for p in sorted(folder.rglob(f"*{INSTANCE_SUFFIX}"))}
+    if not files:
+        raise FileNotFoundError(f"{folder}: no *{INSTANCE_SUFFIX} files found")
+    return files
+
+
+def load_gtfine_prediction(instance_file: Path, class_set: ClassSet) -> np.ndarray:
+    return decode_gtfine("", instance_file, class_set)
+
+
+def coco_categories(class_set: ClassSet) -> list[dict]:
+    return [
+        {"id": i, "name": n, "isthing": int(t), "color": list(c)}
+        for i, (n, t, c) in enumerate(zip(class_set.names, class_set.thing, class_set.colors))
+    ]
+
+
+def to_coco_png(panoptic: np.ndarray, class_set: ClassSet) -> tuple[np.ndarray, list[dict]]:
+    """COCO panoptic RGB map (id = R + 256 G + 256^2 B, 0 = void) and its segments_info.
+
+    Thing pixels without an instance (crowd regions) are one segment per class with iscrowd=1.
+    """
+    thing = class_set.thing_mask()
+    ids, inverse, areas = np.unique(panoptic, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(panoptic.shape)
+    segments, seg_ids = [], np.zeros(len(ids), dtype=np.uint32)
+    for n, (pid, area) in enumerate(zip(ids.tolist(), areas.tolist())):
+        if pid == IGNORE_PANOPTIC:
+            continue
+        seg_id = len(segments) + 1
+        seg_ids[n] = seg_id
+        ys, xs = np.nonzero(inverse == n)
+        cls, inst = divmod(pid, LABEL_DIVISOR)
+        segments.append(
+            {
+                "id": seg_id,
+                "category_id": cls,
+                "area": area,
+                "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
+                "iscrowd": int(thing[cls] and inst == 0),
+            }
+        )
+    seg = seg_ids[inverse]
+    rgb = np.stack([seg % 256, seg // 256 % 256, seg // 65536 % 256], axis=-1).astype(np.uint8)
+    return rgb, segments
+
+
+def export_coco(store: LabelStore, out: str | Path) -> int:
+    """Write ``<out>/panoptic/<id>.png`` and ``<out>/panoptic.json`` (COCO panoptic format)."""
+    store.require_complete()
+    out, class_set = Path(out), store.class_set
+    images, annotations = [], []
+    for index, image_id in enumerate(store.image_ids):
+        rgb, segments = to_coco_png(store.panoptic(index), class_set)
+        file_name = f"{image_id}.png"
+        write_png(out / "panoptic" / file_name, rgb)
+        images.append({"id": image_id, "file_name": file_name, "height": store.height, "width": store.width})
+        annotations.append({"image_id": image_id, "file_name": file_name, "segments_info": segments})
+    payload = {"images": images, "annotations": annotations, "categories": coco_categories(class_set)}
+    with atomic_path(out / "panoptic.json") as tmp:
+        tmp.write_text(json.dumps(payload))
+    return store.num_images

@@ -1,0 +1,69 @@
+"""Ground-truth label stores: the dataset's labels, decoded once into spino's encoding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from spino.classes import ClassSet
+from spino.data.base import Dataset
+from spino.data.manifest import Entry
+from spino.encoding import semantic_of
+from spino.progress import progress
+from spino.store import LabelStore, create_store
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) of an image file, read from its header."""
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found") from None
+    except OSError as err:
+        raise ValueError(f"{path}: cannot decode image ({err})") from err
+
+
+def create_store_for(
+    path: str | Path,
+    entries: list[Entry],
+    class_set: ClassSet,
+    images_per_shard: int,
+    kind: str,
+    with_confidence: bool = False,
+) -> LabelStore:
+    """An empty store for these manifest entries, sized by the first image; kind says what it holds."""
+    if not entries:
+        raise ValueError(f"{path}: no images selected for this store")
+    height, width = image_size(entries[0].image)
+    return create_store(
+        path,
+        [e.image_id for e in entries],
+        height,
+        width,
+        class_set,
+        images_per_shard,
+        with_confidence=with_confidence,
+        extra_attrs={"kind": kind, "image_paths": [e.image for e in entries]},
+    )
+
+
+def write_ground_truth_shard(store: LabelStore, dataset: Dataset, entries: dict[str, Entry], index: int) -> None:
+    """Decode and check the labels of one shard's images and write the shard."""
+    shard = store.shard(index)
+    pans = []
+    for image_id in progress(store.image_ids[shard.start : shard.stop], f"ground truth shard {index}"):
+        entry = entries[image_id]
+        pan = dataset.read_panoptic(entry.record)
+        expected = (store.height, store.width)
+        for path, shape in ((entry.semantic, pan.shape), (entry.image, image_size(entry.image))):
+            if tuple(shape) != expected:
+                raise ValueError(
+                    f"{path}: size {shape[1]}x{shape[0]} differs from the store's {expected[1]}x{expected[0]} "
+                    "(all images of a store must have one size)"
+                )
+        pans.append(pan)
+    panoptic = np.stack(pans)
+    store.write_shard(index, semantic_of(panoptic), panoptic)

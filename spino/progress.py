@@ -1,0 +1,26 @@
+"""Progress bars for long loops: live on a terminal, periodic lines in a rule's log file."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+
+def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
+    interactive = sys.stderr.isatty()
+    return iter(
+        tqdm(
+            items,
+            desc=desc,
+            total=total,
+            file=sys.stderr,
+            mininterval=0.2 if interactive else 30.0,
+            ascii=not interactive,
+            dynamic_ncols=interactive,
+        )
+    )

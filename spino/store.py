@@ -1,0 +1,219 @@
+"""Label stores: zarr v3 groups of per-image label maps, sharded along the image axis.
+
+Layout (a plain ``zarr.open(path)`` reads it)::
+
+    <store>/semantic      (N, H, W) uint8   train ids, 255 ignore
+    <store>/panoptic      (N, H, W) uint32  spino.encoding (class * 1000 + instance)
+    <store>/confidence    (N, H, W) float16 optional per-pixel confidence
+    <store>/shard_done    (n_shards,) uint8 1 once a shard was written whole and read back
+    attributes["spino"]   image_ids, class_set, height, width, images_per_shard, complete
+
+Every array is chunked one image per chunk and sharded ``images_per_shard`` images per shard
+file. Writers own whole shards (zarr loses data when processes write different images of one
+shard), each writer marks only its own ``shard_done`` chunk, and only ``finalize`` (one process,
+after every shard is done) sets ``complete``. A store whose writer died is therefore never
+reported complete, and ``missing_shards`` says what to rerun.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.codecs import ZstdCodec
+
+from spino.classes import IGNORE, ClassSet
+from spino.encoding import IGNORE_PANOPTIC, PANOPTIC_DTYPE, semantic_of
+
+FORMAT_VERSION = 1
+ARRAY_DTYPES = {"semantic": np.uint8, "panoptic": PANOPTIC_DTYPE, "confidence": np.float16}
+FILL_VALUES = {"semantic": IGNORE, "panoptic": IGNORE_PANOPTIC, "confidence": 0.0}
+
+
+class IncompleteStoreError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    start: int
+    stop: int
+
+
+def create_store(
+    path: str | Path,
+    image_ids: list[str],
+    height: int,
+    width: int,
+    class_set: ClassSet,
+    images_per_shard: int,
+    with_confidence: bool = False,
+    extra_attrs: dict | None = None,
+) -> LabelStore:
+    """Create an empty store (in a temporary directory, renamed into place when ready)."""
+    path = Path(path)
+    if not image_ids:
+        raise ValueError(f"{path}: cannot create a label store for zero images")
+    if len(set(image_ids)) != len(image_ids):
+        raise ValueError(f"{path}: image ids must be unique")
+    if images_per_shard < 1:
+        raise ValueError(f"{path}: images_per_shard must be >= 1")
+    n = len(image_ids)
+    n_shards = shard_count(n, images_per_shard)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        group = zarr.open_group(tmp, mode="w", zarr_format=3)
+        names = ["semantic", "panoptic"] + (["confidence"] if with_confidence else [])
+        for name in names:
+            group.create_array(
+                name,
+                shape=(n, height, width),
+                chunks=(1, height, width),
+                shards=(images_per_shard, height, width),
+                dtype=ARRAY_DTYPES[name],
+                fill_value=FILL_VALUES[name],
+                compressors=ZstdCodec(level=3),
+                dimension_names=("image", "y", "x"),
+            )
+        group.create_array("shard_done", shape=(n_shards,), chunks=(1,), dtype=np.uint8, fill_value=0)
+        group.attrs["spino"] = {
+            "format": FORMAT_VERSION,
+            "image_ids": list(image_ids),
+            "class_set": class_set.to_dict(),
+            "height": height,
+            "width": width,
+            "images_per_shard": images_per_shard,
+            "complete": False,
+            **(extra_attrs or {}),
+        }
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return LabelStore(path)
+
+
+class LabelStore:
+    """A label store on disk (see the module docstring for its layout and completion rules)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not (self.path / "zarr.json").is_file():
+            raise FileNotFoundError(f"{self.path}: not a spino label store (no zarr.json)")
+        self.group = zarr.open_group(self.path, mode="r+")
+        meta = self.group.attrs.get("spino")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{self.path}: not a spino label store of format {FORMAT_VERSION}")
+        self.meta = meta
+        self.image_ids: list[str] = meta["image_ids"]
+        self.images_per_shard: int = meta["images_per_shard"]
+        self.height: int = meta["height"]
+        self.width: int = meta["width"]
+
+    # -- layout ---------------------------------------------------------------------------
+    @property
+    def class_set(self) -> ClassSet:
+        return ClassSet.from_dict(self.meta["class_set"], source=str(self.path))
+
+    @property
+    def num_images(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def num_shards(self) -> int:
+        return shard_count(self.num_images, self.images_per_shard)
+
+    @property
+    def has_confidence(self) -> bool:
+        return "confidence" in self.group
+
+    def shard(self, index: int) -> Shard:
+        if not 0 <= index < self.num_shards:
+            raise IndexError(f"{self.path}: shard {index} out of range (0..{self.num_shards - 1})")
+        start = index * self.images_per_shard
+        return Shard(index, start, min(start + self.images_per_shard, self.num_images))
+
+    def index_of(self, image_id: str) -> int:
+        try:
+            return self.image_ids.index(image_id)
+        except ValueError:
+            raise KeyError(f"{self.path}: image {image_id!r} not in store") from None
+
+    # -- writing ----------------------------------------------------------------------------
+    def write_shard(
+        self, index: int, semantic: np.ndarray, panoptic: np.ndarray, confidence: np.ndarray | None = None
+    ) -> None:
+        """Write one whole shard, read it back, and only then mark it done."""
+        shard = self.shard(index)
+        expected = (shard.stop - shard.start, self.height, self.width)
+        data = {"semantic": semantic, "panoptic": panoptic}
+        if self.has_confidence:
+            if confidence is None:
+                raise ValueError(f"{self.path}: this store holds confidence; pass it for shard {index}")
+            data["confidence"] = confidence
+        for name, arr in data.items():
+            if arr.shape != expected:
+                raise ValueError(f"{self.path}: shard {index} {name} has shape {arr.shape}, expected {expected}")
+        if not np.array_equal(semantic_of(panoptic), semantic):
+            raise ValueError(f"{self.path}: shard {index}: semantic and panoptic disagree")
+        self.group["shard_done"][index] = 0
+        for name, arr in data.items():
+            self.group[name][shard.start : shard.stop] = arr.astype(ARRAY_DTYPES[name], copy=False)
+        for name, arr in data.items():
+            if not np.array_equal(self.group[name][shard.start : shard.stop], arr.astype(ARRAY_DTYPES[name])):
+                raise OSError(f"{self.path}: shard {index} of {name} did not read back as written")
+        self.group["shard_done"][index] = 1
+
+    def missing_shards(self) -> list[int]:
+        done = self.group["shard_done"][:]
+        return [int(i) for i in np.flatnonzero(done != 1)]
+
+    def finalize(self) -> None:
+        """Mark the store complete after checking that every shard is done and on disk."""
+        missing = self.missing_shards()
+        if missing:
+            raise IncompleteStoreError(f"{self.path}: shards {missing} of {self.num_shards} are not written")
+        for name in ARRAY_DTYPES:
+            if name in self.group:
+                for i in range(self.num_shards):
+                    if not (self.path / name / "c" / str(i) / "0" / "0").is_file():
+                        raise IncompleteStoreError(f"{self.path}: shard file {i} of {name} is missing")
+        self.meta = {**self.meta, "complete": True}
+        self.group.attrs["spino"] = self.meta
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.meta.get("complete")) and not self.missing_shards()
+
+    def require_complete(self) -> None:
+        if not self.complete:
+            missing = self.missing_shards()
+            detail = f"shards {missing} are missing" if missing else "it was never finalized"
+            raise IncompleteStoreError(f"{self.path}: label store is incomplete ({detail})")
+
+    # -- reading ----------------------------------------------------------------------------
+    def panoptic(self, index: int) -> np.ndarray:
+        return self.group["panoptic"][index]
+
+    def semantic(self, index: int) -> np.ndarray:
+        return self.group["semantic"][index]
+
+    def confidence(self, index: int) -> np.ndarray | None:
+        return self.group["confidence"][index] if self.has_confidence else None
+
+    def read_shard(self, index: int, name: str = "panoptic") -> np.ndarray:
+        shard = self.shard(index)
+        return self.group[name][shard.start : shard.stop]
+
+
+def shard_count(num_images: int, images_per_shard: int) -> int:
+    return -(-num_images // images_per_shard)

@@ -1,0 +1,28 @@
+"""Shared fixtures: the synthetic demo dataset, and the real Cityscapes samples when ../shared has them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spino.data.synthetic import DemoSpec, write_demo
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+EXACT8 = SHARED_DATA / "cityscapes-exact8"
+RF_MINI = SHARED_DATA / "cityscapes-rf-mini"
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("demo")
+    write_demo(root, DemoSpec(n_train=8, n_val=4, height=96, width=192, seed=3))
+    return root
+
+
+@pytest.fixture(scope="session")
+def exact8() -> Path:
+    if not (EXACT8 / "gtFine").is_dir():
+        pytest.skip(f"{EXACT8} not present (real Cityscapes samples live outside the repository)")
+    return EXACT8
