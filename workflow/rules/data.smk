@@ -1,0 +1,90 @@
+# Stage 1: the dataset, its manifest (with the k annotated images) and the ground-truth store.
+
+if config["dataset"]["kind"] == "demo":
+
+    rule make_demo:
+        output:
+            directory(config["dataset"]["root"]),
+        params:
+            n_train=config["demo"]["n_train"],
+            n_val=config["demo"]["n_val"],
+            height=config["demo"]["height"],
+            width=config["demo"]["width"],
+            seed=config["demo"]["seed"],
+        input:
+            code=code("data/synthetic.py"),
+        log:
+            f"{LOGS}/make_demo.log",
+        shell:
+            "spino make-demo --out {output:q} --n-train {params.n_train} --n-val {params.n_val}"
+            " --height {params.height} --width {params.width} --seed {params.seed} > {log:q} 2>&1"
+
+
+def annotation_args():
+    a = config["annotation"]
+    if "ids" in a:
+        return ["--ids", *a["ids"]]
+    if "indices" in a:
+        return ["--indices", *map(str, a["indices"])]
+    return ["--k", str(a["k"]), "--seed", str(a["seed"])]
+
+
+checkpoint index:
+    input:
+        data=config["dataset"]["root"] if config["dataset"]["kind"] == "demo" else [],
+        code=code("data"),
+    output:
+        manifest=f"{RESULTS}/manifest.csv",
+    params:
+        dataset=dataset_args(),
+        split=config["annotation"]["split"],
+        annotation=annotation_args(),
+    log:
+        f"{LOGS}/index.log",
+    shell:
+        "spino index {params.dataset:q} --annotate-split {params.split:q} {params.annotation:q}"
+        " --out {output.manifest:q} > {log:q} 2>&1"
+
+
+rule create_ground_truth_store:
+    input:
+        manifest=f"{RESULTS}/manifest.csv",
+        code=code("store", "groundtruth"),
+    output:
+        store=directory(f"{RESULTS}/ground_truth.zarr"),
+    params:
+        dataset=dataset_args(),
+        per_shard=config["stores"]["images_per_shard"],
+    log:
+        f"{LOGS}/create_ground_truth_store.log",
+    shell:
+        "spino create-store {params.dataset:q} --manifest {input.manifest:q} --kind ground_truth"
+        " --images-per-shard {params.per_shard} --out {output.store:q} > {log:q} 2>&1"
+
+
+rule write_ground_truth_shard:
+    input:
+        store=f"{RESULTS}/ground_truth.zarr",
+        manifest=f"{RESULTS}/manifest.csv",
+        code=code("data", "groundtruth"),
+    output:
+        done=f"{RESULTS}/ground_truth.shards/{{shard}}.json",
+    params:
+        dataset=dataset_args(),
+    log:
+        f"{LOGS}/write_ground_truth_shard/{{shard}}.log",
+    shell:
+        "spino write-gt {params.dataset:q} --manifest {input.manifest:q} --store {input.store:q}"
+        " --shard {wildcards.shard} --done {output.done:q} > {log:q} 2>&1"
+
+
+rule gather:
+    input:
+        store=f"{RESULTS}/{{store}}.zarr",
+        shards=shard_markers,
+    output:
+        f"{RESULTS}/{{store}}.complete.json",
+    log:
+        f"{LOGS}/gather_{{store}}.log",
+    shell:
+        "spino gather {input.store:q} --out {output:q} > {log:q} 2>&1"

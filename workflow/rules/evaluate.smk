@@ -1,0 +1,23 @@
+# Stage 5: scores of a label store against the ground truth (PQ/SQ/RQ, mIoU; JSON and CSV).
+
+
+rule evaluate:
+    input:
+        complete=f"{RESULTS}/{{store}}.complete.json",
+        gt_complete=f"{RESULTS}/ground_truth.complete.json",
+        manifest=f"{RESULTS}/manifest.csv",
+        code=code("metrics", "evaluate"),
+    output:
+        json=f"{RESULTS}/scores/{{store}}.json",
+        csv=f"{RESULTS}/scores/{{store}}.csv",
+    params:
+        prediction=lambda w: f"{RESULTS}/{w.store}.zarr",
+        gt=f"{RESULTS}/ground_truth.zarr",
+        exclude=(
+            ["--exclude-annotated", f"{RESULTS}/manifest.csv"] if config["evaluation"]["exclude_annotated"] else []
+        ),
+    log:
+        f"{LOGS}/evaluate_{{store}}.log",
+    shell:
+        "spino evaluate {params.prediction:q} --gt {params.gt:q} {params.exclude:q}"
+        " --json {output.json:q} --csv {output.csv:q} > {log:q} 2>&1"
