@@ -84,7 +84,11 @@ def _packaged_state_dict(source: str, model: nn.Module) -> dict[str, torch.Tenso
 def create_timm_model(spec: BackboneSpec) -> nn.Module:
     kwargs = {"dynamic_img_size": True} if "vit" in spec.name else {}
     try:
-        model = timm.create_model(spec.name, pretrained=spec.weights == "hub", num_classes=0, **kwargs)
+        # A fixed seed makes random-init ("none") backbones the same in every process: the heads'
+        # training job and the pseudo-label jobs must see the same features.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = timm.create_model(spec.name, pretrained=spec.weights == "hub", num_classes=0, **kwargs)
     except RuntimeError as err:
         raise ValueError(f"backbone {spec.name!r}: {err}") from err
     if spec.weights in PACKAGED_WEIGHTS:

@@ -82,7 +82,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     gt = LabelSource(args.gt, load_class_set(args.classes) if args.classes else None)
     pred = LabelSource(args.prediction, gt.class_set)
-    stats = score(pred, gt)
+    ids = None
+    if args.exclude_annotated:
+        from spino.data.manifest import read_manifest
+        from spino.evaluate import common_ids
+
+        annotated = {e.image_id for e in read_manifest(args.exclude_annotated) if e.annotated}
+        ids = [i for i in common_ids(pred, gt) if i not in annotated]
+        if not ids:
+            raise ValueError(f"{args.prediction}: no scored images left after excluding the annotated ones")
+    stats = score(pred, gt, ids)
     summary = write_scores(stats, gt.class_set, args.json, args.csv)
     a, t, s = summary["all"], summary["things"], summary["stuff"]
     print(
@@ -90,6 +99,46 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         f"RQ {100 * a['rq']:.1f}  | things PQ {100 * t['pq']:.1f}  stuff PQ {100 * s['pq']:.1f}  "
         f"| mIoU {100 * summary['miou']:.1f}"
     )
+
+
+def cmd_train_head(args: argparse.Namespace) -> None:
+    from spino.backbone import BackboneSpec
+    from spino.data.manifest import read_manifest
+    from spino.labelgen.train import HeadConfig, train_head
+
+    dataset = _open_dataset(args)
+    annotated = [e for e in read_manifest(args.manifest) if e.annotated]
+    if not annotated:
+        raise ValueError(f"{args.manifest}: no annotated images")
+    samples = [dataset.read_sample(e.record) for e in annotated]
+    cfg = HeadConfig.from_dict(args.kind, json.loads(args.head))
+    spec = BackboneSpec.from_dict(json.loads(args.backbone))
+    train_head(cfg, spec, samples, dataset.class_set, args.checkpoint, args.losses)
+    print(f"{args.checkpoint}: {args.kind} head trained on {len(samples)} images")
+
+
+def cmd_pseudo_label(args: argparse.Namespace) -> None:
+    import torch
+
+    from spino.data.manifest import read_manifest
+    from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig, write_pseudo_label_shard
+    from spino.store import LabelStore
+
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    generator = LabelGenerator(args.semantic_head, args.boundary_head, PseudoLabelConfig.from_dict(json.loads(args.settings)), device)
+    store = LabelStore(args.store)
+    paths = {e.image_id: e.image for e in read_manifest(args.manifest)}
+    report = write_pseudo_label_shard(store, generator, paths, args.shard)
+    report["device"] = device
+    _touch(args.done, report)
+    print(json.dumps(report))
+
+
+def cmd_fetch_weights(args: argparse.Namespace) -> None:
+    from spino.backbone import fetch_weights
+
+    out = args.out or Path("resources/weights") / f"{args.name}.safetensors"
+    print(f"{fetch_weights(args.name, out)}: weights of {args.name}; set backbone.weights to this path")
 
 
 # -- tools ---------------------------------------------------------------------------------------
@@ -214,6 +263,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--done", type=Path, help="marker file written when the shard is complete")
     p.set_defaults(func=cmd_write_gt)
 
+    p = sub.add_parser("train-head", help="train the semantic or boundary head on the annotated images")
+    _dataset_args(p)
+    p.add_argument("kind", choices=["semantic", "boundary"])
+    p.add_argument("--manifest", required=True, type=Path)
+    p.add_argument("--head", required=True, help="head settings as JSON (config semantic_head / boundary_head)")
+    p.add_argument("--backbone", required=True, help="backbone settings as JSON (config backbone)")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--losses", required=True, type=Path, help="per-step loss CSV")
+    p.set_defaults(func=cmd_train_head)
+
+    p = sub.add_parser("pseudo-label", help="pseudo-label the images of one shard of a store")
+    p.add_argument("--manifest", required=True, type=Path)
+    p.add_argument("--store", required=True, type=Path)
+    p.add_argument("--shard", required=True, type=int)
+    p.add_argument("--semantic-head", required=True, type=Path)
+    p.add_argument("--boundary-head", required=True, type=Path)
+    p.add_argument("--settings", required=True, help="pseudo-label settings as JSON (config pseudo_labels)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--done", type=Path, help="report JSON written when the shard is complete")
+    p.set_defaults(func=cmd_pseudo_label)
+
+    p = sub.add_parser("fetch-weights", help="download a timm backbone's weights for offline compute nodes")
+    p.add_argument("--name", required=True, help="timm model name, e.g. vit_base_patch14_dinov2.lvd142m")
+    p.add_argument("--out", type=Path, help="default: resources/weights/<name>.safetensors")
+    p.set_defaults(func=cmd_fetch_weights)
+
     p = sub.add_parser("gather", help="check every shard of a store and mark it complete")
     p.add_argument("store", type=Path)
     p.add_argument("--out", type=Path, help="summary JSON")
@@ -223,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prediction", type=Path, help="label store or folder of *_gtFine_instanceIds.png")
     p.add_argument("--gt", required=True, type=Path, help="ground-truth label store (or gtFine folder with --classes)")
     p.add_argument("--classes", default=None, help="class set when --gt is a folder")
+    p.add_argument("--exclude-annotated", type=Path, metavar="MANIFEST", help="leave out the manifest's annotated images")
     p.add_argument("--json", required=True, type=Path)
     p.add_argument("--csv", required=True, type=Path)
     p.set_defaults(func=cmd_evaluate)

@@ -72,7 +72,8 @@ class FolderDataset(Dataset):
             instance = read_label(record.instance).astype(np.int64)
             if instance.shape != semantic.shape:
                 raise ValueError(
-                    f"{record.instance}: size {instance.shape[::-1]} differs from {record.semantic} {semantic.shape[::-1]}"
+                    f"{record.instance}: size {instance.shape[1]}x{instance.shape[0]} differs from "
+                    f"{record.semantic} ({semantic.shape[1]}x{semantic.shape[0]})"
                 )
         return encode(semantic, _number_per_class(semantic, instance, self.class_set.thing_mask(), record.instance))
 

@@ -13,7 +13,7 @@ from PIL import Image, UnidentifiedImageError
 def read_image(path: str | Path) -> np.ndarray:
     """An RGB image as (H, W, 3) uint8."""
     with _open(path) as im:
-        return np.asarray(im.convert("RGB"))
+        return np.array(im.convert("RGB"))
 
 
 def read_label(path: str | Path) -> np.ndarray:

@@ -101,7 +101,7 @@ def train_head(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        rows.append((step, step // len(samples), float(loss), optimizer.param_groups[0]["lr"]))
+        rows.append((step, step // len(samples), loss.item(), optimizer.param_groups[0]["lr"]))
         schedule.step()
     save_head(checkpoint, head, cfg, backbone_spec, class_set, feed)
     with atomic_path(loss_csv) as tmp, open(tmp, "w", newline="") as f:

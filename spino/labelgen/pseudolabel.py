@@ -1,0 +1,162 @@
+"""Pseudo-labels for one image: tiled multi-scale test-time augmentation of both heads, then fusion.
+
+Scale s cuts the image into s x s tiles; each tile is resized to the heads' input size, passed
+through the backbone once (shared by both heads when they use the same backbone and input size),
+and each head's output is put back in the tile's place. Semantic softmax and boundary
+probabilities are averaged over their scales. The semantic head is evaluated directly on the
+tile's output grid (its MLP over bilinearly resampled features, in row bands of bounded memory);
+the boundary head at the resolution it was trained at (``upsample`` x features), its probability
+then resized onto the tile.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spino.backbone import Backbone, BackboneSpec
+from spino.classes import ClassSet
+from spino.data.io import read_image
+from spino.encoding import semantic_of
+from spino.labelgen.fusion import fuse, min_pixels_per_class
+from spino.labelgen.train import load_head
+from spino.progress import progress
+from spino.store import LabelStore
+
+
+@dataclass(frozen=True)
+class PseudoLabelConfig:
+    semantic_scales: tuple[int, ...] = (1, 2, 3)
+    boundary_scales: tuple[int, ...] = (3, 4, 5)
+    boundary_threshold: float = 0.93
+    min_pixels: int | Mapping[str, int] = 500
+    chunk_pixels: int = 262144
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PseudoLabelConfig:
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in ("semantic_scales", "boundary_scales"):
+            if key in fields:
+                fields[key] = tuple(fields[key])
+        return cls(**fields)
+
+
+@dataclass
+class PseudoLabel:
+    semantic: np.ndarray  # uint8 train ids, 255 ignore (after fusion dropped small blobs)
+    panoptic: np.ndarray  # uint32, spino.encoding
+    confidence: np.ndarray  # float16, mean softmax probability of the chosen class
+    interior: np.ndarray  # bool, mean boundary probability > threshold
+
+
+def tile_boxes(height: int, width: int, scale: int) -> list[tuple[int, int, int, int]]:
+    """(y0, y1, x0, x1) of the scale x scale tiles covering the image."""
+    ys = [round(i * height / scale) for i in range(scale + 1)]
+    xs = [round(j * width / scale) for j in range(scale + 1)]
+    return [(ys[i], ys[i + 1], xs[j], xs[j + 1]) for i in range(scale) for j in range(scale)]
+
+
+class LabelGenerator:
+    """Both trained heads with their backbone(s); ``__call__`` labels one RGB image."""
+
+    def __init__(self, semantic_checkpoint: str | Path, boundary_checkpoint: str | Path, cfg: PseudoLabelConfig, device: str = "cpu"):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.semantic_head, sem_meta = load_head(semantic_checkpoint)
+        self.boundary_head, bnd_meta = load_head(boundary_checkpoint)
+        if sem_meta["kind"] != "semantic" or bnd_meta["kind"] != "boundary":
+            raise ValueError(f"{semantic_checkpoint} / {boundary_checkpoint}: expected a semantic and a boundary head")
+        self.class_set = ClassSet.from_dict(sem_meta["class_set"], source=str(semantic_checkpoint))
+        self.semantic_backbone = Backbone(BackboneSpec.from_dict(sem_meta["backbone"]))
+        shared = sem_meta["backbone"] == bnd_meta["backbone"]
+        self.boundary_backbone = self.semantic_backbone if shared else Backbone(BackboneSpec.from_dict(bnd_meta["backbone"]))
+        self.semantic_feed = tuple(sem_meta["input_size"])
+        self.boundary_feed = tuple(bnd_meta["input_size"])
+        self.shared_pass = shared and self.semantic_feed == self.boundary_feed
+        self.upsample = int(bnd_meta["config"]["upsample"])
+        for module in (self.semantic_head, self.boundary_head, self.semantic_backbone, self.boundary_backbone):
+            module.to(self.device)
+        self.min_pixels = min_pixels_per_class(cfg.min_pixels, self.class_set)
+        self.timings: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def timed(self, stage: str):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.timings[stage] += time.perf_counter() - start
+
+    def _features(self, backbone: Backbone, tile: torch.Tensor, feed: tuple[int, int]) -> torch.Tensor:
+        with self.timed("backbone"):
+            resized = F.interpolate(tile, size=feed, mode="bilinear", align_corners=False)
+            return backbone(resized)
+
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray) -> PseudoLabel:
+        height, width = image.shape[:2]
+        img = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)[None].float()
+        sem_scales, bnd_scales = set(self.cfg.semantic_scales), set(self.cfg.boundary_scales)
+        probs = torch.zeros((self.class_set.num_classes, height, width), device=self.device)
+        boundary = torch.zeros((height, width), device=self.device)
+        for scale in sorted(sem_scales | bnd_scales):
+            for y0, y1, x0, x1 in tile_boxes(height, width, scale):
+                tile = img[..., y0:y1, x0:x1]
+                feats = None
+                if scale in sem_scales:
+                    feats = self._features(self.semantic_backbone, tile, self.semantic_feed)
+                    with self.timed("heads"):
+                        logits = self.semantic_head.predict(feats, (y1 - y0, x1 - x0), self.cfg.chunk_pixels)
+                        probs[:, y0:y1, x0:x1] += logits.softmax(0)
+                if scale in bnd_scales:
+                    if feats is None or not self.shared_pass:
+                        feats = self._features(self.boundary_backbone, tile, self.boundary_feed)
+                    with self.timed("heads"):
+                        size = (feats.shape[-2] * self.upsample, feats.shape[-1] * self.upsample)
+                        p = self.boundary_head.predict(feats, size, self.cfg.chunk_pixels).sigmoid()
+                        boundary[y0:y1, x0:x1] += F.interpolate(p[None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)[0, 0]
+        with self.timed("heads"):
+            probs /= len(sem_scales)
+            confidence, semantic = probs.max(0)
+            interior = boundary / len(bnd_scales) > self.cfg.boundary_threshold
+            semantic = semantic.to(torch.uint8).cpu().numpy()
+            interior = interior.cpu().numpy()
+            confidence = confidence.to(torch.float16).cpu().numpy()
+        with self.timed("fusion"):
+            panoptic = fuse(semantic, interior, self.class_set, self.min_pixels)
+        return PseudoLabel(semantic_of(panoptic), panoptic, confidence, interior)
+
+
+def write_pseudo_label_shard(store: LabelStore, generator: LabelGenerator, image_paths: dict[str, str], index: int) -> dict:
+    """Label the images of one shard, write the shard whole, and return per-stage timings."""
+    if store.class_set.names != generator.class_set.names:
+        raise ValueError(f"{store.path}: class set differs from the heads' ({generator.class_set.name})")
+    shard = store.shard(index)
+    labels = []
+    for image_id in progress(store.image_ids[shard.start : shard.stop], f"pseudo-label shard {index}"):
+        path = image_paths[image_id]
+        with generator.timed("read"):
+            image = read_image(path)
+        if image.shape[:2] != (store.height, store.width):
+            raise ValueError(
+                f"{path}: size {image.shape[1]}x{image.shape[0]} differs from the store's {store.width}x{store.height}"
+            )
+        labels.append(generator(image))
+    with generator.timed("store_write"):
+        store.write_shard(
+            index,
+            np.stack([p.semantic for p in labels]),
+            np.stack([p.panoptic for p in labels]),
+            np.stack([p.confidence for p in labels]),
+        )
+    return {"shard": index, "images": len(labels), "seconds": dict(generator.timings)}

@@ -1,0 +1,93 @@
+# Stages 2-4: train the semantic and boundary heads on the k annotated images, then pseudo-label
+# every image of the configured splits, one job per store shard, and gather the store.
+
+import json
+
+HEADS = f"{RESULTS}/heads"
+PSEUDO_LABEL_SETTINGS = json.dumps(config["pseudo_labels"], sort_keys=True)
+
+
+rule train_semantic_head:
+    input:
+        manifest=f"{RESULTS}/manifest.csv",
+        code=code("backbone", "labelgen/train.py", "labelgen/heads.py", "labelgen/losses.py", "labelgen/augment.py"),
+    output:
+        checkpoint=f"{HEADS}/semantic.pt",
+        losses=f"{HEADS}/semantic_losses.csv",
+    params:
+        dataset=dataset_args(),
+        head=json.dumps(config["semantic_head"], sort_keys=True),
+        backbone=json.dumps(config["backbone"], sort_keys=True),
+    threads: workflow.cores
+    log:
+        f"{LOGS}/train_semantic_head.log",
+    shell:
+        "spino train-head semantic {params.dataset:q} --manifest {input.manifest:q} --head {params.head:q}"
+        " --backbone {params.backbone:q} --checkpoint {output.checkpoint:q} --losses {output.losses:q} > {log:q} 2>&1"
+
+
+rule train_boundary_head:
+    input:
+        manifest=f"{RESULTS}/manifest.csv",
+        code=code(
+            "backbone",
+            "labelgen/train.py",
+            "labelgen/heads.py",
+            "labelgen/losses.py",
+            "labelgen/augment.py",
+            "labelgen/boundaries.py",
+        ),
+    output:
+        checkpoint=f"{HEADS}/boundary.pt",
+        losses=f"{HEADS}/boundary_losses.csv",
+    params:
+        dataset=dataset_args(),
+        head=json.dumps(config["boundary_head"], sort_keys=True),
+        backbone=json.dumps(config["backbone"], sort_keys=True),
+    threads: workflow.cores
+    log:
+        f"{LOGS}/train_boundary_head.log",
+    shell:
+        "spino train-head boundary {params.dataset:q} --manifest {input.manifest:q} --head {params.head:q}"
+        " --backbone {params.backbone:q} --checkpoint {output.checkpoint:q} --losses {output.losses:q} > {log:q} 2>&1"
+
+
+rule create_pseudo_label_store:
+    input:
+        manifest=f"{RESULTS}/manifest.csv",
+        semantic_head=f"{HEADS}/semantic.pt",
+        boundary_head=f"{HEADS}/boundary.pt",
+        code=code("store"),
+    output:
+        store=directory(f"{RESULTS}/pseudo_labels.zarr"),
+    params:
+        dataset=dataset_args(),
+        splits=config["pseudo_labels"]["splits"],
+        per_shard=config["stores"]["images_per_shard"],
+        settings=PSEUDO_LABEL_SETTINGS,  # a new setting starts a new store: no shard of old labels survives
+    log:
+        f"{LOGS}/create_pseudo_label_store.log",
+    shell:
+        "spino create-store {params.dataset:q} --manifest {input.manifest:q} --kind pseudo_labels"
+        " --store-splits {params.splits:q} --confidence --images-per-shard {params.per_shard}"
+        " --out {output.store:q} > {log:q} 2>&1"
+
+
+rule pseudo_label:
+    input:
+        store=f"{RESULTS}/pseudo_labels.zarr",
+        manifest=f"{RESULTS}/manifest.csv",
+        semantic_head=f"{HEADS}/semantic.pt",
+        boundary_head=f"{HEADS}/boundary.pt",
+        code=code("labelgen", "backbone", "store"),
+    output:
+        done=f"{RESULTS}/pseudo_labels.shards/{{shard}}.json",
+    params:
+        settings=PSEUDO_LABEL_SETTINGS,
+    threads: 1
+    log:
+        f"{LOGS}/pseudo_label/{{shard}}.log",
+    shell:
+        "spino pseudo-label --manifest {input.manifest:q} --store {input.store:q} --shard {wildcards.shard}"
+        " --semantic-head {input.semantic_head:q} --boundary-head {input.boundary_head:q}"
+        " --settings {params.settings:q} --done {output.done:q} > {log:q} 2>&1"
