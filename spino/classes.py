@@ -47,10 +47,6 @@ class ClassSet:
     def thing_ids(self) -> list[int]:
         return [i for i, t in enumerate(self.thing) if t]
 
-    @property
-    def stuff_ids(self) -> list[int]:
-        return [i for i, t in enumerate(self.thing) if not t]
-
     def export_label_ids(self) -> tuple[int, ...]:
         """Ids written to exported label PNGs: the dataset's label ids, or the train ids."""
         return self.label_ids or tuple(range(self.num_classes))

@@ -55,25 +55,3 @@ def check_panoptic(panoptic: np.ndarray, class_set: ClassSet, source: str) -> No
     if np.any(panoptic[sem == IGNORE] != IGNORE_PANOPTIC):
         raise ValueError(f"{source}: ignore pixels carry instance numbers")
 
-
-def relabel_instances(panoptic: np.ndarray) -> np.ndarray:
-    """Renumber the instances of every class to 1..n in order of first appearance in raster order."""
-    out = panoptic.copy()
-    ids, first = np.unique(panoptic.ravel(), return_index=True)
-    order = np.argsort(first)
-    counters: dict[int, int] = {}
-    mapping = {}
-    for pid in ids[order].tolist():
-        cls, inst = divmod(pid, LABEL_DIVISOR)
-        if inst == 0:
-            continue
-        counters[cls] = counters.get(cls, 0) + 1
-        mapping[pid] = cls * LABEL_DIVISOR + counters[cls]
-    if mapping:
-        src = np.fromiter(mapping.keys(), dtype=np.int64)
-        dst = np.fromiter(mapping.values(), dtype=np.int64)
-        idx = np.searchsorted(ids, src)
-        lut = ids.astype(np.int64).copy()
-        lut[idx] = dst
-        out = lut[np.searchsorted(ids, panoptic)].astype(PANOPTIC_DTYPE)
-    return out

@@ -204,12 +204,6 @@ class LabelStore:
     def panoptic(self, index: int) -> np.ndarray:
         return self.group["panoptic"][index]
 
-    def semantic(self, index: int) -> np.ndarray:
-        return self.group["semantic"][index]
-
-    def confidence(self, index: int) -> np.ndarray | None:
-        return self.group["confidence"][index] if self.has_confidence else None
-
     def read_shard(self, index: int, name: str = "panoptic") -> np.ndarray:
         shard = self.shard(index)
         return self.group[name][shard.start : shard.stop]

@@ -1,0 +1,111 @@
+"""Pseudo-labelling cost per image for a config: time per stage and peak memory.
+
+    python benchmarks/pseudo_label.py --config config/cityscapes.yaml --weights none
+    python benchmarks/pseudo_label.py --config config/config.yaml \
+        --semantic-head results/demo/heads/semantic.pt --boundary-head results/demo/heads/boundary.pt
+
+Without trained heads it builds untrained heads of the config's sizes (the cost does not depend
+on the weights, except fusion's, which depends on how fragmented the labels are). Images are the
+dataset's first ones when the config's dataset exists, else random images of --height x --width.
+Prints seconds per image for backbone / heads / fusion / store write and the process's peak
+resident memory (and peak CUDA memory on a GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from spino.backbone import Backbone, BackboneSpec
+from spino.classes import CITYSCAPES_19, DEMO
+from spino.data import open_dataset
+from spino.data.io import write_png
+from spino.labelgen.heads import MLPHead
+from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig, write_pseudo_label_shard
+from spino.labelgen.train import HeadConfig, save_head
+from spino.store import create_store
+
+
+def untrained_heads(config: dict, weights: str, out: Path, class_set) -> tuple[Path, Path]:
+    spec = BackboneSpec.from_dict({**config["backbone"], "weights": weights})
+    backbone = Backbone(spec)
+    paths = []
+    for kind, n_out in (("semantic", class_set.num_classes), ("boundary", 1)):
+        cfg = HeadConfig.from_dict(kind, config[f"{kind}_head"])
+        head = MLPHead(backbone.channels, list(cfg.hidden), n_out)
+        save_head(out / f"{kind}.pt", head, cfg, spec, class_set, backbone.round_size(*cfg.input_size))
+        paths.append(out / f"{kind}.pt")
+    return paths[0], paths[1]
+
+
+def images_for(config: dict, n: int, height: int, width: int) -> tuple[list[np.ndarray], object]:
+    d = config["dataset"]
+    try:
+        ds = open_dataset(d["kind"], d["root"], d.get("splits"), d.get("classes"))
+        records = ds.scan()[:n]
+        return [ds.read_image(r) for r in records], ds.class_set
+    except (FileNotFoundError, ValueError) as err:
+        print(f"# dataset not available ({err}); using random images", file=sys.stderr)
+        rng = np.random.default_rng(0)
+        class_set = CITYSCAPES_19 if d["kind"] == "cityscapes" else DEMO
+        return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(n)], class_set
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--semantic-head", type=Path)
+    p.add_argument("--boundary-head", type=Path)
+    p.add_argument("--weights", default=None, help="override backbone.weights for untrained heads (e.g. none)")
+    p.add_argument("--images", type=int, default=2)
+    p.add_argument("--height", type=int, default=1024)
+    p.add_argument("--width", type=int, default=2048)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args()
+    config = yaml.safe_load(args.config.read_text())
+    images, class_set = images_for(config, args.images, args.height, args.width)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if args.semantic_head and args.boundary_head:
+            sem, bnd = args.semantic_head, args.boundary_head
+        else:
+            sem, bnd = untrained_heads(config, args.weights or config["backbone"]["weights"], tmp, class_set)
+        generator = LabelGenerator(sem, bnd, PseudoLabelConfig.from_dict(config["pseudo_labels"]), args.device)
+        generator(images[0][:64, :128])  # warm-up (allocator, first-call overheads), not counted
+        generator.timings.clear()
+        h, w = images[0].shape[:2]
+        store = create_store(tmp / "bench.zarr", [f"i{k}" for k in range(len(images))], h, w, class_set, len(images), True)
+        paths = {}
+        for k, image in enumerate(images):
+            write_png(tmp / f"i{k}.png", image)
+            paths[f"i{k}"] = str(tmp / f"i{k}.png")
+        if args.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        write_pseudo_label_shard(store, generator, paths, 0)
+        total = time.perf_counter() - start
+    t = generator.timings
+    n = len(images)
+    print(f"config {args.config}  backbone {config['backbone']['name']}  image {w}x{h}  device {args.device}  "
+          f"threads {torch.get_num_threads()}  images {n}")
+    print(f"scales: semantic {config['pseudo_labels']['semantic_scales']}  boundary {config['pseudo_labels']['boundary_scales']}")
+    print(f"{'stage':<12}{'s/image':>10}{'share':>8}")
+    for stage in ("read", "backbone", "heads", "fusion", "store_write"):
+        print(f"{stage:<12}{t.get(stage, 0) / n:>10.3f}{t.get(stage, 0) / total:>8.1%}")
+    print(f"{'total':<12}{total / n:>10.3f}")
+    print(f"fusion + store write: {(t.get('fusion', 0) + t.get('store_write', 0)) / total:.1%} of the total")
+    print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+    if args.device.startswith("cuda"):
+        print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
