@@ -141,6 +141,61 @@ def cmd_fetch_weights(args: argparse.Namespace) -> None:
     print(f"{fetch_weights(args.name, out)}: weights of {args.name}; set backbone.weights to this path")
 
 
+def cmd_train_panoptic(args: argparse.Namespace) -> None:
+    import os
+    import subprocess
+
+    if args.gpus > 1 and "LOCAL_RANK" not in os.environ:
+        # One process per GPU on this node; each re-enters this command under torchrun.
+        argv = [a for a in sys.argv[1:] if a != "--traceback"]
+        i = argv.index("--gpus")
+        argv[i + 1] = "1"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.gpus}", "-m", "spino", *argv]
+        raise SystemExit(subprocess.call(cmd))
+    from spino.data.manifest import read_manifest
+    from spino.panoptic.model import ModelConfig
+    from spino.panoptic.sampler import samples_from
+    from spino.panoptic.train import TrainConfig, train_panoptic
+    from spino.store import LabelStore
+
+    entries = read_manifest(args.manifest)
+    gt, pseudo = LabelStore(args.ground_truth), LabelStore(args.pseudo_labels)
+    annotated = [e.image_id for e in entries if e.annotated]
+    pseudo_ids = set(pseudo.image_ids)
+    train_ids = [e.image_id for e in entries if e.split in args.train_splits and not e.annotated and e.image_id in pseudo_ids]
+    val_ids = [e.image_id for e in entries if e.split in args.val_splits and e.has_gt and not e.annotated]
+    train_panoptic(
+        TrainConfig.from_dict(json.loads(args.train)),
+        ModelConfig.from_dict(json.loads(args.model), json.loads(args.backbone)),
+        gt.class_set,
+        samples_from(gt, annotated),
+        samples_from(pseudo, train_ids),
+        samples_from(gt, val_ids),
+        args.workdir,
+        args.out,
+        args.device,
+    )
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    import torch
+
+    from spino.panoptic.predict import write_prediction_shard
+    from spino.panoptic.train import load_model
+    from spino.store import LabelStore
+
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    model, class_set, postprocess = load_model(args.checkpoint, device)
+    n = write_prediction_shard(LabelStore(args.store), model, class_set, postprocess, args.shard)
+    _touch(args.done, {"shard": args.shard, "images": n, "device": device})
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from spino.report import write_report
+
+    print(f"{write_report(args.results, args.config, args.out)}: report written")
+
+
 # -- tools ---------------------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> None:
     from spino.store import LabelStore
@@ -288,6 +343,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="timm model name, e.g. vit_base_patch14_dinov2.lvd142m")
     p.add_argument("--out", type=Path, help="default: resources/weights/<name>.safetensors")
     p.set_defaults(func=cmd_fetch_weights)
+
+    p = sub.add_parser("train-panoptic", help="train the panoptic model on pseudo-labels mixed with ground truth")
+    p.add_argument("--manifest", required=True, type=Path)
+    p.add_argument("--pseudo-labels", required=True, type=Path)
+    p.add_argument("--ground-truth", required=True, type=Path)
+    p.add_argument("--train-splits", nargs="+", required=True)
+    p.add_argument("--val-splits", nargs="+", default=[])
+    p.add_argument("--model", required=True, help="model settings as JSON (config panoptic.model)")
+    p.add_argument("--train", required=True, help="training settings as JSON (config panoptic.train)")
+    p.add_argument("--backbone", required=True, help="backbone settings as JSON (config backbone)")
+    p.add_argument("--workdir", required=True, type=Path, help="checkpoints to resume from, loss and validation CSVs")
+    p.add_argument("--out", required=True, type=Path, help="final checkpoint")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs on this node; more than one launches torchrun")
+    p.set_defaults(func=cmd_train_panoptic)
+
+    p = sub.add_parser("predict", help="panoptic predictions for one shard of a store")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--store", required=True, type=Path)
+    p.add_argument("--shard", required=True, type=int)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--done", type=Path)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("report", help="the run's report: scores, curves, timings, overlays, config")
+    p.add_argument("--results", required=True, type=Path, help="results/<run>")
+    p.add_argument("--config", required=True, help="the run's config as JSON")
+    p.add_argument("--out", required=True, type=Path, help="report folder (report.html + PNGs)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("gather", help="check every shard of a store and mark it complete")
     p.add_argument("store", type=Path)

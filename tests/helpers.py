@@ -11,10 +11,12 @@ from spino.encoding import semantic_of
 from spino.store import LabelStore, create_store
 
 
-def store_from_maps(path: Path, ids: list[str], maps: list[np.ndarray], class_set: ClassSet, per_shard: int = 3) -> LabelStore:
-    """A complete store holding the given panoptic maps."""
+def store_from_maps(
+    path: Path, ids: list[str], maps: list[np.ndarray], class_set: ClassSet, per_shard: int = 3, image_paths: list[str] | None = None
+) -> LabelStore:
+    """A complete store holding the given panoptic maps (and the paths of their images, if given)."""
     h, w = maps[0].shape
-    store = create_store(path, ids, h, w, class_set, per_shard)
+    store = create_store(path, ids, h, w, class_set, per_shard, extra_attrs={"image_paths": image_paths} if image_paths else None)
     for i in range(store.num_shards):
         shard = store.shard(i)
         pan = np.stack(maps[shard.start : shard.stop])

@@ -20,7 +20,7 @@ from spino.encoding import IGNORE_PANOPTIC, instance_of, semantic_of
 from spino.labelgen.boundaries import boundary_ids, interior
 from spino.labelgen.fusion import fuse, min_pixels_per_class
 from spino.labelgen.heads import MLPHead, interpolation_matrix
-from spino.labelgen.losses import top_k_cross_entropy
+from spino.losses import top_k_cross_entropy
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig, tile_boxes, write_pseudo_label_shard
 from spino.labelgen.train import HeadConfig, load_head, train_head
 from spino.metrics import PanopticStats

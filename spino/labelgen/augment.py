@@ -1,4 +1,4 @@
-"""Training augmentation of the heads: random resized crop, horizontal flip, colour jitter."""
+"""Training augmentation of the heads: random resized crop with the image's aspect ratio, flip, jitter."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from spino.transforms import color_jitter
 
 
 def random_resized_crop_box(
@@ -19,29 +21,6 @@ def random_resized_crop_box(
     y0 = int(rng.integers(0, height - h + 1))
     x0 = int(rng.integers(0, width - w + 1))
     return y0, x0, h, w
-
-
-def color_jitter(image: torch.Tensor, rng: np.random.Generator, strength: float) -> torch.Tensor:
-    """Brightness, contrast and saturation each scaled by a factor in [1 - s, 1 + s], in random order."""
-    if strength <= 0:
-        return image
-    x = image / 255.0
-    for op in rng.permutation(3):
-        f = float(rng.uniform(1 - strength, 1 + strength))
-        if op == 0:
-            x = x * f
-        elif op == 1:
-            mean = _gray(x).mean()
-            x = (x - mean) * f + mean
-        else:
-            gray = _gray(x)
-            x = (x - gray) * f + gray
-        x = x.clamp(0, 1)
-    return x * 255.0
-
-
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    return (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).unsqueeze(0)
 
 
 def augment(
@@ -63,11 +42,3 @@ def augment(
         img, lab = img.flip(-1), lab[:, ::-1]
     img = F.interpolate(img[None], size=size, mode="bilinear", align_corners=False)[0]
     return color_jitter(img, rng, jitter), np.ascontiguousarray(lab)
-
-
-def resize_nearest(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of an integer map (pixel centres, as F.interpolate 'nearest-exact')."""
-    h, w = label.shape
-    ys = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64), h - 1)
-    xs = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(np.int64), w - 1)
-    return label[ys[:, None], xs[None, :]]

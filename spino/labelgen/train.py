@@ -14,10 +14,11 @@ from spino.backbone import Backbone, BackboneSpec
 from spino.classes import ClassSet
 from spino.data.io import atomic_path
 from spino.encoding import semantic_of
-from spino.labelgen.augment import augment, resize_nearest
+from spino.labelgen.augment import augment
+from spino.transforms import resize_nearest
 from spino.labelgen.boundaries import boundary_ids, interior
 from spino.labelgen.heads import MLPHead
-from spino.labelgen.losses import boundary_loss, top_k_cross_entropy
+from spino.losses import boundary_loss, top_k_cross_entropy
 from spino.progress import progress
 
 KINDS = ("semantic", "boundary")

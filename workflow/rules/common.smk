@@ -12,7 +12,7 @@ os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.envir
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
 LOGS = f"logs/{RUN}"
-STORES = ["ground_truth", "pseudo_labels"]
+STORES = ["ground_truth", "pseudo_labels", "predictions"]
 SPINO_SRC = Path(workflow.basedir).parent / "spino"
 
 
@@ -48,7 +48,8 @@ def store_image_count(store):
     rows = manifest_entries()
     if store == "ground_truth":
         return int((rows["has_gt"] == 1).sum())
-    return int(rows["split"].isin(config["pseudo_labels"]["splits"]).sum())
+    splits = config["pseudo_labels"]["splits"] if store == "pseudo_labels" else config["panoptic"]["eval_splits"]
+    return int(rows["split"].isin(splits).sum())
 
 
 def shard_markers(wildcards):
@@ -59,8 +60,4 @@ def shard_markers(wildcards):
 
 
 def final_targets():
-    return [
-        f"{RESULTS}/ground_truth.complete.json",
-        f"{RESULTS}/pseudo_labels.complete.json",
-        f"{RESULTS}/scores/pseudo_labels.json",
-    ]
+    return [f"{RESULTS}/report/report.html"]

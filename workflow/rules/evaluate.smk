@@ -9,7 +9,7 @@ rule evaluate:
         code=code("metrics", "evaluate"),
     output:
         json=f"{RESULTS}/scores/{{store}}.json",
-        csv=f"{RESULTS}/scores/{{store}}.csv",
+        csv=report(f"{RESULTS}/scores/{{store}}.csv", caption="../report/scores.rst", category="Scores"),
     params:
         prediction=lambda w: f"{RESULTS}/{w.store}.zarr",
         gt=f"{RESULTS}/ground_truth.zarr",

@@ -10,7 +10,7 @@ PSEUDO_LABEL_SETTINGS = json.dumps(config["pseudo_labels"], sort_keys=True)
 rule train_semantic_head:
     input:
         manifest=f"{RESULTS}/manifest.csv",
-        code=code("backbone", "labelgen/train.py", "labelgen/heads.py", "labelgen/losses.py", "labelgen/augment.py"),
+        code=code("backbone", "labelgen/train.py", "labelgen/heads.py", "losses", "labelgen/augment.py"),
     output:
         checkpoint=f"{HEADS}/semantic.pt",
         losses=f"{HEADS}/semantic_losses.csv",
@@ -19,6 +19,8 @@ rule train_semantic_head:
         head=json.dumps(config["semantic_head"], sort_keys=True),
         backbone=json.dumps(config["backbone"], sort_keys=True),
     threads: workflow.cores
+    benchmark:
+        f"{RESULTS}/benchmarks/train_semantic_head.tsv"
     log:
         f"{LOGS}/train_semantic_head.log",
     shell:
@@ -33,7 +35,7 @@ rule train_boundary_head:
             "backbone",
             "labelgen/train.py",
             "labelgen/heads.py",
-            "labelgen/losses.py",
+            "losses",
             "labelgen/augment.py",
             "labelgen/boundaries.py",
         ),
@@ -45,6 +47,8 @@ rule train_boundary_head:
         head=json.dumps(config["boundary_head"], sort_keys=True),
         backbone=json.dumps(config["backbone"], sort_keys=True),
     threads: workflow.cores
+    benchmark:
+        f"{RESULTS}/benchmarks/train_boundary_head.tsv"
     log:
         f"{LOGS}/train_boundary_head.log",
     shell:
@@ -85,6 +89,8 @@ rule pseudo_label:
     params:
         settings=PSEUDO_LABEL_SETTINGS,
     threads: 1
+    benchmark:
+        f"{RESULTS}/benchmarks/pseudo_label/{{shard}}.tsv"
     log:
         f"{LOGS}/pseudo_label/{{shard}}.log",
     shell:

@@ -1,0 +1,214 @@
+"""Training of the panoptic model: mixed batches, AMP on GPU, DDP under torchrun, resumable.
+
+Checkpoints (trainable weights, optimizer, step, loss history) are written every
+``checkpoint_every`` steps to ``<workdir>/last.pt``; a rerun with the same settings continues
+from there (a killed or requeued job resumes, it does not restart), a rerun with other settings
+starts afresh. With the same seed on CPU, a resumed run ends with the same weights as an
+uninterrupted one: batches depend only on (seed, step, rank).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from spino.classes import ClassSet
+from spino.data.io import atomic_path
+from spino.losses import top_k_cross_entropy, weighted_mean
+from spino.metrics import PanopticStats
+from spino.panoptic.model import ModelConfig, PanopticModel
+from spino.panoptic.postprocess import PostprocessConfig
+from spino.panoptic.predict import predict_panoptic
+from spino.panoptic.sampler import MixedBatches, Sample, load
+from spino.panoptic.targets import TargetConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 20000
+    batch_size: int = 8
+    lr: float = 1e-4
+    seed: int = 0
+    top_k: float = 0.2
+    center_weight: float = 20.0
+    offset_weight: float = 0.1
+    color_jitter: float = 0.2
+    amp: bool = True  # bf16 autocast on GPU
+    checkpoint_every: int = 500
+    val_every: int = 1000
+    val_images: int = 50
+    targets: TargetConfig = field(default_factory=TargetConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        plain = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("targets", "postprocess")}
+        return cls(
+            **plain,
+            targets=TargetConfig(**data.get("targets", {})),
+            postprocess=PostprocessConfig(**data.get("postprocess", {})),
+        )
+
+
+def settings_hash(*parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class Distributed:
+    """torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) or a single process."""
+
+    def __init__(self, device: str):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if device == "auto":
+            device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if self.world > 1:
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def close(self) -> None:
+        if self.world > 1:
+            dist.destroy_process_group()
+
+
+def losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    semantic = top_k_cross_entropy(out["semantic"].float(), batch["semantic"], cfg.top_k, batch["semantic_weights"])
+    center = weighted_mean((out["center"].float() - batch["center"]) ** 2, batch["center_weights"])
+    offset = weighted_mean((out["offset"].float() - batch["offset"]).abs(), batch["offset_weights"].expand_as(batch["offset"]))
+    total = semantic + cfg.center_weight * center + cfg.offset_weight * offset
+    return {"loss": total, "semantic": semantic, "center": center, "offset": offset}
+
+
+def validate(model: PanopticModel, samples: list[Sample], class_set: ClassSet, cfg: TrainConfig, device: torch.device) -> dict:
+    """PQ/SQ/RQ/mIoU of the model on ground-truth samples at the model's input size."""
+    model.eval()
+    stats = PanopticStats(class_set.num_classes)
+    for sample in samples:
+        image, label = load(sample, model.cfg.input_size)
+        pred = predict_panoptic(model, image.to(device), class_set, cfg.postprocess)
+        stats.update(label, pred, class_set)
+    model.train()
+    s = stats.summary(class_set)
+    return {"pq": s["all"]["pq"], "sq": s["all"]["sq"], "rq": s["all"]["rq"], "miou": s["miou"], "images": stats.images}
+
+
+def train_panoptic(
+    cfg: TrainConfig,
+    model_cfg: ModelConfig,
+    class_set: ClassSet,
+    ground_truth: list[Sample],
+    pseudo: list[Sample],
+    validation: list[Sample],
+    workdir: str | Path,
+    out: str | Path,
+    device: str = "auto",
+) -> None:
+    """Train (or resume), then write the final checkpoint ``out`` and CSVs of losses and validation."""
+    env = Distributed(device)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    signature = settings_hash(asdict(cfg), model_cfg.to_dict(), class_set.to_dict(), [s.image_id for s in ground_truth + pseudo])
+    torch.manual_seed(cfg.seed)
+    model = PanopticModel(model_cfg, class_set.num_classes).to(env.device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    start, history, val_rows = 0, [], []
+    last = workdir / "last.pt"
+    if last.is_file():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        if state["signature"] == signature:
+            model.load_trainable_state(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start, history, val_rows = state["step"], state["history"], state["validation"]
+            log(f"resuming from checkpoint {last} at step {start}")
+        else:
+            log(f"ignoring checkpoint {last}: it was trained with other settings")
+    if start == 0:
+        log(f"training from scratch on {env.device} ({env.world} process(es))")
+    if env.device.type == "cpu":
+        log("no GPU: training on the CPU")
+    net = model
+    if env.world > 1:
+        net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+    batches = MixedBatches(ground_truth, pseudo, class_set, model_cfg.input_size, cfg.batch_size, cfg.seed, cfg.color_jitter, cfg.targets)
+    amp = cfg.amp and env.device.type == "cuda"
+    model.train()
+    for step in range(start, cfg.steps):
+        batch = {k: v.to(env.device) for k, v in batches.batch(step, env.rank).items()}
+        with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=amp):
+            outputs = net(batch["image"])
+        parts = losses(outputs, batch, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        optimizer.step()
+        history.append([step] + [round(parts[k].item(), 6) for k in ("loss", "semantic", "center", "offset")])
+        done = step + 1
+        if env.main and validation and (done % cfg.val_every == 0 or done == cfg.steps):
+            row = {"step": done, **validate(model, validation[: cfg.val_images], class_set, cfg, env.device)}
+            val_rows.append(row)
+            log(f"step {done}: validation PQ {100 * row['pq']:.1f}  mIoU {100 * row['miou']:.1f}")
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            if env.main:
+                with atomic_path(last) as tmp:
+                    torch.save({"signature": signature, "step": done, "model": model.trainable_state(),
+                                "optimizer": optimizer.state_dict(), "history": history, "validation": val_rows}, tmp)
+                log(f"step {done}/{cfg.steps}: loss {history[-1][1]:.4f}, checkpoint written")
+    if env.main:
+        save_model(out, model, model_cfg, class_set, cfg)
+        write_csv(workdir / "losses.csv", ["step", "loss", "semantic", "center", "offset"], history)
+        write_csv(workdir / "validation.csv", ["step", "pq", "sq", "rq", "miou", "images"], [list(r.values()) for r in val_rows])
+    env.close()
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def save_model(path: str | Path, model: PanopticModel, model_cfg: ModelConfig, class_set: ClassSet, cfg: TrainConfig) -> None:
+    payload = {
+        "model": model.trainable_state(),
+        "model_config": model_cfg.to_dict(),
+        "class_set": class_set.to_dict(),
+        "postprocess": asdict(cfg.postprocess),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[PanopticModel, ClassSet, PostprocessConfig]:
+    """A trained panoptic model from its checkpoint (weights_only: no arbitrary unpickling)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: panoptic checkpoint not found")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = state["model_config"]
+    model_cfg = ModelConfig.from_dict(cfg, cfg["backbone"])
+    class_set = ClassSet.from_dict(state["class_set"], source=str(path))
+    model = PanopticModel(model_cfg, class_set.num_classes)
+    model.load_trainable_state(state["model"])
+    return model.to(device).eval(), class_set, PostprocessConfig(**state["postprocess"])
+

@@ -1,0 +1,180 @@
+"""The run report: pseudo-label and model scores side by side, curves, timings, overlays, config.
+
+Reads only the run's artifacts (``results/<run>/``) and writes ``report.html`` with its PNGs into
+one folder, which can be opened from disk or shipped as is.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from spino.data.io import atomic_path, read_image, write_png  # noqa: E402
+from spino.store import LabelStore  # noqa: E402
+from spino.viz import colorize, overlay  # noqa: E402
+
+STAGES = ("pseudo_labels", "predictions")
+TITLES = {"pseudo_labels": "pseudo-labels", "predictions": "panoptic model"}
+
+
+def _read_csv(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _scores(results: Path) -> dict[str, dict]:
+    out = {}
+    for stage in STAGES:
+        path = results / "scores" / f"{stage}.json"
+        if path.is_file():
+            out[stage] = json.loads(path.read_text())["summary"]
+    return out
+
+
+def score_tables(scores: dict[str, dict]) -> str:
+    if not scores:
+        return "<p>No scores yet.</p>"
+    head = "".join(f"<th colspan=4>{TITLES[s]} ({scores[s]['images']} images)</th>" for s in scores)
+    sub = "<th>PQ</th><th>SQ</th><th>RQ</th><th>mIoU</th>" * len(scores)
+    rows = []
+    for group in ("all", "things", "stuff"):
+        cells = "".join(
+            f"<td>{100 * v[group]['pq']:.1f}</td><td>{100 * v[group]['sq']:.1f}</td><td>{100 * v[group]['rq']:.1f}</td>"
+            f"<td>{100 * v['miou']:.1f}</td>" if group == "all" else
+            f"<td>{100 * v[group]['pq']:.1f}</td><td>{100 * v[group]['sq']:.1f}</td><td>{100 * v[group]['rq']:.1f}</td><td></td>"
+            for v in scores.values()
+        )
+        rows.append(f"<tr><th>{group}</th>{cells}</tr>")
+    summary = f"<table><tr><th></th>{head}</tr><tr><th></th>{sub}</tr>{''.join(rows)}</table>"
+    names = list(next(iter(scores.values()))["per_class"])
+    per_class = ["<table><tr><th>class</th>" + "".join(f"<th>PQ {TITLES[s]}</th><th>IoU {TITLES[s]}</th>" for s in scores) + "</tr>"]
+    for name in names:
+        cells = ""
+        for v in scores.values():
+            c = v["per_class"][name]
+            iou = "" if c["iou"] is None else f"{100 * c['iou']:.1f}"
+            cells += f"<td>{100 * c['pq']:.1f}</td><td>{iou}</td>"
+        kind = "thing" if next(iter(scores.values()))["per_class"][name]["thing"] else "stuff"
+        per_class.append(f"<tr><th>{html.escape(name)} <small>({kind})</small></th>{cells}</tr>")
+    return summary + "<h3>Per class</h3>" + "".join(per_class) + "</table>"
+
+
+def plot_curves(results: Path, out: Path) -> bool:
+    curves = {
+        "semantic head": _read_csv(results / "heads" / "semantic_losses.csv"),
+        "boundary head": _read_csv(results / "heads" / "boundary_losses.csv"),
+        "panoptic model": _read_csv(results / "panoptic" / "losses.csv"),
+    }
+    validation = _read_csv(results / "panoptic" / "validation.csv")
+    panels = [(k, v) for k, v in curves.items() if v] + ([("validation PQ", validation)] if validation else [])
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    for ax, (title, rows) in zip(axes[0], panels):
+        if title == "validation PQ":
+            ax.plot([int(r["step"]) for r in rows], [100 * float(r["pq"]) for r in rows], "o-", label="PQ")
+            ax.plot([int(r["step"]) for r in rows], [100 * float(r["miou"]) for r in rows], "s-", label="mIoU")
+            ax.legend()
+        else:
+            steps = np.array([int(r["step"]) for r in rows])
+            loss = np.array([float(r["loss"]) for r in rows])
+            ax.plot(steps, loss, alpha=0.3)
+            k = max(1, len(loss) // 20)
+            ax.plot(steps[k - 1 :], np.convolve(loss, np.ones(k) / k, mode="valid"), label=f"mean of {k}")
+            ax.legend()
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return True
+
+
+def timings(results: Path) -> list[tuple[str, float, float]]:
+    """(rule, seconds summed over its jobs, peak RSS in MB) from Snakemake's benchmark files."""
+    rows: dict[str, list[float]] = {}
+    for path in sorted((results / "benchmarks").rglob("*.tsv")):
+        rule = path.relative_to(results / "benchmarks").parts[0].removesuffix(".tsv")
+        for r in csv.DictReader(open(path), delimiter="\t"):
+            secs, rss = float(r["s"]), float(r["max_rss"]) if r["max_rss"] not in ("", "-", "NA") else 0.0
+            total = rows.setdefault(rule, [0.0, 0.0])
+            total[0] += secs
+            total[1] = max(total[1], rss)
+    return [(rule, s, m) for rule, (s, m) in rows.items()]
+
+
+def gallery(results: Path, out: Path, count: int = 4) -> list[str]:
+    """Rows of image | ground truth | pseudo-label | prediction for the first images that have all.
+
+    Returns the column titles (empty when there is nothing to show).
+    """
+    stores = {}
+    for name in ("ground_truth", "pseudo_labels", "predictions"):
+        path = results / f"{name}.zarr"
+        if path.is_dir():
+            stores[name] = LabelStore(path)
+    if "ground_truth" not in stores or len(stores) < 2:
+        return []
+    ids = [i for i in stores.get("predictions", stores["pseudo_labels"]).image_ids if all(i in s.image_ids for s in stores.values())]
+    rows = []
+    for image_id in ids[:count]:
+        gt = stores["ground_truth"]
+        image = read_image(gt.meta["image_paths"][gt.index_of(image_id)])
+        panels = [image]
+        for store in stores.values():
+            pan = store.panoptic(store.index_of(image_id))
+            panels.append(overlay(image, pan, store.class_set, alpha=0.7) if store is not gt else colorize(pan, gt.class_set))
+        rows.append(np.concatenate(panels, axis=1))
+    if not rows:
+        return []
+    write_png(out, np.concatenate(rows, axis=0))
+    return ["image", "ground truth"] + [TITLES[name] for name in stores if name != "ground_truth"]
+
+
+def write_report(results: str | Path, config_json: str, out: str | Path) -> Path:
+    results, out = Path(results), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    scores = _scores(results)
+    has_curves = plot_curves(results, out / "curves.png")
+    columns = gallery(results, out / "gallery.png")
+    stages = "".join(f"<tr><td>{html.escape(r)}</td><td>{s:.1f}</td><td>{m:.0f}</td></tr>" for r, s, m in timings(results))
+    config = json.dumps(json.loads(config_json), indent=2)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>spino report: {html.escape(results.name)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
+th {{ background: #f3f3f3; }} img {{ max-width: 100%; border: 1px solid #ddd; }}
+pre {{ background: #f6f6f6; padding: 1em; overflow: auto; }}
+</style></head><body>
+<h1>spino report: {html.escape(results.name)}</h1>
+<h2>Scores</h2>
+<p>PQ, SQ, RQ in % (COCO-panoptic rules, as cityscapesscripts); mIoU in %.</p>
+{score_tables(scores)}
+<h2>Training curves</h2>
+{'<img src="curves.png" alt="training curves">' if has_curves else '<p>No training logs yet.</p>'}
+<h2>Time per stage</h2>
+<table><tr><th>rule</th><th>seconds (all jobs)</th><th>peak RSS (MB)</th></tr>{stages}</table>
+<h2>Gallery</h2>
+<p>{' | '.join(columns)}</p>
+{'<img src="gallery.png" alt="overlays">' if columns else '<p>No labels to show yet.</p>'}
+<h2>Configuration</h2>
+<pre>{html.escape(config)}</pre>
+</body></html>
+"""
+    with atomic_path(out / "report.html") as tmp:
+        tmp.write_text(page)
+    return out / "report.html"

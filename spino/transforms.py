@@ -1,0 +1,37 @@
+"""Image and label transforms shared by both halves of the method."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def color_jitter(image: torch.Tensor, rng: np.random.Generator, strength: float) -> torch.Tensor:
+    """Brightness, contrast and saturation each scaled by a factor in [1 - s, 1 + s], in random order."""
+    if strength <= 0:
+        return image
+    x = image / 255.0
+    for op in rng.permutation(3):
+        f = float(rng.uniform(1 - strength, 1 + strength))
+        if op == 0:
+            x = x * f
+        elif op == 1:
+            mean = _gray(x).mean()
+            x = (x - mean) * f + mean
+        else:
+            gray = _gray(x)
+            x = (x - gray) * f + gray
+        x = x.clamp(0, 1)
+    return x * 255.0
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    return (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).unsqueeze(0)
+
+
+def resize_nearest(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of an integer map (pixel centres, as F.interpolate 'nearest-exact')."""
+    h, w = label.shape
+    ys = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64), h - 1)
+    xs = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(np.int64), w - 1)
+    return label[ys[:, None], xs[None, :]]

@@ -1,0 +1,136 @@
+"""Panoptic model: targets, post-processing (reproduces ground truth), training with resume, prediction."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import store_from_maps
+from spino.classes import CITYSCAPES_19, DEMO
+from spino.data import open_dataset
+from spino.data.cityscapes import Cityscapes
+from spino.data.manifest import build_manifest, write_manifest
+from spino.encoding import LABEL_DIVISOR, instance_of, semantic_of
+from spino.metrics import PanopticStats
+from spino.panoptic.postprocess import PostprocessConfig, merge
+from spino.panoptic.predict import write_prediction_shard
+from spino.panoptic.targets import TargetConfig, panoptic_targets
+from spino.panoptic.train import load_model
+from spino.store import LabelStore, create_store
+from spino.transforms import resize_nearest
+
+
+def test_targets_point_every_thing_pixel_at_its_centroid() -> None:
+    pan = np.zeros((40, 60), np.uint32)  # road
+    pan[10:20, 10:30] = 6 * LABEL_DIVISOR + 1
+    pan[25:27, 40:42] = 5 * LABEL_DIVISOR + 1
+    pan[30:35, 0:5] = 6 * LABEL_DIVISOR  # crowd: no centre, no offset
+    t = panoptic_targets(pan, DEMO, TargetConfig(sigma=2.0, small_instance_area=10, small_instance_weight=3.0))
+    ys, xs = np.nonzero(pan == 6001)
+    cy, cx = ys.mean(), xs.mean()
+    assert torch.allclose(t["offset"][0][10:20, 10:30], torch.from_numpy(cy - np.mgrid[10:20, 10:30][0]).float())
+    assert torch.allclose(t["offset"][1][10:20, 10:30], torch.from_numpy(cx - np.mgrid[10:20, 10:30][1]).float())
+    assert t["center"][0, round(cy), round(cx)] == 1.0 and t["center"].max() == 1.0
+    assert t["offset_weights"][0, 30:35, 0:5].sum() == 0 and t["offset_weights"][0, 10:20, 10:30].all()
+    assert (t["semantic_weights"][25:27, 40:42] == 3.0).all() and (t["semantic_weights"][10:20, 10:30] == 1.0).all()
+
+
+def _reproduce(gts: list[np.ndarray], class_set, sigma: float, nms: int) -> dict:
+    stats = PanopticStats(class_set.num_classes)
+    for gt in gts:
+        t = panoptic_targets(gt, class_set, TargetConfig(sigma=sigma))
+        sem = torch.from_numpy(semantic_of(gt).astype(np.int64))
+        pred = merge(sem, t["center"], t["offset"], class_set, PostprocessConfig(nms_kernel=nms)).numpy()
+        stats.update(gt, pred, class_set)
+    return stats.summary(class_set)
+
+
+def test_postprocessing_of_ground_truth_targets_reproduces_cityscapes(exact8: Path) -> None:
+    ds = Cityscapes(exact8, ["train"])
+    gts = [resize_nearest(ds.read_panoptic(r), (448, 896)) for r in ds.scan()]
+    assert _reproduce(gts, CITYSCAPES_19, sigma=8.0, nms=7)["all"]["pq"] >= 0.99
+
+
+def test_postprocessing_of_ground_truth_targets_reproduces_synthetic(demo_root: Path) -> None:
+    ds = open_dataset("demo", demo_root)
+    gts = [ds.read_panoptic(r) for r in ds.scan()]
+    assert _reproduce(gts, DEMO, sigma=3.0, nms=5)["all"]["pq"] >= 0.99
+
+
+@pytest.fixture(scope="module")
+def tiny_run(demo_root: Path, tmp_path_factory) -> dict:
+    """Ground-truth and 'pseudo-label' stores (here: the ground truth itself) and a manifest."""
+    out = tmp_path_factory.mktemp("pan")
+    ds = open_dataset("demo", demo_root)
+    records = ds.scan()
+    maps = [ds.read_panoptic(r) for r in records]
+    ids = [r.image_id for r in records]
+    for name in ("gt", "pseudo"):
+        store_from_maps(out / f"{name}.zarr", ids, maps, DEMO, image_paths=[r.image for r in records])
+    train = [r.image_id for r in records if r.split == "train"]
+    write_manifest(out / "m.csv", build_manifest(records, train[:2]))
+    return {"dir": out, "ids": ids}
+
+
+def train_command(run: dict, workdir: Path, out: Path, steps: int) -> list[str]:
+    d = run["dir"]
+    return [
+        sys.executable, "-m", "spino", "train-panoptic", "--manifest", str(d / "m.csv"),
+        "--pseudo-labels", str(d / "pseudo.zarr"), "--ground-truth", str(d / "gt.zarr"),
+        "--train-splits", "train", "--val-splits", "val",
+        "--model", json.dumps({"channels": 16, "decoder_channels": 16, "head_channels": 8, "input_size": [48, 96]}),
+        "--train", json.dumps({"steps": steps, "batch_size": 2, "lr": 1e-3, "checkpoint_every": 2, "val_every": 4,
+                               "val_images": 2, "targets": {"sigma": 2.0, "small_instance_area": 100}}),
+        "--backbone", json.dumps({"name": "tf_efficientnet_lite0", "weights": "none", "out_indices": [1, 2]}),
+        "--workdir", str(workdir), "--out", str(out), "--device", "cpu",
+    ]
+
+
+def test_training_killed_midway_resumes_to_the_same_weights(tiny_run: dict, tmp_path: Path) -> None:
+    steps = 10
+    whole = subprocess.run(train_command(tiny_run, tmp_path / "a", tmp_path / "a.pt", steps), capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    assert "training from scratch" in whole.stderr and "no GPU: training on the CPU" in whole.stderr
+
+    cmd = train_command(tiny_run, tmp_path / "b", tmp_path / "b.pt", steps)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (tmp_path / "b" / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "b.pt").exists(), "the run finished before it could be killed"
+    resumed = subprocess.run(cmd, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    step = int(resumed.stderr.split("resuming from checkpoint")[1].split("at step")[1].split()[0])
+    assert 2 <= step < steps and step % 2 == 0
+
+    a = torch.load(tmp_path / "a.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    losses_a = (tmp_path / "a" / "losses.csv").read_text()
+    assert losses_a == (tmp_path / "b" / "losses.csv").read_text() and len(losses_a.splitlines()) == steps + 1
+    assert len((tmp_path / "a" / "validation.csv").read_text().splitlines()) == 1 + 3  # steps 4, 8, 10
+
+
+def test_prediction_shard_is_written_and_scored(tiny_run: dict, tmp_path: Path) -> None:
+    subprocess.run(train_command(tiny_run, tmp_path / "w", tmp_path / "m.pt", 2), check=True, capture_output=True)
+    model, class_set, postprocess = load_model(tmp_path / "m.pt")
+    paths = LabelStore(tiny_run["dir"] / "gt.zarr").meta["image_paths"][:3]
+    store = create_store(tmp_path / "pred.zarr", tiny_run["ids"][:3], 96, 192, class_set, 3, extra_attrs={"image_paths": paths})
+    assert write_prediction_shard(store, model, class_set, postprocess, 0) == 3
+    store.finalize()
+    pan = store.read_shard(0)
+    thing = np.isin(semantic_of(pan), class_set.thing_ids)
+    assert pan.shape == (3, 96, 192) and (instance_of(pan)[~thing] == 0).all()

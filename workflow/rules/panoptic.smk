@@ -1,0 +1,74 @@
+# Stages 6-7: train the panoptic model on the pseudo-labels (mixed with the annotated ground
+# truth), then predict the evaluation splits, one job per store shard.
+
+PANOPTIC = f"{RESULTS}/panoptic"
+
+
+rule train_panoptic:
+    input:
+        manifest=f"{RESULTS}/manifest.csv",
+        pseudo_labels=f"{RESULTS}/pseudo_labels.complete.json",
+        ground_truth=f"{RESULTS}/ground_truth.complete.json",
+        code=code("panoptic", "backbone", "losses", "transforms"),
+    output:
+        model=f"{PANOPTIC}/model.pt",
+        losses=f"{PANOPTIC}/losses.csv",
+        validation=f"{PANOPTIC}/validation.csv",
+    params:
+        pseudo_labels=f"{RESULTS}/pseudo_labels.zarr",
+        ground_truth=f"{RESULTS}/ground_truth.zarr",
+        workdir=f"{PANOPTIC}/checkpoints",  # not an output: it survives a killed job, which resumes from it
+        train_splits=config["panoptic"]["train_splits"],
+        val_splits=config["panoptic"]["eval_splits"],
+        model=json.dumps(config["panoptic"]["model"], sort_keys=True),
+        train=json.dumps(config["panoptic"]["train"], sort_keys=True),
+        backbone=json.dumps(config["backbone"], sort_keys=True),
+    threads: workflow.cores
+    resources:
+        gpu=config["panoptic"]["gpus"],
+    benchmark:
+        f"{RESULTS}/benchmarks/train_panoptic.tsv"
+    log:
+        f"{LOGS}/train_panoptic.log",
+    shell:
+        "spino train-panoptic --manifest {input.manifest:q} --pseudo-labels {params.pseudo_labels:q}"
+        " --ground-truth {params.ground_truth:q} --train-splits {params.train_splits:q}"
+        " --val-splits {params.val_splits:q} --model {params.model:q} --train {params.train:q}"
+        " --backbone {params.backbone:q} --gpus {resources.gpu} --workdir {params.workdir:q}"
+        " --out {output.model:q} > {log:q} 2>&1"
+
+
+rule create_prediction_store:
+    input:
+        manifest=f"{RESULTS}/manifest.csv",
+        model=f"{PANOPTIC}/model.pt",
+        code=code("store"),
+    output:
+        store=directory(f"{RESULTS}/predictions.zarr"),
+    params:
+        dataset=dataset_args(),
+        splits=config["panoptic"]["eval_splits"],
+        per_shard=config["stores"]["images_per_shard"],
+    log:
+        f"{LOGS}/create_prediction_store.log",
+    shell:
+        "spino create-store {params.dataset:q} --manifest {input.manifest:q} --kind predictions"
+        " --store-splits {params.splits:q} --images-per-shard {params.per_shard}"
+        " --out {output.store:q} > {log:q} 2>&1"
+
+
+rule predict:
+    input:
+        store=f"{RESULTS}/predictions.zarr",
+        model=f"{PANOPTIC}/model.pt",
+        code=code("panoptic", "backbone", "store"),
+    output:
+        done=f"{RESULTS}/predictions.shards/{{shard}}.json",
+    threads: 1
+    benchmark:
+        f"{RESULTS}/benchmarks/predict/{{shard}}.tsv"
+    log:
+        f"{LOGS}/predict/{{shard}}.log",
+    shell:
+        "spino predict --checkpoint {input.model:q} --store {input.store:q} --shard {wildcards.shard}"
+        " --done {output.done:q} > {log:q} 2>&1"

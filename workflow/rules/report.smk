@@ -1,0 +1,26 @@
+# Stage 8: the run report (standalone HTML with PNGs; the same figures go into `snakemake --report`).
+
+import json
+
+
+rule report:
+    input:
+        scores=expand(f"{RESULTS}/scores/{{store}}.json", store=["pseudo_labels", "predictions"]),
+        losses=f"{PANOPTIC}/losses.csv",
+        code=code("report", "viz"),
+    output:
+        html=report(
+            f"{RESULTS}/report/report.html",
+            caption="../report/report.rst",
+            category="Report",
+        ),
+        curves=report(f"{RESULTS}/report/curves.png", caption="../report/curves.rst", category="Training"),
+        gallery=report(f"{RESULTS}/report/gallery.png", caption="../report/gallery.rst", category="Labels"),
+    params:
+        results=RESULTS,
+        outdir=f"{RESULTS}/report",
+        config=json.dumps(config, sort_keys=True),
+    log:
+        f"{LOGS}/report.log",
+    shell:
+        "spino report --results {params.results:q} --config {params.config:q} --out {params.outdir:q} > {log:q} 2>&1"
