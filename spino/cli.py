@@ -113,18 +113,25 @@ def cmd_train_head(args: argparse.Namespace) -> None:
     samples = [dataset.read_sample(e.record) for e in annotated]
     cfg = HeadConfig.from_dict(args.kind, json.loads(args.head))
     spec = BackboneSpec.from_dict(json.loads(args.backbone))
-    train_head(cfg, spec, samples, dataset.class_set, args.checkpoint, args.losses)
+    train_head(cfg, spec, samples, dataset.class_set, args.checkpoint, args.losses, _device(args.device))
     print(f"{args.checkpoint}: {args.kind} head trained on {len(samples)} images")
 
 
-def cmd_pseudo_label(args: argparse.Namespace) -> None:
+def _device(name: str) -> str:
+    """'auto' is the first GPU when there is one, else the CPU."""
+    if name != "auto":
+        return name
     import torch
 
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cmd_pseudo_label(args: argparse.Namespace) -> None:
     from spino.data.manifest import read_manifest
     from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig, write_pseudo_label_shard
     from spino.store import LabelStore
 
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = _device(args.device)
     generator = LabelGenerator(args.semantic_head, args.boundary_head, PseudoLabelConfig.from_dict(json.loads(args.settings)), device)
     store = LabelStore(args.store)
     paths = {e.image_id: e.image for e in read_manifest(args.manifest)}
@@ -178,13 +185,11 @@ def cmd_train_panoptic(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    import torch
-
     from spino.panoptic.predict import write_prediction_shard
     from spino.panoptic.train import load_model
     from spino.store import LabelStore
 
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = _device(args.device)
     model, class_set, postprocess = load_model(args.checkpoint, device)
     n = write_prediction_shard(LabelStore(args.store), model, class_set, postprocess, args.shard)
     _touch(args.done, {"shard": args.shard, "images": n, "device": device})
@@ -326,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", required=True, help="backbone settings as JSON (config backbone)")
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--losses", required=True, type=Path, help="per-step loss CSV")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_train_head)
 
     p = sub.add_parser("pseudo-label", help="pseudo-label the images of one shard of a store")

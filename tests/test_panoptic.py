@@ -97,25 +97,25 @@ def train_command(run: dict, workdir: Path, out: Path, steps: int) -> list[str]:
 
 def test_training_killed_midway_resumes_to_the_same_weights(tiny_run: dict, tmp_path: Path) -> None:
     steps = 10
-    whole = subprocess.run(train_command(tiny_run, tmp_path / "a", tmp_path / "a.pt", steps), capture_output=True, text=True)
+    whole = subprocess.run(train_command(tiny_run, tmp_path / "a" / "ck", tmp_path / "a" / "model.pt", steps), capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr[-2000:]
     assert "training from scratch" in whole.stderr and "no GPU: training on the CPU" in whole.stderr
 
-    cmd = train_command(tiny_run, tmp_path / "b", tmp_path / "b.pt", steps)
+    cmd = train_command(tiny_run, tmp_path / "b" / "ck", tmp_path / "b" / "model.pt", steps)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not (tmp_path / "b" / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+    while not (tmp_path / "b" / "ck" / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (tmp_path / "b.pt").exists(), "the run finished before it could be killed"
+    assert not (tmp_path / "b" / "model.pt").exists(), "the run finished before it could be killed"
     resumed = subprocess.run(cmd, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     step = int(resumed.stderr.split("resuming from checkpoint")[1].split("at step")[1].split()[0])
     assert 2 <= step < steps and step % 2 == 0
 
-    a = torch.load(tmp_path / "a.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "b.pt", weights_only=True)["model"]
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["model"]
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key

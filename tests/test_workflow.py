@@ -6,10 +6,12 @@ import copy
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -28,6 +30,10 @@ TINY = {
     "boundary_head": {"hidden": [16, 8], "input_size": [64, 128], "epochs": 15, "lr": 1e-2},
     "pseudo_labels": {"splits": ["train", "val"], "semantic_scales": [1, 2], "boundary_scales": [2],
                       "boundary_threshold": 0.5, "min_pixels": 4},
+    "panoptic": {"train_splits": ["train"], "eval_splits": ["val"],
+                 "model": {"channels": 16, "decoder_channels": 16, "head_channels": 8, "input_size": [64, 128]},
+                 "train": {"steps": 6, "batch_size": 2, "lr": 1e-3, "checkpoint_every": 3, "val_every": 3, "val_images": 2,
+                           "targets": {"sigma": 2.0, "small_instance_area": 100}}},
 }
 
 
@@ -64,6 +70,11 @@ def test_workflow_runs_all_stages_and_then_has_nothing_to_do(finished_run: Path)
     assert json.loads((results / "pseudo_labels.complete.json").read_text())["complete"]
     assert len(list((results / "pseudo_labels.shards").glob("*.json"))) == 3
     assert (finished_run / "logs" / "tiny" / "pseudo_label" / "0.log").is_file()
+    model_scores = json.loads((results / "scores" / "predictions.json").read_text())["summary"]
+    assert model_scores["images"] == 3
+    assert "no GPU: training on the CPU" in (finished_run / "logs" / "tiny" / "train_panoptic.log").read_text()
+    page = (results / "report" / "report.html").read_text()
+    assert "pseudo-labels" in page and "panoptic model" in page and 'src="gallery.png"' in page
     again = snakemake(finished_run, TINY, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -72,7 +83,15 @@ def test_changed_fusion_parameter_reruns_only_pseudo_labels_and_scores(finished_
     config = copy.deepcopy(TINY)
     config["pseudo_labels"]["min_pixels"] = 9
     plan = planned_rules(snakemake(finished_run, config, "-n"))
-    assert plan == {"create_pseudo_label_store", "pseudo_label", "gather", "evaluate", "all"}
+    assert plan == {"create_pseudo_label_store", "pseudo_label", "gather", "evaluate", "train_panoptic",
+                    "create_prediction_store", "predict", "report", "all"}
+
+
+def test_changed_panoptic_parameter_reruns_nothing_upstream(finished_run: Path) -> None:
+    config = copy.deepcopy(TINY)
+    config["panoptic"]["train"]["lr"] = 2e-3
+    plan = planned_rules(snakemake(finished_run, config, "-n"))
+    assert plan == {"train_panoptic", "create_prediction_store", "predict", "gather", "evaluate", "report", "all"}
 
 
 def test_changed_semantic_head_parameter_spares_the_boundary_head(finished_run: Path) -> None:
@@ -90,3 +109,20 @@ def test_config_that_fails_the_schema_is_reported(tmp_path: Path) -> None:
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "boundary_threshold" in output and "1.5" in output and "maximum" in output
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+def test_report_renders_in_headless_chromium(finished_run: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=5000", "--window-size=1200,2400", f"--screenshot={shot}",
+         (finished_run / "results" / "tiny" / "report" / "report.html").as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )
+    picture = np.asarray(Image.open(shot).convert("L")).astype(float)
+    rows_with_content = (picture < 200).any(axis=1).mean()
+    assert picture.shape[0] >= 2000 and rows_with_content > 0.3  # tables and images, not a blank page

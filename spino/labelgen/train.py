@@ -75,16 +75,17 @@ def train_head(
     class_set: ClassSet,
     checkpoint: str | Path,
     loss_csv: str | Path,
+    device: str = "cpu",
 ) -> None:
     """Train one head on (image, panoptic) samples; write its checkpoint and a per-step loss CSV."""
     if not samples:
         raise ValueError("no annotated images to train on")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    backbone = Backbone(backbone_spec)
+    backbone = Backbone(backbone_spec).to(device)
     feed = backbone.round_size(*cfg.input_size)
     out_size = output_size(cfg, backbone, feed)
-    head = MLPHead(backbone.channels, list(cfg.hidden), class_set.num_classes if cfg.kind == "semantic" else 1)
+    head = MLPHead(backbone.channels, list(cfg.hidden), class_set.num_classes if cfg.kind == "semantic" else 1).to(device)
     optimizer = torch.optim.Adam(head.parameters(), lr=cfg.lr)
     steps = cfg.epochs * len(samples)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
@@ -93,8 +94,8 @@ def train_head(
     for step, index in enumerate(progress(order, f"train {cfg.kind} head")):
         image, panoptic = samples[index]
         crop, label = augment(image, panoptic, feed, rng, cfg.crop_scale, cfg.color_jitter)
-        target = make_target(cfg, label, out_size, class_set)
-        logits = head(backbone(crop[None]), out_size)
+        target = make_target(cfg, label, out_size, class_set).to(device)
+        logits = head(backbone(crop[None].to(device)), out_size)
         if cfg.kind == "semantic":
             loss = top_k_cross_entropy(logits, target[None], cfg.top_k)
         else:
@@ -104,7 +105,7 @@ def train_head(
         optimizer.step()
         rows.append((step, step // len(samples), loss.item(), optimizer.param_groups[0]["lr"]))
         schedule.step()
-    save_head(checkpoint, head, cfg, backbone_spec, class_set, feed)
+    save_head(checkpoint, head.cpu(), cfg, backbone_spec, class_set, feed)
     with atomic_path(loss_csv) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["step", "epoch", "loss", "lr"])

@@ -123,7 +123,7 @@ def train_panoptic(
     out: str | Path,
     device: str = "auto",
 ) -> None:
-    """Train (or resume), then write the final checkpoint ``out`` and CSVs of losses and validation."""
+    """Train (or resume), then write the final checkpoint ``out`` and, beside it, losses.csv and validation.csv."""
     env = Distributed(device)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -145,6 +145,9 @@ def train_panoptic(
             log(f"ignoring checkpoint {last}: it was trained with other settings")
     if start == 0:
         log(f"training from scratch on {env.device} ({env.world} process(es))")
+    if "SLURM_JOB_ID" in os.environ:
+        gpus = os.environ.get("SLURM_JOB_GPUS") or os.environ.get("CUDA_VISIBLE_DEVICES") or "none"
+        log(f"SLURM job {os.environ['SLURM_JOB_ID']} on {os.environ.get('SLURMD_NODENAME', '?')}, GPUs granted: {gpus}")
     if env.device.type == "cpu":
         log("no GPU: training on the CPU")
     net = model
@@ -176,8 +179,8 @@ def train_panoptic(
                 log(f"step {done}/{cfg.steps}: loss {history[-1][1]:.4f}, checkpoint written")
     if env.main:
         save_model(out, model, model_cfg, class_set, cfg)
-        write_csv(workdir / "losses.csv", ["step", "loss", "semantic", "center", "offset"], history)
-        write_csv(workdir / "validation.csv", ["step", "pq", "sq", "rq", "miou", "images"], [list(r.values()) for r in val_rows])
+        write_csv(Path(out).parent / "losses.csv", ["step", "loss", "semantic", "center", "offset"], history)
+        write_csv(Path(out).parent / "validation.csv", ["step", "pq", "sq", "rq", "miou", "images"], [list(r.values()) for r in val_rows])
     env.close()
 
 

@@ -3,6 +3,7 @@
 if config["dataset"]["kind"] == "demo":
 
     rule make_demo:
+        localrule: True
         output:
             directory(config["dataset"]["root"]),
         params:
@@ -30,6 +31,7 @@ def annotation_args():
 
 
 checkpoint index:
+    localrule: True
     input:
         data=config["dataset"]["root"] if config["dataset"]["kind"] == "demo" else [],
         code=code("data"),
@@ -47,6 +49,7 @@ checkpoint index:
 
 
 rule create_ground_truth_store:
+    localrule: True
     input:
         manifest=f"{RESULTS}/manifest.csv",
         code=code("store", "groundtruth"),
@@ -79,6 +82,7 @@ rule write_ground_truth_shard:
 
 
 rule gather:
+    localrule: True
     input:
         store=f"{RESULTS}/{{store}}.zarr",
         shards=shard_markers,

@@ -2,6 +2,7 @@
 
 
 rule evaluate:
+    localrule: True
     input:
         complete=f"{RESULTS}/{{store}}.complete.json",
         gt_complete=f"{RESULTS}/ground_truth.complete.json",

@@ -57,6 +57,7 @@ rule train_boundary_head:
 
 
 rule create_pseudo_label_store:
+    localrule: True
     input:
         manifest=f"{RESULTS}/manifest.csv",
         semantic_head=f"{HEADS}/semantic.pt",

@@ -39,6 +39,7 @@ rule train_panoptic:
 
 
 rule create_prediction_store:
+    localrule: True
     input:
         manifest=f"{RESULTS}/manifest.csv",
         model=f"{PANOPTIC}/model.pt",

@@ -4,6 +4,7 @@ import json
 
 
 rule report:
+    localrule: True
     input:
         scores=expand(f"{RESULTS}/scores/{{store}}.json", store=["pseudo_labels", "predictions"]),
         losses=f"{PANOPTIC}/losses.csv",
