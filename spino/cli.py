@@ -154,7 +154,7 @@ def cmd_train_panoptic(args: argparse.Namespace) -> None:
 
     if args.gpus > 1 and "LOCAL_RANK" not in os.environ:
         # One process per GPU on this node; each re-enters this command under torchrun.
-        argv = [a for a in sys.argv[1:] if a != "--traceback"]
+        argv = sys.argv[1:]
         i = argv.index("--gpus")
         argv[i + 1] = "1"
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.gpus}", "-m", "spino", *argv]
@@ -283,6 +283,7 @@ def _touch(path: Path | None, payload: dict) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spino", description=__doc__.splitlines()[0])
     parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all cores)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("make-demo", help="write the synthetic demo dataset (folder layout)")
@@ -416,6 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         args.func(args)
     except (FileNotFoundError, ValueError, KeyError, IndexError, RuntimeError, OSError) as err:

@@ -18,13 +18,13 @@ rule train_semantic_head:
         dataset=dataset_args(),
         head=json.dumps(config["semantic_head"], sort_keys=True),
         backbone=json.dumps(config["backbone"], sort_keys=True),
-    threads: workflow.cores
+    threads: 8  # scaled down to --cores on a workstation
     benchmark:
         f"{RESULTS}/benchmarks/train_semantic_head.tsv"
     log:
         f"{LOGS}/train_semantic_head.log",
     shell:
-        "spino train-head semantic {params.dataset:q} --manifest {input.manifest:q} --head {params.head:q}"
+        "spino --threads {threads} train-head semantic {params.dataset:q} --manifest {input.manifest:q} --head {params.head:q}"
         " --backbone {params.backbone:q} --checkpoint {output.checkpoint:q} --losses {output.losses:q} > {log:q} 2>&1"
 
 
@@ -46,13 +46,13 @@ rule train_boundary_head:
         dataset=dataset_args(),
         head=json.dumps(config["boundary_head"], sort_keys=True),
         backbone=json.dumps(config["backbone"], sort_keys=True),
-    threads: workflow.cores
+    threads: 8  # scaled down to --cores on a workstation
     benchmark:
         f"{RESULTS}/benchmarks/train_boundary_head.tsv"
     log:
         f"{LOGS}/train_boundary_head.log",
     shell:
-        "spino train-head boundary {params.dataset:q} --manifest {input.manifest:q} --head {params.head:q}"
+        "spino --threads {threads} train-head boundary {params.dataset:q} --manifest {input.manifest:q} --head {params.head:q}"
         " --backbone {params.backbone:q} --checkpoint {output.checkpoint:q} --losses {output.losses:q} > {log:q} 2>&1"
 
 
@@ -95,6 +95,6 @@ rule pseudo_label:
     log:
         f"{LOGS}/pseudo_label/{{shard}}.log",
     shell:
-        "spino pseudo-label --manifest {input.manifest:q} --store {input.store:q} --shard {wildcards.shard}"
+        "spino --threads {threads} pseudo-label --manifest {input.manifest:q} --store {input.store:q} --shard {wildcards.shard}"
         " --semantic-head {input.semantic_head:q} --boundary-head {input.boundary_head:q}"
         " --settings {params.settings:q} --done {output.done:q} > {log:q} 2>&1"

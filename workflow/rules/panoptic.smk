@@ -23,7 +23,7 @@ rule train_panoptic:
         model=json.dumps(config["panoptic"]["model"], sort_keys=True),
         train=json.dumps(config["panoptic"]["train"], sort_keys=True),
         backbone=json.dumps(config["backbone"], sort_keys=True),
-    threads: workflow.cores
+    threads: 8  # scaled down to --cores on a workstation
     resources:
         gpu=config["panoptic"]["gpus"],
     benchmark:
@@ -31,7 +31,7 @@ rule train_panoptic:
     log:
         f"{LOGS}/train_panoptic.log",
     shell:
-        "spino train-panoptic --manifest {input.manifest:q} --pseudo-labels {params.pseudo_labels:q}"
+        "spino --threads {threads} train-panoptic --manifest {input.manifest:q} --pseudo-labels {params.pseudo_labels:q}"
         " --ground-truth {params.ground_truth:q} --train-splits {params.train_splits:q}"
         " --val-splits {params.val_splits:q} --model {params.model:q} --train {params.train:q}"
         " --backbone {params.backbone:q} --gpus {resources.gpu} --workdir {params.workdir:q}"
@@ -71,5 +71,5 @@ rule predict:
     log:
         f"{LOGS}/predict/{{shard}}.log",
     shell:
-        "spino predict --checkpoint {input.model:q} --store {input.store:q} --shard {wildcards.shard}"
+        "spino --threads {threads} predict --checkpoint {input.model:q} --store {input.store:q} --shard {wildcards.shard}"
         " --done {output.done:q} > {log:q} 2>&1"
