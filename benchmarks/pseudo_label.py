@@ -65,12 +65,17 @@ def main() -> None:
     p.add_argument("--semantic-head", type=Path)
     p.add_argument("--boundary-head", type=Path)
     p.add_argument("--weights", default=None, help="override backbone.weights for untrained heads (e.g. none)")
-    p.add_argument("--images", type=int, default=2)
+    p.add_argument("--images", type=int, default=1)
     p.add_argument("--height", type=int, default=1024)
     p.add_argument("--width", type=int, default=2048)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--semantic-scales", type=int, nargs="+", help="override pseudo_labels.semantic_scales (e.g. to time one scale)")
+    p.add_argument("--boundary-scales", type=int, nargs="+", help="override pseudo_labels.boundary_scales")
     args = p.parse_args()
     config = yaml.safe_load(args.config.read_text())
+    for key in ("semantic_scales", "boundary_scales"):
+        if getattr(args, key):
+            config["pseudo_labels"][key] = getattr(args, key)
     images, class_set = images_for(config, args.images, args.height, args.width)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -79,8 +84,9 @@ def main() -> None:
         else:
             sem, bnd = untrained_heads(config, args.weights or config["backbone"]["weights"], tmp, class_set)
         generator = LabelGenerator(sem, bnd, PseudoLabelConfig.from_dict(config["pseudo_labels"]), args.device)
-        generator(images[0][:64, :128])  # warm-up (allocator, first-call overheads), not counted
-        generator.timings.clear()
+        if args.device.startswith("cuda"):
+            generator(images[0][:64, :128])  # warm-up (CUDA context, kernels), not counted
+            generator.timings.clear()
         h, w = images[0].shape[:2]
         store = create_store(tmp / "bench.zarr", [f"i{k}" for k in range(len(images))], h, w, class_set, len(images), True)
         paths = {}
@@ -102,6 +108,8 @@ def main() -> None:
         print(f"{stage:<12}{t.get(stage, 0) / n:>10.3f}{t.get(stage, 0) / total:>8.1%}")
     print(f"{'total':<12}{total / n:>10.3f}")
     print(f"fusion + store write: {(t.get('fusion', 0) + t.get('store_write', 0)) / total:.1%} of the total")
+    tiles = sum(s * s for s in set(config["pseudo_labels"]["semantic_scales"]) | set(config["pseudo_labels"]["boundary_scales"]))
+    print(f"backbone passes per image: {tiles} ({t.get('backbone', 0) / n / tiles:.3f} s each)")
     print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
     if args.device.startswith("cuda"):
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")

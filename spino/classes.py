@@ -44,6 +44,10 @@ class ClassSet:
         return len(self.names)
 
     @property
+    def stuff_ids(self) -> list[int]:
+        return [i for i, t in enumerate(self.thing) if not t]
+
+    @property
     def thing_ids(self) -> list[int]:
         return [i for i, t in enumerate(self.thing) if t]
 

@@ -134,3 +134,13 @@ def test_prediction_shard_is_written_and_scored(tiny_run: dict, tmp_path: Path) 
     pan = store.read_shard(0)
     thing = np.isin(semantic_of(pan), class_set.thing_ids)
     assert pan.shape == (3, 96, 192) and (instance_of(pan)[~thing] == 0).all()
+
+
+def test_two_process_training_under_torchrun(tiny_run: dict, tmp_path: Path) -> None:
+    """--gpus 2 launches torchrun; on a CPU machine the two processes train with gloo (the GPU path uses NCCL)."""
+    cmd = train_command(tiny_run, tmp_path / "ck", tmp_path / "model.pt", 2) + ["--gpus", "2"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(2 process(es))" in result.stderr
+    model, _, _ = load_model(tmp_path / "model.pt")
+    assert len((tmp_path / "losses.csv").read_text().splitlines()) == 1 + 2

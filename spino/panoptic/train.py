@@ -152,8 +152,9 @@ def train_panoptic(
         log("no GPU: training on the CPU")
     net = model
     if env.world > 1:
-        net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+        if env.device.type == "cuda":  # batch statistics over all GPUs (SyncBatchNorm is CUDA-only)
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
     batches = MixedBatches(ground_truth, pseudo, class_set, model_cfg.input_size, cfg.batch_size, cfg.seed, cfg.color_jitter, cfg.targets)
     amp = cfg.amp and env.device.type == "cuda"
     model.train()
