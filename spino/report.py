@@ -107,7 +107,9 @@ def timings(results: Path) -> list[tuple[str, float, float]]:
     rows: dict[str, list[float]] = {}
     for path in sorted((results / "benchmarks").rglob("*.tsv")):
         rule = path.relative_to(results / "benchmarks").parts[0].removesuffix(".tsv")
-        for r in csv.DictReader(open(path), delimiter="\t"):
+        with open(path, newline="") as f:
+            records = list(csv.DictReader(f, delimiter="\t"))
+        for r in records:
             secs, rss = float(r["s"]), float(r["max_rss"]) if r["max_rss"] not in ("", "-", "NA") else 0.0
             total = rows.setdefault(rule, [0.0, 0.0])
             total[0] += secs
