@@ -16,7 +16,7 @@ def open_dataset(kind: str, root: str | Path, splits: list[str] | None = None, c
     if kind == "cityscapes":
         return Cityscapes(root, splits or ["train", "val"])
     if kind in ("folder", "demo"):
-        return FolderDataset(root, classes)
+        return FolderDataset(root, classes, splits)
     raise ValueError(f"unknown dataset kind {kind!r}; expected one of {', '.join(KINDS)}")
 
 

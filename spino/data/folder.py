@@ -22,9 +22,10 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
 class FolderDataset(Dataset):
-    def __init__(self, root: str | Path, classes: str | Path | None = None):
+    def __init__(self, root: str | Path, classes: str | Path | None = None, splits: list[str] | None = None):
         self.root = Path(root)
         self.class_set = load_class_set(classes or self.root / "classes.yaml")
+        self.splits = splits
 
     def scan(self) -> list[Record]:
         image_dir = self.root / "images"
@@ -47,6 +48,9 @@ class FolderDataset(Dataset):
                     str(instance) if semantic.is_file() and instance.is_file() else "",
                 )
             )
+        records = [r for r in records if self.splits is None or r.split in self.splits]
+        if not records:
+            raise FileNotFoundError(f"{image_dir}: no images in splits {self.splits}")
         return sorted(records, key=lambda r: (r.split, r.image_id))
 
     def _splits(self, ids: set[str]) -> dict[str, str]:
