@@ -84,7 +84,7 @@ def submitted_jobs(output: str) -> dict[str, list[str]]:
     return jobs
 
 
-def test_workflow_on_slurm_equals_local_run(slurm, tmp_path: Path) -> None:
+def test_workflow_on_slurm_equals_local_run(slurm, tmp_path: Path, capsys) -> None:
     (tmp_path / "local").mkdir()
     # the same threads per job as on SLURM: float reductions in PyTorch depend on the thread count
     local = run(tmp_path / "local", TINY, "--cores", "2", "--set-threads", *[f"{rule}=1" for rule in SMALL])
@@ -93,7 +93,8 @@ def test_workflow_on_slurm_equals_local_run(slurm, tmp_path: Path) -> None:
     remote = run(tmp_path / "cluster", TINY, *slurm_args())
     assert remote.returncode == 0, remote.stdout[-5000:]
     jobs = submitted_jobs(remote.stdout)
-    print("SLURM job ids by rule:", json.dumps(jobs, indent=1))
+    with capsys.disabled():  # into the CI log, whatever pytest captures
+        print(f"\nSLURM job ids by rule: {json.dumps(jobs)}")
     assert set(jobs) == REMOTE_RULES, jobs
     assert len(jobs["pseudo_label"]) == 3 and len(jobs["train_panoptic"]) == 1
     panoptic_log = (tmp_path / "cluster" / "logs" / "tiny" / "train_panoptic.log").read_text()
