@@ -41,9 +41,9 @@ def group_pixels(thing: torch.Tensor, offset: torch.Tensor, centers: torch.Tenso
     flat_offset = offset.reshape(2, -1)
     voted = torch.stack([ys + flat_offset[0, idx], xs + flat_offset[1, idx]], dim=1)
     labels = torch.empty(len(idx), dtype=torch.long, device=thing.device)
-    for start in range(0, len(idx), max(1, chunk // max(1, len(centers)))):
-        stop = start + max(1, chunk // max(1, len(centers)))
-        labels[start:stop] = torch.cdist(voted[start:stop], centers.float()).argmin(1) + 1
+    step = max(1, chunk // len(centers))  # pixels per block of the (pixels x centres) distance matrix
+    for start in range(0, len(idx), step):
+        labels[start : start + step] = torch.cdist(voted[start : start + step], centers.float()).argmin(1) + 1
     out.view(-1)[idx] = labels
     return out
 
