@@ -61,6 +61,7 @@ def panoptic_from_outputs(
 
 
 def merge(semantic: torch.Tensor, center: torch.Tensor, offset: torch.Tensor, class_set: ClassSet, cfg: PostprocessConfig) -> torch.Tensor:
+    """Stuff/thing merge of a semantic map (train ids) with a centre heatmap and offsets (dy, dx)."""
     thing_lut = torch.as_tensor(class_set.thing_mask(), device=semantic.device)
     thing = thing_lut[semantic.clamp(0, 255)] & (semantic != IGNORE)
     centers = find_centers(center, cfg)
