@@ -57,13 +57,8 @@ def write_ground_truth_shard(store: LabelStore, dataset: Dataset, entries: dict[
     for image_id in progress(store.image_ids[shard.start : shard.stop], f"ground truth shard {index}"):
         entry = entries[image_id]
         pan = dataset.read_panoptic(entry.record)
-        expected = (store.height, store.width)
-        for path, shape in ((entry.semantic, pan.shape), (entry.image, image_size(entry.image))):
-            if tuple(shape) != expected:
-                raise ValueError(
-                    f"{path}: size {shape[1]}x{shape[0]} differs from the store's {expected[1]}x{expected[0]} "
-                    "(all images of a store must have one size)"
-                )
+        store.check_size(pan.shape, entry.semantic)
+        store.check_size(image_size(entry.image), entry.image)
         pans.append(pan)
     panoptic = np.stack(pans)
     store.write_shard(index, semantic_of(panoptic), panoptic)

@@ -142,6 +142,14 @@ class LabelStore:
         start = index * self.images_per_shard
         return Shard(index, start, min(start + self.images_per_shard, self.num_images))
 
+    def check_size(self, shape: tuple[int, ...], source: str) -> None:
+        """Raise naming ``source`` unless an image or label of this (H, W[, 3]) shape fits the store."""
+        if tuple(shape[:2]) != (self.height, self.width):
+            raise ValueError(
+                f"{source}: size {shape[1]}x{shape[0]} differs from the store's {self.width}x{self.height} "
+                "(all images of a store must have one size)"
+            )
+
     def index_of(self, image_id: str) -> int:
         try:
             return self.image_ids.index(image_id)

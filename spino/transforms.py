@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 def color_jitter(image: torch.Tensor, rng: np.random.Generator, strength: float) -> torch.Tensor:
@@ -35,3 +36,11 @@ def resize_nearest(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     ys = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64), h - 1)
     xs = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(np.int64), w - 1)
     return label[ys[:, None], xs[None, :]]
+
+
+def image_tensor(image: np.ndarray, size: tuple[int, int] | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
+    """An RGB uint8 array as a (3, H, W) float tensor in 0..255, bilinearly resized to ``size`` if given."""
+    img = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1).float()
+    if size is not None and tuple(img.shape[-2:]) != tuple(size):
+        img = F.interpolate(img[None], size=size, mode="bilinear", align_corners=False)[0]
+    return img

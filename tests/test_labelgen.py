@@ -24,7 +24,7 @@ from spino.losses import top_k_cross_entropy
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig, tile_boxes, write_pseudo_label_shard
 from spino.labelgen.train import HeadConfig, load_head, train_head
 from spino.metrics import PanopticStats
-from spino.store import IncompleteStoreError, LabelStore, create_store
+from spino.store import IncompleteStoreError, create_store
 
 TINY_BACKBONE = BackboneSpec("tf_efficientnet_lite0", "none", (1, 2))
 

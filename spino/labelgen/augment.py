@@ -6,9 +6,8 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from spino.transforms import color_jitter
+from spino.transforms import color_jitter, image_tensor
 
 
 def random_resized_crop_box(
@@ -36,9 +35,9 @@ def augment(
     The label keeps its crop resolution; callers resize it to their head's output size.
     """
     y0, x0, h, w = random_resized_crop_box(rng, *image.shape[:2], crop_scale)
-    img = torch.from_numpy(np.ascontiguousarray(image[y0 : y0 + h, x0 : x0 + w])).permute(2, 0, 1).float()
+    crop = image[y0 : y0 + h, x0 : x0 + w]
     lab = label[y0 : y0 + h, x0 : x0 + w]
     if rng.random() < 0.5:
-        img, lab = img.flip(-1), lab[:, ::-1]
-    img = F.interpolate(img[None], size=size, mode="bilinear", align_corners=False)[0]
+        crop, lab = crop[:, ::-1], lab[:, ::-1]
+    img = image_tensor(crop, size)
     return color_jitter(img, rng, jitter), np.ascontiguousarray(lab)

@@ -30,6 +30,7 @@ from spino.labelgen.fusion import fuse, min_pixels_per_class
 from spino.labelgen.train import load_head
 from spino.progress import progress
 from spino.store import LabelStore
+from spino.transforms import image_tensor
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class LabelGenerator:
     @torch.no_grad()
     def __call__(self, image: np.ndarray) -> PseudoLabel:
         height, width = image.shape[:2]
-        img = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)[None].float()
+        img = image_tensor(image, device=self.device)[None]
         sem_scales, bnd_scales = set(self.cfg.semantic_scales), set(self.cfg.boundary_scales)
         probs = torch.zeros((self.class_set.num_classes, height, width), device=self.device)
         boundary = torch.zeros((height, width), device=self.device)
@@ -147,10 +148,7 @@ def write_pseudo_label_shard(store: LabelStore, generator: LabelGenerator, image
         path = image_paths[image_id]
         with generator.timed("read"):
             image = read_image(path)
-        if image.shape[:2] != (store.height, store.width):
-            raise ValueError(
-                f"{path}: size {image.shape[1]}x{image.shape[0]} differs from the store's {store.width}x{store.height}"
-            )
+        store.check_size(image.shape, path)
         labels.append(generator(image))
     with generator.timed("store_write"):
         store.write_shard(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from spino.classes import ClassSet
 from spino.data.io import read_image
@@ -13,7 +12,7 @@ from spino.panoptic.model import PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig, panoptic_from_outputs
 from spino.progress import progress
 from spino.store import LabelStore
-from spino.transforms import resize_nearest
+from spino.transforms import image_tensor, resize_nearest
 
 
 @torch.no_grad()
@@ -32,10 +31,8 @@ def write_prediction_shard(store: LabelStore, model: PanopticModel, class_set: C
     maps = []
     for i in progress(range(shard.start, shard.stop), f"predict shard {index}"):
         image = read_image(paths[i])
-        if image.shape[:2] != (store.height, store.width):
-            raise ValueError(f"{paths[i]}: size {image.shape[1]}x{image.shape[0]} differs from the store's {store.width}x{store.height}")
-        img = torch.from_numpy(image).permute(2, 0, 1).float().to(device)
-        img = F.interpolate(img[None], size=model.cfg.input_size, mode="bilinear", align_corners=False)[0]
+        store.check_size(image.shape, paths[i])
+        img = image_tensor(image, model.cfg.input_size, device)
         maps.append(resize_nearest(predict_panoptic(model, img, class_set, cfg), (store.height, store.width)))
     panoptic = np.stack(maps)
     store.write_shard(index, semantic_of(panoptic), panoptic)

@@ -11,13 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from spino.classes import ClassSet
 from spino.data.io import read_image
 from spino.panoptic.targets import TargetConfig, panoptic_targets
 from spino.store import LabelStore
-from spino.transforms import color_jitter, resize_nearest
+from spino.transforms import color_jitter, image_tensor, resize_nearest
 
 
 @dataclass(frozen=True)
@@ -39,10 +38,8 @@ def load(sample: Sample, size: tuple[int, int], flip: bool = False) -> tuple[tor
     """Image (3, H, W) float in 0..255 and panoptic label resized to ``size`` (label: nearest)."""
     image = read_image(sample.image_path)
     panoptic = sample.store.panoptic(sample.index)
-    if image.shape[:2] != panoptic.shape:
-        raise ValueError(f"{sample.image_path}: size differs from its label in {sample.store.path}")
-    img = torch.from_numpy(image).permute(2, 0, 1).float()
-    img = F.interpolate(img[None], size=size, mode="bilinear", align_corners=False)[0]
+    sample.store.check_size(image.shape, sample.image_path)
+    img = image_tensor(image, size)
     label = resize_nearest(panoptic, size)
     if flip:
         img, label = img.flip(-1), np.ascontiguousarray(label[:, ::-1])

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from spino.store import shard_count
+
 # `spino` comes from the environment that runs Snakemake (a venv or the conda env of environment.yaml).
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
@@ -56,7 +58,7 @@ def shard_markers(wildcards):
     """One marker per shard of a store; the shard count follows from the manifest."""
     n = store_image_count(wildcards.store)
     per_shard = config["stores"]["images_per_shard"]
-    return [f"{RESULTS}/{wildcards.store}.shards/{i}.json" for i in range(-(-n // per_shard))]
+    return [f"{RESULTS}/{wildcards.store}.shards/{i}.json" for i in range(shard_count(n, per_shard))]
 
 
 def final_targets():
