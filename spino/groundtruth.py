@@ -11,6 +11,7 @@ from spino.classes import ClassSet
 from spino.data.base import Dataset
 from spino.data.manifest import Entry
 from spino.encoding import semantic_of
+from spino.errors import InputError, MissingFileError
 from spino.progress import progress
 from spino.store import LabelStore, create_store
 
@@ -21,9 +22,9 @@ def image_size(path: str | Path) -> tuple[int, int]:
         with Image.open(path) as im:
             return im.height, im.width
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: file not found") from None
+        raise MissingFileError(f"{path}: file not found") from None
     except OSError as err:
-        raise ValueError(f"{path}: cannot decode image ({err})") from err
+        raise InputError(f"{path}: cannot decode image ({err})") from err
 
 
 def create_store_for(
@@ -36,7 +37,7 @@ def create_store_for(
 ) -> LabelStore:
     """An empty store for these manifest entries, sized by the first image; kind says what it holds."""
     if not entries:
-        raise ValueError(f"{path}: no images selected for this store")
+        raise InputError(f"{path}: no images selected for this store")
     height, width = image_size(entries[0].image)
     return create_store(
         path,

@@ -20,6 +20,7 @@ import numpy as np
 from spino.classes import IGNORE, ClassSet
 from spino.data.io import atomic_path
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR
+from spino.errors import InputError
 
 _OFFSET = np.uint64(1 << 32)
 
@@ -61,7 +62,7 @@ class PanopticStats:
     def update(self, gt: np.ndarray, pred: np.ndarray, class_set: ClassSet) -> None:
         """Add one image (two panoptic maps in spino's encoding)."""
         if gt.shape != pred.shape:
-            raise ValueError(f"ground truth {gt.shape} and prediction {pred.shape} differ in shape")
+            raise InputError(f"ground truth {gt.shape} and prediction {pred.shape} differ in shape")
         self._update_pq(gt.astype(np.uint64).ravel(), pred.astype(np.uint64).ravel(), class_set)
         self._update_confusion(gt.ravel() // LABEL_DIVISOR, pred.ravel() // LABEL_DIVISOR)
         self.images += 1
@@ -79,7 +80,7 @@ class PanopticStats:
         bad = np.unique(pred[pred != void] // LABEL_DIVISOR)
         bad = bad[bad >= class_set.num_classes]
         if bad.size:
-            raise ValueError(f"prediction uses class ids {bad.tolist()} outside class set {class_set.name!r}")
+            raise InputError(f"prediction uses class ids {bad.tolist()} outside class set {class_set.name!r}")
         thing = class_set.thing_mask()
         gt_ids, gt_area = np.unique(gt, return_counts=True)
         pred_ids, pred_area = np.unique(pred, return_counts=True)

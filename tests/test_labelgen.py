@@ -145,9 +145,9 @@ def _tiny_heads(demo_root: Path, out: Path) -> tuple[Path, Path]:
 def test_head_training_is_deterministic_for_a_seed(demo_root: Path, tmp_path: Path) -> None:
     a = _tiny_heads(demo_root, tmp_path / "a")
     b = _tiny_heads(demo_root, tmp_path / "b")
-    for pa, pb in zip(a, b):
-        ha, meta = load_head(pa)
-        hb, _ = load_head(pb)
+    for pa, pb, kind in zip(a, b, ("semantic", "boundary")):
+        ha, meta = load_head(pa, kind)
+        hb, _ = load_head(pb, kind)
         for (k, va), vb in zip(ha.state_dict().items(), hb.state_dict().values()):
             assert torch.equal(va, vb), k
         assert meta["backbone"]["name"] == TINY_BACKBONE.name

@@ -10,6 +10,7 @@ import numpy as np
 from spino.classes import ClassSet
 from spino.data.io import check_same_size, read_image
 from spino.encoding import check_panoptic
+from spino.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Dataset(ABC):
     def read_panoptic(self, record: Record) -> np.ndarray:
         """Ground truth, checked against the class set; raises naming the file if it is wrong."""
         if not record.has_gt:
-            raise ValueError(f"image {record.image_id} ({record.image}) has no ground truth")
+            raise InputError(f"image {record.image_id} ({record.image}) has no ground truth")
         pan = self.decode_panoptic(record)
         check_panoptic(pan, self.class_set, record.semantic)
         return pan

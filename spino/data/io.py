@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from spino.errors import InputError, MissingFileError
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -20,7 +23,7 @@ def read_label(path: str | Path) -> np.ndarray:
     """A single-channel label PNG (8 or 16 bit) as an integer array."""
     with _open(path) as im:
         if im.mode not in ("L", "P", "I", "I;16", "I;16B", "1"):
-            raise ValueError(f"{path}: label images must be single-channel, got mode {im.mode}")
+            raise InputError(f"{path}: label images must be single-channel, got mode {im.mode}")
         arr = np.asarray(im)
     return arr.astype(np.int64) if arr.dtype == np.int32 else arr
 
@@ -28,12 +31,12 @@ def read_label(path: str | Path) -> np.ndarray:
 def _open(path: str | Path) -> Image.Image:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
+        raise MissingFileError(f"{path}: file not found")
     try:
         im = Image.open(path)
         im.load()
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"{path}: cannot decode image ({err})") from err
+        raise InputError(f"{path}: cannot decode image ({err})") from err
     return im
 
 
@@ -61,9 +64,7 @@ class atomic_path:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         os.close(fd)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; results should read like any other file
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; results should read like any other file
         self.tmp = Path(tmp)
         return self.tmp
 
@@ -74,9 +75,42 @@ class atomic_path:
             self.tmp.unlink(missing_ok=True)
 
 
+class atomic_folder:
+    """Context manager yielding a temporary sibling folder that becomes ``path`` on success.
+
+    A failure leaves no half-written folder behind. ``path`` must not exist yet (or be an empty
+    folder): spino never deletes a folder of the user's.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __enter__(self) -> Path:
+        if self.path.is_file() or (self.path.is_dir() and any(self.path.iterdir())):
+            raise InputError(f"{self.path}: already exists and is not empty; remove it or choose another folder")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
+        os.chmod(self.tmp, 0o777 & ~_umask())
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        if self.path.is_dir():
+            self.path.rmdir()  # empty, checked on entry
+        os.replace(self.tmp, self.path)
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def check_same_size(image: np.ndarray, label: np.ndarray, image_path: str, label_path: str) -> None:
     if image.shape[:2] != label.shape[:2]:
-        raise ValueError(
+        raise InputError(
             f"{label_path}: label size {label.shape[1]}x{label.shape[0]} differs from image "
             f"{image_path} ({image.shape[1]}x{image.shape[0]})"
         )

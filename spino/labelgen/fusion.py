@@ -16,6 +16,7 @@ from scipy import ndimage
 
 from spino.classes import IGNORE, ClassSet
 from spino.encoding import LABEL_DIVISOR, encode
+from spino.errors import InputError
 
 FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 
@@ -25,7 +26,7 @@ def min_pixels_per_class(min_pixels: int | Mapping[str, int], class_set: ClassSe
     if isinstance(min_pixels, Mapping):
         unknown = sorted(set(min_pixels) - {class_set.names[i] for i in class_set.thing_ids})
         if unknown:
-            raise ValueError(f"min_pixels names {unknown}, which are not thing classes of {class_set.name!r}")
+            raise InputError(f"min_pixels names {unknown}, which are not thing classes of {class_set.name!r}")
         values = {i: min_pixels.get(class_set.names[i], 0) for i in class_set.thing_ids}
     else:
         values = {i: int(min_pixels) for i in class_set.thing_ids}
@@ -62,7 +63,7 @@ def fuse(
             instance[box][blob] = nearest[blob] + next_id - 1
             next_id += n_parts
         if next_id > LABEL_DIVISOR:
-            raise ValueError(f"more than {LABEL_DIVISOR - 1} instances of class {class_set.names[cls]!r} in one image")
+            raise InputError(f"more than {LABEL_DIVISOR - 1} instances of class {class_set.names[cls]!r} in one image")
     return encode(semantic, instance)
 
 

@@ -26,6 +26,7 @@ from spino.backbone import Backbone, BackboneSpec
 from spino.classes import ClassSet
 from spino.data.io import read_image
 from spino.encoding import semantic_of
+from spino.errors import InputError
 from spino.labelgen.fusion import fuse, min_pixels_per_class
 from spino.labelgen.train import load_head
 from spino.progress import progress
@@ -71,10 +72,8 @@ class LabelGenerator:
     def __init__(self, semantic_checkpoint: str | Path, boundary_checkpoint: str | Path, cfg: PseudoLabelConfig, device: str = "cpu"):
         self.cfg = cfg
         self.device = torch.device(device)
-        self.semantic_head, sem_meta = load_head(semantic_checkpoint)
-        self.boundary_head, bnd_meta = load_head(boundary_checkpoint)
-        if sem_meta["kind"] != "semantic" or bnd_meta["kind"] != "boundary":
-            raise ValueError(f"{semantic_checkpoint} / {boundary_checkpoint}: expected a semantic and a boundary head")
+        self.semantic_head, sem_meta = load_head(semantic_checkpoint, "semantic")
+        self.boundary_head, bnd_meta = load_head(boundary_checkpoint, "boundary")
         self.class_set = ClassSet.from_dict(sem_meta["class_set"], source=str(semantic_checkpoint))
         self.semantic_backbone = Backbone(BackboneSpec.from_dict(sem_meta["backbone"]))
         shared = sem_meta["backbone"] == bnd_meta["backbone"]
@@ -141,7 +140,7 @@ class LabelGenerator:
 def write_pseudo_label_shard(store: LabelStore, generator: LabelGenerator, image_paths: dict[str, str], index: int) -> dict:
     """Label the images of one shard, write the shard whole, and return per-stage timings."""
     if store.class_set.names != generator.class_set.names:
-        raise ValueError(f"{store.path}: class set differs from the heads' ({generator.class_set.name})")
+        raise InputError(f"{store.path}: class set differs from the heads' ({generator.class_set.name})")
     shard = store.shard(index)
     labels = []
     for image_id in progress(store.image_ids[shard.start : shard.stop], f"pseudo-label shard {index}"):

@@ -11,15 +11,17 @@ import numpy as np
 import torch
 
 from spino.backbone import Backbone, BackboneSpec
+from spino.checkpoint import load_checkpoint, save_checkpoint
 from spino.classes import ClassSet
 from spino.data.io import atomic_path
 from spino.encoding import semantic_of
+from spino.errors import InputError
 from spino.labelgen.augment import augment
-from spino.transforms import resize_nearest
 from spino.labelgen.boundaries import boundary_ids, interior
 from spino.labelgen.heads import MLPHead
 from spino.losses import boundary_loss, top_k_cross_entropy
 from spino.progress import progress
+from spino.transforms import resize_nearest
 
 KINDS = ("semantic", "boundary")
 
@@ -40,7 +42,7 @@ class HeadConfig:
     @classmethod
     def from_dict(cls, kind: str, data: dict) -> HeadConfig:
         if kind not in KINDS:
-            raise ValueError(f"head kind must be one of {KINDS}, got {kind!r}")
+            raise InputError(f"head kind must be one of {KINDS}, got {kind!r}")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(
             kind=kind,
@@ -79,7 +81,7 @@ def train_head(
 ) -> None:
     """Train one head on (image, panoptic) samples; write its checkpoint and a per-step loss CSV."""
     if not samples:
-        raise ValueError("no annotated images to train on")
+        raise InputError("no annotated images to train on")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     backbone = Backbone(backbone_spec).to(device)
@@ -116,7 +118,6 @@ def save_head(
     path: str | Path, head: MLPHead, cfg: HeadConfig, backbone_spec: BackboneSpec, class_set: ClassSet, feed: tuple[int, int]
 ) -> None:
     payload = {
-        "kind": cfg.kind,
         "state_dict": head.state_dict(),
         "in_channels": head.first.in_channels,
         "hidden": list(cfg.hidden),
@@ -126,16 +127,12 @@ def save_head(
         "backbone": backbone_spec.to_dict(),
         "class_set": class_set.to_dict(),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_checkpoint(path, cfg.kind, payload)
 
 
-def load_head(path: str | Path) -> tuple[MLPHead, dict]:
-    """A trained head and its metadata (loaded with weights_only: no arbitrary unpickling)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: head checkpoint not found")
-    meta = torch.load(path, map_location="cpu", weights_only=True)
+def load_head(path: str | Path, kind: str) -> tuple[MLPHead, dict]:
+    """A trained head of ``kind`` (semantic or boundary) and its metadata."""
+    meta = load_checkpoint(path, kind)
     head = MLPHead(meta["in_channels"], meta["hidden"], meta["out_channels"])
     head.load_state_dict(meta["state_dict"])
     return head.eval(), meta

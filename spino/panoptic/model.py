@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spino.backbone import Backbone, BackboneSpec
+from spino.errors import InputError
 
 STRIDES = (4, 8, 16, 32)
 
@@ -121,7 +122,7 @@ class PanopticModel(nn.Module):
         missing, unexpected = self.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("backbone.")]
         if missing or unexpected:
-            raise ValueError(f"checkpoint does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+            raise InputError(f"checkpoint does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         size = images.shape[-2:]

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from spino.classes import IGNORE, ClassSet
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR
+from spino.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def merge(semantic: torch.Tensor, center: torch.Tensor, offset: torch.Tensor, cl
         members = (present & (inst_class == cls)).nonzero()[:, 0]
         number[members] = torch.arange(1, len(members) + 1, device=semantic.device)
     if int(number.max()) >= LABEL_DIVISOR:
-        raise ValueError(f"more than {LABEL_DIVISOR - 1} instances of one class")
+        raise InputError(f"more than {LABEL_DIVISOR - 1} instances of one class")
     ids = inst_class * LABEL_DIVISOR + number
     panoptic[thing] = ids[instance[thing]]
     return panoptic

@@ -14,6 +14,7 @@ import torch
 
 from spino.classes import ClassSet
 from spino.data.io import read_image
+from spino.errors import InputError
 from spino.panoptic.targets import TargetConfig, panoptic_targets
 from spino.store import LabelStore
 from spino.transforms import color_jitter, image_tensor, resize_nearest
@@ -59,9 +60,9 @@ class MixedBatches:
         targets: TargetConfig,
     ):
         if not ground_truth:
-            raise ValueError("mixed batches need at least one ground-truth sample")
+            raise InputError("mixed batches need at least one ground-truth sample")
         if batch_size > 1 and not pseudo:
-            raise ValueError("mixed batches need pseudo-labelled samples for the rest of each batch")
+            raise InputError("mixed batches need pseudo-labelled samples for the rest of each batch")
         self.ground_truth, self.pseudo = ground_truth, pseudo
         self.class_set, self.size, self.batch_size = class_set, size, batch_size
         self.seed, self.jitter, self.targets = seed, jitter, targets

@@ -1,0 +1,47 @@
+"""spino's checkpoints: written atomically, read safely (``weights_only``), and labelled by kind.
+
+Every checkpoint holds a ``kind`` entry, so that a file given in the wrong place (a head where a
+panoptic model is expected, a log file, a truncated download) fails with one line that names the
+file and says what it holds, instead of a traceback from deep inside ``torch.load``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from spino.data.io import atomic_path
+from spino.errors import InputError, MissingFileError
+
+KINDS = {
+    "semantic": "a semantic head",
+    "boundary": "a boundary head",
+    "panoptic": "a panoptic model",
+    "panoptic-training": "a panoptic training state",
+}
+
+
+def save_checkpoint(path: str | Path, kind: str, payload: dict) -> None:
+    """Write ``payload`` labelled as ``kind`` (a temporary file renamed into place)."""
+    assert kind in KINDS, kind
+    with atomic_path(path) as tmp:
+        torch.save({"kind": kind, **payload}, tmp)
+
+
+def load_checkpoint(path: str | Path, *kinds: str) -> dict:
+    """The checkpoint at ``path``, which must be of one of ``kinds``; raises naming the file otherwise."""
+    path = Path(path)
+    wanted = " or ".join(KINDS[k] for k in kinds)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: checkpoint not found (expected {wanted})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises pickle, zip and runtime errors for files that are no checkpoint
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"{path}: not a spino checkpoint, cannot be read by torch.load ({reason[:200]})") from err
+    kind = state.get("kind") if isinstance(state, dict) else None
+    if kind not in kinds:
+        holds = KINDS.get(kind, "no spino checkpoint") if isinstance(kind, str) else "no spino checkpoint"
+        raise InputError(f"{path}: expected {wanted}, but the file holds {holds}")
+    return state
