@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from spino.classes import load_class_set
+from spino.errors import InputError
 
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:
@@ -35,14 +36,19 @@ def cmd_make_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> None:
-    from spino.data.manifest import build_manifest, choose_annotated, write_manifest
+    from spino.data.manifest import build_manifest, check_splits, choose_annotated, write_manifest
 
     records = _open_dataset(args).scan()
     annotated = choose_annotated(records, args.annotate_split, args.indices, args.ids, args.k, args.seed)
     entries = build_manifest(records, annotated)
+    check_splits(entries, args.need_images, args.need_labels + [args.annotate_split])
     write_manifest(args.out, entries)
-    print(f"{args.out}: {len(entries)} images, {sum(e.has_gt for e in entries)} with ground truth, "
+    unlabelled = [e.image_id for e in entries if not e.has_gt]
+    print(f"{args.out}: {len(entries)} images, {len(entries) - len(unlabelled)} with ground truth, "
           f"{len(annotated)} annotated: {', '.join(annotated)}")
+    if unlabelled:
+        print(f"{len(unlabelled)} images without labels (pseudo-labelled, never scored): {', '.join(unlabelled[:20])}"
+              + (" ..." if len(unlabelled) > 20 else ""))
 
 
 def cmd_create_store(args: argparse.Namespace) -> None:
@@ -63,15 +69,13 @@ def cmd_write_gt(args: argparse.Namespace) -> None:
     store = LabelStore(args.store)
     entries = {e.image_id: e for e in read_manifest(args.manifest)}
     write_ground_truth_shard(store, _open_dataset(args), entries, args.shard)
-    _touch(args.done, {"store": str(args.store), "shard": args.shard})
+    _mark_shard_done(args.done, store, args.shard, {})
 
 
 def cmd_gather(args: argparse.Namespace) -> None:
     from spino.store import LabelStore
 
-    store = LabelStore(args.store)
-    store.finalize()
-    summary = {"store": str(args.store), "images": store.num_images, "shards": store.num_shards, "complete": True}
+    summary = {**LabelStore(args.store).finalize(), "complete": True}
     _touch(args.out, summary)
     print(json.dumps(summary))
 
@@ -90,7 +94,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         annotated = {e.image_id for e in read_manifest(args.exclude_annotated) if e.annotated}
         ids = [i for i in common_ids(pred, gt) if i not in annotated]
         if not ids:
-            raise ValueError(f"{args.prediction}: no scored images left after excluding the annotated ones")
+            raise InputError(f"{args.prediction}: no scored images left after excluding the annotated ones")
     stats = score(pred, gt, ids)
     summary = write_scores(stats, gt.class_set, args.json, args.csv)
     a, t, s = summary["all"], summary["things"], summary["stuff"]
@@ -109,7 +113,7 @@ def cmd_train_head(args: argparse.Namespace) -> None:
     dataset = _open_dataset(args)
     annotated = [e for e in read_manifest(args.manifest) if e.annotated]
     if not annotated:
-        raise ValueError(f"{args.manifest}: no annotated images")
+        raise InputError(f"{args.manifest}: no annotated images")
     samples = [dataset.read_sample(e.record) for e in annotated]
     cfg = HeadConfig.from_dict(args.kind, json.loads(args.head))
     spec = BackboneSpec.from_dict(json.loads(args.backbone))
@@ -137,8 +141,7 @@ def cmd_pseudo_label(args: argparse.Namespace) -> None:
     paths = {e.image_id: e.image for e in read_manifest(args.manifest)}
     report = write_pseudo_label_shard(store, generator, paths, args.shard)
     report["device"] = device
-    _touch(args.done, report)
-    print(json.dumps(report))
+    print(json.dumps(_mark_shard_done(args.done, store, args.shard, report)))
 
 
 def cmd_fetch_weights(args: argparse.Namespace) -> None:
@@ -163,6 +166,7 @@ def cmd_train_panoptic(args: argparse.Namespace) -> None:
     from spino.panoptic.model import ModelConfig
     from spino.panoptic.sampler import samples_from
     from spino.panoptic.train import TrainConfig, train_panoptic
+    from spino.provenance import file_digest
     from spino.store import LabelStore
 
     entries = read_manifest(args.manifest)
@@ -181,6 +185,7 @@ def cmd_train_panoptic(args: argparse.Namespace) -> None:
         args.workdir,
         args.out,
         args.device,
+        provenance={"manifest": file_digest(args.manifest), "ground_truth": gt.digest, "pseudo_labels": pseudo.digest},
     )
 
 
@@ -191,8 +196,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     device = _device(args.device)
     model, class_set, postprocess = load_model(args.checkpoint, device)
-    n = write_prediction_shard(LabelStore(args.store), model, class_set, postprocess, args.shard)
-    _touch(args.done, {"shard": args.shard, "images": n, "device": device})
+    store = LabelStore(args.store)
+    n = write_prediction_shard(store, model, class_set, postprocess, args.shard)
+    _mark_shard_done(args.done, store, args.shard, {"images": n, "device": device})
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -207,6 +213,7 @@ def cmd_info(args: argparse.Namespace) -> None:
 
     store = LabelStore(args.store)
     missing = store.missing_shards()
+    damaged = store.damaged_shards(content=args.verify)
     info = {
         "path": str(store.path),
         "kind": store.meta.get("kind"),
@@ -215,7 +222,10 @@ def cmd_info(args: argparse.Namespace) -> None:
         "images_per_shard": store.images_per_shard,
         "shards": store.num_shards,
         "missing_shards": missing,
-        "complete": store.complete,
+        "damaged_shards": {str(i): problem for i, problem in damaged.items()},
+        "complete": bool(store.meta.get("complete")) and not missing and not damaged,
+        "verified": "sizes and sha256" if args.verify else "sizes",
+        "digest": store.meta.get("digest"),
         "confidence": store.has_confidence,
         "class_set": store.class_set.name,
         "classes": list(store.class_set.names),
@@ -254,7 +264,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     store = LabelStore(args.store)
     index = store.index_of(args.image_id) if args.image_id else args.index
     if not 0 <= index < store.num_images:
-        raise IndexError(f"{args.store}: index {index} out of range (0..{store.num_images - 1})")
+        raise InputError(f"{args.store}: index {index} out of range (0..{store.num_images - 1})")
     paths = store.meta.get("image_paths")
     image = read_image(paths[index]) if paths and Path(paths[index]).is_file() else None
     write_png(args.out, panel(image, store.panoptic(index), store.class_set))
@@ -268,6 +278,17 @@ def cmd_export(args: argparse.Namespace) -> None:
     store = LabelStore(args.store)
     n = (export_gtfine if args.format == "gtfine" else export_coco)(store, args.out)
     print(f"{args.out}: {n} images exported as {args.format}")
+
+
+def _mark_shard_done(done: Path | None, store, index: int, payload: dict) -> dict:
+    """The shard job's marker: what it wrote, with each shard file's size and sha256.
+
+    The workflow compares these with the files (spino.store.marker_problem) to plan a shard whose
+    file was lost or changed again.
+    """
+    marker = {"store": str(store.path), "shard": index, **payload, "files": store.shard_digest(index)}
+    _touch(done, marker)
+    return marker
 
 
 def _touch(path: Path | None, payload: dict) -> None:
@@ -303,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     choice.add_argument("--ids", nargs="+", help="image ids")
     choice.add_argument("--k", type=int, help="draw k images with --seed")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--need-images", nargs="*", default=[], metavar="SPLIT", help="splits that must have images")
+    p.add_argument("--need-labels", nargs="*", default=[], metavar="SPLIT", help="splits that must have labelled images")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_index)
 
@@ -397,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="shape, shards, completeness and class set of a label store")
     p.add_argument("store", type=Path)
     p.add_argument("--counts", action="store_true", help="also count pixels and segments per class")
+    p.add_argument("--verify", action="store_true", help="check every shard file's sha256, not only its size")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("inspect", help="picture of one image of a store: image | labels | overlay")
@@ -423,10 +447,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         args.func(args)
-    except (FileNotFoundError, ValueError, KeyError, IndexError, RuntimeError, OSError) as err:
+    except InputError as err:  # a user's mistake: one line naming the file; anything else is a bug with its traceback
         if args.traceback:
             raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"spino {args.command}: error: {message}", file=sys.stderr)
+        print(f"spino {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0

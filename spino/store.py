@@ -6,17 +6,21 @@ Layout (a plain ``zarr.open(path)`` reads it)::
     <store>/panoptic      (N, H, W) uint32  spino.encoding (class * 1000 + instance)
     <store>/confidence    (N, H, W) float16 optional per-pixel confidence
     <store>/shard_done    (n_shards,) uint8 1 once a shard was written whole and read back
-    attributes["spino"]   image_ids, class_set, height, width, images_per_shard, complete
+    attributes["spino"]   image_ids, class_set, height, width, images_per_shard, complete,
+                          shards (per shard: file -> size, sha256), digest (set by finalize)
 
 Every array is chunked one image per chunk and sharded ``images_per_shard`` images per shard
 file. Writers own whole shards (zarr loses data when processes write different images of one
 shard), each writer marks only its own ``shard_done`` chunk, and only ``finalize`` (one process,
-after every shard is done) sets ``complete``. A store whose writer died is therefore never
-reported complete, and ``missing_shards`` says what to rerun.
+after every shard is done) sets ``complete`` and records each shard file's size and sha256 and
+the store's digest. A store whose writer died is therefore never reported complete, and
+``missing_shards`` says what to rerun; a shard file lost or changed afterwards makes the store
+incomplete again (sizes are checked on every open, contents with ``require_complete(content=True)``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -29,14 +33,16 @@ from zarr.codecs import ZstdCodec
 
 from spino.classes import IGNORE, ClassSet
 from spino.encoding import IGNORE_PANOPTIC, PANOPTIC_DTYPE, semantic_of
+from spino.errors import InputError, MissingFileError
+from spino.provenance import file_digest, text_digest
 
 FORMAT_VERSION = 1
 ARRAY_DTYPES = {"semantic": np.uint8, "panoptic": PANOPTIC_DTYPE, "confidence": np.float16}
 FILL_VALUES = {"semantic": IGNORE, "panoptic": IGNORE_PANOPTIC, "confidence": 0.0}
 
 
-class IncompleteStoreError(RuntimeError):
-    pass
+class IncompleteStoreError(InputError):
+    """A store with a shard not written, lost or changed, or never gathered."""
 
 
 @dataclass(frozen=True)
@@ -59,11 +65,11 @@ def create_store(
     """Create an empty store (in a temporary directory, renamed into place when ready)."""
     path = Path(path)
     if not image_ids:
-        raise ValueError(f"{path}: cannot create a label store for zero images")
+        raise InputError(f"{path}: cannot create a label store for zero images")
     if len(set(image_ids)) != len(image_ids):
-        raise ValueError(f"{path}: image ids must be unique")
+        raise InputError(f"{path}: image ids must be unique")
     if images_per_shard < 1:
-        raise ValueError(f"{path}: images_per_shard must be >= 1")
+        raise InputError(f"{path}: images_per_shard must be >= 1")
     n = len(image_ids)
     n_shards = shard_count(n, images_per_shard)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,11 +114,11 @@ class LabelStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if not (self.path / "zarr.json").is_file():
-            raise FileNotFoundError(f"{self.path}: not a spino label store (no zarr.json)")
+            raise MissingFileError(f"{self.path}: not a spino label store (no zarr.json)")
         self.group = zarr.open_group(self.path, mode="r+")
         meta = self.group.attrs.get("spino")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{self.path}: not a spino label store of format {FORMAT_VERSION}")
+            raise InputError(f"{self.path}: not a spino label store of format {FORMAT_VERSION}")
         self.meta = meta
         self.image_ids: list[str] = meta["image_ids"]
         self.images_per_shard: int = meta["images_per_shard"]
@@ -138,14 +144,14 @@ class LabelStore:
 
     def shard(self, index: int) -> Shard:
         if not 0 <= index < self.num_shards:
-            raise IndexError(f"{self.path}: shard {index} out of range (0..{self.num_shards - 1})")
+            raise InputError(f"{self.path}: shard {index} out of range (0..{self.num_shards - 1})")
         start = index * self.images_per_shard
         return Shard(index, start, min(start + self.images_per_shard, self.num_images))
 
     def check_size(self, shape: tuple[int, ...], source: str) -> None:
         """Raise naming ``source`` unless an image or label of this (H, W[, 3]) shape fits the store."""
         if tuple(shape[:2]) != (self.height, self.width):
-            raise ValueError(
+            raise InputError(
                 f"{source}: size {shape[1]}x{shape[0]} differs from the store's {self.width}x{self.height} "
                 "(all images of a store must have one size)"
             )
@@ -154,13 +160,16 @@ class LabelStore:
         try:
             return self.image_ids.index(image_id)
         except ValueError:
-            raise KeyError(f"{self.path}: image {image_id!r} not in store") from None
+            raise InputError(f"{self.path}: image {image_id!r} not in store") from None
 
     # -- writing ----------------------------------------------------------------------------
     def write_shard(
         self, index: int, semantic: np.ndarray, panoptic: np.ndarray, confidence: np.ndarray | None = None
     ) -> None:
-        """Write one whole shard, read it back, and only then mark it done."""
+        """Write one whole shard, read it back, and only then mark it done.
+
+        Chunks equal to the fill value are written too, so every shard has its file on disk.
+        """
         shard = self.shard(index)
         expected = (shard.stop - shard.start, self.height, self.width)
         data = {"semantic": semantic, "panoptic": panoptic}
@@ -174,47 +183,133 @@ class LabelStore:
         if not np.array_equal(semantic_of(panoptic), semantic):
             raise ValueError(f"{self.path}: shard {index}: semantic and panoptic disagree")
         self.group["shard_done"][index] = 0
-        for name, arr in data.items():
-            self.group[name][shard.start : shard.stop] = arr.astype(ARRAY_DTYPES[name], copy=False)
+        with zarr.config.set({"array.write_empty_chunks": True}):
+            for name, arr in data.items():
+                self.group[name][shard.start : shard.stop] = arr.astype(ARRAY_DTYPES[name], copy=False)
         for name, arr in data.items():
             if not np.array_equal(self.group[name][shard.start : shard.stop], arr.astype(ARRAY_DTYPES[name])):
                 raise OSError(f"{self.path}: shard {index} of {name} did not read back as written")
         self.group["shard_done"][index] = 1
 
     def missing_shards(self) -> list[int]:
+        """Shards whose writer has not finished (their ``shard_done`` mark is not set)."""
         done = self.group["shard_done"][:]
         return [int(i) for i in np.flatnonzero(done != 1)]
 
-    def finalize(self) -> None:
-        """Mark the store complete after checking that every shard is done and on disk."""
+    @property
+    def arrays(self) -> list[str]:
+        return [name for name in ARRAY_DTYPES if name in self.group]
+
+    def shard_files(self, index: int) -> dict[str, Path]:
+        """The file of each array that holds shard ``index`` (zarr v3 keys: one file per shard)."""
+        self.shard(index)
+        return {name: self.path / name / "c" / str(index) / "0" / "0" for name in self.arrays}
+
+    def shard_digest(self, index: int) -> dict[str, dict]:
+        """Size and sha256 of each file of a shard, relative to the store (what gather records)."""
+        digest = {}
+        for name, path in self.shard_files(index).items():
+            if not path.is_file():
+                raise IncompleteStoreError(f"{self.path}: shard {index}: {path.relative_to(self.path)} is missing")
+            digest[str(path.relative_to(self.path))] = {"size": path.stat().st_size, "sha256": file_digest(path)}
+        return digest
+
+    def finalize(self) -> dict:
+        """Check every shard, record each shard's digest and the store's, and mark the store complete."""
         missing = self.missing_shards()
         if missing:
             raise IncompleteStoreError(f"{self.path}: shards {missing} of {self.num_shards} are not written")
-        for name in ARRAY_DTYPES:
-            if name in self.group:
-                for i in range(self.num_shards):
-                    if not (self.path / name / "c" / str(i) / "0" / "0").is_file():
-                        raise IncompleteStoreError(f"{self.path}: shard file {i} of {name} is missing")
-        self.meta = {**self.meta, "complete": True}
+        shards = [self.shard_digest(i) for i in range(self.num_shards)]
+        digest = text_digest(json.dumps({"image_ids": self.image_ids, "shards": shards}, sort_keys=True))
+        self.meta = {**self.meta, "complete": True, "shards": shards, "digest": digest}
         self.group.attrs["spino"] = self.meta
+        return {"store": str(self.path), "images": self.num_images, "shards": self.num_shards, "digest": digest}
+
+    def damaged_shards(self, content: bool = False) -> dict[int, str]:
+        """Shards whose files differ from the digests gather recorded: sizes, and sha256 if ``content``."""
+        damaged = {}
+        for index, files in enumerate(self.meta.get("shards") or []):
+            for relative, recorded in files.items():
+                problem = file_problem(self.path / relative, recorded, content)
+                if problem:
+                    damaged[index] = f"{relative} {problem}"
+                    break
+        return damaged
+
+    @property
+    def digest(self) -> str:
+        """The digest gather recorded over every shard's content (it names what a model was trained on)."""
+        self.require_complete()
+        return self.meta["digest"]
 
     @property
     def complete(self) -> bool:
-        return bool(self.meta.get("complete")) and not self.missing_shards()
+        return bool(self.meta.get("complete")) and not self.missing_shards() and not self.damaged_shards()
 
-    def require_complete(self) -> None:
-        if not self.complete:
-            missing = self.missing_shards()
-            detail = f"shards {missing} are missing" if missing else "it was never finalized"
-            raise IncompleteStoreError(f"{self.path}: label store is incomplete ({detail})")
+    def require_complete(self, content: bool = False) -> None:
+        """Raise naming the store and the first bad shard unless the store is complete and intact."""
+        missing = self.missing_shards()
+        damaged = self.damaged_shards(content)
+        if missing:
+            detail = f"shards {missing} of {self.num_shards} are not written"
+        elif damaged:
+            index, problem = next(iter(damaged.items()))
+            detail = f"shard {index} is damaged ({problem}); rerun its job (the workflow plans it again)"
+        elif not self.meta.get("complete"):
+            detail = "it was never gathered (spino gather)"
+        else:
+            return
+        raise IncompleteStoreError(f"{self.path}: label store is incomplete: {detail}")
 
     # -- reading ----------------------------------------------------------------------------
     def panoptic(self, index: int) -> np.ndarray:
-        return self.group["panoptic"][index]
+        return self._read("panoptic", index, index + 1)[0]
 
     def read_shard(self, index: int, name: str = "panoptic") -> np.ndarray:
         shard = self.shard(index)
-        return self.group[name][shard.start : shard.stop]
+        return self._read(name, shard.start, shard.stop)
+
+    def _read(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Images start..stop of an array; a chunk that cannot be decoded is named with its store and shard."""
+        try:
+            return self.group[name][start:stop]
+        except Exception as err:  # zarr's codecs raise several types (checksums, zstd, sizes)
+            index = start // self.images_per_shard
+            raise InputError(
+                f"{self.path}: {name} of shard {index} ({name}/c/{index}/0/0) cannot be read ({err}); "
+                "the store is damaged: rerun that shard's job"
+            ) from err
+
+
+def file_problem(path: Path, recorded: dict, content: bool = False) -> str:
+    """What differs between a file and its recorded size (and sha256 if ``content``); "" if nothing."""
+    if not path.is_file():
+        return "is missing"
+    size = path.stat().st_size
+    if size != recorded["size"]:
+        return f"has {size} bytes, {recorded['size']} were recorded"
+    if content and file_digest(path) != recorded["sha256"]:
+        return "differs from its recorded sha256"
+    return ""
+
+
+def marker_problem(marker: str | Path) -> str:
+    """"" while the shard a job's done-marker describes is on disk as the job wrote it, else what is wrong.
+
+    The workflow passes this to each shard job as a param: a shard file lost or changed after its
+    job finished changes the param, and Snakemake plans exactly that job again.
+    """
+    marker = Path(marker)
+    try:
+        payload = json.loads(marker.read_text())
+        store, files = Path(payload["store"]), payload["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""  # no marker yet, or one from before digests were recorded: Snakemake judges it alone
+    for relative, recorded in files.items():
+        problem = file_problem(store / relative, recorded)
+        if problem:
+            return f"{store / relative} {problem}"
+    return ""
 
 
 def shard_count(num_images: int, images_per_shard: int) -> int:

@@ -16,6 +16,7 @@ from spino.classes import CITYSCAPES_19, ClassSet
 from spino.data.base import Dataset, Record
 from spino.data.io import read_label
 from spino.encoding import LABEL_DIVISOR, encode
+from spino.errors import InputError, MissingFileError
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIX = "_gtFine_labelIds.png"
@@ -31,7 +32,7 @@ def decode_gtfine(label_path: str | Path, instance_path: str | Path | None, clas
         label_ids = np.where(ids >= LABEL_DIVISOR, ids // LABEL_DIVISOR, ids)
         k = np.where(ids >= LABEL_DIVISOR, ids % LABEL_DIVISOR + 1, 0)
         if k.max(initial=0) >= LABEL_DIVISOR:
-            raise ValueError(f"{instance_path}: more than {LABEL_DIVISOR - 1} instances of one class")
+            raise InputError(f"{instance_path}: more than {LABEL_DIVISOR - 1} instances of one class")
     else:
         label_ids = read_label(label_path).astype(np.int64)
         k = np.zeros_like(label_ids)
@@ -39,7 +40,7 @@ def decode_gtfine(label_path: str | Path, instance_path: str | Path | None, clas
     label_ids = np.clip(label_ids, -1, 255)
     bad = np.unique(label_ids[(label_ids < 0) | ~known[label_ids]])
     if bad.size:
-        raise ValueError(f"{source}: label ids {bad.tolist()} are not in class set {class_set.name!r}")
+        raise InputError(f"{source}: label ids {bad.tolist()} are not in class set {class_set.name!r}")
     semantic = lut[label_ids]
     thing = class_set.thing_mask()[semantic]
     return encode(semantic, np.where(thing, k, 0))
@@ -57,12 +58,12 @@ class Cityscapes(Dataset):
     def scan(self) -> list[Record]:
         images_root = self.root / "leftImg8bit"
         if not images_root.is_dir():
-            raise FileNotFoundError(f"{images_root}: not found (expected the Cityscapes leftImg8bit/ folder)")
+            raise MissingFileError(f"{images_root}: not found (expected the Cityscapes leftImg8bit/ folder)")
         records = []
         for split in self.splits:
             split_dir = images_root / split
             if not split_dir.is_dir():
-                raise FileNotFoundError(f"{split_dir}: split folder not found")
+                raise MissingFileError(f"{split_dir}: split folder not found")
             for image in sorted(split_dir.glob(f"*/*{IMAGE_SUFFIX}")):
                 stem = image.name[: -len(IMAGE_SUFFIX)]
                 label_dir = self.root / "gtFine" / split / image.parent.name
@@ -70,7 +71,7 @@ class Cityscapes(Dataset):
                 instance = label_dir / f"{stem}{INSTANCE_SUFFIX}"
                 has_gt = split not in SPLITS_WITHOUT_GT
                 if has_gt and not (semantic.is_file() or instance.is_file()):
-                    raise FileNotFoundError(f"{instance}: label file not found for image {image}")
+                    raise MissingFileError(f"{instance}: label file not found for image {image}")
                 records.append(
                     Record(
                         stem,
@@ -81,8 +82,17 @@ class Cityscapes(Dataset):
                     )
                 )
             if not any(r.split == split for r in records):
-                raise FileNotFoundError(f"{split_dir}: no *{IMAGE_SUFFIX} images found")
+                raise MissingFileError(f"{split_dir}: no *{IMAGE_SUFFIX} images found")
+            self._check_orphans(split, {r.image_id for r in records if r.split == split})
         return records
+
+    def _check_orphans(self, split: str, image_ids: set[str]) -> None:
+        """gtFine labels whose leftImg8bit image is missing are a mistake: name them."""
+        labels = sorted(self.root.glob(f"gtFine/{split}/*/*{LABEL_SUFFIX}"))
+        orphans = [str(p) for p in labels if p.name[: -len(LABEL_SUFFIX)] not in image_ids]
+        if orphans:
+            more = f" and {len(orphans) - 3} more" if len(orphans) > 3 else ""
+            raise InputError(f"{orphans[0]}: label without an image in leftImg8bit/{split} ({', '.join(orphans[1:3])}{more})")
 
     def decode_panoptic(self, record: Record) -> np.ndarray:
         return decode_gtfine(record.semantic, record.instance or None, self.class_set)

@@ -17,6 +17,7 @@ from spino.classes import load_class_set
 from spino.data.base import Dataset, Record
 from spino.data.io import read_label
 from spino.encoding import LABEL_DIVISOR, encode
+from spino.errors import InputError, MissingFileError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -30,11 +31,12 @@ class FolderDataset(Dataset):
     def scan(self) -> list[Record]:
         image_dir = self.root / "images"
         if not image_dir.is_dir():
-            raise FileNotFoundError(f"{image_dir}: not found (expected <root>/images/ with RGB images)")
+            raise MissingFileError(f"{image_dir}: not found (expected <root>/images/ with RGB images)")
         images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not images:
-            raise FileNotFoundError(f"{image_dir}: no .png/.jpg images found")
+            raise MissingFileError(f"{image_dir}: no .png/.jpg images found")
         split_of = self._splits({p.stem for p in images})
+        self._check_orphans({p.stem for p in images})
         records = []
         for image in images:
             semantic = self.root / "semantic" / f"{image.stem}.png"
@@ -50,8 +52,21 @@ class FolderDataset(Dataset):
             )
         records = [r for r in records if self.splits is None or r.split in self.splits]
         if not records:
-            raise FileNotFoundError(f"{image_dir}: no images in splits {self.splits}")
+            raise MissingFileError(f"{image_dir}: no images in splits {self.splits}")
         return sorted(records, key=lambda r: (r.split, r.image_id))
+
+    def _check_orphans(self, image_ids: set[str]) -> None:
+        """Label files whose image is missing are a mistake (a typo, a wrong extension): name them."""
+        for folder in ("semantic", "instances"):
+            labels = sorted(p.name for p in (self.root / folder).glob("*.png") if p.stem not in image_ids)
+            if labels:
+                shown = ", ".join(labels[:5]) + (f" and {len(labels) - 5} more" if len(labels) > 5 else "")
+                raise InputError(f"{self.root / folder}: labels without an image in {self.root / 'images'}: {shown}")
+        unpaired = sorted(
+            p.name for p in (self.root / "instances").glob("*.png") if not (self.root / "semantic" / p.name).is_file()
+        )
+        if unpaired:
+            raise InputError(f"{self.root / 'instances'}: instance maps without a semantic map: {', '.join(unpaired[:5])}")
 
     def _splits(self, ids: set[str]) -> dict[str, str]:
         split_of: dict[str, str] = {}
@@ -61,21 +76,21 @@ class FolderDataset(Dataset):
                 if not image_id:
                     continue
                 if image_id not in ids:
-                    raise ValueError(f"{path}:{line_no}: image {image_id!r} not found in {self.root / 'images'}")
+                    raise InputError(f"{path}:{line_no}: image {image_id!r} not found in {self.root / 'images'}")
                 if image_id in split_of:
-                    raise ValueError(f"{path}:{line_no}: image {image_id!r} is already in split {split_of[image_id]!r}")
+                    raise InputError(f"{path}:{line_no}: image {image_id!r} is already in split {split_of[image_id]!r}")
                 split_of[image_id] = path.stem
         return split_of
 
     def decode_panoptic(self, record: Record) -> np.ndarray:
         semantic = read_label(record.semantic)
         if semantic.dtype != np.uint8:
-            raise ValueError(f"{record.semantic}: semantic labels must be 8-bit, got {semantic.dtype}")
+            raise InputError(f"{record.semantic}: semantic labels must be 8-bit, got {semantic.dtype}")
         instance = np.zeros(semantic.shape, dtype=np.int64)
         if record.instance:
             instance = read_label(record.instance).astype(np.int64)
             if instance.shape != semantic.shape:
-                raise ValueError(
+                raise InputError(
                     f"{record.instance}: size {instance.shape[1]}x{instance.shape[0]} differs from "
                     f"{record.semantic} ({semantic.shape[1]}x{semantic.shape[0]})"
                 )
@@ -94,6 +109,6 @@ def _number_per_class(semantic: np.ndarray, instance: np.ndarray, thing_lut: np.
     first_of_class = np.searchsorted(classes, classes)
     rank = np.arange(len(uniq)) - first_of_class + 1
     if rank.max() >= LABEL_DIVISOR:
-        raise ValueError(f"{source}: more than {LABEL_DIVISOR - 1} instances of one class")
+        raise InputError(f"{source}: more than {LABEL_DIVISOR - 1} instances of one class")
     out[mask] = rank[inverse]
     return out

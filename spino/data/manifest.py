@@ -14,6 +14,7 @@ import numpy as np
 
 from spino.data.base import Record
 from spino.data.io import atomic_path
+from spino.errors import InputError, MissingFileError
 
 
 @dataclass(frozen=True)
@@ -49,19 +50,19 @@ def choose_annotated(
     """
     candidates = sorted(r.image_id for r in records if r.split == split and r.has_gt)
     if not candidates:
-        raise ValueError(f"no image of split {split!r} has ground truth to annotate from")
+        raise InputError(f"no image of split {split!r} has ground truth to annotate from")
     if image_ids is not None:
         missing = sorted(set(image_ids) - set(candidates))
         if missing:
-            raise ValueError(f"annotated image ids not among the labelled {split!r} images: {missing}")
+            raise InputError(f"annotated image ids not among the labelled {split!r} images: {missing}")
         return list(image_ids)
     if indices is not None:
         bad = [i for i in indices if not 0 <= i < len(candidates)]
         if bad:
-            raise ValueError(f"annotated indices {bad} out of range: split {split!r} has {len(candidates)} labelled images")
+            raise InputError(f"annotated indices {bad} out of range: split {split!r} has {len(candidates)} labelled images")
         return [candidates[i] for i in indices]
     if k is None or not 0 < k <= len(candidates):
-        raise ValueError(f"k={k} annotated images requested; split {split!r} has {len(candidates)} labelled images")
+        raise InputError(f"k={k} annotated images requested; split {split!r} has {len(candidates)} labelled images")
     chosen = np.random.default_rng(seed).choice(len(candidates), size=k, replace=False)
     return [candidates[i] for i in sorted(chosen)]
 
@@ -70,9 +71,19 @@ def build_manifest(records: list[Record], annotated: list[str]) -> list[Entry]:
     ids = [r.image_id for r in records]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise ValueError(f"image ids must be unique across splits; repeated: {dup[:5]}")
+        raise InputError(f"image ids must be unique across splits; repeated: {dup[:5]}")
     chosen = set(annotated)
     return [Entry(r.image_id, r.split, r.image, r.semantic, r.instance, r.has_gt, r.image_id in chosen) for r in records]
+
+
+def check_splits(entries: list[Entry], need_images: list[str], need_labels: list[str]) -> None:
+    """Fail at the index, not hours later, when a split a later stage needs is empty or unlabelled."""
+    for split in need_images:
+        if not any(e.split == split for e in entries):
+            raise InputError(f"split {split!r} has no images, but the config uses it (splits found: {sorted({e.split for e in entries})})")
+    for split in need_labels:
+        if not any(e.split == split and e.has_gt for e in entries):
+            raise InputError(f"split {split!r} has no labelled images, but the config scores or annotates images of it")
 
 
 def write_manifest(path: str | Path, entries: list[Entry]) -> None:
@@ -88,11 +99,11 @@ def write_manifest(path: str | Path, entries: list[Entry]) -> None:
 def read_manifest(path: str | Path) -> list[Entry]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: manifest not found")
+        raise MissingFileError(f"{path}: manifest not found")
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames != COLUMNS:
-            raise ValueError(f"{path}: expected columns {COLUMNS}, got {reader.fieldnames}")
+            raise InputError(f"{path}: expected columns {COLUMNS}, got {reader.fieldnames}")
         return [
             Entry(
                 r["image_id"], r["split"], r["image"], r["semantic"], r["instance"],

@@ -1,10 +1,12 @@
 """Training of the panoptic model: mixed batches, AMP on GPU, DDP under torchrun, resumable.
 
 Checkpoints (trainable weights, optimizer, step, loss history) are written every
-``checkpoint_every`` steps to ``<workdir>/last.pt``; a rerun with the same settings continues
-from there (a killed or requeued job resumes, it does not restart), a rerun with other settings
-starts afresh. With the same seed on CPU, a resumed run ends with the same weights as an
-uninterrupted one: batches depend only on (seed, step, rank).
+``checkpoint_every`` steps to ``<workdir>/last.pt``. A rerun continues from there only if it is the
+same run, interrupted: same settings, same image ids, and the same *content* of what it trains on
+(the digests gather recorded for the label stores, and the manifest's), and the run had not
+finished. Anything else (new pseudo-labels, ``--forcerun``, a finished run) starts at step 0.
+With the same seed on CPU, a resumed run ends with the same weights as an uninterrupted one:
+batches depend only on (seed, step, rank).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from spino.checkpoint import load_checkpoint, save_checkpoint
 from spino.classes import ClassSet
 from spino.data.io import atomic_path
 from spino.losses import top_k_cross_entropy, weighted_mean
@@ -122,12 +125,18 @@ def train_panoptic(
     workdir: str | Path,
     out: str | Path,
     device: str = "auto",
+    provenance: dict | None = None,
 ) -> None:
-    """Train (or resume), then write the final checkpoint ``out`` and, beside it, losses.csv and validation.csv."""
+    """Train (or resume), then write the final checkpoint ``out`` and, beside it, losses.csv and validation.csv.
+
+    ``provenance`` (digests of the stores and manifest trained on) joins the resume key.
+    """
     env = Distributed(device)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    signature = settings_hash(asdict(cfg), model_cfg.to_dict(), class_set.to_dict(), [s.image_id for s in ground_truth + pseudo])
+    signature = settings_hash(
+        asdict(cfg), model_cfg.to_dict(), class_set.to_dict(), [s.image_id for s in ground_truth + pseudo], provenance or {}
+    )
     torch.manual_seed(cfg.seed)
     model = PanopticModel(model_cfg, class_set.num_classes).to(env.device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -135,16 +144,18 @@ def train_panoptic(
     start, history, val_rows = 0, [], []
     last = workdir / "last.pt"
     if last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        if state["signature"] == signature:
+        state = load_checkpoint(last, "panoptic-training")
+        if state["signature"] != signature:
+            log(f"ignoring checkpoint {last}: it was trained with other settings or on other labels")
+        elif state["finished"]:
+            log(f"ignoring checkpoint {last}: that run finished; this one is asked to train again")
+        else:
             model.load_trainable_state(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             start, history, val_rows = state["step"], state["history"], state["validation"]
             log(f"resuming from checkpoint {last} at step {start}")
-        else:
-            log(f"ignoring checkpoint {last}: it was trained with other settings")
     if start == 0:
-        log(f"training from scratch on {env.device} ({env.world} process(es))")
+        log(f"training from scratch (step 0) on {env.device} ({env.world} process(es))")
     if "SLURM_JOB_ID" in os.environ:
         gpus = os.environ.get("SLURM_JOB_GPUS") or os.environ.get("CUDA_VISIBLE_DEVICES") or "none"
         log(f"SLURM job {os.environ['SLURM_JOB_ID']} on {os.environ.get('SLURMD_NODENAME', '?')}, GPUs granted: {gpus}")
@@ -157,6 +168,13 @@ def train_panoptic(
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
     batches = MixedBatches(ground_truth, pseudo, class_set, model_cfg.input_size, cfg.batch_size, cfg.seed, cfg.color_jitter, cfg.targets)
     amp = cfg.amp and env.device.type == "cuda"
+
+    def save_state(done: int, finished: bool) -> None:
+        save_checkpoint(last, "panoptic-training", {
+            "signature": signature, "step": done, "finished": finished, "model": model.trainable_state(),
+            "optimizer": optimizer.state_dict(), "history": history, "validation": val_rows,
+        })
+
     model.train()
     for step in range(start, cfg.steps):
         batch = {k: v.to(env.device) for k, v in batches.batch(step, env.rank).items()}
@@ -174,14 +192,13 @@ def train_panoptic(
             log(f"step {done}: validation PQ {100 * row['pq']:.1f}  mIoU {100 * row['miou']:.1f}")
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             if env.main:
-                with atomic_path(last) as tmp:
-                    torch.save({"signature": signature, "step": done, "model": model.trainable_state(),
-                                "optimizer": optimizer.state_dict(), "history": history, "validation": val_rows}, tmp)
+                save_state(done, finished=False)
                 log(f"step {done}/{cfg.steps}: loss {history[-1][1]:.4f}, checkpoint written")
     if env.main:
         save_model(out, model, model_cfg, class_set, cfg)
         write_csv(Path(out).parent / "losses.csv", ["step", "loss", "semantic", "center", "offset"], history)
         write_csv(Path(out).parent / "validation.csv", ["step", "pq", "sq", "rq", "miou", "images"], [list(r.values()) for r in val_rows])
+        save_state(cfg.steps, finished=True)  # only now: a run killed before its outputs were written resumes
     env.close()
 
 
@@ -199,16 +216,12 @@ def save_model(path: str | Path, model: PanopticModel, model_cfg: ModelConfig, c
         "class_set": class_set.to_dict(),
         "postprocess": asdict(cfg.postprocess),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_checkpoint(path, "panoptic", payload)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[PanopticModel, ClassSet, PostprocessConfig]:
     """A trained panoptic model from its checkpoint (weights_only: no arbitrary unpickling)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: panoptic checkpoint not found")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path, "panoptic")
     cfg = state["model_config"]
     model_cfg = ModelConfig.from_dict(cfg, cfg["backbone"])
     class_set = ClassSet.from_dict(state["class_set"], source=str(path))

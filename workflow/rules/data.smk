@@ -12,8 +12,7 @@ if config["dataset"]["kind"] == "demo":
             height=config["demo"]["height"],
             width=config["demo"]["width"],
             seed=config["demo"]["seed"],
-        input:
-            code=code("data/synthetic.py"),
+            code=code("make-demo"),
         log:
             f"{LOGS}/make_demo.log",
         shell:
@@ -34,17 +33,22 @@ checkpoint index:
     localrule: True
     input:
         data=config["dataset"]["root"] if config["dataset"]["kind"] == "demo" else [],
-        code=code("data"),
     output:
         manifest=f"{RESULTS}/manifest.csv",
     params:
         dataset=dataset_args(),
+        listing=dataset_listing(),
         split=config["annotation"]["split"],
         annotation=annotation_args(),
+        # splits the later stages use: an empty one fails here, not after hours of training
+        need_images=sorted(set(config["pseudo_labels"]["splits"] + config["panoptic"]["train_splits"])),
+        need_labels=config["panoptic"]["eval_splits"],
+        code=code("index"),
     log:
         f"{LOGS}/index.log",
     shell:
         "spino index {params.dataset:q} --annotate-split {params.split:q} {params.annotation:q}"
+        " --need-images {params.need_images:q} --need-labels {params.need_labels:q}"
         " --out {output.manifest:q} > {log:q} 2>&1"
 
 
@@ -52,12 +56,12 @@ rule create_ground_truth_store:
     localrule: True
     input:
         manifest=f"{RESULTS}/manifest.csv",
-        code=code("store", "groundtruth"),
     output:
         store=directory(f"{RESULTS}/ground_truth.zarr"),
     params:
         dataset=dataset_args(),
         per_shard=config["stores"]["images_per_shard"],
+        code=code("create-store"),
     log:
         f"{LOGS}/create_ground_truth_store.log",
     shell:
@@ -69,11 +73,12 @@ rule write_ground_truth_shard:
     input:
         store=f"{RESULTS}/ground_truth.zarr",
         manifest=f"{RESULTS}/manifest.csv",
-        code=code("data", "groundtruth"),
     output:
         done=f"{RESULTS}/ground_truth.shards/{{shard}}.json",
     params:
         dataset=dataset_args(),
+        intact=shard_intact("ground_truth"),
+        code=code("write-gt"),
     log:
         f"{LOGS}/write_ground_truth_shard/{{shard}}.log",
     shell:
@@ -88,6 +93,8 @@ rule gather:
         shards=shard_markers,
     output:
         f"{RESULTS}/{{store}}.complete.json",
+    params:
+        code=code("gather"),
     log:
         f"{LOGS}/gather_{{store}}.log",
     shell:

@@ -7,7 +7,6 @@ rule evaluate:
         complete=f"{RESULTS}/{{store}}.complete.json",
         gt_complete=f"{RESULTS}/ground_truth.complete.json",
         manifest=f"{RESULTS}/manifest.csv",
-        code=code("metrics", "evaluate"),
     output:
         json=f"{RESULTS}/scores/{{store}}.json",
         csv=report(f"{RESULTS}/scores/{{store}}.csv", caption="../report/scores.rst", category="Scores"),
@@ -17,6 +16,7 @@ rule evaluate:
         exclude=(
             ["--exclude-annotated", f"{RESULTS}/manifest.csv"] if config["evaluation"]["exclude_annotated"] else []
         ),
+        code=code("evaluate"),
     log:
         f"{LOGS}/evaluate_{{store}}.log",
     shell:

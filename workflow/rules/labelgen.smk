@@ -10,7 +10,6 @@ PSEUDO_LABEL_SETTINGS = json.dumps(config["pseudo_labels"], sort_keys=True)
 rule train_semantic_head:
     input:
         manifest=f"{RESULTS}/manifest.csv",
-        code=code("backbone", "labelgen/train.py", "labelgen/heads.py", "losses", "labelgen/augment.py"),
     output:
         checkpoint=f"{HEADS}/semantic.pt",
         losses=f"{HEADS}/semantic_losses.csv",
@@ -18,6 +17,7 @@ rule train_semantic_head:
         dataset=dataset_args(),
         head=json.dumps(config["semantic_head"], sort_keys=True),
         backbone=json.dumps(config["backbone"], sort_keys=True),
+        code=code("train-head"),
     threads: 8  # scaled down to --cores on a workstation
     benchmark:
         f"{RESULTS}/benchmarks/train_semantic_head.tsv"
@@ -31,14 +31,6 @@ rule train_semantic_head:
 rule train_boundary_head:
     input:
         manifest=f"{RESULTS}/manifest.csv",
-        code=code(
-            "backbone",
-            "labelgen/train.py",
-            "labelgen/heads.py",
-            "losses",
-            "labelgen/augment.py",
-            "labelgen/boundaries.py",
-        ),
     output:
         checkpoint=f"{HEADS}/boundary.pt",
         losses=f"{HEADS}/boundary_losses.csv",
@@ -46,6 +38,7 @@ rule train_boundary_head:
         dataset=dataset_args(),
         head=json.dumps(config["boundary_head"], sort_keys=True),
         backbone=json.dumps(config["backbone"], sort_keys=True),
+        code=code("train-head"),
     threads: 8  # scaled down to --cores on a workstation
     benchmark:
         f"{RESULTS}/benchmarks/train_boundary_head.tsv"
@@ -62,7 +55,6 @@ rule create_pseudo_label_store:
         manifest=f"{RESULTS}/manifest.csv",
         semantic_head=f"{HEADS}/semantic.pt",
         boundary_head=f"{HEADS}/boundary.pt",
-        code=code("store"),
     output:
         store=directory(f"{RESULTS}/pseudo_labels.zarr"),
     params:
@@ -70,6 +62,7 @@ rule create_pseudo_label_store:
         splits=config["pseudo_labels"]["splits"],
         per_shard=config["stores"]["images_per_shard"],
         settings=PSEUDO_LABEL_SETTINGS,  # a new setting starts a new store: no shard of old labels survives
+        code=code("create-store"),
     log:
         f"{LOGS}/create_pseudo_label_store.log",
     shell:
@@ -84,11 +77,12 @@ rule pseudo_label:
         manifest=f"{RESULTS}/manifest.csv",
         semantic_head=f"{HEADS}/semantic.pt",
         boundary_head=f"{HEADS}/boundary.pt",
-        code=code("labelgen", "backbone", "store"),
     output:
         done=f"{RESULTS}/pseudo_labels.shards/{{shard}}.json",
     params:
         settings=PSEUDO_LABEL_SETTINGS,
+        intact=shard_intact("pseudo_labels"),
+        code=code("pseudo-label"),
     threads: 1
     benchmark:
         f"{RESULTS}/benchmarks/pseudo_label/{{shard}}.tsv"

@@ -9,7 +9,6 @@ rule train_panoptic:
         manifest=f"{RESULTS}/manifest.csv",
         pseudo_labels=f"{RESULTS}/pseudo_labels.complete.json",
         ground_truth=f"{RESULTS}/ground_truth.complete.json",
-        code=code("panoptic", "backbone", "losses", "transforms"),
     output:
         model=f"{PANOPTIC}/model.pt",
         losses=f"{PANOPTIC}/losses.csv",
@@ -23,6 +22,7 @@ rule train_panoptic:
         model=json.dumps(config["panoptic"]["model"], sort_keys=True),
         train=json.dumps(config["panoptic"]["train"], sort_keys=True),
         backbone=json.dumps(config["backbone"], sort_keys=True),
+        code=code("train-panoptic"),
     threads: 8  # scaled down to --cores on a workstation
     resources:
         gpu=config["panoptic"]["gpus"],
@@ -43,13 +43,13 @@ rule create_prediction_store:
     input:
         manifest=f"{RESULTS}/manifest.csv",
         model=f"{PANOPTIC}/model.pt",
-        code=code("store"),
     output:
         store=directory(f"{RESULTS}/predictions.zarr"),
     params:
         dataset=dataset_args(),
         splits=config["panoptic"]["eval_splits"],
         per_shard=config["stores"]["images_per_shard"],
+        code=code("create-store"),
     log:
         f"{LOGS}/create_prediction_store.log",
     shell:
@@ -62,9 +62,11 @@ rule predict:
     input:
         store=f"{RESULTS}/predictions.zarr",
         model=f"{PANOPTIC}/model.pt",
-        code=code("panoptic", "backbone", "store"),
     output:
         done=f"{RESULTS}/predictions.shards/{{shard}}.json",
+    params:
+        intact=shard_intact("predictions"),
+        code=code("predict"),
     threads: 1
     benchmark:
         f"{RESULTS}/benchmarks/predict/{{shard}}.tsv"

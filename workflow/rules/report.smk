@@ -8,7 +8,6 @@ rule report:
     input:
         scores=expand(f"{RESULTS}/scores/{{store}}.json", store=["pseudo_labels", "predictions"]),
         losses=f"{PANOPTIC}/losses.csv",
-        code=code("report", "viz"),
     output:
         html=report(
             f"{RESULTS}/report/report.html",
@@ -21,6 +20,7 @@ rule report:
         results=RESULTS,
         outdir=f"{RESULTS}/report",
         config=json.dumps(config, sort_keys=True),
+        code=code("report"),
     log:
         f"{LOGS}/report.log",
     shell:

@@ -1,0 +1,132 @@
+"""Content digests, so that cached artifacts follow what they were made from, not paths or mtimes.
+
+- ``file_digest``: sha256 of a file's bytes (shards, manifests, checkpoints).
+- ``command_code_digest``: one digest of the code a ``spino`` subcommand runs: the subcommand's
+  function in ``spino.cli`` (and the cli helpers it calls) plus every spino module reachable from
+  their imports, found by reading the sources (``ast``), never by importing them. The workflow
+  passes it to each rule as a param: editing a helper reruns exactly the rules that run it, and
+  a checkout moved or cloned elsewhere plans nothing (module names, not paths, enter the digest).
+- ``listing_digest``: names, sizes and mtimes of a dataset's files, so adding, removing or editing
+  an image or label reruns the index.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+PACKAGE = PACKAGE_ROOT.name
+
+
+def file_digest(path: str | Path, block: int = 1 << 20) -> str:
+    """sha256 (hex) of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def text_digest(*parts: str) -> str:
+    """sha256 (hex, 16 characters) of strings, kept apart by a separator."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def module_path(module: str) -> Path | None:
+    """The source file of a spino module (a package's ``__init__.py``), or None if there is none."""
+    parts = module.split(".")
+    if parts[0] != PACKAGE:
+        return None
+    base = PACKAGE_ROOT.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(nodes: Iterable[ast.AST]) -> set[str]:
+    """spino modules named by the import statements anywhere inside ``nodes`` (also function-local ones)."""
+    found: set[str] = set()
+    for node in nodes:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Import):
+                found.update(alias.name for alias in sub.names)
+            elif isinstance(sub, ast.ImportFrom) and sub.module and sub.level == 0:
+                found.add(sub.module)
+                found.update(f"{sub.module}.{alias.name}" for alias in sub.names)  # `from pkg import submodule`
+    modules = set()
+    for name in found:
+        parts = name.split(".")
+        # importing a.b.c runs the __init__ of a and a.b too
+        modules.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return {m for m in modules if module_path(m) is not None}
+
+
+@cache
+def module_imports(module: str) -> frozenset[str]:
+    """spino modules that a module's source imports (directly)."""
+    path = module_path(module)
+    assert path is not None, module
+    return frozenset(_imports([ast.parse(path.read_text(), str(path))]))
+
+
+def module_closure(modules: Iterable[str]) -> list[str]:
+    """Every spino module reachable from ``modules`` through imports, sorted."""
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(module_imports(module) - seen)
+    return sorted(seen)
+
+
+def _cli_functions(command: str) -> tuple[list[ast.FunctionDef], str]:
+    """The cli function behind a subcommand and the cli functions it calls (transitively), with cli's source."""
+    path = module_path(f"{PACKAGE}.cli")
+    assert path is not None
+    source = path.read_text()
+    functions = {n.name: n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)}
+    entry = "cmd_" + command.replace("-", "_")
+    if entry not in functions:
+        raise KeyError(f"spino has no subcommand {command!r}")
+    chosen, todo = {}, [entry]
+    while todo:
+        name = todo.pop()
+        if name in chosen:
+            continue
+        chosen[name] = functions[name]
+        calls = {n.func.id for n in ast.walk(functions[name]) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        todo.extend(calls & functions.keys())
+    return [chosen[n] for n in sorted(chosen)], source
+
+
+@cache
+def command_code_digest(command: str) -> str:
+    """Digest of the code that ``spino <command>`` runs (see the module docstring)."""
+    functions, source = _cli_functions(command)
+    cli_module = ast.parse(source)
+    top_level_imports = _imports(n for n in cli_module.body if isinstance(n, (ast.Import, ast.ImportFrom)))
+    modules = module_closure(_imports(functions) | top_level_imports)
+    parts = [ast.get_source_segment(source, f) or "" for f in functions]
+    for module in modules:
+        parts += [module, module_path(module).read_text()]  # type: ignore[union-attr]
+    return text_digest(*parts)
+
+
+def listing_digest(paths: Iterable[str | Path], root: str | Path) -> str:
+    """Digest of the names (relative to ``root``), sizes and mtimes of files; missing ones count as missing."""
+    rows = []
+    for path in sorted(str(p) for p in paths):
+        try:
+            st = os.stat(path)
+            rows.append(f"{os.path.relpath(path, root)} {st.st_size} {st.st_mtime_ns}")
+        except FileNotFoundError:
+            rows.append(f"{os.path.relpath(path, root)} missing")
+    return text_digest(*rows)
