@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -294,11 +295,7 @@ def file_problem(path: Path, recorded: dict, content: bool = False) -> str:
 
 
 def marker_problem(marker: str | Path) -> str:
-    """"" while the shard a job's done-marker describes is on disk as the job wrote it, else what is wrong.
-
-    The workflow passes this to each shard job as a param: a shard file lost or changed after its
-    job finished changes the param, and Snakemake plans exactly that job again.
-    """
+    """"" while the shard a job's done-marker describes is on disk as the job wrote it, else what is wrong."""
     marker = Path(marker)
     try:
         payload = json.loads(marker.read_text())
@@ -310,6 +307,22 @@ def marker_problem(marker: str | Path) -> str:
         if problem:
             return f"{store / relative} {problem}"
     return ""
+
+
+def remove_damaged_markers(markers: Iterable[str | Path]) -> dict[str, str]:
+    """Remove the done-marker of every shard whose file was lost or changed since its job, and say why.
+
+    The workflow calls this when it starts: the marker claims a shard that is no longer there, and
+    without it Snakemake plans exactly that shard's job again (and everything downstream). An older
+    mtime would not do: Snakemake skips mtime checks for jobs downstream of a checkpoint (the index).
+    """
+    damaged = {}
+    for marker in markers:
+        problem = marker_problem(marker)
+        if problem:
+            Path(marker).unlink()
+            damaged[str(marker)] = problem
+    return damaged
 
 
 def shard_count(num_images: int, images_per_shard: int) -> int:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,3 +26,18 @@ def store_from_maps(
         store.write_shard(i, semantic_of(pan), pan)
     store.finalize()
     return store
+
+
+STOP_HOOK = Path(__file__).parent / "stop_hook"
+
+
+def kill_during_store_write(command: list[str], writes: int = 1) -> None:
+    """Run a real spino command, stop it right after its ``writes``-th array write into a store
+    (tests/stop_hook/sitecustomize.py), then kill -9 it there, as a crash or OOM kill would."""
+    env = {**os.environ, "SPINO_TEST_STOP_AFTER_WRITES": str(writes),
+           "PYTHONPATH": os.pathsep.join([str(STOP_HOOK), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), f"the process ended before its store write: {proc.stderr.read().decode()[-2000:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL

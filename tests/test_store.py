@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import zarr
 
+from helpers import kill_during_store_write
 from spino.cli import main as spino
 from spino.data.manifest import build_manifest, choose_annotated, write_manifest
 from spino.data import open_dataset
@@ -56,26 +57,15 @@ def test_store_written_by_separate_processes_equals_single_process(demo_root: Pa
     assert a.attrs["spino"]["complete"] and b.attrs["spino"]["complete"]
 
 
-KILL_MIDWAY = """
-import os, signal, sys
-import numpy as np
-from spino.store import LabelStore
-store = LabelStore(sys.argv[1])
-shard = store.shard(1)
-n = shard.stop - shard.start
-store.group["shard_done"][1] = 0
-store.group["panoptic"][shard.start:shard.stop] = np.full((n, store.height, store.width), 6001, np.uint32)
-os.kill(os.getpid(), signal.SIGKILL)  # dies after writing data, before semantic and the done mark
-"""
-
-
 def test_killed_writer_leaves_store_incomplete_and_rerun_fills_it(demo_root: Path, manifest: Path, tmp_path: Path, capsys) -> None:
     _create(demo_root, manifest, tmp_path / "gt.zarr")
     store = LabelStore(tmp_path / "gt.zarr")
     for i in (0, 2):
         spino(["write-gt", *_gt_args(demo_root), "--manifest", str(manifest), "--store", str(store.path), "--shard", str(i)])
-    killed = subprocess.run([sys.executable, "-c", KILL_MIDWAY, str(store.path)])
-    assert killed.returncode == -9
+    # the real `spino write-gt`, killed -9 after writing the semantic labels of shard 1, before panoptic and the done mark
+    kill_during_store_write([sys.executable, "-m", "spino", "write-gt", *_gt_args(demo_root), "--manifest", str(manifest),
+                             "--store", str(store.path), "--shard", "1", "--done", str(tmp_path / "1.json")], writes=1)
+    assert store.group["semantic"][5:10].min() < 255 and not (tmp_path / "1.json").exists()
     assert store.missing_shards() == [1]
     with pytest.raises(IncompleteStoreError, match=r"shards \[1\]"):
         store.finalize()

@@ -1,4 +1,5 @@
-"""The Snakemake workflow end to end on a tiny demo: caching, reruns on changed parameters, bad config."""
+"""The Snakemake workflow end to end on a tiny demo: every shipped config, caching that follows content
+(parameters, code, dataset listing, shard files, panoptic resume), bad config, the report."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +40,20 @@ TINY = {
 }
 
 
-def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
-    path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
+def snakemake(
+    workdir: Path, config: dict | Path | None, *args: str, snakefile: Path | None = None, pythonpath: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Snakemake on ``workdir`` with a config (a dict is written to workdir/config.yaml; None: the default)."""
+    if isinstance(config, dict):
+        path = workdir / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        config = path
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    if pythonpath:
+        env["PYTHONPATH"] = str(pythonpath)
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(path), "--cores", "2", *args],
+        [sys.executable, "-m", "snakemake", "-s", str(snakefile or REPO / "workflow" / "Snakefile"), "--directory", str(workdir),
+         *(["--configfile", str(config)] if config else []), "--cores", "2", *args],
         capture_output=True, text=True, env=env, cwd=workdir,
     )
 
@@ -66,7 +76,7 @@ def test_workflow_runs_all_stages_and_then_has_nothing_to_do(finished_run: Path)
     results = finished_run / "results" / "tiny"
     scores = json.loads((results / "scores" / "pseudo_labels.json").read_text())["summary"]
     assert scores["images"] == 7  # 9 images, the 2 annotated left out
-    assert 0.0 <= scores["all"]["pq"] <= 1.0 and scores["miou"] > 0.1  # chance is ~0.07 for 7 classes
+    assert scores["all"]["pq"] > 0.01 and scores["miou"] > 0.15  # segments matched; chance mIoU is ~0.07 for 7 classes
     assert json.loads((results / "pseudo_labels.complete.json").read_text())["complete"]
     assert len(list((results / "pseudo_labels.shards").glob("*.json"))) == 3
     assert (finished_run / "logs" / "tiny" / "pseudo_label" / "0.log").is_file()
@@ -77,21 +87,6 @@ def test_workflow_runs_all_stages_and_then_has_nothing_to_do(finished_run: Path)
     assert "pseudo-labels" in page and "panoptic model" in page and 'src="gallery.png"' in page
     again = snakemake(finished_run, TINY, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
-
-
-def test_changed_fusion_parameter_reruns_only_pseudo_labels_and_scores(finished_run: Path) -> None:
-    config = copy.deepcopy(TINY)
-    config["pseudo_labels"]["min_pixels"] = 9
-    plan = planned_rules(snakemake(finished_run, config, "-n"))
-    assert plan == {"create_pseudo_label_store", "pseudo_label", "gather", "evaluate", "train_panoptic",
-                    "create_prediction_store", "predict", "report", "all"}
-
-
-def test_changed_panoptic_parameter_reruns_nothing_upstream(finished_run: Path) -> None:
-    config = copy.deepcopy(TINY)
-    config["panoptic"]["train"]["lr"] = 2e-3
-    plan = planned_rules(snakemake(finished_run, config, "-n"))
-    assert plan == {"train_panoptic", "create_prediction_store", "predict", "gather", "evaluate", "report", "all"}
 
 
 def test_changed_semantic_head_parameter_spares_the_boundary_head(finished_run: Path) -> None:
@@ -126,3 +121,224 @@ def test_report_renders_in_headless_chromium(finished_run: Path, tmp_path: Path)
     picture = np.asarray(Image.open(shot).convert("L")).astype(float)
     rows_with_content = (picture < 200).any(axis=1).mean()
     assert picture.shape[0] >= 2000 and rows_with_content > 0.3  # tables and images, not a blank page
+
+
+# -- every shipped config --------------------------------------------------------------------------
+SHIPPED_CONFIGS = sorted((REPO / "config").glob("*.yaml")) + sorted((REPO / "config" / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config_file", SHIPPED_CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_passes_a_dry_run(config_file: Path, tmp_path: Path) -> None:
+    """Each config stands on its own (no default leaks in) and plans the whole workflow from the index on.
+
+    A dry run reads no dataset, so configs whose data is absent here (Cityscapes) plan the same jobs.
+    """
+    result = snakemake(tmp_path, config_file, "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    plan = planned_rules(result)
+    assert {"index", "train_semantic_head", "train_boundary_head", "train_panoptic", "report"} <= plan
+    assert ("make_demo" in plan) == (yaml.safe_load(config_file.read_text())["dataset"]["kind"] == "demo")
+
+
+def test_default_config_is_used_without_configfile(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    result = snakemake(tmp_path, None, "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "make_demo" in planned_rules(result)
+
+
+# -- what reruns ------------------------------------------------------------------------------------
+def readme_rerun_table() -> list[tuple[str, set[str]]]:
+    section = (REPO / "README.md").read_text().split("## What reruns")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| `([\w.]+)` \| ([\w, ]+) \|$", section, re.M)
+    assert len(rows) >= 3, "the README's table of what reruns is missing"
+    return [(key, {r.strip() for r in rules.split(",")}) for key, rules in rows]
+
+
+def changed(config: dict, dotted_key: str) -> dict:
+    """The config with one setting changed (numbers doubled, booleans flipped)."""
+    config = copy.deepcopy(config)
+    *path, key = dotted_key.split(".")
+    section = config
+    for part in path:
+        section = section.setdefault(part, {})
+    old = section.get(key, {"evaluation.exclude_annotated": True}.get(dotted_key))
+    section[key] = (not old) if isinstance(old, bool) else old * 2
+    return config
+
+
+def test_readme_says_what_the_dry_run_plans(finished_run: Path) -> None:
+    for key, rules in readme_rerun_table():
+        plan = planned_rules(snakemake(finished_run, changed(TINY, key), "-n")) - {"all"}
+        assert plan == rules, f"README: changing {key} reruns {sorted(rules)}; the dry run plans {sorted(plan)}"
+
+
+def copy_of(run: Path, tmp_path: Path) -> Path:
+    """A copy of a finished run (results, logs, .snakemake metadata; mtimes kept) to change without side effects."""
+    shutil.copytree(run, tmp_path / "run", symlinks=True)
+    return tmp_path / "run"
+
+
+def trained_weights(workdir: Path) -> dict:
+    import torch
+
+    return torch.load(workdir / "results" / "tiny" / "panoptic" / "model.pt", weights_only=True)["model"]
+
+
+def test_new_pseudo_labels_retrain_the_panoptic_model_from_step_0(finished_run: Path, tmp_path: Path) -> None:
+    run = copy_of(finished_run, tmp_path)
+    before = trained_weights(run)
+    digest_before = json.loads((run / "results/tiny/pseudo_labels.complete.json").read_text())["digest"]
+    config = copy.deepcopy(TINY)
+    config["pseudo_labels"]["min_pixels"] = 9
+    result = snakemake(run, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run / "results/tiny/pseudo_labels.complete.json").read_text())["digest"] != digest_before
+    log = (run / "logs/tiny/train_panoptic.log").read_text()
+    assert "training from scratch (step 0)" in log and "resuming" not in log
+    after = trained_weights(run)
+    assert any(not np.array_equal(before[k].numpy(), after[k].numpy()) for k in before)
+
+
+def test_forcerun_trains_the_panoptic_model_from_step_0(finished_run: Path, tmp_path: Path) -> None:
+    run = copy_of(finished_run, tmp_path)
+    before = trained_weights(run)
+    result = snakemake(run, TINY, "--forcerun", "train_panoptic")
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (run / "logs/tiny/train_panoptic.log").read_text()
+    assert "that run finished" in log and "training from scratch (step 0)" in log and "resuming" not in log
+    after = trained_weights(run)
+    assert all(np.array_equal(before[k].numpy(), after[k].numpy()) for k in before)  # same data, seed: same model
+
+
+def test_killed_panoptic_training_is_planned_again_and_resumes(finished_run: Path, tmp_path: Path) -> None:
+    run = copy_of(finished_run, tmp_path)
+    config = copy.deepcopy(TINY)
+    config["panoptic"]["train"].update(steps=60, checkpoint_every=5, val_every=60)
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    (run / "logs/tiny/train_panoptic.log").unlink()  # the finished run's; the new job writes its own
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "--directory", str(run),
+         "--configfile", str(run / "config.yaml"), "--cores", "2", "--until", "train_panoptic"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=run,
+    )
+    log = run / "logs/tiny/train_panoptic.log"
+    deadline = time.time() + 300
+    while time.time() < deadline and "checkpoint written" not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.1)
+    trainer = [pid for pid, argv in descendants(proc.pid) if "train-panoptic" in argv and "python" in argv[0]]
+    assert len(trainer) == 1, "the training job was not found"
+    os.kill(trainer[0], signal.SIGKILL)  # the real `spino train-panoptic`, killed as the OOM killer would
+    assert proc.wait(timeout=120) != 0
+    assert not (run / "results/tiny/panoptic/model.pt").exists()
+    plan = planned_rules(snakemake(run, config, "-n"))
+    assert "train_panoptic" in plan
+    result = snakemake(run, config, "--until", "train_panoptic")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming from checkpoint" in log.read_text()
+    assert (run / "results/tiny/panoptic/model.pt").is_file()
+
+
+def test_lost_or_changed_shard_is_planned_again_and_refused_by_readers(finished_run: Path, tmp_path: Path) -> None:
+    run = copy_of(finished_run, tmp_path)
+    store = run / "results/tiny/pseudo_labels.zarr"
+    digest = json.loads((run / "results/tiny/pseudo_labels.complete.json").read_text())["digest"]
+    (store / "panoptic/c/1/0/0").unlink()
+
+    dry = snakemake(run, TINY, "-n")
+    assert planned_rules(dry) >= {"pseudo_label", "gather", "evaluate"}
+    assert re.findall(r"output: results/tiny/pseudo_labels\.shards/(\d+)\.json", dry.stdout) == ["1"]
+    refused = spino_cli(run, "evaluate", str(store), "--gt", "results/tiny/ground_truth.zarr", "--json", "s.json", "--csv", "s.csv")
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+    assert "pseudo_labels.zarr: label store is incomplete: shard 1 is damaged (panoptic/c/1/0/0 is missing)" in refused.stderr
+    info = json.loads(spino_cli(run, "info", str(store)).stdout)
+    assert info["complete"] is False and list(info["damaged_shards"]) == ["1"]
+
+    result = snakemake(run, TINY)  # repairs exactly that shard
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run / "results/tiny/pseudo_labels.complete.json").read_text())["digest"] == digest
+    assert "Nothing to be done" in snakemake(run, TINY, "-n").stdout
+
+    # random bytes of the same size: only the content check sees them, and reading names the shard
+    shard_file = store / "semantic/c/2/0/0"
+    data = bytearray(shard_file.read_bytes())
+    data[len(data) // 3 : len(data) // 3 + 64] = np.random.default_rng(0).integers(0, 256, 64, dtype=np.uint8).tobytes()
+    shard_file.write_bytes(bytes(data))
+    assert json.loads(spino_cli(run, "info", str(store)).stdout)["complete"] is True  # sizes only
+    verified = json.loads(spino_cli(run, "info", str(store), "--verify").stdout)
+    assert verified["complete"] is False and "semantic/c/2/0/0 differs from its recorded sha256" in verified["damaged_shards"]["2"]
+
+
+def descendants(pid: int) -> list[tuple[int, list[str]]]:
+    """(pid, argv) of every process below ``pid`` (from /proc)."""
+    parent, argv = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        child = int(stat.parent.name)
+        parent[child], argv[child] = int(fields[1]), [a.decode() for a in cmdline if a]
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        for child, ppid in parent.items():
+            if ppid == current:
+                found.append((child, argv[child]))
+                todo.append(child)
+    return found
+
+
+def spino_cli(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "spino", *args], capture_output=True, text=True, cwd=workdir)
+
+
+def test_moved_checkout_plans_nothing_and_an_edited_helper_reruns_its_rules(finished_run: Path, tmp_path: Path) -> None:
+    clone = tmp_path / "elsewhere" / "spino-clone"
+    shutil.copytree(REPO, clone, ignore=shutil.ignore_patterns(".venv", ".git", "results", ".snakemake", "__pycache__", "*.egg-info"))
+    # the clone's Snakefile and spino package (PYTHONPATH), as a fresh install of the clone would have them
+    moved = snakemake(finished_run, TINY, "-n", snakefile=clone / "workflow" / "Snakefile", pythonpath=clone)
+    assert moved.returncode == 0, moved.stderr[-3000:]
+    assert "Nothing to be done" in moved.stdout
+
+    with open(clone / "spino" / "labelgen" / "fusion.py", "a") as f:
+        f.write("\n# an edit to the fusion\n")
+    plan = planned_rules(snakemake(finished_run, TINY, "-n", snakefile=clone / "workflow" / "Snakefile", pythonpath=clone))
+    assert "pseudo_label" in plan and "train_semantic_head" not in plan and "index" not in plan
+
+
+FOLDER = {**TINY, "run": "folder", "dataset": {"kind": "folder", "root": "data", "splits": ["train", "val"]}}
+
+
+def test_folder_dataset_changes_rerun_the_index_and_bad_splits_fail_there(tmp_path: Path) -> None:
+    from spino.data.synthetic import DemoSpec, write_demo
+
+    write_demo(tmp_path / "data", DemoSpec(n_train=4, n_val=2, height=64, width=128, seed=5))
+    result = snakemake(tmp_path, FOLDER, "results/folder/manifest.csv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Nothing to be done" in snakemake(tmp_path, FOLDER, "-n", "results/folder/manifest.csv").stdout
+
+    images = sorted((tmp_path / "data" / "images").iterdir())
+    shutil.copy(images[0], tmp_path / "data" / "images" / "extra.png")
+    assert "index" in planned_rules(snakemake(tmp_path, FOLDER, "-n"))
+    (tmp_path / "data" / "images" / "extra.png").unlink()
+
+    shutil.copy(tmp_path / "data" / "semantic" / f"{images[0].stem}.png", tmp_path / "data" / "semantic" / "orphan.png")
+    failed = snakemake(tmp_path, FOLDER, "results/folder/manifest.csv")
+    assert failed.returncode != 0
+    assert "semantic: labels without an image in" in (tmp_path / "logs/folder/index.log").read_text()
+    (tmp_path / "data" / "semantic" / "orphan.png").unlink()
+
+    no_val = copy.deepcopy(FOLDER)
+    no_val["panoptic"]["eval_splits"] = ["test"]
+    failed = snakemake(tmp_path, no_val, "results/folder/manifest.csv")
+    assert failed.returncode != 0
+    assert "split 'test' has no" in (tmp_path / "logs/folder/index.log").read_text()
+
+
+def test_snakemake_report(finished_run: Path, tmp_path: Path) -> None:
+    result = snakemake(finished_run, TINY, "--report", str(tmp_path / "report.html"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    page = (tmp_path / "report.html").read_text()
+    assert "report.html" in page and "gallery.png" in page and "train_panoptic" in page

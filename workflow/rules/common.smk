@@ -8,7 +8,7 @@ import pandas as pd
 
 from spino.data import dataset_files
 from spino.provenance import command_code_digest, listing_digest
-from spino.store import marker_problem, shard_count
+from spino.store import remove_damaged_markers, shard_count
 
 # `spino` comes from the environment that runs Snakemake (a venv or the conda env of environment.yaml).
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
@@ -17,6 +17,12 @@ RUN = config["run"]
 RESULTS = f"results/{RUN}"
 LOGS = f"logs/{RUN}"
 STORES = ["ground_truth", "pseudo_labels", "predictions"]
+
+
+# A shard file lost or changed after its job finished: that job's marker is removed, so Snakemake
+# plans exactly that shard again (see spino.store.remove_damaged_markers).
+for marker, problem in remove_damaged_markers(Path(RESULTS).glob("*.shards/*.json")).items():
+    print(f"spino: {problem}: removed {marker}, its shard job will rerun", file=sys.stderr)
 
 
 wildcard_constraints:
@@ -28,12 +34,6 @@ def code(command):
     """Digest of the code `spino <command>` runs (its imports, followed through the package), as a
     param: editing any module the rule runs reruns it, and a checkout moved elsewhere reruns nothing."""
     return command_code_digest(command)
-
-
-def shard_intact(store):
-    """A param of each shard job: "" while its shard is on disk as the job wrote it, else what was lost.
-    A shard file deleted or changed after its job finished changes the param, so that job is planned again."""
-    return lambda wildcards: marker_problem(f"{RESULTS}/{store}.shards/{wildcards.shard}.json")
 
 
 def dataset_listing():
@@ -67,12 +67,27 @@ def store_image_count(store):
     return int(rows["split"].isin(splits).sum())
 
 
-def shard_markers(wildcards):
+def shard_markers(store):
     """One marker per shard of a store; the shard count follows from the manifest."""
-    n = store_image_count(wildcards.store)
+    n = store_image_count(store)
     per_shard = config["stores"]["images_per_shard"]
-    return [f"{RESULTS}/{wildcards.store}.shards/{i}.json" for i in range(shard_count(n, per_shard))]
+    return [f"{RESULTS}/{store}.shards/{i}.json" for i in range(shard_count(n, per_shard))]
 
 
 def final_targets():
-    return [f"{RESULTS}/report/report.html"]
+    """Every artifact of the run, not only the report. Snakemake regenerates a missing target, but it
+    leaves an intermediate file missing when what was made from it is up to date: a lost model or
+    shard marker would otherwise go unnoticed (the markers: all_shard_markers)."""
+    return [
+        f"{RESULTS}/manifest.csv",
+        *expand(f"{HEADS}/{{head}}{{suffix}}", head=["semantic", "boundary"], suffix=[".pt", "_losses.csv"]),
+        *expand(f"{PANOPTIC}/{{name}}", name=["model.pt", "losses.csv", "validation.csv"]),
+        *expand(f"{RESULTS}/scores/{{store}}.{{ext}}", store=["pseudo_labels", "predictions"], ext=["json", "csv"]),
+        f"{RESULTS}/report/report.html",
+        *expand(f"{RESULTS}/{{store}}.complete.json", store=STORES),
+    ]
+
+
+def all_shard_markers(wildcards):
+    """The done-marker of every shard of every store (known once the index has run)."""
+    return [marker for store in STORES for marker in shard_markers(store)]

@@ -77,7 +77,6 @@ rule write_ground_truth_shard:
         done=f"{RESULTS}/ground_truth.shards/{{shard}}.json",
     params:
         dataset=dataset_args(),
-        intact=shard_intact("ground_truth"),
         code=code("write-gt"),
     log:
         f"{LOGS}/write_ground_truth_shard/{{shard}}.log",
@@ -90,7 +89,7 @@ rule gather:
     localrule: True
     input:
         store=f"{RESULTS}/{{store}}.zarr",
-        shards=shard_markers,
+        shards=lambda wildcards: shard_markers(wildcards.store),
     output:
         f"{RESULTS}/{{store}}.complete.json",
     params:

@@ -81,7 +81,6 @@ rule pseudo_label:
         done=f"{RESULTS}/pseudo_labels.shards/{{shard}}.json",
     params:
         settings=PSEUDO_LABEL_SETTINGS,
-        intact=shard_intact("pseudo_labels"),
         code=code("pseudo-label"),
     threads: 1
     benchmark:

@@ -65,7 +65,6 @@ rule predict:
     output:
         done=f"{RESULTS}/predictions.shards/{{shard}}.json",
     params:
-        intact=shard_intact("predictions"),
         code=code("predict"),
     threads: 1
     benchmark:
