@@ -16,6 +16,7 @@ import torch
 
 from helpers import store_from_maps
 from spino.classes import CITYSCAPES_19, DEMO
+from spino.cli import main as spino
 from spino.data import open_dataset
 from spino.data.cityscapes import Cityscapes
 from spino.data.manifest import build_manifest, write_manifest
@@ -125,6 +126,7 @@ def test_training_killed_midway_resumes_to_the_same_weights(tiny_run: dict, tmp_
 
 
 def test_prediction_shard_is_written_and_scored(tiny_run: dict, tmp_path: Path) -> None:
+    """A prediction shard in the store encoding, scored by `spino evaluate` as an independent count says."""
     subprocess.run(train_command(tiny_run, tmp_path / "w", tmp_path / "m.pt", 2), check=True, capture_output=True)
     model, class_set, postprocess = load_model(tmp_path / "m.pt")
     paths = LabelStore(tiny_run["dir"] / "gt.zarr").meta["image_paths"][:3]
@@ -134,6 +136,17 @@ def test_prediction_shard_is_written_and_scored(tiny_run: dict, tmp_path: Path) 
     pan = store.read_shard(0)
     thing = np.isin(semantic_of(pan), class_set.thing_ids)
     assert pan.shape == (3, 96, 192) and (instance_of(pan)[~thing] == 0).all()
+
+    scores = tmp_path / "scores.json"
+    assert spino(["evaluate", str(store.path), "--gt", str(tiny_run["dir"] / "gt.zarr"), "--json", str(scores),
+                  "--csv", str(tmp_path / "scores.csv")]) == 0
+    summary = json.loads(scores.read_text())["summary"]
+    gt = semantic_of(LabelStore(tiny_run["dir"] / "gt.zarr").read_shard(0))
+    pred, valid = semantic_of(pan), gt != 255
+    most = int(np.bincount(pred[valid]).argmax())  # the class this barely trained model predicts most
+    iou = ((pred == most) & (gt == most) & valid).sum() / (((pred == most) | (gt == most)) & valid).sum()
+    assert summary["images"] == 3 and iou > 0
+    assert summary["per_class"][class_set.names[most]]["iou"] == pytest.approx(iou)
 
 
 def test_two_process_training_under_torchrun(tiny_run: dict, tmp_path: Path) -> None:

@@ -3,9 +3,13 @@
 #   tests/slurm/cluster.sh start   install (Debian slurm-wlm + munge) if missing, configure, start, wait until idle
 #   tests/slurm/cluster.sh stop    stop the daemons
 # Needs root and apt-get; exits 3 (with the reason on stderr) where SLURM cannot be started here.
+# It never touches a SLURM that is already configured or running on this machine: an existing
+# /etc/slurm/slurm.conf not written by this script, or running SLURM daemons it did not start, make it
+# refuse (exit 3). `stop` ends only the daemons whose pids it recorded at `start`.
 set -euo pipefail
 STATE=/tmp/spino-slurm
 CONF=/etc/slurm
+MARK="# written by spino tests/slurm/cluster.sh"
 
 fail() { echo "slurm: $*" >&2; exit 3; }
 
@@ -19,12 +23,30 @@ install() {
         || fail "apt-get install slurm-wlm munge failed"
 }
 
+refuse_foreign_slurm() {
+    if [ -e "$CONF/slurm.conf" ] && ! grep -qxF "$MARK" "$CONF/slurm.conf"; then
+        fail "$CONF/slurm.conf exists and was not written by this script: this machine's SLURM is left alone"
+    fi
+    for daemon in slurmctld slurmd; do
+        if pgrep -x "$daemon" >/dev/null && ! ours "$daemon"; then
+            fail "a $daemon this script did not start is running: this machine's SLURM is left alone"
+        fi
+    done
+}
+
+ours() {  # is the running daemon the one whose pid we recorded?
+    [ -s "$STATE/$1.pid" ] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null
+}
+
 configure() {
     mkdir -p "$CONF" "$STATE"/{ctld,d,log} /run/munge /var/log/munge /var/lib/munge
-    chown -R munge:munge /run/munge /var/log/munge /var/lib/munge /etc/munge 2>/dev/null || true
-    [ -s /etc/munge/munge.key ] || { mungekey --create --force 2>/dev/null || dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key status=none; }
-    chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
+    if [ ! -s /etc/munge/munge.key ]; then  # an existing key is left as it is
+        mungekey --create --force 2>/dev/null || dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key status=none
+        chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
+    fi
+    chown -R munge:munge /run/munge /var/log/munge /var/lib/munge 2>/dev/null || true
     cat > "$CONF/slurm.conf" <<CONF
+$MARK
 ClusterName=spino-test
 SlurmctldHost=localhost
 SlurmUser=root
@@ -52,18 +74,24 @@ NodeName=localhost CPUs=2 RealMemory=8000 Gres=gpu:1 State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 CONF
     cat > "$CONF/gres.conf" <<CONF
+$MARK
 AutoDetect=off
 NodeName=localhost Name=gpu File=/dev/null
 CONF
-    rm -f "$CONF/cgroup.conf"  # no cgroups: linuxproc tracking and no task plugin work in containers
+    if [ -e "$CONF/cgroup.conf" ] && grep -qxF "$MARK" "$CONF/cgroup.conf"; then rm -f "$CONF/cgroup.conf"; fi
+    [ ! -e "$CONF/cgroup.conf" ] || fail "$CONF/cgroup.conf exists: this machine's SLURM is left alone"
 }
 
 start() {
     install
+    refuse_foreign_slurm
     configure
-    pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged || fail "munged did not start"
-    pgrep -x slurmctld >/dev/null || slurmctld -c || fail "slurmctld did not start (see $STATE/log)"
-    pgrep -x slurmd >/dev/null || slurmd -N localhost -c || fail "slurmd did not start (see $STATE/log)"
+    if ! pgrep -x munged >/dev/null; then
+        runuser -u munge -- /usr/sbin/munged || fail "munged did not start"
+        pgrep -x munged > "$STATE/munged.pid"
+    fi
+    ours slurmctld || slurmctld -c || fail "slurmctld did not start (see $STATE/log)"
+    ours slurmd || slurmd -N localhost -c || fail "slurmd did not start (see $STATE/log)"
     for _ in $(seq 60); do
         state=$(sinfo -h -N -o %T 2>/dev/null | head -1)
         case "$state" in idle*|mix*) echo "slurm: node localhost is $state"; return 0 ;; esac
@@ -75,8 +103,11 @@ start() {
 
 stop() {
     for daemon in slurmd slurmctld munged; do
-        pkill -x "$daemon" 2>/dev/null || true
-        for _ in $(seq 20); do pgrep -x "$daemon" >/dev/null || break; sleep 0.5; done
+        ours "$daemon" || continue
+        pid=$(cat "$STATE/$daemon.pid")
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+        rm -f "$STATE/$daemon.pid"
     done
 }
 

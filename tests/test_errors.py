@@ -1,0 +1,120 @@
+"""Bad input gets one line naming the file and the problem; a bug in spino keeps its traceback."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spino.checkpoint import save_checkpoint
+from spino.cli import main as spino
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "spino", *args], capture_output=True, text=True)
+
+
+def one_line_error(result: subprocess.CompletedProcess, command: str, *fragments: str) -> None:
+    """Exit 1, no traceback, and the message (the last line; progress bars may precede it) names the file."""
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"spino {command}: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in last, (fragment, last)
+
+
+@pytest.fixture(scope="module")
+def gt_store(demo_root: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("gt")
+    args = ["--dataset-kind", "demo", "--dataset-root", str(demo_root)]
+    assert spino(["index", *args, "--k", "2", "--out", str(out / "m.csv")]) == 0
+    assert spino(["create-store", *args, "--manifest", str(out / "m.csv"), "--kind", "ground_truth",
+                  "--images-per-shard", "5", "--out", str(out / "gt.zarr")]) == 0
+    for shard in range(3):
+        assert spino(["write-gt", *args, "--manifest", str(out / "m.csv"), "--store", str(out / "gt.zarr"), "--shard", str(shard)]) == 0
+    assert spino(["gather", str(out / "gt.zarr")]) == 0
+    return out / "gt.zarr"
+
+
+def corrupted_copy(store: Path, tmp_path: Path) -> Path:
+    """A copy whose shard 1 of panoptic has a wrong checksum in its index (same size: only reading notices)."""
+    copy = tmp_path / "damaged.zarr"
+    shutil.copytree(store, copy)
+    shard = copy / "panoptic" / "c" / "1" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    data[-4:] = bytes(b ^ 0xFF for b in data[-4:])
+    shard.write_bytes(bytes(data))
+    return copy
+
+
+def test_corrupt_chunk_names_store_array_and_shard(gt_store: Path, tmp_path: Path) -> None:
+    damaged = corrupted_copy(gt_store, tmp_path)
+    result = run("evaluate", str(damaged), "--gt", str(gt_store), "--json", str(tmp_path / "s.json"), "--csv", str(tmp_path / "s.csv"))
+    one_line_error(result, "evaluate", f"{damaged}: panoptic of shard 1 (panoptic/c/1/0/0) cannot be read", "checksum")
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_failed_export_leaves_nothing_behind(gt_store: Path, tmp_path: Path) -> None:
+    damaged = corrupted_copy(gt_store, tmp_path)
+    out = tmp_path / "exports" / "gtfine"
+    result = run("export", str(damaged), "--format", "gtfine", "--out", str(out))
+    one_line_error(result, "export", "shard 1")
+    assert not out.exists() and list((tmp_path / "exports").iterdir()) == []
+    taken = tmp_path / "taken"
+    (taken / "mine.txt").parent.mkdir()
+    (taken / "mine.txt").write_text("a file of the user's")
+    one_line_error(run("export", str(gt_store), "--out", str(taken)), "export", f"{taken}: already exists and is not empty")
+    assert (taken / "mine.txt").read_text() == "a file of the user's"
+
+
+def test_checkpoint_errors_say_what_the_file_is(gt_store: Path, tmp_path: Path) -> None:
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint\n")
+    args = ["--store", str(gt_store), "--shard", "0", "--device", "cpu"]
+    one_line_error(run("predict", "--checkpoint", str(text), *args), "predict", f"{text}: not a spino checkpoint")
+    head = tmp_path / "semantic.pt"
+    save_checkpoint(head, "semantic", {"state_dict": {}})
+    one_line_error(run("predict", "--checkpoint", str(head), *args), "predict",
+                   f"{head}: expected a panoptic model, but the file holds a semantic head")
+    one_line_error(run("predict", "--checkpoint", str(tmp_path / "missing.pt"), *args), "predict", "checkpoint not found")
+    boundary = tmp_path / "boundary.pt"
+    save_checkpoint(boundary, "boundary", {"state_dict": {}})
+    swapped = run("pseudo-label", "--manifest", "m.csv", "--store", str(gt_store), "--shard", "0", "--semantic-head", str(boundary),
+                  "--boundary-head", str(head), "--settings", "{}", "--device", "cpu")
+    one_line_error(swapped, "pseudo-label", f"{boundary}: expected a semantic head, but the file holds a boundary head")
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ({"name": "car", "thing": "false"}, "classes[1].thing: 'false' is not of type 'boolean'"),
+        ({"name": "car", "thing": "maybe"}, "classes[1].thing: 'maybe' is not of type 'boolean'"),
+        ({"name": "car", "color": [1, 2]}, "classes[1].color: [1, 2] is too short"),
+        ({"name": "car", "color": [300, -5, 0]}, "classes[1].color[0]: 300 is greater than the maximum of 255"),
+        ({"name": "car", "colour": [1, 2, 3]}, "classes[1]: Additional properties are not allowed ('colour' was unexpected)"),
+    ],
+)
+def test_bad_classes_yaml_is_named_with_the_entry(demo_root: Path, tmp_path: Path, entry: dict, problem: str) -> None:
+    root = tmp_path / "data"
+    shutil.copytree(demo_root, root)
+    classes = {"classes": [{"name": "road", "thing": False, "color": [128, 64, 128]}, entry]}
+    (root / "classes.yaml").write_text(yaml.safe_dump(classes))
+    result = run("index", "--dataset-kind", "folder", "--dataset-root", str(root), "--k", "1", "--out", str(tmp_path / "m.csv"))
+    one_line_error(result, "index", f"{root / 'classes.yaml'}: {problem}")
+
+
+def test_a_bug_keeps_its_traceback(gt_store: Path, monkeypatch) -> None:
+    """Only InputError is a user's mistake; anything else propagates with its traceback."""
+    from spino.store import LabelStore
+
+    def broken(self):
+        raise ZeroDivisionError("a bug in spino")
+
+    monkeypatch.setattr(LabelStore, "finalize", broken)
+    with pytest.raises(ZeroDivisionError, match="a bug in spino"):
+        spino(["gather", str(gt_store)])
