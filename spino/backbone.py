@@ -11,10 +11,12 @@ name of a packaged offline source (``efficientnet-lite0-pypi``), or a path to a 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import timm
+from timm.layers import BatchNormAct2d
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -102,6 +104,33 @@ def create_timm_model(spec: BackboneSpec) -> nn.Module:
     return model
 
 
+def fold_batchnorm(model: nn.Module) -> int:
+    """Fold every eval-mode BatchNorm that directly follows a convolution into the convolution.
+
+    A frozen CNN's batch norm is an affine map per channel, so it can live in the convolution's
+    weights and bias: one op less per layer, the same numbers up to rounding. Pairs are found in
+    registration order (conv, then its norm, as timm's CNNs define them); ``Backbone`` checks the
+    folded model against the original and keeps the original if they disagree. Returns the count.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = 0
+    for parent in list(model.modules()):
+        children = list(parent.named_children())
+        for (conv_name, conv), (norm_name, norm) in zip(children, children[1:]):
+            if (
+                isinstance(conv, nn.Conv2d)
+                and type(norm) in (nn.BatchNorm2d, BatchNormAct2d)
+                and norm.track_running_stats
+                and conv.out_channels == norm.num_features
+            ):
+                setattr(parent, conv_name, fuse_conv_bn_eval(conv.eval(), norm.eval()))
+                rest = [m for m in (getattr(norm, "drop", None), getattr(norm, "act", None)) if m is not None]
+                setattr(parent, norm_name, nn.Sequential(*rest) if rest else nn.Identity())
+                folded += 1
+    return folded
+
+
 class Backbone(nn.Module):
     """A frozen feature extractor; call it on uint8-range float images (B, 3, H, W)."""
 
@@ -124,6 +153,16 @@ class Backbone(nn.Module):
             self.stride = int(min(info[i]["reduction"] for i in indices))
             self.channels = int(sum(info[i]["num_chs"] for i in indices))
         self.autocast_dtype = torch.bfloat16 if spec.dtype == "bfloat16" else None
+        if not self.vit:
+            self._fold_batchnorm()
+
+    def _fold_batchnorm(self) -> None:
+        """Fold batch norms into convolutions when the folded model gives the same features."""
+        probe = torch.rand(1, 3, 4 * self.stride, 8 * self.stride, generator=torch.Generator().manual_seed(0)) * 255
+        before = self(probe)
+        original = copy.deepcopy(self.model)
+        if fold_batchnorm(self.model) and not torch.allclose(self(probe), before, rtol=1e-3, atol=1e-3 * before.abs().max()):
+            self.model = original  # an architecture whose norms do not directly follow their convolutions
 
     def train(self, mode: bool = True) -> Backbone:
         """The backbone stays in eval mode (frozen batch norm statistics)."""
@@ -147,7 +186,7 @@ class Backbone(nn.Module):
             else:
                 n = len(self.model.feature_info)
                 feats = self.model.forward_intermediates(
-                    x, indices=[i % n for i in self.spec.out_indices], intermediates_only=True
+                    x, indices=[i % n for i in self.spec.out_indices], intermediates_only=True, stop_early=True
                 )
         size = max((f.shape[-2:] for f in feats), key=lambda s: s[0] * s[1])
         feats = [f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats]

