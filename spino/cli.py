@@ -87,14 +87,20 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     gt = LabelSource(args.gt, load_class_set(args.classes) if args.classes else None)
     pred = LabelSource(args.prediction, gt.class_set)
     ids = None
-    if args.exclude_annotated:
+    if args.manifest:
         from spino.data.manifest import read_manifest
         from spino.evaluate import common_ids
 
-        annotated = {e.image_id for e in read_manifest(args.exclude_annotated) if e.annotated}
-        ids = [i for i in common_ids(pred, gt) if i not in annotated]
+        entries = {e.image_id: e for e in read_manifest(args.manifest)}
+        ids = [
+            i for i in common_ids(pred, gt)
+            if not (args.exclude_annotated and entries[i].annotated) and (not args.splits or entries[i].split in args.splits)
+        ]
         if not ids:
-            raise InputError(f"{args.prediction}: no scored images left after excluding the annotated ones")
+            raise InputError(f"{args.prediction}: no images left to score in splits {args.splits or 'all'} "
+                             f"{'without the annotated ones' if args.exclude_annotated else ''}")
+    elif args.exclude_annotated or args.splits:
+        raise InputError("--exclude-annotated and --splits need --manifest (which images are annotated, which split)")
     stats = score(pred, gt, ids)
     summary = write_scores(stats, gt.class_set, args.json, args.csv)
     a, t, s = summary["all"], summary["things"], summary["stuff"]
@@ -412,7 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prediction", type=Path, help="label store or folder of *_gtFine_instanceIds.png")
     p.add_argument("--gt", required=True, type=Path, help="ground-truth label store (or gtFine folder with --classes)")
     p.add_argument("--classes", default=None, help="class set when --gt is a folder")
-    p.add_argument("--exclude-annotated", type=Path, metavar="MANIFEST", help="leave out the manifest's annotated images")
+    p.add_argument("--manifest", type=Path, help="the run's manifest (for --exclude-annotated and --splits)")
+    p.add_argument("--exclude-annotated", action="store_true", help="leave out the manifest's annotated images")
+    p.add_argument("--splits", nargs="+", help="score only images of these splits (default: all)")
     p.add_argument("--json", required=True, type=Path)
     p.add_argument("--csv", required=True, type=Path)
     p.set_defaults(func=cmd_evaluate)

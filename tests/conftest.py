@@ -26,3 +26,19 @@ def exact8() -> Path:
     if not (EXACT8 / "gtFine").is_dir():
         pytest.skip(f"{EXACT8} not present (real Cityscapes samples live outside the repository)")
     return EXACT8
+
+
+@pytest.fixture(scope="session")
+def gt_store(demo_root: Path, tmp_path_factory) -> Path:
+    """A complete ground-truth store of the demo images (3 shards of 5), written by the real subcommands."""
+    from spino.cli import main as spino
+
+    out = tmp_path_factory.mktemp("gt")
+    args = ["--dataset-kind", "demo", "--dataset-root", str(demo_root)]
+    assert spino(["index", *args, "--k", "2", "--out", str(out / "m.csv")]) == 0
+    assert spino(["create-store", *args, "--manifest", str(out / "m.csv"), "--kind", "ground_truth",
+                  "--images-per-shard", "5", "--out", str(out / "gt.zarr")]) == 0
+    for shard in range(3):
+        assert spino(["write-gt", *args, "--manifest", str(out / "m.csv"), "--store", str(out / "gt.zarr"), "--shard", str(shard)]) == 0
+    assert spino(["gather", str(out / "gt.zarr"), "--out", str(out / "done.json")]) == 0
+    return out / "gt.zarr"

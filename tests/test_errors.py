@@ -28,19 +28,6 @@ def one_line_error(result: subprocess.CompletedProcess, command: str, *fragments
         assert fragment in last, (fragment, last)
 
 
-@pytest.fixture(scope="module")
-def gt_store(demo_root: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("gt")
-    args = ["--dataset-kind", "demo", "--dataset-root", str(demo_root)]
-    assert spino(["index", *args, "--k", "2", "--out", str(out / "m.csv")]) == 0
-    assert spino(["create-store", *args, "--manifest", str(out / "m.csv"), "--kind", "ground_truth",
-                  "--images-per-shard", "5", "--out", str(out / "gt.zarr")]) == 0
-    for shard in range(3):
-        assert spino(["write-gt", *args, "--manifest", str(out / "m.csv"), "--store", str(out / "gt.zarr"), "--shard", str(shard)]) == 0
-    assert spino(["gather", str(out / "gt.zarr")]) == 0
-    return out / "gt.zarr"
-
-
 def corrupted_copy(store: Path, tmp_path: Path) -> Path:
     """A copy whose shard 1 of panoptic has a wrong checksum in its index (same size: only reading notices)."""
     copy = tmp_path / "damaged.zarr"

@@ -88,7 +88,8 @@ start() {
     configure
     if ! pgrep -x munged >/dev/null; then
         runuser -u munge -- /usr/sbin/munged || fail "munged did not start"
-        pgrep -x munged > "$STATE/munged.pid"
+        for _ in $(seq 20); do [ -s /run/munge/munged.pid ] && break; sleep 0.2; done
+        cp /run/munge/munged.pid "$STATE/munged.pid"  # the daemon's own record, written once it has forked
     fi
     ours slurmctld || slurmctld -c || fail "slurmctld did not start (see $STATE/log)"
     ours slurmd || slurmd -N localhost -c || fail "slurmd did not start (see $STATE/log)"

@@ -13,12 +13,11 @@ rule evaluate:
     params:
         prediction=lambda w: f"{RESULTS}/{w.store}.zarr",
         gt=f"{RESULTS}/ground_truth.zarr",
-        exclude=(
-            ["--exclude-annotated", f"{RESULTS}/manifest.csv"] if config["evaluation"]["exclude_annotated"] else []
-        ),
+        exclude=["--exclude-annotated"] if config["evaluation"]["exclude_annotated"] else [],
+        splits=["--splits", *config["evaluation"]["splits"]] if config["evaluation"].get("splits") else [],
         code=code("evaluate"),
     log:
         f"{LOGS}/evaluate_{{store}}.log",
     shell:
-        "spino evaluate {params.prediction:q} --gt {params.gt:q} {params.exclude:q}"
+        "spino evaluate {params.prediction:q} --gt {params.gt:q} --manifest {input.manifest:q} {params.exclude:q} {params.splits:q}"
         " --json {output.json:q} --csv {output.csv:q} > {log:q} 2>&1"
