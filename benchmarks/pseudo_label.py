@@ -71,10 +71,12 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--semantic-scales", type=int, nargs="+", help="override pseudo_labels.semantic_scales (e.g. to time one scale)")
     p.add_argument("--boundary-scales", type=int, nargs="+", help="override pseudo_labels.boundary_scales")
+    p.add_argument("--head-dtype", choices=["float32", "bfloat16"], help="override pseudo_labels.head_dtype")
+    p.add_argument("--tile-overlap", type=float, help="override pseudo_labels.tile_overlap")
     args = p.parse_args()
     config = yaml.safe_load(args.config.read_text())
-    for key in ("semantic_scales", "boundary_scales"):
-        if getattr(args, key):
+    for key in ("semantic_scales", "boundary_scales", "head_dtype", "tile_overlap"):
+        if getattr(args, key) is not None:
             config["pseudo_labels"][key] = getattr(args, key)
     images, class_set = images_for(config, args.images, args.height, args.width)
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,12 +104,15 @@ def main() -> None:
     n = len(images)
     print(f"config {args.config}  backbone {config['backbone']['name']}  image {w}x{h}  device {args.device}  "
           f"threads {torch.get_num_threads()}  images {n}")
-    print(f"scales: semantic {config['pseudo_labels']['semantic_scales']}  boundary {config['pseudo_labels']['boundary_scales']}")
+    pl = config["pseudo_labels"]
+    print(f"scales: semantic {pl['semantic_scales']}  boundary {pl['boundary_scales']}  tile overlap {pl.get('tile_overlap', 0.0)}  "
+          f"heads {pl.get('head_dtype', 'float32')}  semantic output stride {config['semantic_head'].get('output_stride', 1)}")
     print(f"{'stage':<12}{'s/image':>10}{'share':>8}")
     for stage in ("read", "backbone", "heads", "fusion", "store_write"):
         print(f"{stage:<12}{t.get(stage, 0) / n:>10.3f}{t.get(stage, 0) / total:>8.1%}")
     print(f"{'total':<12}{total / n:>10.3f}")
     print(f"fusion + store write: {(t.get('fusion', 0) + t.get('store_write', 0)) / total:.1%} of the total")
+    print(f"total / backbone: {total / t.get('backbone', float('nan')):.2f}")
     tiles = sum(s * s for s in set(config["pseudo_labels"]["semantic_scales"]) | set(config["pseudo_labels"]["boundary_scales"]))
     print(f"backbone passes per image: {tiles} ({t.get('backbone', 0) / n / tiles:.3f} s each)")
     print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")

@@ -42,6 +42,8 @@ def test_targets_point_every_thing_pixel_at_its_centroid() -> None:
     assert torch.allclose(t["offset"][1][10:20, 10:30], torch.from_numpy(cx - np.mgrid[10:20, 10:30][1]).float())
     assert t["center"][0, round(cy), round(cx)] == 1.0 and t["center"].max() == 1.0
     assert t["offset_weights"][0, 30:35, 0:5].sum() == 0 and t["offset_weights"][0, 10:20, 10:30].all()
+    assert t["center_weights"][0, 30:35, 0:5].sum() == 0  # crowd: no centre loss either
+    assert t["center_weights"][0, 10:20, 10:30].all() and t["center_weights"][0, 0, 50] == 1  # instances and stuff do
     assert (t["semantic_weights"][25:27, 40:42] == 3.0).all() and (t["semantic_weights"][10:20, 10:30] == 1.0).all()
 
 
@@ -157,3 +159,52 @@ def test_two_process_training_under_torchrun(tiny_run: dict, tmp_path: Path) -> 
     assert "(2 process(es))" in result.stderr
     model, _, _ = load_model(tmp_path / "model.pt")
     assert len((tmp_path / "losses.csv").read_text().splitlines()) == 1 + 2
+
+
+class _Outputs(torch.nn.Module):
+    """Stands in for a trained model: returns fixed head outputs (here: ground truth at low resolution)."""
+
+    def __init__(self, outputs: dict[str, torch.Tensor]):
+        super().__init__()
+        self.outputs = outputs
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.outputs
+
+
+def test_full_resolution_grouping_beats_resizing_the_label_map(demo_root: Path) -> None:
+    """Outputs at half resolution (ground-truth targets), post-processed after resizing them to full
+    size, score above the low-resolution label map resized with nearest neighbours (the old way).
+    Without counting a plateau once, the full-resolution PQ here was 0.74 instead of 0.90."""
+    from spino.panoptic.predict import predict_panoptic
+
+    ds = open_dataset("demo", demo_root)
+    full, low = PanopticStats(DEMO.num_classes), PanopticStats(DEMO.num_classes)
+    cfg = PostprocessConfig(nms_kernel=5)
+    for record in ds.scan():
+        gt = ds.read_panoptic(record)
+        small = resize_nearest(gt, (gt.shape[0] // 2, gt.shape[1] // 2))
+        t = panoptic_targets(small, DEMO, TargetConfig(sigma=2.0))
+        logits = torch.nn.functional.one_hot(t["semantic"].clamp(max=DEMO.num_classes - 1), DEMO.num_classes).permute(2, 0, 1).float()
+        model = _Outputs({"semantic": logits[None] * 10, "center": t["center"][None], "offset": t["offset"][None]})
+        image = torch.zeros(3, *small.shape)
+        full.update(gt, predict_panoptic(model, image, DEMO, cfg, gt.shape), DEMO)
+        low.update(gt, resize_nearest(predict_panoptic(model, image, DEMO, cfg), gt.shape), DEMO)
+    f, n = full.summary(DEMO), low.summary(DEMO)
+    print(f"full resolution PQ {f['all']['pq']:.4f} SQ {f['all']['sq']:.4f} mIoU {f['miou']:.4f}; "
+          f"nearest-resized PQ {n['all']['pq']:.4f} SQ {n['all']['sq']:.4f} mIoU {n['miou']:.4f}")
+    assert f["miou"] > n["miou"] + 0.002  # smoother, truer boundaries
+    assert f["all"]["pq"] >= n["all"]["pq"]  # and no instance lost or split (plateaus of upsampled peaks count once)
+
+
+def test_stuff_area_voids_small_stuff_regions() -> None:
+    from spino.panoptic.postprocess import drop_small_stuff
+
+    semantic = torch.zeros((20, 20), dtype=torch.long)  # road
+    semantic[:2, :3] = 4  # 6 pixels of sky
+    semantic[10:15, 10:12] = 6  # a car (thing): never dropped
+    panoptic = semantic * LABEL_DIVISOR
+    panoptic[10:15, 10:12] = 6 * LABEL_DIVISOR + 1
+    out = drop_small_stuff(panoptic.clone(), semantic, DEMO, 10)
+    assert (out[:2, :3] == 255 * LABEL_DIVISOR).all() and (out[10:15, 10:12] == 6001).all() and (out[5:, :5] == 0).all()
+    assert torch.equal(drop_small_stuff(panoptic.clone(), semantic, DEMO, 0), panoptic)

@@ -17,17 +17,26 @@ class PostprocessConfig:
     center_threshold: float = 0.1
     nms_kernel: int = 7
     top_k: int = 200
+    stuff_area: int = 0  # a stuff class covering fewer pixels of the image becomes void (detectron2: 2048)
     chunk_pixels: int = 1 << 20  # pixels grouped at a time (bounds the pixel x centre distance matrix)
 
 
 def find_centers(heatmap: torch.Tensor, cfg: PostprocessConfig) -> torch.Tensor:
-    """(K, 2) (y, x) of local maxima above the threshold, at most top_k, strongest first."""
+    """(K, 2) (y, x) of local maxima above the threshold, at most top_k, strongest first.
+
+    A maximum shared by neighbouring pixels (a plateau, as bilinear upsampling makes of a peak
+    between pixels) counts once: of equal maxima within the NMS window the first in raster order stays.
+    """
     h = heatmap.reshape(heatmap.shape[-2:])
     pooled = F.max_pool2d(h[None, None], cfg.nms_kernel, stride=1, padding=cfg.nms_kernel // 2)[0, 0]
     keep = (h == pooled) & (h > cfg.center_threshold)
     scores = h[keep]
-    coords = keep.nonzero()
-    order = scores.argsort(descending=True)[: cfg.top_k]
+    coords = keep.nonzero()  # raster order
+    near = (coords[:, None, :] - coords[None, :, :]).abs().amax(-1) <= cfg.nms_kernel // 2
+    tie = near & (scores[:, None] == scores[None, :])
+    first = ~torch.tril(tie, diagonal=-1).any(1)  # no equal maximum earlier in raster order within the window
+    coords, scores = coords[first], scores[first]
+    order = scores.argsort(descending=True, stable=True)[: cfg.top_k]
     return coords[order]
 
 
@@ -58,7 +67,20 @@ def panoptic_from_outputs(
     instances are numbered per class; thing pixels without any centre become void.
     """
     semantic = semantic_logits.argmax(0)
-    return merge(semantic, center, offset, class_set, cfg)
+    return drop_small_stuff(merge(semantic, center, offset, class_set, cfg), semantic, class_set, cfg.stuff_area)
+
+
+def drop_small_stuff(panoptic: torch.Tensor, semantic: torch.Tensor, class_set: ClassSet, min_area: int) -> torch.Tensor:
+    """Void where a stuff class covers fewer than ``min_area`` pixels of the image (Panoptic-DeepLab's stuff_area)."""
+    if min_area <= 0:
+        return panoptic
+    stuff_lut = ~torch.as_tensor(class_set.thing_mask(), device=semantic.device)
+    stuff_lut[class_set.num_classes :] = False
+    labels = semantic.long().clamp(0, 255)
+    stuff = stuff_lut[labels]
+    counts = torch.bincount(labels[stuff], minlength=256)
+    panoptic[stuff & (counts[labels] < min_area)] = IGNORE_PANOPTIC
+    return panoptic
 
 
 def merge(semantic: torch.Tensor, center: torch.Tensor, offset: torch.Tensor, class_set: ClassSet, cfg: PostprocessConfig) -> torch.Tensor:

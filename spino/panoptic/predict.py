@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from spino.classes import ClassSet
 from spino.data.io import read_image
@@ -12,19 +13,31 @@ from spino.panoptic.model import PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig, panoptic_from_outputs
 from spino.progress import progress
 from spino.store import LabelStore
-from spino.transforms import image_tensor, resize_nearest
+from spino.transforms import image_tensor
 
 
 @torch.no_grad()
-def predict_panoptic(model: PanopticModel, image: torch.Tensor, class_set: ClassSet, cfg: PostprocessConfig) -> np.ndarray:
-    """Panoptic map (spino encoding) of one image (3, H, W), float 0..255, at that size."""
+def predict_panoptic(
+    model: PanopticModel, image: torch.Tensor, class_set: ClassSet, cfg: PostprocessConfig, size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Panoptic map (spino encoding) of one image (3, h, w), float 0..255, at ``size`` (default: h, w).
+
+    As detectron2's Panoptic-DeepLab: semantic logits, centre heatmap and offsets (scaled to the new
+    pixel size) are resized bilinearly to ``size`` first, and centres and grouping are found there,
+    so boundaries and small instances keep the output resolution.
+    """
     out = model(image[None])
-    pan = panoptic_from_outputs(out["semantic"][0].float(), out["center"][0].float(), out["offset"][0].float(), class_set, cfg)
+    semantic, center, offset = out["semantic"].float(), out["center"].float(), out["offset"].float()
+    if size is not None and tuple(size) != tuple(semantic.shape[-2:]):
+        scale = torch.tensor([size[0] / offset.shape[-2], size[1] / offset.shape[-1]], device=offset.device).view(1, 2, 1, 1)
+        semantic, center, offset = (F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False) for t in (semantic, center, offset))
+        offset = offset * scale
+    pan = panoptic_from_outputs(semantic[0], center[0], offset[0], class_set, cfg)
     return pan.cpu().numpy().astype(PANOPTIC_DTYPE)
 
 
 def write_prediction_shard(store: LabelStore, model: PanopticModel, class_set: ClassSet, cfg: PostprocessConfig, index: int) -> int:
-    """Predict the images of one shard at the model's input size; labels are resized back (nearest)."""
+    """Predict the images of one shard (fed at the model's input size, post-processed at the store's)."""
     device = next(model.parameters()).device
     shard = store.shard(index)
     paths = store.meta["image_paths"]
@@ -33,7 +46,7 @@ def write_prediction_shard(store: LabelStore, model: PanopticModel, class_set: C
         image = read_image(paths[i])
         store.check_size(image.shape, paths[i])
         img = image_tensor(image, model.cfg.input_size, device)
-        maps.append(resize_nearest(predict_panoptic(model, img, class_set, cfg), (store.height, store.width)))
+        maps.append(predict_panoptic(model, img, class_set, cfg, (store.height, store.width)))
     panoptic = np.stack(maps)
     store.write_shard(index, semantic_of(panoptic), panoptic)
     return len(maps)

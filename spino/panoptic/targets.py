@@ -51,7 +51,8 @@ def panoptic_targets(panoptic: np.ndarray, class_set: ClassSet, cfg: TargetConfi
         y0, y1, x0, x1 = max(0, iy - radius), min(h, iy + radius + 1), max(0, ix - radius), min(w, ix + radius + 1)
         g = np.exp(-((ys[y0:y1, x0:x1] - iy) ** 2 + (xs[y0:y1, x0:x1] - ix) ** 2) / (2 * cfg.sigma**2))
         center[y0:y1, x0:x1] = np.maximum(center[y0:y1, x0:x1], g)
-    center_weights = (panoptic != IGNORE_PANOPTIC).astype(np.float32)
+    crowd = class_set.thing_mask()[semantic.clip(0, 255)] & (instance == 0)
+    center_weights = ((panoptic != IGNORE_PANOPTIC) & ~crowd).astype(np.float32)
     semantic[semantic == IGNORE] = IGNORE
     return {
         "semantic": torch.from_numpy(semantic),

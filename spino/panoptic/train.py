@@ -25,14 +25,15 @@ import torch.distributed as dist
 
 from spino.checkpoint import load_checkpoint, save_checkpoint
 from spino.classes import ClassSet
-from spino.data.io import atomic_path
+from spino.data.io import atomic_path, read_image
 from spino.losses import top_k_cross_entropy, weighted_mean
 from spino.metrics import PanopticStats
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig
 from spino.panoptic.predict import predict_panoptic
-from spino.panoptic.sampler import MixedBatches, Sample, load
+from spino.panoptic.sampler import MixedBatches, Sample
 from spino.panoptic.targets import TargetConfig
+from spino.transforms import image_tensor
 
 
 @dataclass(frozen=True)
@@ -103,13 +104,13 @@ def losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: Tr
 
 
 def validate(model: PanopticModel, samples: list[Sample], class_set: ClassSet, cfg: TrainConfig, device: torch.device) -> dict:
-    """PQ/SQ/RQ/mIoU of the model on ground-truth samples at the model's input size."""
+    """PQ/SQ/RQ/mIoU of the model on ground-truth samples, as the final scores: predicted at full resolution."""
     model.eval()
     stats = PanopticStats(class_set.num_classes)
     for sample in samples:
-        image, label = load(sample, model.cfg.input_size)
-        pred = predict_panoptic(model, image.to(device), class_set, cfg.postprocess)
-        stats.update(label, pred, class_set)
+        image = image_tensor(read_image(sample.image_path), model.cfg.input_size, device)
+        label = sample.store.panoptic(sample.index)
+        stats.update(label, predict_panoptic(model, image, class_set, cfg.postprocess, label.shape), class_set)
     model.train()
     s = stats.summary(class_set)
     return {"pq": s["all"]["pq"], "sq": s["all"]["sq"], "rq": s["all"]["rq"], "miou": s["miou"], "images": stats.images}
