@@ -82,10 +82,11 @@ def main() -> None:
             stats.update(gt.panoptic(gt.index_of(entry.image_id)), label.panoptic, generator.class_set)
             seams.append(seam_share(label.semantic, set(cfg.semantic_scales), cfg.tile_overlap))
         s = stats.summary(generator.class_set)
+        seam = f"{np.mean([x for x in seams if not np.isnan(x)]):>7.2f}" if any(not np.isnan(x) for x in seams) else f"{'-':>7}"
         name = variant or f"config as shipped ({base.semantic_scales}/{base.boundary_scales})"
         print(f"{name:<58}{100 * s['all']['pq']:>6.1f}{100 * s['all']['sq']:>6.1f}{100 * s['all']['rq']:>6.1f}"
               f"{100 * s['things']['pq']:>6.1f}{100 * s['stuff']['pq']:>6.1f}{100 * s['miou']:>6.1f}"
-              f"{seconds / len(entries):>7.2f}{np.nanmean(seams):>7.2f}", flush=True)
+              f"{seconds / len(entries):>7.2f}{seam}", flush=True)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from spino.data.io import write_png
 from spino.labelgen.heads import MLPHead
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig, write_pseudo_label_shard
 from spino.labelgen.train import HeadConfig, save_head
+from spino.labelgen.tta import tile_boxes
 from spino.store import create_store
 
 
@@ -113,7 +114,7 @@ def main() -> None:
     print(f"{'total':<12}{total / n:>10.3f}")
     print(f"fusion + store write: {(t.get('fusion', 0) + t.get('store_write', 0)) / total:.1%} of the total")
     print(f"total / backbone: {total / t.get('backbone', float('nan')):.2f}")
-    tiles = sum(s * s for s in set(config["pseudo_labels"]["semantic_scales"]) | set(config["pseudo_labels"]["boundary_scales"]))
+    tiles = sum(len(tile_boxes(h, w, s, pl.get("tile_overlap", 0.0))) for s in set(pl["semantic_scales"]) | set(pl["boundary_scales"]))
     print(f"backbone passes per image: {tiles} ({t.get('backbone', 0) / n / tiles:.3f} s each)")
     print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
     if args.device.startswith("cuda"):

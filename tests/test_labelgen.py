@@ -227,22 +227,27 @@ def test_overlapping_tiles_blend_without_seams(scale: int) -> None:
     assert len(boxes) == (2 * scale - 1) ** 2
     assert len({(y1 - y0, x1 - x0) for y0, y1, x0, x1 in boxes}) == 1  # one tile size: one feed per tile
     # every tile predicts a constant: the blend is a convex combination, equal where tiles agree
-    blend = Blend((), 97, 203, scale, 0.5, torch.device("cpu"))
+    total = torch.zeros(97, 203)
+    blend = Blend(total, scale, 0.5)
     for y0, y1, x0, x1 in boxes:
         blend.add((y0, y1, x0, x1), torch.full((y1 - y0, x1 - x0), 3.0))
-    assert torch.allclose(blend.mean(), torch.full((97, 203), 3.0))
+    blend.finish()
+    assert torch.allclose(total, torch.full((97, 203), 3.0))
     # two tiles that disagree: the blend moves from one to the other across their overlap, no step
-    ramp = Blend((), 10, 100, 2, 0.5, torch.device("cpu"))
+    row = torch.zeros(10, 100)
+    ramp = Blend(row, 2, 0.5)
     for box in tile_boxes(10, 100, 2, overlap=0.5):
         ramp.add(box, torch.full((box[1] - box[0], box[3] - box[2]), float(box[2] > 0)))
-    row = ramp.mean()[5]
+    ramp.finish()
+    row = row[5]
     assert row[0] == 0 and row[-1] == 1 and (row.diff() >= 0).all() and row.diff().max() < 0.1
-    # without overlap each pixel is one tile's prediction, as before
-    exact = Blend((), 97, 203, scale, 0.0, torch.device("cpu"))
-    values = torch.rand(97, 203)
+    # without overlap each pixel is one tile's prediction, added as it is
+    exact, values = torch.zeros(2, 97, 203), torch.rand(2, 97, 203)
+    partition = Blend(exact, scale, 0.0)
     for y0, y1, x0, x1 in tile_boxes(97, 203, scale):
-        exact.add((y0, y1, x0, x1), values[y0:y1, x0:x1])
-    assert torch.equal(exact.mean(), values)
+        partition.add((y0, y1, x0, x1), values[:, y0:y1, x0:x1])
+    partition.finish()
+    assert torch.equal(exact, values)
 
 
 def test_folded_batchnorm_gives_the_same_features() -> None:

@@ -28,7 +28,7 @@ from spino.data.io import read_image
 from spino.encoding import semantic_of
 from spino.errors import InputError
 from spino.labelgen.fusion import fuse, min_pixels_per_class
-from spino.labelgen.heads import head_grid
+from spino.labelgen.heads import MLPHead, head_grid
 from spino.labelgen.train import load_head
 from spino.labelgen.tta import Blend, tile_boxes
 from spino.progress import progress
@@ -102,7 +102,7 @@ class LabelGenerator:
             resized = F.interpolate(tile, size=feed, mode="bilinear", align_corners=False)
             return backbone(resized)
 
-    def _head(self, head, features: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    def _head(self, head: MLPHead, features: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
         """A head's logits at ``size``, its MLP run on ``grid`` (in bf16 under autocast if configured)."""
         with self.timed("heads"), torch.autocast(self.device.type, self.head_autocast, enabled=self.head_autocast is not None):
             return head.predict(features, size, self.cfg.chunk_pixels, grid).float()
@@ -116,18 +116,18 @@ class LabelGenerator:
         boundary = torch.zeros((height, width), device=self.device)
         semantic_grid = head_grid(self.semantic_feed, self.semantic_stride)
         for scale in sorted(sem_scales | bnd_scales):
-            sem_blend = Blend((self.class_set.num_classes,), height, width, scale, self.cfg.tile_overlap, self.device)
-            bnd_blend = Blend((), height, width, scale, self.cfg.tile_overlap, self.device)
+            sem_blend = Blend(probs, scale, self.cfg.tile_overlap) if scale in sem_scales else None
+            bnd_blend = Blend(boundary, scale, self.cfg.tile_overlap) if scale in bnd_scales else None
             for box in tile_boxes(height, width, scale, self.cfg.tile_overlap):
                 y0, y1, x0, x1 = box
                 tile = img[..., y0:y1, x0:x1]
                 feats = None
-                if scale in sem_scales:
+                if sem_blend is not None:
                     feats = self._features(self.semantic_backbone, tile, self.semantic_feed)
                     logits = self._head(self.semantic_head, feats, semantic_grid, (y1 - y0, x1 - x0))
                     with self.timed("heads"):
                         sem_blend.add(box, logits.softmax(0))
-                if scale in bnd_scales:
+                if bnd_blend is not None:
                     if feats is None or not self.shared_pass:
                         feats = self._features(self.boundary_backbone, tile, self.boundary_feed)
                     size = (feats.shape[-2] * self.upsample, feats.shape[-1] * self.upsample)
@@ -136,10 +136,9 @@ class LabelGenerator:
                         p = F.interpolate(logits.sigmoid()[None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)
                         bnd_blend.add(box, p[0, 0])
             with self.timed("heads"):
-                if scale in sem_scales:
-                    probs += sem_blend.mean()
-                if scale in bnd_scales:
-                    boundary += bnd_blend.mean()
+                for blend in (sem_blend, bnd_blend):
+                    if blend is not None:
+                        blend.finish()
         with self.timed("heads"):
             probs /= len(sem_scales)
             confidence, semantic = probs.max(0)

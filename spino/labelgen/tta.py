@@ -49,20 +49,32 @@ def _ramp(start: int, stop: int, n: int, spans: list[tuple[int, int]]) -> torch.
 
 
 class Blend:
-    """Weighted sum of tile predictions of one scale; ``mean`` is the blended map."""
+    """Adds one scale's tile predictions to ``total`` (C..., H, W), blended where tiles overlap.
 
-    def __init__(self, shape: tuple[int, ...], height: int, width: int, scale: int, overlap: float, device: torch.device):
-        self.sum = torch.zeros((*shape, height, width), device=device)
-        self.weight = torch.zeros((height, width), device=device)
-        self.y_spans, self.x_spans = _spans(height, scale, overlap), _spans(width, scale, overlap)
-        self.height, self.width = height, width
+    Without overlap every pixel has exactly one tile, so predictions go straight into ``total``
+    (no extra buffer); with overlap a weighted sum and the weights are kept, and ``finish`` adds
+    their quotient.
+    """
+
+    def __init__(self, total: torch.Tensor, scale: int, overlap: float):
+        self.total = total
+        self.height, self.width = total.shape[-2:]
+        self.direct = overlap <= 0
+        self.y_spans, self.x_spans = _spans(self.height, scale, overlap), _spans(self.width, scale, overlap)
+        if not self.direct:
+            self.sum = torch.zeros_like(total)
+            self.weight = torch.zeros((self.height, self.width), device=total.device)
 
     def add(self, box: Box, value: torch.Tensor) -> None:
         y0, y1, x0, x1 = box
+        if self.direct:
+            self.total[..., y0:y1, x0:x1] += value
+            return
         w = _ramp(y0, y1, self.height, self.y_spans)[:, None] * _ramp(x0, x1, self.width, self.x_spans)[None, :]
         w = w.to(self.sum.device)
         self.sum[..., y0:y1, x0:x1] += value * w
         self.weight[y0:y1, x0:x1] += w
 
-    def mean(self) -> torch.Tensor:
-        return self.sum / self.weight
+    def finish(self) -> None:
+        if not self.direct:
+            self.total += self.sum / self.weight
