@@ -345,19 +345,21 @@ def test_snakemake_report(finished_run: Path, tmp_path: Path) -> None:
     assert "report.html" in page and "gallery.png" in page and "train_panoptic" in page
 
 
-def test_readme_store_tools_run_on_a_finished_run(finished_run: Path, tmp_path: Path) -> None:
-    """Every `spino` line of the README's "Label stores" block, as written (the run named tiny, not demo)."""
+def test_readme_store_tools_run_on_a_finished_run(finished_run: Path, tmp_path: Path, monkeypatch) -> None:
+    """Every `spino` line of the README's "Label stores" block, as written (the run named tiny, not demo),
+    through the same entry point as the console script (in this process: torch is imported once)."""
+    from spino.cli import main
+
     block = (REPO / "README.md").read_text().split("## Label stores")[1].split("```bash\n")[1].split("```")[0]
     commands = [shlex.split(line.split("#")[0].replace("results/demo", "results/tiny")) for line in block.splitlines() if line.strip()]
     assert len(commands) == 6 and all(c[0] == "spino" for c in commands)
     workdir = copy_of(finished_run, tmp_path)
+    monkeypatch.chdir(workdir)
     for command in commands:
-        result = spino_cli(workdir, *command[1:])
-        assert result.returncode == 0, (command, result.stderr[-2000:])
+        assert main(command[1:]) == 0, command
     exported = json.loads((workdir / "s.json").read_text())["summary"]
-    direct = spino_cli(workdir, "evaluate", "results/tiny/pseudo_labels.zarr", "--gt", "results/tiny/ground_truth.zarr",
-                       "--json", "d.json", "--csv", "d.csv")
-    assert direct.returncode == 0
+    assert main(["evaluate", "results/tiny/pseudo_labels.zarr", "--gt", "results/tiny/ground_truth.zarr",
+                 "--json", "d.json", "--csv", "d.csv"]) == 0
     assert exported == json.loads((workdir / "d.json").read_text())["summary"]  # the gtFine export is lossless
     assert exported["images"] == 9
     assert (workdir / "overlay.png").is_file() and (workdir / "coco" / "panoptic.json").is_file()
