@@ -92,6 +92,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         from spino.evaluate import common_ids
 
         entries = {e.image_id: e for e in read_manifest(args.manifest)}
+        unknown = [i for i in common_ids(pred, gt) if i not in entries]
+        if unknown:
+            raise InputError(f"{args.manifest}: images of {args.prediction} missing from the manifest, e.g. {unknown[:3]}")
         ids = [
             i for i in common_ids(pred, gt)
             if not (args.exclude_annotated and entries[i].annotated) and (not args.splits or entries[i].split in args.splits)
