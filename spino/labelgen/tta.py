@@ -34,7 +34,7 @@ def tile_boxes(height: int, width: int, scale: int, overlap: float = 0.0) -> lis
     return [(y0, y1, x0, x1) for y0, y1 in _spans(height, scale, overlap) for x0, x1 in _spans(width, scale, overlap)]
 
 
-def _ramp(start: int, stop: int, n: int, spans: list[tuple[int, int]]) -> torch.Tensor:
+def _ramp(start: int, stop: int, spans: list[tuple[int, int]]) -> torch.Tensor:
     """1-D weights of one tile: linear ramps over the parts it shares with its neighbours, else 1."""
     length = stop - start
     w = torch.ones(length)
@@ -58,19 +58,19 @@ class Blend:
 
     def __init__(self, total: torch.Tensor, scale: int, overlap: float):
         self.total = total
-        self.height, self.width = total.shape[-2:]
+        height, width = total.shape[-2:]
         self.direct = overlap <= 0
-        self.y_spans, self.x_spans = _spans(self.height, scale, overlap), _spans(self.width, scale, overlap)
+        self.y_spans, self.x_spans = _spans(height, scale, overlap), _spans(width, scale, overlap)
         if not self.direct:
             self.sum = torch.zeros_like(total)
-            self.weight = torch.zeros((self.height, self.width), device=total.device)
+            self.weight = torch.zeros((height, width), device=total.device)
 
     def add(self, box: Box, value: torch.Tensor) -> None:
         y0, y1, x0, x1 = box
         if self.direct:
             self.total[..., y0:y1, x0:x1] += value
             return
-        w = _ramp(y0, y1, self.height, self.y_spans)[:, None] * _ramp(x0, x1, self.width, self.x_spans)[None, :]
+        w = _ramp(y0, y1, self.y_spans)[:, None] * _ramp(x0, x1, self.x_spans)[None, :]
         w = w.to(self.sum.device)
         self.sum[..., y0:y1, x0:x1] += value * w
         self.weight[y0:y1, x0:x1] += w

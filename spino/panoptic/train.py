@@ -12,7 +12,6 @@ batches depend only on (seed, step, rank).
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import sys
@@ -33,6 +32,7 @@ from spino.panoptic.postprocess import PostprocessConfig
 from spino.panoptic.predict import predict_panoptic
 from spino.panoptic.sampler import MixedBatches, Sample
 from spino.panoptic.targets import TargetConfig
+from spino.provenance import text_digest
 from spino.transforms import image_tensor
 
 
@@ -64,7 +64,7 @@ class TrainConfig:
 
 
 def settings_hash(*parts: dict) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return text_digest(json.dumps(parts, sort_keys=True, default=str))
 
 
 def log(message: str) -> None:
