@@ -1,17 +1,23 @@
-"""Panoptic model cost for a config: training step time, inference time per image, peak memory.
+"""Panoptic model cost for a config: training step time, inference time per image, peak memory,
+and training with its real input pipeline: steps per second with 0 and 2 DataLoader workers and the
+share of a step spent waiting for data.
 
     python benchmarks/panoptic.py --config config/config.yaml
     python benchmarks/panoptic.py --config config/cityscapes.yaml --weights none --steps 3
+    python benchmarks/panoptic.py --config config/examples/cityscapes-mini.yaml --results results/cityscapes-mini
 
-Uses random images and targets at the config's input size and batch size (the cost does not
-depend on the data), the config's backbone (weights overridable, e.g. `none` offline), and the
-same loss and post-processing code as training and prediction.
+The compute figures use one batch of random images and targets at the config's input size and
+batch size, built once (the cost does not depend on the data). The input-pipeline figures read
+real files through the training DataLoader: a finished run's stores (``--results``), or else
+synthetic PNG images and a label store at ``--image-size`` (Cityscapes: 1024 x 2048) written to a
+temporary folder, so that decoding, resizing and target building cost what they cost in training.
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,11 +26,15 @@ import torch
 import yaml
 
 from spino.classes import CITYSCAPES_19, DEMO
-from spino.encoding import LABEL_DIVISOR
+from spino.data.io import write_png
+from spino.data.manifest import read_manifest
+from spino.encoding import LABEL_DIVISOR, semantic_of
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.predict import predict_panoptic
+from spino.panoptic.sampler import MixedBatchData, Sample, batch_loader, samples_from
 from spino.panoptic.targets import panoptic_targets
 from spino.panoptic.train import TrainConfig, losses
+from spino.store import LabelStore, create_store
 
 
 def synthetic_label(rng: np.random.Generator, size: tuple[int, int], class_set) -> np.ndarray:
@@ -39,12 +49,45 @@ def synthetic_label(rng: np.random.Generator, size: tuple[int, int], class_set) 
     return pan
 
 
+def synthetic_samples(root: Path, n: int, size: tuple[int, int], class_set, rng: np.random.Generator) -> tuple[list[Sample], list[Sample]]:
+    """``n`` PNG images (class colours plus noise, so they decode like photos, not like flat fills) and
+    a complete label store of their maps: 2 ground-truth samples and the rest as pseudo-labels."""
+    colours = rng.integers(0, 232, (256, 3), dtype=np.uint8)
+    maps, paths = [], []
+    for i in range(n):
+        pan = synthetic_label(rng, size, class_set)
+        paths.append(str(root / f"{i}.png"))
+        write_png(paths[-1], colours[semantic_of(pan)] + rng.integers(0, 24, (*size, 3), dtype=np.uint8))
+        maps.append(pan)
+    ids = [str(i) for i in range(n)]
+    store = create_store(root / "labels.zarr", ids, *size, class_set, 4, extra_attrs={"image_paths": paths})
+    for k in range(store.num_shards):
+        shard = store.shard(k)
+        pan = np.stack(maps[shard.start : shard.stop])
+        store.write_shard(k, semantic_of(pan), pan)
+    store.finalize()
+    samples = samples_from(store, ids)
+    return samples[:2], samples[2:]
+
+
+def run_samples(results: Path) -> tuple[list[Sample], list[Sample]]:
+    """The annotated ground truth and the pseudo-labels of a finished run, as train-panoptic reads them."""
+    entries = read_manifest(results / "manifest.csv")
+    annotated = [e.image_id for e in entries if e.annotated]
+    pseudo = LabelStore(results / "pseudo_labels.zarr")
+    return samples_from(LabelStore(results / "ground_truth.zarr"), annotated), samples_from(
+        pseudo, [i for i in pseudo.image_ids if i not in set(annotated)])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True, type=Path)
     p.add_argument("--weights", default=None, help="override backbone.weights (e.g. none)")
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--images", type=int, default=5)
+    p.add_argument("--steps", type=int, default=5, help="training steps timed on one fixed batch")
+    p.add_argument("--pipeline-steps", type=int, default=12, help="training steps timed through the DataLoader, per worker count")
+    p.add_argument("--images", type=int, default=5, help="images timed for inference")
+    p.add_argument("--results", type=Path, help="a finished run (results/<run>) whose stores feed the input pipeline")
+    p.add_argument("--image-size", type=int, nargs=2, default=(1024, 2048), help="full image size (synthetic files; inference)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     config = yaml.safe_load(args.config.read_text())
@@ -58,22 +101,22 @@ def main() -> None:
     rng = np.random.default_rng(0)
     size = model_cfg.input_size
     targets = [panoptic_targets(synthetic_label(rng, size, class_set), class_set, train_cfg.targets) for _ in range(train_cfg.batch_size)]
-    batch = {k: torch.stack([t[k] for t in targets]).to(device) for k in targets[0]}
-    batch["image"] = torch.rand((train_cfg.batch_size, 3, *size), device=device) * 255
+    fixed = {k: torch.stack([t[k] for t in targets]) for k in targets[0]}
+    fixed["image"] = torch.rand((train_cfg.batch_size, 3, *size)) * 255
     amp = train_cfg.amp and device.type == "cuda"
 
-    def step() -> None:
+    def step(batch: dict[str, torch.Tensor]) -> float:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(batch["image"])
         loss = losses(out, batch, train_cfg)["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        return loss.item()  # as training logs it: waits for the device
 
     def timed(fn, n: int) -> float:
         fn()  # warm-up
-        if device.type == "cuda":
-            torch.cuda.synchronize()
         start = time.perf_counter()
         for _ in range(n):
             fn()
@@ -81,18 +124,43 @@ def main() -> None:
             torch.cuda.synchronize()
         return (time.perf_counter() - start) / n
 
+    def through_loader(data: MixedBatchData, workers: int) -> tuple[float, float]:
+        """(steps per second, share of each step spent waiting for its batch), after one warm-up step."""
+        batches = iter(batch_loader(data, 0, args.pipeline_steps + 1, range(data.batch_size), workers, device.type == "cuda"))
+        step(next(batches))
+        waited, start = 0.0, time.perf_counter()
+        for _ in range(args.pipeline_steps):
+            asked = time.perf_counter()
+            batch = next(batches)
+            waited += time.perf_counter() - asked
+            step(batch)
+        total = time.perf_counter() - start
+        return args.pipeline_steps / total, waited / total
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     model.train()
-    train_s = timed(step, args.steps)
+    train_s = timed(lambda: step(fixed), args.steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.results:
+            ground_truth, pseudo = run_samples(args.results)
+            source = f"stores of {args.results}"
+        else:
+            ground_truth, pseudo = synthetic_samples(Path(tmp), 10, tuple(args.image_size), class_set, rng)
+            source = f"synthetic {args.image_size[1]}x{args.image_size[0]} PNG files"
+        data = MixedBatchData(ground_truth, pseudo, class_set, size, train_cfg.batch_size, 0, train_cfg.augment, train_cfg.targets)
+        pipeline = {workers: through_loader(data, workers) for workers in (0, 2)}
     model.eval()
-    image = batch["image"][0]
-    infer_s = timed(lambda: predict_panoptic(model, image, class_set, train_cfg.postprocess), args.images)
+    image = fixed["image"][0]
+    infer_s = timed(lambda: predict_panoptic(model, image, class_set, train_cfg.postprocess, tuple(args.image_size)), args.images)
     print(f"config {args.config}  backbone {backbone['name']}  input {size[1]}x{size[0]}  batch {train_cfg.batch_size}  "
           f"device {device}  threads {torch.get_num_threads()}  amp {amp}")
     print(f"trainable parameters: {sum(q.numel() for q in model.parameters() if q.requires_grad) / 1e6:.2f} M")
-    print(f"training step: {train_s:.3f} s  ({train_s / train_cfg.batch_size:.3f} s per image)")
-    print(f"inference incl. post-processing: {infer_s:.3f} s per image")
+    print(f"training step, one batch built up front: {train_s:.3f} s  ({1 / train_s:.2f} steps/s)")
+    for workers, (rate, waiting) in pipeline.items():
+        print(f"training through the DataLoader, {workers} workers ({source}): {rate:.2f} steps/s, "
+              f"{100 * waiting:.0f} % of each step waiting for data")
+    print(f"inference incl. post-processing at {args.image_size[1]}x{args.image_size[0]}: {infer_s:.3f} s per image")
     print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
     if device.type == "cuda":
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")

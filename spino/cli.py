@@ -195,6 +195,7 @@ def cmd_train_panoptic(args: argparse.Namespace) -> None:
         args.out,
         args.device,
         provenance={"manifest": file_digest(args.manifest), "ground_truth": gt.digest, "pseudo_labels": pseudo.digest},
+        workers=args.workers,
     )
 
 
@@ -396,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="final checkpoint")
     p.add_argument("--device", default="auto")
     p.add_argument("--gpus", type=int, default=1, help="GPUs on this node; more than one launches torchrun")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader processes building batches per GPU (0: none); changes no batch")
     p.set_defaults(func=cmd_train_panoptic)
 
     p = sub.add_parser("predict", help="panoptic predictions for one shard of a store")

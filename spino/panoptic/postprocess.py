@@ -19,6 +19,7 @@ class PostprocessConfig:
     top_k: int = 200
     stuff_area: int = 0  # a stuff class covering fewer pixels of the image becomes void (detectron2: 2048)
     chunk_pixels: int = 1 << 20  # pixels grouped at a time (bounds the pixel x centre distance matrix)
+    flip: bool = False  # test-time augmentation: average in the mirrored image's outputs (twice the model passes)
 
 
 def find_centers(heatmap: torch.Tensor, cfg: PostprocessConfig) -> torch.Tensor:

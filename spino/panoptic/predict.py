@@ -24,16 +24,28 @@ def predict_panoptic(
 
     As detectron2's Panoptic-DeepLab: semantic logits, centre heatmap and offsets (scaled to the new
     pixel size) are resized bilinearly to ``size`` first, and centres and grouping are found there,
-    so boundaries and small instances keep the output resolution.
+    so boundaries and small instances keep the output resolution. With ``cfg.flip`` the mirrored
+    image's outputs are mirrored back and averaged in (class probabilities, heatmaps, and offsets
+    with their x component negated).
     """
-    out = model(image[None])
-    semantic, center, offset = out["semantic"].float(), out["center"].float(), out["offset"].float()
+    semantic, center, offset = model_outputs(model, image)
+    if cfg.flip:
+        mirrored = model_outputs(model, image.flip(-1))
+        semantic = torch.log((semantic.softmax(1) + mirrored[0].flip(-1).softmax(1)) / 2)
+        center = (center + mirrored[1].flip(-1)) / 2
+        offset = (offset + mirrored[2].flip(-1) * torch.tensor([1.0, -1.0], device=offset.device).view(1, 2, 1, 1)) / 2
     if size is not None and tuple(size) != tuple(semantic.shape[-2:]):
         scale = torch.tensor([size[0] / offset.shape[-2], size[1] / offset.shape[-1]], device=offset.device).view(1, 2, 1, 1)
         semantic, center, offset = (F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False) for t in (semantic, center, offset))
         offset = offset * scale
     pan = panoptic_from_outputs(semantic[0], center[0], offset[0], class_set, cfg)
     return pan.cpu().numpy().astype(PANOPTIC_DTYPE)
+
+
+def model_outputs(model: PanopticModel, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Semantic logits, centre heatmap and offsets of one image (3, h, w), each (1, C, h, w) float32."""
+    out = model(image[None])
+    return out["semantic"].float(), out["center"].float(), out["offset"].float()
 
 
 def write_prediction_shard(store: LabelStore, model: PanopticModel, class_set: ClassSet, cfg: PostprocessConfig, index: int) -> int:

@@ -1,23 +1,35 @@
 """Mixed batches for the panoptic model: one ground-truth sample of the k annotated images per
-batch, the rest pseudo-labels, read from the label stores.
+global batch, the rest pseudo-labels, read from the label stores by DataLoader workers.
 
-Every batch is a pure function of (seed, step, rank): which images, flips and jitter. A resumed
-run therefore sees exactly the batches an uninterrupted run would have seen.
+Training reads items (step, slot): slot ``s`` of the global batch at ``step``. Which sample a slot
+holds depends on (seed, step) only, its augmentation on (seed, step, slot). A batch is therefore the
+same whichever worker builds it and whether the run was resumed, and with several processes rank
+``r`` trains on slots ``[r*b, (r+1)*b)`` of the very global batch one process would train on.
+Items are built on one thread, as in a DataLoader worker: resizing and means in PyTorch round
+differently with another thread count, and a batch must not depend on it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from spino.classes import ClassSet
 from spino.data.io import read_image
+from spino.encoding import IGNORE_PANOPTIC
 from spino.errors import InputError
 from spino.panoptic.targets import TargetConfig, panoptic_targets
 from spino.store import LabelStore
 from spino.transforms import color_jitter, image_tensor, resize_nearest
+
+# Crops that reach past a scaled-down image are filled with the ImageNet mean colour (zero after the
+# backbone's normalisation) and void labels (no loss), as Panoptic-DeepLab pads.
+PAD_COLOUR = (123.675, 116.28, 103.53)
 
 
 @dataclass(frozen=True)
@@ -35,19 +47,49 @@ def samples_from(store: LabelStore, image_ids: list[str]) -> list[Sample]:
     return [Sample(i, paths[store.index_of(i)], store, store.index_of(i)) for i in image_ids]
 
 
-def load(sample: Sample, size: tuple[int, int], flip: bool = False) -> tuple[torch.Tensor, np.ndarray]:
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation. SPINO resizes the whole image to the input size (scale 1 to 1) with
+    flips and colour jitter; Panoptic-DeepLab scales by 0.5 to 2 and crops the input size."""
+
+    flip: bool = True
+    color_jitter: float = 0.2
+    min_scale: float = 1.0  # of the input size
+    max_scale: float = 1.0
+
+
+def load(sample: Sample, size: tuple[int, int]) -> tuple[torch.Tensor, np.ndarray]:
     """Image (3, H, W) float in 0..255 and panoptic label resized to ``size`` (label: nearest)."""
     image = read_image(sample.image_path)
     panoptic = sample.store.panoptic(sample.index)
     sample.store.check_size(image.shape, sample.image_path)
-    img = image_tensor(image, size)
-    label = resize_nearest(panoptic, size)
-    if flip:
-        img, label = img.flip(-1), np.ascontiguousarray(label[:, ::-1])
-    return img, label
+    return image_tensor(image, size), resize_nearest(panoptic, size)
 
 
-class MixedBatches:
+def augmented(sample: Sample, size: tuple[int, int], augment: Augment, rng: np.random.Generator) -> tuple[torch.Tensor, np.ndarray]:
+    """``sample`` at a random scale of ``size``, cropped (or padded) to ``size``, maybe flipped, jittered."""
+    scale = float(rng.uniform(augment.min_scale, augment.max_scale)) if augment.max_scale > augment.min_scale else augment.min_scale
+    h, w = size
+    scaled = (max(1, round(h * scale)), max(1, round(w * scale)))
+    image, label = load(sample, scaled)
+    if scaled != size:
+        y0 = int(rng.integers(0, max(0, scaled[0] - h) + 1))
+        x0 = int(rng.integers(0, max(0, scaled[1] - w) + 1))
+        image, label = image[:, y0 : y0 + h, x0 : x0 + w], label[y0 : y0 + h, x0 : x0 + w]
+        if image.shape[1:] != size:
+            padded = torch.tensor(PAD_COLOUR).view(3, 1, 1).repeat(1, h, w)
+            padded[:, : image.shape[1], : image.shape[2]] = image
+            canvas = np.full(size, IGNORE_PANOPTIC, label.dtype)
+            canvas[: label.shape[0], : label.shape[1]] = label
+            image, label = padded, canvas
+    if augment.flip and rng.random() < 0.5:
+        image, label = image.flip(-1), np.ascontiguousarray(label[:, ::-1])
+    return color_jitter(image, rng, augment.color_jitter), label
+
+
+class MixedBatchData(Dataset):
+    """Item ``(step, slot)``: one training sample with its targets, a pure function of (seed, step, slot)."""
+
     def __init__(
         self,
         ground_truth: list[Sample],
@@ -56,7 +98,7 @@ class MixedBatches:
         size: tuple[int, int],
         batch_size: int,
         seed: int,
-        jitter: float,
+        augment: Augment,
         targets: TargetConfig,
     ):
         if not ground_truth:
@@ -64,18 +106,61 @@ class MixedBatches:
         if batch_size > 1 and not pseudo:
             raise InputError("mixed batches need pseudo-labelled samples for the rest of each batch")
         self.ground_truth, self.pseudo = ground_truth, pseudo
-        self.class_set, self.size, self.batch_size = class_set, size, batch_size
-        self.seed, self.jitter, self.targets = seed, jitter, targets
+        self.class_set, self.size, self.batch_size = class_set, tuple(size), batch_size
+        self.seed, self.augment, self.targets = seed, augment, targets
 
-    def batch(self, step: int, rank: int = 0) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, step, rank])
-        chosen = [self.ground_truth[rng.integers(len(self.ground_truth))]]
-        chosen += [self.pseudo[i] for i in rng.integers(len(self.pseudo), size=self.batch_size - 1)]
-        images, targets = [], []
-        for sample in chosen:
-            img, label = load(sample, self.size, flip=bool(rng.random() < 0.5))
-            images.append(color_jitter(img, rng, self.jitter))
-            targets.append(panoptic_targets(label, self.class_set, self.targets))
-        batch = {key: torch.stack([t[key] for t in targets]) for key in targets[0]}
-        batch["image"] = torch.stack(images)
-        return batch
+    def chosen(self, step: int) -> list[Sample]:
+        """The samples of the global batch at ``step``: ground truth in slot 0, pseudo-labels after."""
+        rng = np.random.default_rng([self.seed, step])
+        picks = rng.integers(len(self.pseudo), size=self.batch_size - 1) if self.batch_size > 1 else []
+        return [self.ground_truth[rng.integers(len(self.ground_truth))]] + [self.pseudo[i] for i in picks]
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
+        step, slot = item
+        rng = np.random.default_rng([self.seed, step, slot, 1])
+        with one_thread():
+            image, label = augmented(self.chosen(step)[slot], self.size, self.augment, rng)
+            return {"image": image, **panoptic_targets(label, self.class_set, self.targets)}
+
+    def batch(self, step: int, slots: range) -> dict[str, torch.Tensor]:
+        """The slots of one step's batch, collated as the DataLoader collates them."""
+        return default_collate([self[(step, s)] for s in slots])
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class StepSlots(Sampler):
+    """(step, slot) for every step in [start, stop) and every slot this process trains on."""
+
+    def __init__(self, start: int, stop: int, slots: range):
+        self.start, self.stop, self.slots = start, stop, slots
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((step, slot) for step in range(self.start, self.stop) for slot in self.slots)
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start) * len(self.slots)
+
+
+def rank_slots(batch_size: int, rank: int, world: int) -> range:
+    """The slots of the global batch that process ``rank`` of ``world`` trains on."""
+    if batch_size % world:
+        raise InputError(f"panoptic.train.batch_size {batch_size} must be a multiple of the number of GPUs ({world})")
+    local = batch_size // world
+    return range(rank * local, (rank + 1) * local)
+
+
+def batch_loader(data: MixedBatchData, start: int, stop: int, slots: range, workers: int, pin_memory: bool) -> DataLoader:
+    """Batches of ``slots`` for steps [start, stop), built by ``workers`` processes (0: in this one)."""
+    return DataLoader(
+        data, batch_size=len(slots), sampler=StepSlots(start, stop, slots), num_workers=workers,
+        pin_memory=pin_memory, prefetch_factor=2 if workers else None,
+    )

@@ -6,7 +6,8 @@ same run, interrupted: same settings, same image ids, and the same *content* of 
 (the digests gather recorded for the label stores, and the manifest's), and the run had not
 finished. Anything else (new pseudo-labels, ``--forcerun``, a finished run) starts at step 0.
 With the same seed on CPU, a resumed run ends with the same weights as an uninterrupted one:
-batches depend only on (seed, step, rank).
+batches depend only on (seed, step, slot), never on the DataLoader workers that build them, and the
+learning rate only on the step.
 """
 
 from __future__ import annotations
@@ -30,22 +31,42 @@ from spino.metrics import PanopticStats
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig
 from spino.panoptic.predict import predict_panoptic
-from spino.panoptic.sampler import MixedBatches, Sample
+from spino.panoptic.sampler import Augment, MixedBatchData, Sample, batch_loader, rank_slots
 from spino.panoptic.targets import TargetConfig
 from spino.provenance import text_digest
 from spino.transforms import image_tensor
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """Learning rate over training: linear warm-up from ``warmup_factor`` x lr, then constant or
+    poly decay ``(1 - step / steps) ** power`` (Panoptic-DeepLab: poly 0.9, no warm-up; SPINO states
+    a fixed Adam lr of 1e-4)."""
+
+    kind: str = "constant"  # constant | poly
+    power: float = 0.9
+    warmup_steps: int = 0
+    warmup_factor: float = 0.001
+
+    def factor(self, step: int, steps: int) -> float:
+        decay = (1 - step / steps) ** self.power if self.kind == "poly" else 1.0
+        if step < self.warmup_steps:
+            ramp = step / self.warmup_steps
+            decay *= self.warmup_factor * (1 - ramp) + ramp
+        return decay
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     steps: int = 20000
-    batch_size: int = 8
+    batch_size: int = 8  # the global batch, split evenly over the GPUs
     lr: float = 1e-4
+    schedule: Schedule = field(default_factory=Schedule)
     seed: int = 0
     top_k: float = 0.2
     center_weight: float = 20.0
     offset_weight: float = 0.1
-    color_jitter: float = 0.2
+    augment: Augment = field(default_factory=Augment)
     amp: bool = True  # bf16 autocast on GPU
     checkpoint_every: int = 500
     val_every: int = 1000
@@ -55,12 +76,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        plain = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("targets", "postprocess")}
-        return cls(
-            **plain,
-            targets=TargetConfig(**data.get("targets", {})),
-            postprocess=PostprocessConfig(**data.get("postprocess", {})),
-        )
+        nested = {"schedule": Schedule, "augment": Augment, "targets": TargetConfig, "postprocess": PostprocessConfig}
+        plain = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in nested}
+        return cls(**plain, **{k: kind(**data.get(k, {})) for k, kind in nested.items()})
 
 
 def settings_hash(*parts: dict) -> str:
@@ -95,6 +113,18 @@ class Distributed:
             dist.destroy_process_group()
 
 
+def global_mean(parts: dict[str, torch.Tensor], world: int) -> dict[str, float]:
+    """The loss terms averaged over all processes: what one process on the global batch would log."""
+    values = torch.stack([parts[k].detach().float() for k in LOSS_TERMS])
+    if world > 1:
+        dist.all_reduce(values)
+        values /= world
+    return dict(zip(LOSS_TERMS, values.tolist()))
+
+
+LOSS_TERMS = ("loss", "semantic", "center", "offset")
+
+
 def losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: TrainConfig) -> dict[str, torch.Tensor]:
     semantic = top_k_cross_entropy(out["semantic"].float(), batch["semantic"], cfg.top_k, batch["semantic_weights"])
     center = weighted_mean((out["center"].float() - batch["center"]) ** 2, batch["center_weights"])
@@ -127,10 +157,12 @@ def train_panoptic(
     out: str | Path,
     device: str = "auto",
     provenance: dict | None = None,
+    workers: int = 2,
 ) -> None:
     """Train (or resume), then write the final checkpoint ``out`` and, beside it, losses.csv and validation.csv.
 
-    ``provenance`` (digests of the stores and manifest trained on) joins the resume key.
+    ``provenance`` (digests of the stores and manifest trained on) joins the resume key; ``workers``
+    (DataLoader processes building batches) does not: it changes no batch.
     """
     env = Distributed(device)
     workdir = Path(workdir)
@@ -167,7 +199,9 @@ def train_panoptic(
         if env.device.type == "cuda":  # batch statistics over all GPUs (SyncBatchNorm is CUDA-only)
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
-    batches = MixedBatches(ground_truth, pseudo, class_set, model_cfg.input_size, cfg.batch_size, cfg.seed, cfg.color_jitter, cfg.targets)
+    data = MixedBatchData(ground_truth, pseudo, class_set, model_cfg.input_size, cfg.batch_size, cfg.seed, cfg.augment, cfg.targets)
+    slots = rank_slots(cfg.batch_size, env.rank, env.world)
+    batches = batch_loader(data, start, cfg.steps, slots, workers, pin_memory=env.device.type == "cuda")
     amp = cfg.amp and env.device.type == "cuda"
 
     def save_state(done: int, finished: bool) -> None:
@@ -177,15 +211,19 @@ def train_panoptic(
         })
 
     model.train()
-    for step in range(start, cfg.steps):
-        batch = {k: v.to(env.device) for k, v in batches.batch(step, env.rank).items()}
+    for step, batch in enumerate(batches, start=start):
+        batch = {k: v.to(env.device, non_blocking=True) for k, v in batch.items()}
+        lr = cfg.lr * cfg.schedule.factor(step, cfg.steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=amp):
             outputs = net(batch["image"])
         parts = losses(outputs, batch, cfg)
         optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         optimizer.step()
-        history.append([step] + [round(parts[k].item(), 6) for k in ("loss", "semantic", "center", "offset")])
+        logged = global_mean(parts, env.world)
+        history.append([step, lr] + [round(logged[k], 6) for k in LOSS_TERMS])
         done = step + 1
         if env.main and validation and (done % cfg.val_every == 0 or done == cfg.steps):
             row = {"step": done, **validate(model, validation[: cfg.val_images], class_set, cfg, env.device)}
@@ -194,10 +232,10 @@ def train_panoptic(
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             if env.main:
                 save_state(done, finished=False)
-                log(f"step {done}/{cfg.steps}: loss {history[-1][1]:.4f}, checkpoint written")
+                log(f"step {done}/{cfg.steps}: loss {history[-1][2]:.4f}, checkpoint written")
     if env.main:
         save_model(out, model, model_cfg, class_set, cfg)
-        write_csv(Path(out).parent / "losses.csv", ["step", "loss", "semantic", "center", "offset"], history)
+        write_csv(Path(out).parent / "losses.csv", ["step", "lr", *LOSS_TERMS], history)
         write_csv(Path(out).parent / "validation.csv", ["step", "pq", "sq", "rq", "miou", "images"], [list(r.values()) for r in val_rows])
         save_state(cfg.steps, finished=True)  # only now: a run killed before its outputs were written resumes
     env.close()

@@ -36,6 +36,18 @@ def code(command):
     return command_code_digest(command)
 
 
+def gpus(stage):
+    """GPUs per job of a stage (config `gpus`), declared as the job's `gpu` resource: the one number
+    that bounds local GPU jobs (profiles/default: --resources gpu=1) and that SLURM is asked for."""
+    return config["gpus"][stage]
+
+
+def device(stage):
+    """A stage given no GPU runs on the CPU even where one is visible, so that it never shares a
+    GPU it was not scheduled on; given one, it takes the GPU (or says it fell back to the CPU)."""
+    return "auto" if gpus(stage) else "cpu"
+
+
 def dataset_listing():
     """Digest of the names, sizes and mtimes of the dataset's files: adding, removing or editing an
     image or label reruns the index (the demo is an output of make_demo instead)."""

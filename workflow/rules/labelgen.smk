@@ -19,13 +19,17 @@ rule train_semantic_head:
         backbone=json.dumps(config["backbone"], sort_keys=True),
         code=code("train-head"),
     threads: 8  # scaled down to --cores on a workstation
+    resources:
+        gpu=gpus("heads"),
+        device=device("heads"),  # how, not what: changing it reruns nothing
     benchmark:
         f"{RESULTS}/benchmarks/train_semantic_head.tsv"
     log:
         f"{LOGS}/train_semantic_head.log",
     shell:
         "spino --threads {threads} train-head semantic {params.dataset:q} --manifest {input.manifest:q} --head {params.head:q}"
-        " --backbone {params.backbone:q} --checkpoint {output.checkpoint:q} --losses {output.losses:q} > {log:q} 2>&1"
+        " --backbone {params.backbone:q} --device {resources.device} --checkpoint {output.checkpoint:q}"
+        " --losses {output.losses:q} > {log:q} 2>&1"
 
 
 rule train_boundary_head:
@@ -40,13 +44,17 @@ rule train_boundary_head:
         backbone=json.dumps(config["backbone"], sort_keys=True),
         code=code("train-head"),
     threads: 8  # scaled down to --cores on a workstation
+    resources:
+        gpu=gpus("heads"),
+        device=device("heads"),  # how, not what: changing it reruns nothing
     benchmark:
         f"{RESULTS}/benchmarks/train_boundary_head.tsv"
     log:
         f"{LOGS}/train_boundary_head.log",
     shell:
         "spino --threads {threads} train-head boundary {params.dataset:q} --manifest {input.manifest:q} --head {params.head:q}"
-        " --backbone {params.backbone:q} --checkpoint {output.checkpoint:q} --losses {output.losses:q} > {log:q} 2>&1"
+        " --backbone {params.backbone:q} --device {resources.device} --checkpoint {output.checkpoint:q}"
+        " --losses {output.losses:q} > {log:q} 2>&1"
 
 
 rule create_pseudo_label_store:
@@ -83,6 +91,9 @@ rule pseudo_label:
         settings=PSEUDO_LABEL_SETTINGS,
         code=code("pseudo-label"),
     threads: 1
+    resources:
+        gpu=gpus("pseudo_label"),
+        device=device("pseudo_label"),
     benchmark:
         f"{RESULTS}/benchmarks/pseudo_label/{{shard}}.tsv"
     log:
@@ -90,4 +101,4 @@ rule pseudo_label:
     shell:
         "spino --threads {threads} pseudo-label --manifest {input.manifest:q} --store {input.store:q} --shard {wildcards.shard}"
         " --semantic-head {input.semantic_head:q} --boundary-head {input.boundary_head:q}"
-        " --settings {params.settings:q} --done {output.done:q} > {log:q} 2>&1"
+        " --settings {params.settings:q} --device {resources.device} --done {output.done:q} > {log:q} 2>&1"

@@ -25,7 +25,9 @@ rule train_panoptic:
         code=code("train-panoptic"),
     threads: 8  # scaled down to --cores on a workstation
     resources:
-        gpu=config["panoptic"]["gpus"],
+        gpu=gpus("panoptic"),
+        device=device("panoptic"),
+        loader_workers=config["panoptic"]["loader_workers"],  # how, not what: changes no batch, reruns nothing
     benchmark:
         f"{RESULTS}/benchmarks/train_panoptic.tsv"
     log:
@@ -34,7 +36,8 @@ rule train_panoptic:
         "spino --threads {threads} train-panoptic --manifest {input.manifest:q} --pseudo-labels {params.pseudo_labels:q}"
         " --ground-truth {params.ground_truth:q} --train-splits {params.train_splits:q}"
         " --val-splits {params.val_splits:q} --model {params.model:q} --train {params.train:q}"
-        " --backbone {params.backbone:q} --gpus {resources.gpu} --workdir {params.workdir:q}"
+        " --backbone {params.backbone:q} --gpus {resources.gpu} --device {resources.device}"
+        " --workers {resources.loader_workers} --workdir {params.workdir:q}"
         " --out {output.model:q} > {log:q} 2>&1"
 
 
@@ -67,10 +70,13 @@ rule predict:
     params:
         code=code("predict"),
     threads: 1
+    resources:
+        gpu=gpus("predict"),
+        device=device("predict"),
     benchmark:
         f"{RESULTS}/benchmarks/predict/{{shard}}.tsv"
     log:
         f"{LOGS}/predict/{{shard}}.log",
     shell:
         "spino --threads {threads} predict --checkpoint {input.model:q} --store {input.store:q} --shard {wildcards.shard}"
-        " --done {output.done:q} > {log:q} 2>&1"
+        " --device {resources.device} --done {output.done:q} > {log:q} 2>&1"
