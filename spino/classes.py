@@ -28,6 +28,8 @@ class ClassSet:
     colors: tuple[tuple[int, int, int], ...]
     label_ids: tuple[int, ...] = field(default=())
     ignored_label_ids: tuple[int, ...] = field(default=())
+    # further label ids that join a class, as (label id, train id): KITTI-360's motorcycle in two-wheeler
+    merged_label_ids: tuple[tuple[int, int], ...] = field(default=())
 
     def __post_init__(self) -> None:
         n = len(self.names)
@@ -41,6 +43,13 @@ class ClassSet:
             raise InputError(f"class set {self.name!r}: label ids must be in 1..254 (0 is void)")
         if len(set(self.names)) != n:
             raise InputError(f"class set {self.name!r}: class names must be unique")
+        merged = [label for label, _ in self.merged_label_ids]
+        if merged and not self.label_ids:
+            raise InputError(f"class set {self.name!r}: merged label ids need label ids")
+        if len(set(merged)) != len(merged) or set(merged) & set(self.label_ids) | set(merged) & set(self.ignored_label_ids):
+            raise InputError(f"class set {self.name!r}: label ids {sorted(merged)} merged into classes are taken twice")
+        if any(not 0 < label < IGNORE or not 0 <= train < n for label, train in self.merged_label_ids):
+            raise InputError(f"class set {self.name!r}: merged label ids must be in 1..254 and join one of its classes")
 
     @property
     def num_classes(self) -> int:
@@ -67,8 +76,11 @@ class ClassSet:
         """Lookups over label ids 0..255: the train id (255 for ignored ids) and whether the id is known."""
         lut = np.full(256, IGNORE, dtype=np.uint8)
         lut[list(self.export_label_ids())] = np.arange(self.num_classes, dtype=np.uint8)
+        for label, train in self.merged_label_ids:
+            lut[label] = train
         known = np.zeros(256, dtype=bool)
         known[list(self.export_label_ids()) + list(self.ignored_label_ids) + [self.void_label_id]] = True
+        known[[label for label, _ in self.merged_label_ids]] = True
         return lut, known
 
     def thing_mask(self) -> np.ndarray:
@@ -84,13 +96,18 @@ class ClassSet:
         return lut
 
     def to_dict(self) -> dict:
+        """The class set as its YAML form; a class with merged label ids lists them after its own."""
+        def label_id(k: int) -> dict:
+            if not self.label_ids:
+                return {}
+            merged = [label for label, train in self.merged_label_ids if train == k]
+            return {"label_id": [self.label_ids[k], *merged] if merged else self.label_ids[k]}
+
         return {
             "name": self.name,
             "classes": [
-                {"name": n, "thing": t, "color": list(c), **({"label_id": l} if self.label_ids else {})}
-                for n, t, c, l in zip(
-                    self.names, self.thing, self.colors, self.label_ids or [None] * self.num_classes
-                )
+                {"name": n, "thing": t, "color": list(c), **label_id(k)}
+                for k, (n, t, c) in enumerate(zip(self.names, self.thing, self.colors))
             ],
             **({"ignored_label_ids": list(self.ignored_label_ids)} if self.ignored_label_ids else {}),
         }
@@ -103,13 +120,15 @@ class ClassSet:
             thing = tuple(bool(e.get("thing", False)) for e in entries)
             colors = tuple(tuple(int(v) for v in e.get("color", _default_color(i))) for i, e in enumerate(entries))
             with_ids = [e for e in entries if "label_id" in e]
-            label_ids = tuple(int(e["label_id"]) for e in entries) if with_ids else ()
+            ids = [e["label_id"] if isinstance(e["label_id"], list) else [e["label_id"]] for e in with_ids]
+            label_ids = tuple(int(i[0]) for i in ids) if len(ids) == len(entries) else ()
+            merged = tuple((int(extra), k) for k, i in enumerate(ids) for extra in i[1:]) if label_ids else ()
         except (KeyError, TypeError) as err:
             raise InputError(f"{source}: each class needs a 'name' (and optional thing, color): {err}") from err
         if with_ids and len(with_ids) != len(entries):
             raise InputError(f"{source}: give label_id for every class or for none")
         ignored = tuple(int(i) for i in data.get("ignored_label_ids", ()))
-        return cls(str(data.get("name", source)), names, thing, colors, label_ids, ignored)
+        return cls(str(data.get("name", source)), names, thing, colors, label_ids, ignored, merged)
 
 
 def _default_color(i: int) -> tuple[int, int, int]:
@@ -118,17 +137,21 @@ def _default_color(i: int) -> tuple[int, int, int]:
 
 
 def _build(
-    name: str, rows: list[tuple[str, bool, tuple[int, int, int], int]], num_label_ids: int = 0
+    name: str, rows: list[tuple[str, bool, tuple[int, int, int], int | tuple[int, ...]]], num_label_ids: int = 0
 ) -> ClassSet:
-    """A class set from (name, thing, colour, label id) rows; label ids below num_label_ids not used are ignored."""
-    label_ids = tuple(r[3] for r in rows)
+    """A class set from (name, thing, colour, label id or ids) rows; label ids below num_label_ids
+    not used are ignored. A row's further label ids are merged into its class."""
+    ids = [r[3] if isinstance(r[3], tuple) else (r[3],) for r in rows]
+    merged = tuple((extra, k) for k, i in enumerate(ids) for extra in i[1:])
+    used = {i for row in ids for i in row}
     return ClassSet(
         name,
         tuple(r[0] for r in rows),
         tuple(r[1] for r in rows),
         tuple(r[2] for r in rows),
-        label_ids,
-        tuple(i for i in range(num_label_ids) if i not in label_ids),
+        tuple(i[0] for i in ids),
+        tuple(i for i in range(num_label_ids) if i not in used),
+        merged,
     )
 
 
@@ -160,7 +183,8 @@ CITYSCAPES_19 = _build(
 )
 
 # KITTI-360 14 classes used by SPINO (two-wheeler merges motorcycle and bicycle); label ids follow
-# KITTI-360's own labels.py (bicycle's id stands for the merged class).
+# KITTI-360's own labels.py: bicycle's id 33 stands for the merged class in exports, motorcycle's
+# 32 joins it.
 KITTI360_14 = _build(
     "kitti360-14",
     [
@@ -177,7 +201,7 @@ KITTI360_14 = _build(
         ("rider", True, (255, 0, 0), 25),
         ("car", True, (0, 0, 142), 26),
         ("truck", True, (0, 0, 70), 27),
-        ("two-wheeler", True, (119, 11, 32), 33),
+        ("two-wheeler", True, (119, 11, 32), (33, 32)),
     ],
     num_label_ids=45,
 )

@@ -16,7 +16,7 @@ from spino.errors import InputError
 
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset-kind", required=True, help="cityscapes, folder or demo")
+    p.add_argument("--dataset-kind", required=True, help="cityscapes, kitti360, folder or demo")
     p.add_argument("--dataset-root", required=True, type=Path)
     p.add_argument("--classes", default=None, help="class set name or YAML (folder datasets)")
     p.add_argument("--splits", nargs="+", default=None, help="splits to use (default: all)")
@@ -463,6 +463,15 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:  # a user's mistake: one line naming the file; anything else is a bug with its traceback
         if args.traceback:
             raise
-        print(f"spino {args.command}: error: {err}", file=sys.stderr)
+        print(f"spino {args.command}: error: {_message(err)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _message(err: InputError) -> str:
+    """The error's own message, also when a DataLoader worker raised it (PyTorch then wraps the
+    worker's traceback into the message; its last line is ``module.ErrorType: message``)."""
+    text = str(err)
+    if "\nOriginal Traceback" in text:
+        text = text.strip().splitlines()[-1].split(": ", 1)[-1]
+    return text

@@ -133,3 +133,58 @@ def test_unknown_class_set_and_dataset_kind_are_reported(tmp_path: Path, capsys)
     assert spino(["index", "--dataset-kind", "folder", "--dataset-root", str(tmp_path), "--classes", "nope.yaml",
                   "--k", "1", "--out", str(tmp_path / "m.csv")]) == 1
     assert "class set 'nope.yaml'" in capsys.readouterr().err
+
+
+def write_kitti360(root: Path) -> dict[str, np.ndarray]:
+    """A two-frame KITTI-360 tree (train and val lists) in its 2D layout; returns the label ids per frame."""
+    sequence = "2013_05_28_drive_0000_sync"
+    frames = {}
+    for split, frame in (("train", "0000000250"), ("val", "0000000251")):
+        labels = np.full((40, 64), 7, np.uint8)  # road
+        instances = labels.astype(np.uint16) * LABEL_DIVISOR
+        for label_id, instance, (y, x) in ((26, 1, (2, 2)), (32, 5, (2, 20)), (33, 5, (2, 40)), (24, 0, (20, 2))):
+            labels[y : y + 10, x : x + 12] = label_id  # car 1, motorcycle 5, bicycle 5, a person without instance
+            instances[y : y + 10, x : x + 12] = label_id * LABEL_DIVISOR + instance
+        labels[30:, 40:] = 11  # building
+        instances[30:, 40:] = 11 * LABEL_DIVISOR
+        labels[35:, :4] = 0  # unlabelled
+        image = f"data_2d_raw/{sequence}/image_00/data_rect/{frame}.png"
+        semantic = f"data_2d_semantics/train/{sequence}/image_00/semantic/{frame}.png"
+        write_png(root / image, np.full((40, 64, 3), 90, np.uint8))
+        write_png(root / semantic, labels)
+        write_png(root / semantic.replace("/semantic/", "/instance/"), instances)
+        (root / f"data_2d_semantics/train/2013_05_28_drive_{split}_frames.txt").write_text(f"{image} {semantic}\n")
+        frames[f"{sequence}_{frame}"] = labels
+    return frames
+
+
+def test_kitti360_layout_merges_two_wheelers_and_keeps_their_instances_apart(tmp_path: Path) -> None:
+    from spino.classes import KITTI360_14
+
+    frames = write_kitti360(tmp_path)
+    ds = open_dataset("kitti360", tmp_path)
+    records = ds.scan()
+    assert [(r.image_id, r.split) for r in records] == [(i, s) for i, s in zip(frames, ["train", "val"])]
+    pan = ds.read_panoptic(records[0])
+    names = KITTI360_14.names
+    semantic, instance = semantic_of(pan), instance_of(pan)
+    two_wheeler, car, person = names.index("two-wheeler"), names.index("car"), names.index("person")
+    assert (semantic[2:12, 20:32] == two_wheeler).all() and (semantic[2:12, 40:52] == two_wheeler).all()  # motorcycle joins
+    assert instance[5, 25] != instance[5, 45] and instance[5, 25] > 0 and instance[5, 45] > 0  # both numbered 5, kept apart
+    assert (semantic[2:12, 2:14] == car).all() and instance[5, 5] == 1
+    assert (semantic[20:30, 2:14] == person).all() and (instance[20:30, 2:14] == 0).all()  # no instance: crowd
+    assert (pan[35:, :4] == IGNORE_PANOPTIC).all() and (semantic[30:35, 40:] == names.index("building")).all()
+    assert KITTI360_14.label_to_train()[0][32] == two_wheeler  # it used to be ignored
+    assert KITTI360_14.to_dict()["classes"][two_wheeler]["label_id"] == [33, 32]
+
+
+def test_kitti360_index_and_ground_truth_through_the_cli(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "kitti"
+    write_kitti360(root)
+    args = ["--dataset-kind", "kitti360", "--dataset-root", str(root)]
+    assert spino(["index", *args, "--k", "1", "--out", str(tmp_path / "m.csv")]) == 0
+    entries = read_manifest(tmp_path / "m.csv")
+    assert [e.split for e in entries] == ["train", "val"] and entries[0].annotated
+    (root / "data_2d_semantics/train/2013_05_28_drive_val_frames.txt").write_text("only-one-column\n")
+    assert spino(["index", *args, "--k", "1", "--out", str(tmp_path / "m2.csv")]) == 1
+    assert "2013_05_28_drive_val_frames.txt:1: expected '<image> <semantic label>'" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,19 +71,27 @@ def test_postprocessing_of_ground_truth_targets_reproduces_synthetic(demo_root: 
     assert _reproduce(gts, DEMO, sigma=3.0, nms=5)["all"]["pq"] >= 0.99
 
 
-@pytest.fixture(scope="module")
-def tiny_run(demo_root: Path, tmp_path_factory) -> dict:
-    """Ground-truth and 'pseudo-label' stores (here: the ground truth itself) and a manifest."""
-    out = tmp_path_factory.mktemp("pan")
+def training_inputs(demo_root: Path, out: Path, images: Path | None = None) -> dict:
+    """Ground-truth and 'pseudo-label' stores (here: the ground truth itself) and a manifest; the
+    stores point at the demo's images, or at copies of them in ``images``."""
     ds = open_dataset("demo", demo_root)
     records = ds.scan()
     maps = [ds.read_panoptic(r) for r in records]
     ids = [r.image_id for r in records]
+    paths = [r.image for r in records]
+    if images:
+        images.mkdir()
+        paths = [shutil.copy(path, images / Path(path).name) for path in paths]
     for name in ("gt", "pseudo"):
-        store_from_maps(out / f"{name}.zarr", ids, maps, DEMO, image_paths=[r.image for r in records])
+        store_from_maps(out / f"{name}.zarr", ids, maps, DEMO, image_paths=[str(p) for p in paths])
     train = [r.image_id for r in records if r.split == "train"]
     write_manifest(out / "m.csv", build_manifest(records, train[:2]))
-    return {"dir": out, "ids": ids}
+    return {"dir": out, "ids": ids, "images": paths}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(demo_root: Path, tmp_path_factory) -> dict:
+    return training_inputs(demo_root, tmp_path_factory.mktemp("pan"))
 
 
 def train_command(run: dict, workdir: Path, out: Path, steps: int, workers: int = 2, **train) -> list[str]:
@@ -191,6 +200,24 @@ def test_learning_rate_schedules() -> None:
     assert poly.factor(5, 100) == pytest.approx((0.001 * 0.5 + 0.5) * 0.95**0.9)
     assert poly.factor(50, 100) == pytest.approx(0.5**0.9) and poly.factor(99, 100) == pytest.approx(0.01**0.9)
     assert Schedule().factor(0, 100) == Schedule().factor(99, 100) == 1.0  # the default: constant, as the paper
+
+
+def test_training_names_a_missing_or_truncated_image(demo_root: Path, tmp_path: Path) -> None:
+    """A missing image stops training before it starts; a truncated one (its header intact) fails in
+    the DataLoader worker that decodes it, and the message still names it on one line."""
+    from test_errors import one_line_error
+
+    run = training_inputs(demo_root, tmp_path, images=tmp_path / "images")
+    missing = Path(run["images"][5])
+    data = missing.read_bytes()
+    missing.unlink()
+    result = subprocess.run(train_command(run, tmp_path / "ck", tmp_path / "m.pt", 2), capture_output=True, text=True)
+    one_line_error(result, "train-panoptic", f"{missing}: file not found")
+    missing.write_bytes(data)
+    for path in run["images"]:
+        Path(path).write_bytes(Path(path).read_bytes()[:600])
+    result = subprocess.run(train_command(run, tmp_path / "ck", tmp_path / "m.pt", 2), capture_output=True, text=True)
+    one_line_error(result, "train-panoptic", "cannot decode image", str(Path(run["images"][0]).parent))
 
 
 def test_prediction_shard_is_written_and_scored(tiny_run: dict, tmp_path: Path) -> None:

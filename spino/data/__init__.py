@@ -8,15 +8,18 @@ from pathlib import Path
 from spino.data.base import Dataset, Record
 from spino.data.cityscapes import Cityscapes
 from spino.data.folder import FolderDataset
+from spino.data.kitti360 import Kitti360
 from spino.errors import InputError
 
-KINDS = ("cityscapes", "folder", "demo")
+KINDS = ("cityscapes", "kitti360", "folder", "demo")
 
 
 def open_dataset(kind: str, root: str | Path, splits: list[str] | None = None, classes: str | None = None) -> Dataset:
     """The adapter for a dataset kind ("demo" is the folder layout written by spino.data.synthetic)."""
     if kind == "cityscapes":
         return Cityscapes(root, splits or ["train", "val"])
+    if kind == "kitti360":
+        return Kitti360(root, splits or ["train", "val"])
     if kind in ("folder", "demo"):
         return FolderDataset(root, classes, splits)
     raise InputError(f"unknown dataset kind {kind!r}; expected one of {', '.join(KINDS)}")
@@ -28,6 +31,8 @@ def dataset_files(kind: str, root: str | Path, splits: list[str] | None = None) 
     Missing folders simply contribute nothing: the index itself reports them.
     """
     root = Path(root)
+    if kind == "kitti360":
+        return Kitti360(root, splits or ["train", "val"]).files()
     if kind == "cityscapes":
         folders = [root / top / split for top in ("leftImg8bit", "gtFine") for split in splits or ["train", "val"]]
     else:

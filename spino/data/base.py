@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -11,6 +12,16 @@ from spino.classes import ClassSet
 from spino.data.io import check_same_size, read_image
 from spino.encoding import check_panoptic
 from spino.errors import InputError
+
+
+def train_ids(label_ids: np.ndarray, class_set: ClassSet, source: str | Path) -> np.ndarray:
+    """A map of the dataset's label ids as train ids (255: ignored); unknown ids raise naming ``source``."""
+    lut, known = class_set.label_to_train()
+    label_ids = np.clip(label_ids, -1, 255)
+    bad = np.unique(label_ids[(label_ids < 0) | ~known[label_ids]])
+    if bad.size:
+        raise InputError(f"{source}: label ids {bad.tolist()} are not in class set {class_set.name!r}")
+    return lut[label_ids]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from spino.classes import CITYSCAPES_19, ClassSet
-from spino.data.base import Dataset, Record
+from spino.data.base import Dataset, Record, train_ids
 from spino.data.io import read_label
 from spino.encoding import LABEL_DIVISOR, encode
 from spino.errors import InputError, MissingFileError
@@ -36,12 +36,7 @@ def decode_gtfine(label_path: str | Path, instance_path: str | Path | None, clas
     else:
         label_ids = read_label(label_path).astype(np.int64)
         k = np.zeros_like(label_ids)
-    lut, known = class_set.label_to_train()
-    label_ids = np.clip(label_ids, -1, 255)
-    bad = np.unique(label_ids[(label_ids < 0) | ~known[label_ids]])
-    if bad.size:
-        raise InputError(f"{source}: label ids {bad.tolist()} are not in class set {class_set.name!r}")
-    semantic = lut[label_ids]
+    semantic = train_ids(label_ids, class_set, source)
     thing = class_set.thing_mask()[semantic]
     return encode(semantic, np.where(thing, k, 0))
 

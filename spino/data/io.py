@@ -19,6 +19,18 @@ def read_image(path: str | Path) -> np.ndarray:
         return np.array(im.convert("RGB"))
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(H, W) of an image from its header, without decoding the pixels."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: file not found")
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise InputError(f"{path}: cannot decode image ({err})") from err
+
+
 def read_label(path: str | Path) -> np.ndarray:
     """A single-channel label PNG (8 or 16 bit) as an integer array."""
     with _open(path) as im:

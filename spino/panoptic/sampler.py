@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from spino.classes import ClassSet
-from spino.data.io import read_image
+from spino.data.io import image_size, read_image
 from spino.encoding import IGNORE_PANOPTIC
 from spino.errors import InputError
 from spino.panoptic.targets import TargetConfig, panoptic_targets
@@ -41,10 +41,17 @@ class Sample:
 
 
 def samples_from(store: LabelStore, image_ids: list[str]) -> list[Sample]:
-    """Samples for the given ids of a complete store, with the image paths the store records."""
+    """Samples for the given ids of a complete store, with the image paths the store records.
+
+    Each image's header is read here, so that a missing, unreadable or wrongly sized image stops
+    training before it starts, with its name (not later, from inside a DataLoader worker).
+    """
     store.require_complete()
     paths = store.meta["image_paths"]
-    return [Sample(i, paths[store.index_of(i)], store, store.index_of(i)) for i in image_ids]
+    samples = [Sample(i, paths[store.index_of(i)], store, store.index_of(i)) for i in image_ids]
+    for sample in samples:
+        store.check_size(image_size(sample.image_path), sample.image_path)
+    return samples
 
 
 @dataclass(frozen=True)
