@@ -51,6 +51,37 @@ def cmd_index(args: argparse.Namespace) -> None:
               + (" ..." if len(unlabelled) > 20 else ""))
 
 
+def cmd_features(args: argparse.Namespace) -> None:
+    from spino.backbone import Backbone, BackboneSpec
+    from spino.suggest import pooled_features, write_features
+
+    records = _open_dataset(args).scan()
+    spec = BackboneSpec.from_dict(json.loads(args.backbone))
+    features = pooled_features(Backbone(spec), [r.image for r in records], tuple(args.input_size), _device(args.device))
+    write_features(args.out, [r.image_id for r in records], [r.split for r in records], features,
+                   {"backbone": json.dumps(spec.to_dict()), "input_size": list(args.input_size)})
+    print(f"{args.out}: {features.shape[1]}-dimensional descriptors of {len(records)} images")
+
+
+def cmd_suggest(args: argparse.Namespace) -> None:
+    from spino.suggest import coverage, plot_suggestion, random_coverage, read_features, suggest, write_annotation
+
+    ids, splits, features = read_features(args.features)
+    pool = [i for i, split in enumerate(splits) if split == args.split]
+    if not pool:
+        raise InputError(f"{args.features}: no images of split {args.split!r} (splits: {sorted(set(splits))})")
+    chosen = [pool[i] for i in suggest(features[pool], args.k, args.method, args.seed)]
+    random = random_coverage(features[pool], args.k, args.seed)
+    ours = coverage(features[pool], [pool.index(i) for i in chosen])
+    note = (f"spino suggest --method {args.method} --k {args.k} --seed {args.seed}: mean feature distance of the "
+            f"{len(pool)} {args.split} images to the nearest suggested one {ours:.4f} (random choices: {random:.4f})")
+    write_annotation(args.out, args.split, [ids[i] for i in chosen], note)
+    if args.figure:
+        paths = {r.image_id: r.image for r in _open_dataset(args).scan()}
+        plot_suggestion(features[pool], [pool.index(i) for i in chosen], [paths[ids[i]] for i in pool], args.figure)
+    print(f"{args.out}: {note}")
+
+
 def cmd_create_store(args: argparse.Namespace) -> None:
     from spino.data.manifest import read_manifest, select
     from spino.groundtruth import create_store_for
@@ -325,6 +356,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_make_demo)
+
+    p = sub.add_parser("features", help="one descriptor per image: frozen backbone features, mean-pooled, L2-normalised (HDF5)")
+    _dataset_args(p)
+    p.add_argument("--backbone", required=True, help="backbone settings as JSON (config backbone)")
+    p.add_argument("--input-size", type=int, nargs=2, required=True, metavar=("H", "W"), help="images are resized to this")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("suggest", help="the k images of a split to annotate: the best coverage of the image descriptors")
+    _dataset_args(p)
+    p.add_argument("--features", required=True, type=Path, help="written by `spino features`")
+    p.add_argument("--split", default="train")
+    p.add_argument("--k", type=int, required=True)
+    p.add_argument("--method", default="kmeans", help="kmeans (typical images of k clusters) or kcenter (farthest-first)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, type=Path, help="YAML with the annotation section a config takes")
+    p.add_argument("--figure", type=Path, help="PNG: the suggested images and a 2-D projection of all")
+    p.set_defaults(func=cmd_suggest)
 
     p = sub.add_parser("index", help="list a dataset's images and choose the annotated ones (manifest CSV)")
     _dataset_args(p)

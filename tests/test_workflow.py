@@ -411,3 +411,18 @@ def test_readme_store_tools_run_on_a_finished_run(finished_run: Path, tmp_path: 
     assert exported == json.loads((workdir / "d.json").read_text())["summary"]  # the gtFine export is lossless
     assert exported["images"] == 9
     assert (workdir / "overlay.png").is_file() and (workdir / "coco" / "panoptic.json").is_file()
+
+
+def test_suggest_writes_the_annotation_section_a_config_takes(finished_run: Path, tmp_path: Path) -> None:
+    """`snakemake suggest` chooses k train images by their descriptors; the run itself is untouched,
+    and a config taking the suggestion plans a new index and everything after it."""
+    run = copy_of(finished_run, tmp_path)
+    config = {**copy.deepcopy(TINY), "suggest": {"k": 2, "method": "kcenter", "input_size": [64, 128]}}
+    result = snakemake(run, config, "suggest")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert planned_rules(snakemake(run, config, "-n")) - {"all"} == {"report"}  # only the config it shows changed
+    suggestion = yaml.safe_load((run / "results/tiny/suggest/annotation.yaml").read_text())
+    assert suggestion["annotation"]["split"] == "train" and len(suggestion["annotation"]["ids"]) == 2
+    assert (run / "results/tiny/suggest/suggestion.png").stat().st_size > 0
+    config["annotation"] = suggestion["annotation"]
+    assert "index" in planned_rules(snakemake(run, config, "-n"))

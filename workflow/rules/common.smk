@@ -57,6 +57,11 @@ def dataset_listing():
     return listing_digest(dataset_files(d["kind"], d["root"], d["splits"]), d["root"])
 
 
+def generated_dataset():
+    """The demo dataset as an input (make_demo writes it); a real dataset is no job's output."""
+    return config["dataset"]["root"] if config["dataset"]["kind"] == "demo" else []
+
+
 def dataset_args():
     """Command-line options that open the configured dataset."""
     d = config["dataset"]

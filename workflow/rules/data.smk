@@ -32,7 +32,7 @@ def annotation_args():
 checkpoint index:
     localrule: True
     input:
-        data=config["dataset"]["root"] if config["dataset"]["kind"] == "demo" else [],
+        data=generated_dataset(),
     output:
         manifest=f"{RESULTS}/manifest.csv",
     params:

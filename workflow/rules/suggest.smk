@@ -1,0 +1,48 @@
+# Before annotating: which k images to label (`snakemake suggest`; not part of a normal run, which
+# takes its annotated images from the config's `annotation` section).
+
+import json
+
+
+rule image_features:
+    input:
+        data=generated_dataset(),
+    output:
+        features=f"{RESULTS}/features.h5",
+    params:
+        dataset=dataset_args(),
+        listing=dataset_listing(),
+        backbone=json.dumps(config["backbone"], sort_keys=True),
+        input_size=config["suggest"]["input_size"],
+        code=code("features"),
+    threads: 4
+    resources:
+        gpu=gpus("heads"),
+        device=device("heads"),
+    log:
+        f"{LOGS}/image_features.log",
+    shell:
+        "spino --threads {threads} features {params.dataset:q} --backbone {params.backbone:q}"
+        " --input-size {params.input_size} --device {resources.device} --out {output.features:q} > {log:q} 2>&1"
+
+
+rule suggest:
+    localrule: True
+    input:
+        features=f"{RESULTS}/features.h5",
+        data=generated_dataset(),
+    output:
+        annotation=f"{RESULTS}/suggest/annotation.yaml",
+        figure=f"{RESULTS}/suggest/suggestion.png",
+    params:
+        dataset=dataset_args(),
+        split=config["annotation"]["split"],
+        k=config["suggest"]["k"],
+        method=config["suggest"]["method"],
+        seed=config["suggest"]["seed"],
+        code=code("suggest"),
+    log:
+        f"{LOGS}/suggest.log",
+    shell:
+        "spino suggest {params.dataset:q} --features {input.features:q} --split {params.split:q} --k {params.k}"
+        " --method {params.method} --seed {params.seed} --out {output.annotation:q} --figure {output.figure:q} > {log:q} 2>&1"
