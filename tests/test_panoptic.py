@@ -59,9 +59,12 @@ def _reproduce(gts: list[np.ndarray], class_set, sigma: float, nms: int) -> dict
     return stats.summary(class_set)
 
 
-def test_postprocessing_of_ground_truth_targets_reproduces_cityscapes(exact8: Path) -> None:
+def test_postprocessing_of_ground_truth_targets_reproduces_cityscapes_at_full_resolution(exact8: Path) -> None:
+    """Centres and offsets of the real 1024x2048 ground truth, grouped at 1024x2048 (in chunks of
+    pixels, as prediction does): measured PQ 0.9992."""
     ds = Cityscapes(exact8, ["train"])
-    gts = [resize_nearest(ds.read_panoptic(r), (448, 896)) for r in ds.scan()]
+    gts = [ds.read_panoptic(r) for r in ds.scan()]
+    assert gts[0].shape == (1024, 2048)
     assert _reproduce(gts, CITYSCAPES_19, sigma=8.0, nms=7)["all"]["pq"] >= 0.99
 
 
