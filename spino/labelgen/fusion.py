@@ -17,6 +17,7 @@ from scipy import ndimage
 from spino.classes import IGNORE, ClassSet
 from spino.encoding import LABEL_DIVISOR, encode
 from spino.errors import InputError
+from spino.labelgen.ncut import NcutConfig, ncut_parts
 
 FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 
@@ -34,9 +35,18 @@ def min_pixels_per_class(min_pixels: int | Mapping[str, int], class_set: ClassSe
 
 
 def fuse(
-    semantic: np.ndarray, interior: np.ndarray, class_set: ClassSet, min_pixels: Mapping[int, int]
+    semantic: np.ndarray,
+    interior: np.ndarray,
+    class_set: ClassSet,
+    min_pixels: Mapping[int, int],
+    boundary: np.ndarray | None = None,
+    ncut: NcutConfig | None = None,
 ) -> np.ndarray:
-    """Panoptic map (spino encoding) from train ids (255 ignore) and a boolean interior map."""
+    """Panoptic map (spino encoding) from train ids (255 ignore) and a boolean interior map.
+
+    With ``ncut``, a blob's interior is split by normalised cuts over the ``boundary`` probabilities
+    (spino.labelgen.ncut) instead of into its connected components.
+    """
     semantic = semantic.copy()
     instance = np.zeros(semantic.shape, dtype=np.int64)
     for cls in class_set.thing_ids:
@@ -51,7 +61,12 @@ def fuse(
             if blob.sum() < minimum:
                 semantic[box][blob] = IGNORE
                 continue
-            parts = _surviving_parts(blob & interior[box], minimum)
+            seeds = blob & interior[box]
+            if ncut is None:
+                parts = _surviving_parts(*ndimage.label(seeds, structure=FOUR_CONNECTED), minimum)
+            else:
+                parts = ncut_parts(blob, boundary[box], seeds, ncut)
+                parts = _surviving_parts(parts, int(parts.max()), minimum)
             n_parts = int(parts.max())
             if n_parts == 0:
                 instance[box][blob] = next_id
@@ -67,9 +82,8 @@ def fuse(
     return encode(semantic, instance)
 
 
-def _surviving_parts(seeds: np.ndarray, minimum: int) -> np.ndarray:
-    """4-connected parts of ``seeds`` with at least ``minimum`` pixels, numbered 1..n (0 elsewhere)."""
-    parts, n = ndimage.label(seeds, structure=FOUR_CONNECTED)
+def _surviving_parts(parts: np.ndarray, n: int, minimum: int) -> np.ndarray:
+    """The parts (numbered 1..n) with at least ``minimum`` pixels, numbered 1..m (0 elsewhere)."""
     if n == 0:
         return parts
     sizes = np.bincount(parts.ravel(), minlength=n + 1)

@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from spino.data.io import read_image
 from spino.encoding import semantic_of
 from spino.errors import InputError
 from spino.labelgen.fusion import fuse, min_pixels_per_class
+from spino.labelgen.ncut import NcutConfig
 from spino.labelgen.heads import MLPHead, head_grid
 from spino.labelgen.train import load_head
 from spino.labelgen.tta import Blend, tile_boxes
@@ -45,6 +46,8 @@ class PseudoLabelConfig:
     chunk_pixels: int = 262144
     tile_overlap: float = 0.0  # fraction of a tile shared with its neighbour (PASTEL: 0.5); blended
     head_dtype: str = "float32"  # float32 | bfloat16: the heads' MLP under autocast
+    fusion: str = "cca"  # cca: connected interior components (SPINO) | ncut: normalised cuts (PASTEL)
+    ncut: NcutConfig = field(default_factory=NcutConfig)
 
     @classmethod
     def from_dict(cls, data: dict) -> PseudoLabelConfig:
@@ -52,6 +55,8 @@ class PseudoLabelConfig:
         for key in ("semantic_scales", "boundary_scales"):
             if key in fields:
                 fields[key] = tuple(fields[key])
+        if "ncut" in fields:
+            fields["ncut"] = NcutConfig(**fields["ncut"])
         return cls(**fields)
 
 
@@ -142,12 +147,13 @@ class LabelGenerator:
         with self.timed("heads"):
             probs /= len(sem_scales)
             confidence, semantic = probs.max(0)
-            interior = boundary / len(bnd_scales) > self.cfg.boundary_threshold
+            inside = (boundary / len(bnd_scales)).cpu().numpy()  # probability of interior
+            interior = inside > self.cfg.boundary_threshold
             semantic = semantic.to(torch.uint8).cpu().numpy()
-            interior = interior.cpu().numpy()
             confidence = confidence.to(torch.float16).cpu().numpy()
         with self.timed("fusion"):
-            panoptic = fuse(semantic, interior, self.class_set, self.min_pixels)
+            ncut = self.cfg.ncut if self.cfg.fusion == "ncut" else None
+            panoptic = fuse(semantic, interior, self.class_set, self.min_pixels, boundary=1.0 - inside if ncut else None, ncut=ncut)
         return PseudoLabel(semantic_of(panoptic), panoptic, confidence, interior)
 
 
