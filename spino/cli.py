@@ -70,15 +70,16 @@ def cmd_suggest(args: argparse.Namespace) -> None:
     pool = [i for i, split in enumerate(splits) if split == args.split]
     if not pool:
         raise InputError(f"{args.features}: no images of split {args.split!r} (splits: {sorted(set(splits))})")
-    chosen = [pool[i] for i in suggest(features[pool], args.k, args.method, args.seed)]
-    random = random_coverage(features[pool], args.k, args.seed)
-    ours = coverage(features[pool], [pool.index(i) for i in chosen])
+    candidates = features[pool]
+    chosen = suggest(candidates, args.k, args.method, args.seed)  # indices into pool
+    random = random_coverage(candidates, args.k, args.seed)
     note = (f"spino suggest --method {args.method} --k {args.k} --seed {args.seed}: mean feature distance of the "
-            f"{len(pool)} {args.split} images to the nearest suggested one {ours:.4f} (random choices: {random:.4f})")
-    write_annotation(args.out, args.split, [ids[i] for i in chosen], note)
+            f"{len(pool)} {args.split} images to the nearest suggested one {coverage(candidates, chosen):.4f} "
+            f"(random choices: {random:.4f})")
+    write_annotation(args.out, args.split, [ids[pool[i]] for i in chosen], note)
     if args.figure:
         paths = {r.image_id: r.image for r in _open_dataset(args).scan()}
-        plot_suggestion(features[pool], [pool.index(i) for i in chosen], [paths[ids[i]] for i in pool], args.figure)
+        plot_suggestion(candidates, chosen, [paths[ids[i]] for i in pool], args.figure)
     print(f"{args.out}: {note}")
 
 

@@ -21,14 +21,8 @@ def read_image(path: str | Path) -> np.ndarray:
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """(H, W) of an image from its header, without decoding the pixels."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"{path}: file not found")
-    try:
-        with Image.open(path) as im:
-            return im.height, im.width
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise InputError(f"{path}: cannot decode image ({err})") from err
+    with _open(path, decode=False) as im:
+        return im.height, im.width
 
 
 def read_label(path: str | Path) -> np.ndarray:
@@ -40,13 +34,15 @@ def read_label(path: str | Path) -> np.ndarray:
     return arr.astype(np.int64) if arr.dtype == np.int32 else arr
 
 
-def _open(path: str | Path) -> Image.Image:
+def _open(path: str | Path, decode: bool = True) -> Image.Image:
+    """The opened image (its pixels decoded unless ``decode`` is false); errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: file not found")
     try:
         im = Image.open(path)
-        im.load()
+        if decode:
+            im.load()
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise InputError(f"{path}: cannot decode image ({err})") from err
     return im

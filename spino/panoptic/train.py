@@ -113,6 +113,9 @@ class Distributed:
             dist.destroy_process_group()
 
 
+LOSS_TERMS = ("loss", "semantic", "center", "offset")
+
+
 def global_mean(parts: dict[str, torch.Tensor], world: int) -> dict[str, float]:
     """The loss terms averaged over all processes: what one process on the global batch would log."""
     values = torch.stack([parts[k].detach().float() for k in LOSS_TERMS])
@@ -120,9 +123,6 @@ def global_mean(parts: dict[str, torch.Tensor], world: int) -> dict[str, float]:
         dist.all_reduce(values)
         values /= world
     return dict(zip(LOSS_TERMS, values.tolist()))
-
-
-LOSS_TERMS = ("loss", "semantic", "center", "offset")
 
 
 def losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: TrainConfig) -> dict[str, torch.Tensor]:
