@@ -19,6 +19,7 @@ KINDS = {
     "boundary": "a boundary head",
     "panoptic": "a panoptic model",
     "panoptic-training": "a panoptic training state",
+    "primaps": "PriMaPs class prototypes",
 }
 
 

@@ -83,6 +83,38 @@ def cmd_suggest(args: argparse.Namespace) -> None:
     print(f"{args.out}: {note}")
 
 
+def cmd_self_train(args: argparse.Namespace) -> None:
+    from spino.data.manifest import read_manifest
+    from spino.labelgen.pseudolabel import PseudoLabelConfig
+    from spino.labelgen.selftrain import SelfTrainingConfig, neighbours_of_annotated, self_train, write_neighbours
+    from spino.suggest import read_features
+
+    cfg = SelfTrainingConfig.from_dict(json.loads(args.settings))
+    dataset = _open_dataset(args)
+    entries = read_manifest(args.manifest)
+    ids, _, features = read_features(args.features)
+    neighbours = neighbours_of_annotated(entries, ids, features, cfg, str(args.features))
+    write_neighbours(args.neighbours, neighbours)
+    paths = {e.image_id: e.image for e in entries}
+    labelled = [dataset.read_sample(e.record) for e in entries if e.annotated]
+    unlabelled = [paths[n] for found in neighbours.values() for n, _ in found]
+    labels = PseudoLabelConfig.from_dict(json.loads(args.labels))
+    self_train(cfg, labels, args.semantic_head, args.boundary_head, labelled, unlabelled, args.out, args.losses, _device(args.device))
+    print(f"{args.out}: semantic head self-trained for {cfg.rounds} round(s) on {len(labelled)} annotated and {len(unlabelled)} neighbour images")
+
+
+def cmd_fit_primaps(args: argparse.Namespace) -> None:
+    from spino.backbone import BackboneSpec
+    from spino.data.manifest import read_manifest
+    from spino.labelgen.primaps import PrimapsConfig, fit_primaps
+
+    cfg = PrimapsConfig.from_dict(json.loads(args.settings))
+    paths = [e.image for e in read_manifest(args.manifest) if e.split in cfg.fit_splits]
+    class_set = _open_dataset(args).class_set
+    fit_primaps(cfg, BackboneSpec.from_dict(json.loads(args.backbone)), paths, class_set, args.out, _device(args.device))
+    print(f"{args.out}: {class_set.num_classes} PriMaPs prototypes fitted to the masks of {len(paths)} images")
+
+
 def cmd_create_store(args: argparse.Namespace) -> None:
     from spino.data.manifest import read_manifest, select
     from spino.groundtruth import create_store_for
@@ -136,13 +168,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                              f"{'without the annotated ones' if args.exclude_annotated else ''}")
     elif args.exclude_annotated or args.splits:
         raise InputError("--exclude-annotated and --splits need --manifest (which images are annotated, which split)")
-    stats = score(pred, gt, ids)
-    summary = write_scores(stats, gt.class_set, args.json, args.csv)
+    stats, mapping = score(pred, gt, ids, args.matching)
+    summary = write_scores(stats, gt.class_set, args.json, args.csv, mapping)
     a, t, s = summary["all"], summary["things"], summary["stuff"]
     print(
         f"{args.prediction}: {stats.images} images  PQ {100 * a['pq']:.1f}  SQ {100 * a['sq']:.1f}  "
         f"RQ {100 * a['rq']:.1f}  | things PQ {100 * t['pq']:.1f}  stuff PQ {100 * s['pq']:.1f}  "
-        f"| mIoU {100 * summary['miou']:.1f}"
+        f"| mIoU {100 * summary['miou']:.1f}  accuracy {100 * summary['accuracy']:.1f}  (matching: {summary['matching']})"
     )
 
 
@@ -177,7 +209,14 @@ def cmd_pseudo_label(args: argparse.Namespace) -> None:
     from spino.store import LabelStore
 
     device = _device(args.device)
-    generator = LabelGenerator(args.semantic_head, args.boundary_head, PseudoLabelConfig.from_dict(json.loads(args.settings)), device)
+    if args.primaps:
+        from spino.labelgen.primaps import load_primaps
+
+        generator = load_primaps(args.primaps, device)
+    elif args.semantic_head and args.boundary_head and args.settings:
+        generator = LabelGenerator(args.semantic_head, args.boundary_head, PseudoLabelConfig.from_dict(json.loads(args.settings)), device)
+    else:
+        raise InputError("pseudo-label needs --primaps, or --semantic-head, --boundary-head and --settings")
     store = LabelStore(args.store)
     paths = {e.image_id: e.image for e in read_manifest(args.manifest)}
     report = write_pseudo_label_shard(store, generator, paths, args.shard)
@@ -419,13 +458,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_train_head)
 
+    p = sub.add_parser("self-train", help="fine-tune the semantic head on the pseudo-labels of the annotated images' nearest neighbours")
+    _dataset_args(p)
+    p.add_argument("--manifest", required=True, type=Path)
+    p.add_argument("--features", required=True, type=Path, help="image descriptors written by `spino features`")
+    p.add_argument("--semantic-head", required=True, type=Path)
+    p.add_argument("--boundary-head", required=True, type=Path)
+    p.add_argument("--settings", required=True, help="self-training settings as JSON (config self_training)")
+    p.add_argument("--labels", required=True, help="pseudo-label settings as JSON (config pseudo_labels)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--out", required=True, type=Path, help="the self-trained semantic head")
+    p.add_argument("--neighbours", required=True, type=Path, help="CSV: each annotated image's neighbours")
+    p.add_argument("--losses", required=True, type=Path, help="per-step loss CSV")
+    p.set_defaults(func=cmd_self_train)
+
+    p = sub.add_parser("fit-primaps", help="label-free: fit one prototype per class to the principal masks of the images (PriMaPs)")
+    _dataset_args(p)
+    p.add_argument("--manifest", required=True, type=Path)
+    p.add_argument("--settings", required=True, help="PriMaPs settings as JSON (config primaps)")
+    p.add_argument("--backbone", required=True, help="backbone settings as JSON (config backbone)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--out", required=True, type=Path, help="prototype checkpoint")
+    p.set_defaults(func=cmd_fit_primaps)
+
     p = sub.add_parser("pseudo-label", help="pseudo-label the images of one shard of a store")
     p.add_argument("--manifest", required=True, type=Path)
     p.add_argument("--store", required=True, type=Path)
     p.add_argument("--shard", required=True, type=int)
-    p.add_argument("--semantic-head", required=True, type=Path)
-    p.add_argument("--boundary-head", required=True, type=Path)
-    p.add_argument("--settings", required=True, help="pseudo-label settings as JSON (config pseudo_labels)")
+    p.add_argument("--semantic-head", type=Path)
+    p.add_argument("--boundary-head", type=Path)
+    p.add_argument("--settings", help="pseudo-label settings as JSON (config pseudo_labels)")
+    p.add_argument("--primaps", type=Path, help="label by PriMaPs prototypes (spino fit-primaps) instead of the heads")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--done", type=Path, help="report JSON written when the shard is complete")
     p.set_defaults(func=cmd_pseudo_label)
@@ -477,6 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", type=Path, help="the run's manifest (for --exclude-annotated and --splits)")
     p.add_argument("--exclude-annotated", action="store_true", help="leave out the manifest's annotated images")
     p.add_argument("--splits", nargs="+", help="score only images of these splits (default: all)")
+    p.add_argument("--matching", default="none", choices=["none", "hungarian"],
+                   help="hungarian: the prediction's ids are clusters (label-free labels), matched one-to-one to the classes first")
     p.add_argument("--json", required=True, type=Path)
     p.add_argument("--csv", required=True, type=Path)
     p.set_defaults(func=cmd_evaluate)

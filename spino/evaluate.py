@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
-from spino.classes import ClassSet
+from spino.classes import IGNORE, ClassSet
+from spino.encoding import encode, instance_of, semantic_of
 from spino.errors import InputError
 from spino.export import load_gtfine_prediction, read_gtfine_folder
 from spino.metrics import PanopticStats
@@ -47,12 +49,47 @@ def common_ids(prediction: LabelSource, ground_truth: LabelSource) -> list[str]:
     return ids
 
 
-def score(prediction: LabelSource, ground_truth: LabelSource, ids: list[str] | None = None) -> PanopticStats:
-    """PQ/SQ/RQ/mIoU sums of the prediction over the given (default: shared) image ids."""
+MATCHINGS = ("none", "hungarian")
+
+
+def hungarian_assignment(confusion: np.ndarray) -> np.ndarray:
+    """Class of each predicted cluster: the one-to-one assignment of clusters to ground-truth classes
+    that maximises the pixels they share (rows of ``confusion``: classes; columns: clusters, then void)."""
+    classes = confusion.shape[0]
+    rows, cols = linear_sum_assignment(confusion[:, :classes], maximize=True)
+    mapping = np.arange(classes)
+    mapping[cols] = rows
+    return mapping
+
+
+def relabelled(panoptic: np.ndarray, mapping: np.ndarray) -> np.ndarray:
+    """The panoptic map with each class id c replaced by mapping[c] (void and instances kept)."""
+    semantic = semantic_of(panoptic)
+    void = semantic == IGNORE
+    classes = np.where(void, IGNORE, mapping[np.where(void, 0, semantic)]).astype(np.uint8)
+    return encode(classes, instance_of(panoptic))
+
+
+def score(
+    prediction: LabelSource, ground_truth: LabelSource, ids: list[str] | None = None, matching: str = "none"
+) -> tuple[PanopticStats, np.ndarray | None]:
+    """PQ/SQ/RQ/mIoU sums of the prediction over the given (default: shared) image ids, and the class
+    each predicted id was mapped to. ``hungarian``: for labels that are clusters, not classes (label-free
+    methods); the clusters are first matched one-to-one to the classes over all the images scored."""
+    if matching not in MATCHINGS:
+        raise InputError(f"unknown matching {matching!r}; expected one of {', '.join(MATCHINGS)}")
     class_set = ground_truth.class_set
     if prediction.class_set.names != class_set.names:
         raise InputError(f"{prediction.path} and {ground_truth.path} use different class sets")
     ids = common_ids(prediction, ground_truth) if ids is None else ids
+    mapping = None
+    if matching == "hungarian":
+        mapping = hungarian_assignment(_score(prediction, ground_truth, ids, None).confusion)
+    return _score(prediction, ground_truth, ids, mapping), mapping
+
+
+def _score(prediction: LabelSource, ground_truth: LabelSource, ids: list[str], mapping: np.ndarray | None) -> PanopticStats:
+    class_set = ground_truth.class_set
     stats = PanopticStats(class_set.num_classes)
     for image_id in progress(ids, "scoring"):
         gt, pred = ground_truth.panoptic(image_id), prediction.panoptic(image_id)
@@ -60,6 +97,5 @@ def score(prediction: LabelSource, ground_truth: LabelSource, ids: list[str] | N
             raise InputError(
                 f"{prediction.path}: image {image_id} has size {pred.shape[::-1]}, ground truth {gt.shape[::-1]}"
             )
-        stats.update(gt, pred, class_set)
+        stats.update(gt, pred if mapping is None else relabelled(pred, mapping), class_set)
     return stats
-

@@ -158,6 +158,8 @@ class PanopticStats:
             } | {"n": n}
         iou = pc["iou"]
         out["miou"] = float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0
+        labelled = self.confusion.sum()
+        out["accuracy"] = float(np.trace(self.confusion[:, : self.num_classes]) / labelled) if labelled else 0.0
         out["per_class"] = {
             name: {
                 "pq": float(pc["pq"][i]),
@@ -190,9 +192,17 @@ class PanopticStats:
         return cls(**data)
 
 
-def write_scores(stats: PanopticStats, class_set: ClassSet, json_path: str | Path, csv_path: str | Path) -> dict:
-    """Write the summary as JSON (with the raw sums, for re-aggregation) and a per-class CSV table."""
+def write_scores(
+    stats: PanopticStats, class_set: ClassSet, json_path: str | Path, csv_path: str | Path, mapping: np.ndarray | None = None
+) -> dict:
+    """Write the summary as JSON (with the raw sums, for re-aggregation) and a per-class CSV table.
+
+    ``mapping``: the class each predicted cluster was matched to, when the prediction's ids were
+    clusters (``spino evaluate --matching hungarian``); the summary says which matching was used."""
     summary = stats.summary(class_set)
+    summary["matching"] = "none" if mapping is None else "hungarian"
+    if mapping is not None:
+        summary["clusters"] = {str(cluster): class_set.names[c] for cluster, c in enumerate(mapping.tolist())}
     with atomic_path(json_path) as tmp:
         tmp.write_text(json.dumps({"summary": summary, "stats": stats.to_dict()}, indent=2))
     rows = ["class,thing,pq,sq,rq,iou,tp,fp,fn"]

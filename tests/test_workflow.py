@@ -144,13 +144,18 @@ def test_changed_semantic_head_parameter_spares_the_boundary_head(finished_run: 
     assert "train_boundary_head" not in plan and "index" not in plan and "write_ground_truth_shard" not in plan
 
 
-def test_config_that_fails_the_schema_is_reported(tmp_path: Path) -> None:
+@pytest.mark.parametrize("section, key, value, rule", [
+    ("pseudo_labels", "boundary_threshold", 1.5, "maximum"),
+    ("self_training", "rounds", 0, "minimum"),
+    ("primaps", "coverage", 1.5, "maximum"),
+])
+def test_config_that_fails_the_schema_is_reported(tmp_path: Path, section: str, key: str, value: float, rule: str) -> None:
     config = copy.deepcopy(TINY)
-    config["pseudo_labels"]["boundary_threshold"] = 1.5
+    config.setdefault(section, {})[key] = value
     result = snakemake(tmp_path, config, "-n")
     assert result.returncode != 0
     output = result.stdout + result.stderr
-    assert "boundary_threshold" in output and "1.5" in output and "maximum" in output
+    assert key in output and str(value) in output and rule in output
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
@@ -426,3 +431,52 @@ def test_suggest_writes_the_annotation_section_a_config_takes(finished_run: Path
     assert (run / "results/tiny/suggest/suggestion.png").stat().st_size > 0
     config["annotation"] = suggestion["annotation"]
     assert "index" in planned_rules(snakemake(run, config, "-n"))
+
+
+SELF_TRAINING = {"enabled": True, "rounds": 1, "neighbours": 2, "epochs": 2, "lr": 1e-3}
+AFTER_THE_HEADS = {"create_pseudo_label_store", "pseudo_label", "gather", "evaluate", "train_panoptic",
+                   "create_prediction_store", "predict", "report"}
+
+
+def test_self_training_reruns_only_what_follows_the_heads(finished_run: Path, tmp_path: Path) -> None:
+    """Switching self-training on runs the image descriptors and the self-training after the heads, and
+    labels the store with the self-trained head; changing one of its settings then reruns the
+    self-training and what uses its head, never the heads or the descriptors."""
+    run = copy_of(finished_run, tmp_path)
+    config = {**copy.deepcopy(TINY), "self_training": SELF_TRAINING, "suggest": {"input_size": [64, 128]}}
+    plan = snakemake(run, config, "-n", "-p")
+    assert planned_rules(plan) - {"all"} == {"image_features", "self_train"} | AFTER_THE_HEADS
+    assert "--semantic-head results/tiny/self_training/semantic.pt" in plan.stdout
+    result = snakemake(run, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = run / "results/tiny"
+    neighbours = (results / "self_training/neighbours.csv").read_text().splitlines()
+    assert neighbours[0] == "annotated,rank,neighbour,similarity" and len(neighbours) == 1 + 2 * 2  # 4 of the 4 unlabelled train images
+    assert "Nothing to be done" in snakemake(run, config, "-n").stdout
+    config["self_training"]["epochs"] = 3
+    assert planned_rules(snakemake(run, config, "-n")) - {"all"} == {"self_train"} | AFTER_THE_HEADS
+    config["self_training"]["enabled"] = False
+    assert planned_rules(snakemake(run, config, "-n")) - {"all"} == AFTER_THE_HEADS  # back to the first heads' labels
+
+
+PRIMAPS = {**TINY, "labelgen": "primaps", "annotation": {"split": "train", "k": 0}, "primaps": {"input_size": [64, 128]}}
+
+
+def test_label_free_run_scores_clusters_after_matching(tmp_path: Path) -> None:
+    """labelgen: primaps fits prototypes instead of training heads, labels the store with clusters and
+    scores them after a Hungarian matching (saying so); it has no panoptic stages. k: 0 needs it."""
+    plan = planned_rules(snakemake(tmp_path, PRIMAPS, "-n"))
+    assert {"fit_primaps", "create_pseudo_label_store", "evaluate"} <= plan  # shard jobs: known after the index
+    assert not plan & {"train_semantic_head", "train_boundary_head", "train_panoptic", "predict", "report"}
+    result = snakemake(tmp_path, PRIMAPS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "results/tiny/scores/pseudo_labels.json").read_text())["summary"]
+    assert summary["matching"] == "hungarian" and sorted(summary["clusters"].values()) == sorted(
+        ["road", "sidewalk", "building", "vegetation", "sky", "person", "car"])
+    assert summary["images"] == 9 and summary["miou"] > 0.15  # 7 classes; clusters given at random: ~0.10
+    changed_threshold = {**PRIMAPS, "primaps": {**PRIMAPS["primaps"], "threshold": 0.5}}
+    assert planned_rules(snakemake(tmp_path, changed_threshold, "-n")) - {"all"} == {
+        "fit_primaps", "create_pseudo_label_store", "pseudo_label", "gather", "evaluate"}
+    heads_without_images = {**TINY, "annotation": {"split": "train", "k": 0}}
+    refused = snakemake(tmp_path, heads_without_images, "-n")
+    assert refused.returncode != 0 and "needs labelgen: primaps" in refused.stdout + refused.stderr

@@ -43,7 +43,8 @@ def choose_annotated(
     k: int | None = None,
     seed: int = 0,
 ) -> list[str]:
-    """Ids of the annotated images: given ids, indices into the sorted candidates, or k drawn with a seed.
+    """Ids of the annotated images: given ids, indices into the sorted candidates, or k drawn with a seed
+    (k = 0: none, for label-free pseudo-labels).
 
     Candidates are the images of ``split`` that have ground truth, sorted by id (for Cityscapes
     this is the order of the sorted ``gtFine/train/*/*_labelIds.png`` list the paper indexes).
@@ -61,6 +62,8 @@ def choose_annotated(
         if bad:
             raise InputError(f"annotated indices {bad} out of range: split {split!r} has {len(candidates)} labelled images")
         return [candidates[i] for i in indices]
+    if k == 0:
+        return []  # label-free methods (labelgen: primaps)
     if k is None or not 0 < k <= len(candidates):
         raise InputError(f"k={k} annotated images requested; split {split!r} has {len(candidates)} labelled images")
     chosen = np.random.default_rng(seed).choice(len(candidates), size=k, replace=False)

@@ -12,6 +12,7 @@ are resized bilinearly onto the tile.
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -65,15 +66,39 @@ class PseudoLabel:
     semantic: np.ndarray  # uint8 train ids, 255 ignore (after fusion dropped small blobs)
     panoptic: np.ndarray  # uint32, spino.encoding
     confidence: np.ndarray  # float16, mean softmax probability of the chosen class
-    interior: np.ndarray  # bool, mean boundary probability > threshold
+    interior: np.ndarray | None = None  # bool, mean boundary probability > threshold (heads only)
 
 
-class LabelGenerator:
+class Labeller(ABC):
+    """What labels a store's images: a class set, a device, and seconds spent per stage."""
+
+    class_set: ClassSet
+
+    def __init__(self, device: str):
+        self.device = torch.device(device)
+        self.timings: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def timed(self, stage: str):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.timings[stage] += time.perf_counter() - start
+
+    @abstractmethod
+    def __call__(self, image: np.ndarray) -> PseudoLabel:
+        """The pseudo-label of one RGB image."""
+
+
+class LabelGenerator(Labeller):
     """Both trained heads with their backbone(s); ``__call__`` labels one RGB image."""
 
     def __init__(self, semantic_checkpoint: str | Path, boundary_checkpoint: str | Path, cfg: PseudoLabelConfig, device: str = "cpu"):
+        super().__init__(device)
         self.cfg = cfg
-        self.device = torch.device(device)
         self.semantic_head, sem_meta = load_head(semantic_checkpoint, "semantic")
         self.boundary_head, bnd_meta = load_head(boundary_checkpoint, "boundary")
         self.class_set = ClassSet.from_dict(sem_meta["class_set"], source=str(semantic_checkpoint))
@@ -90,17 +115,6 @@ class LabelGenerator:
         for module in (self.semantic_head, self.boundary_head, self.semantic_backbone, self.boundary_backbone):
             module.to(self.device)
         self.min_pixels = min_pixels_per_class(cfg.min_pixels, self.class_set)
-        self.timings: dict[str, float] = defaultdict(float)
-
-    @contextmanager
-    def timed(self, stage: str):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        yield
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        self.timings[stage] += time.perf_counter() - start
 
     def _features(self, backbone: Backbone, tile: torch.Tensor, feed: tuple[int, int]) -> torch.Tensor:
         with self.timed("backbone"):
@@ -157,10 +171,10 @@ class LabelGenerator:
         return PseudoLabel(semantic_of(panoptic), panoptic, confidence, interior)
 
 
-def write_pseudo_label_shard(store: LabelStore, generator: LabelGenerator, image_paths: dict[str, str], index: int) -> dict:
+def write_pseudo_label_shard(store: LabelStore, generator: Labeller, image_paths: dict[str, str], index: int) -> dict:
     """Label the images of one shard, write the shard whole, and return per-stage timings."""
     if store.class_set.names != generator.class_set.names:
-        raise InputError(f"{store.path}: class set differs from the heads' ({generator.class_set.name})")
+        raise InputError(f"{store.path}: class set differs from the labeller's ({generator.class_set.name})")
     shard = store.shard(index)
     labels = []
     for image_id in progress(store.image_ids[shard.start : shard.stop], f"pseudo-label shard {index}"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 from dataclasses import dataclass
@@ -71,6 +72,43 @@ def make_target(cfg: HeadConfig, panoptic: np.ndarray, size: tuple[int, int], cl
     return torch.from_numpy(interior(boundary_ids(label, class_set)))
 
 
+class HeadTrainer:
+    """One head on its frozen backbone, with what a training step needs: the feed size, the output
+    grid, the Adam optimiser and the cosine schedule over ``steps``."""
+
+    def __init__(self, cfg: HeadConfig, backbone_spec: BackboneSpec, class_set: ClassSet, steps: int, device: str = "cpu"):
+        self.cfg, self.class_set, self.device = cfg, class_set, device
+        self.backbone = Backbone(backbone_spec).to(device)
+        self.feed = self.backbone.round_size(*cfg.input_size)
+        self.out_size = output_size(cfg, self.backbone, self.feed)
+        self.grid = head_grid(self.out_size, cfg.output_stride)
+        out_channels = class_set.num_classes if cfg.kind == "semantic" else 1
+        self.head = MLPHead(self.backbone.channels, list(cfg.hidden), out_channels).to(device)
+        self.optimizer = torch.optim.Adam(self.head.parameters(), lr=cfg.lr)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+
+    def loss(self, image: np.ndarray, panoptic: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """The head's loss on one randomly cropped, flipped and jittered (image, panoptic) sample."""
+        crop, label = augment(image, panoptic, self.feed, rng, self.cfg.crop_scale, self.cfg.color_jitter)
+        target = make_target(self.cfg, label, self.out_size, self.class_set).to(self.device)
+        logits = self.head(self.backbone(crop[None].to(self.device)), self.out_size, self.grid)
+        if self.cfg.kind == "semantic":
+            return top_k_cross_entropy(logits, target[None], self.cfg.top_k)
+        return boundary_loss(logits[:, 0], target[None])
+
+    def step(self, loss: torch.Tensor) -> float:
+        """One optimiser and schedule step; the learning rate the step used."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        return lr
+
+    def save(self, path: str | Path, backbone_spec: BackboneSpec) -> None:
+        save_head(path, copy.deepcopy(self.head).cpu(), self.cfg, backbone_spec, self.class_set, self.feed)
+
+
 def train_head(
     cfg: HeadConfig,
     backbone_spec: BackboneSpec,
@@ -85,34 +123,22 @@ def train_head(
         raise InputError("no annotated images to train on")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    backbone = Backbone(backbone_spec).to(device)
-    feed = backbone.round_size(*cfg.input_size)
-    out_size = output_size(cfg, backbone, feed)
-    grid = head_grid(out_size, cfg.output_stride)
-    head = MLPHead(backbone.channels, list(cfg.hidden), class_set.num_classes if cfg.kind == "semantic" else 1).to(device)
-    optimizer = torch.optim.Adam(head.parameters(), lr=cfg.lr)
-    steps = cfg.epochs * len(samples)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+    trainer = HeadTrainer(cfg, backbone_spec, class_set, cfg.epochs * len(samples), device)
     rows = []
     order = [int(i) for _ in range(cfg.epochs) for i in rng.permutation(len(samples))]
     for step, index in enumerate(progress(order, f"train {cfg.kind} head")):
-        image, panoptic = samples[index]
-        crop, label = augment(image, panoptic, feed, rng, cfg.crop_scale, cfg.color_jitter)
-        target = make_target(cfg, label, out_size, class_set).to(device)
-        logits = head(backbone(crop[None].to(device)), out_size, grid)
-        if cfg.kind == "semantic":
-            loss = top_k_cross_entropy(logits, target[None], cfg.top_k)
-        else:
-            loss = boundary_loss(logits[:, 0], target[None])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        rows.append((step, step // len(samples), loss.item(), optimizer.param_groups[0]["lr"]))
-        schedule.step()
-    save_head(checkpoint, head.cpu(), cfg, backbone_spec, class_set, feed)
-    with atomic_path(loss_csv) as tmp, open(tmp, "w", newline="") as f:
+        loss = trainer.loss(*samples[index], rng)
+        lr = trainer.step(loss)
+        rows.append((step, step // len(samples), loss.item(), lr))
+    trainer.save(checkpoint, backbone_spec)
+    write_csv(loss_csv, ["step", "epoch", "loss", "lr"], rows)
+
+
+def write_csv(path: str | Path, header: list[str], rows: list[tuple]) -> None:
+    """A CSV written whole (temporary file, then renamed)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["step", "epoch", "loss", "lr"])
+        writer.writerow(header)
         writer.writerows(rows)
 
 

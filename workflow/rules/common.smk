@@ -17,6 +17,12 @@ RUN = config["run"]
 RESULTS = f"results/{RUN}"
 LOGS = f"logs/{RUN}"
 STORES = ["ground_truth", "pseudo_labels", "predictions"]
+# Label-free pseudo-labels are clusters without instances: scored after matching, no panoptic stages.
+LABEL_FREE = config["labelgen"] == "primaps"
+STORES_IN_USE = STORES[:2] if LABEL_FREE else STORES
+
+if config["annotation"].get("k") == 0 and not LABEL_FREE:
+    raise ValueError("annotation.k: 0 leaves the heads nothing to train on; it needs labelgen: primaps")
 
 
 # A shard file lost or changed after its job finished: that job's marker is removed, so Snakemake
@@ -95,9 +101,17 @@ def final_targets():
     """Every artifact of the run, not only the report. Snakemake regenerates a missing target, but it
     leaves an intermediate file missing when what was made from it is up to date: a lost model or
     shard marker would otherwise go unnoticed (the markers: all_shard_markers)."""
+    if LABEL_FREE:
+        return [
+            f"{RESULTS}/manifest.csv",
+            PRIMAPS,
+            *expand(f"{RESULTS}/scores/pseudo_labels.{{ext}}", ext=["json", "csv"]),
+            *expand(f"{RESULTS}/{{store}}.complete.json", store=STORES_IN_USE),
+        ]
     return [
         f"{RESULTS}/manifest.csv",
         *expand(f"{HEADS}/{{head}}{{suffix}}", head=["semantic", "boundary"], suffix=[".pt", "_losses.csv"]),
+        *(expand(f"{SELF_TRAINING}/{{name}}", name=["semantic.pt", "neighbours.csv", "losses.csv"]) if config["self_training"]["enabled"] else []),
         *expand(f"{PANOPTIC}/{{name}}", name=["model.pt", "losses.csv", "validation.csv"]),
         *expand(f"{RESULTS}/scores/{{store}}.{{ext}}", store=["pseudo_labels", "predictions"], ext=["json", "csv"]),
         f"{RESULTS}/report/report.html",
@@ -107,4 +121,4 @@ def final_targets():
 
 def all_shard_markers(wildcards):
     """The done-marker of every shard of every store (known once the index has run)."""
-    return [marker for store in STORES for marker in shard_markers(store)]
+    return [marker for store in STORES_IN_USE for marker in shard_markers(store)]

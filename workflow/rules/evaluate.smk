@@ -15,9 +15,11 @@ rule evaluate:
         gt=f"{RESULTS}/ground_truth.zarr",
         exclude=["--exclude-annotated"] if config["evaluation"]["exclude_annotated"] else [],
         splits=["--splits", *config["evaluation"]["splits"]] if config["evaluation"].get("splits") else [],
+        matching=lambda w: "hungarian" if LABEL_FREE and w.store == "pseudo_labels" else "none",
         code=code("evaluate"),
     log:
         f"{LOGS}/evaluate_{{store}}.log",
     shell:
         "spino evaluate {params.prediction:q} --gt {params.gt:q} --manifest {input.manifest:q} {params.exclude:q} {params.splits:q}"
+        " --matching {params.matching}"
         " --json {output.json:q} --csv {output.csv:q} > {log:q} 2>&1"

@@ -1,0 +1,139 @@
+"""Self-training of the semantic head on similar unlabelled images (PASTEL).
+
+Each annotated image gets its nearest unlabelled neighbours by the inner product of pooled,
+L2-normalised backbone descriptors (``spino features``; exact search over the ``search`` nearest,
+an image already taken by an earlier annotated image skipped). A round labels those neighbours
+with the current heads (the same generator and settings as the pseudo-label store, so a
+neighbour's label is the one the store would hold), then fine-tunes the semantic head: every step
+one annotated sample and one pseudo-labelled neighbour, loss = ``labelled_weight`` x the first +
+the second, each the head's own top-k cross-entropy on a random crop. Pixels whose confidence (the
+mean softmax probability of their class) is under ``confidence_threshold`` carry no loss.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spino.backbone import BackboneSpec
+from spino.classes import IGNORE, ClassSet
+from spino.data.io import read_image
+from spino.data.manifest import Entry
+from spino.encoding import encode
+from spino.errors import InputError
+from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig
+from spino.labelgen.train import HeadConfig, HeadTrainer, load_head, write_csv
+from spino.progress import progress
+
+
+@dataclass(frozen=True)
+class SelfTrainingConfig:
+    enabled: bool = False
+    rounds: int = 1
+    neighbours: int = 20  # per annotated image (PASTEL: 20)
+    search: int = 30  # candidates searched per annotated image before duplicates are skipped (PASTEL: 30)
+    epochs: int = 20  # per round: passes over the annotated images, one neighbour per step
+    lr: float = 1.0e-4
+    labelled_weight: float = 0.5
+    confidence_threshold: float = 0.0  # 0: every pseudo-labelled pixel counts
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SelfTrainingConfig:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def nearest_neighbours(features: np.ndarray, queries: list[int], pool: list[int], count: int, search: int) -> list[list[int]]:
+    """For each query row, up to ``count`` rows of ``pool`` among its ``search`` most similar (inner
+    product), in order of similarity, each pool row given to the first query that finds it."""
+    if not pool:
+        raise InputError("no unlabelled image to self-train on")
+    similarity = features[queries] @ features[pool].T
+    taken: set[int] = set()
+    result = []
+    for row in similarity:
+        order = np.argsort(-row, kind="stable")[:search]
+        chosen = [pool[j] for j in order if pool[j] not in taken][:count]
+        taken.update(chosen)
+        result.append(chosen)
+    return result
+
+
+def neighbours_of_annotated(
+    entries: list[Entry], image_ids: list[str], features: np.ndarray, cfg: SelfTrainingConfig, source: str
+) -> dict[str, list[tuple[str, float]]]:
+    """Each annotated image's neighbours among the not-annotated images of its split, with similarities."""
+    row = {image_id: i for i, image_id in enumerate(image_ids)}
+    missing = [e.image_id for e in entries if e.image_id not in row]
+    if missing:
+        raise InputError(f"{source}: no descriptor for {len(missing)} images of the manifest, e.g. {missing[:3]}")
+    annotated = [e for e in entries if e.annotated]
+    splits = {e.split for e in annotated}
+    pool = [row[e.image_id] for e in entries if e.split in splits and not e.annotated]
+    queries = [row[e.image_id] for e in annotated]
+    found = nearest_neighbours(features, queries, pool, cfg.neighbours, cfg.search)
+    return {
+        e.image_id: [(image_ids[j], float(features[q] @ features[j])) for j in js]
+        for e, q, js in zip(annotated, queries, found)
+    }
+
+
+def write_neighbours(path: str | Path, neighbours: dict[str, list[tuple[str, float]]]) -> None:
+    """One CSV row per (annotated image, neighbour): what the self-training learnt from, for a person to check."""
+    rows = [(a, rank + 1, n, f"{s:.4f}") for a, found in neighbours.items() for rank, (n, s) in enumerate(found)]
+    write_csv(path, ["annotated", "rank", "neighbour", "similarity"], rows)
+
+
+def pseudo_target(semantic: np.ndarray, confidence: np.ndarray, threshold: float) -> np.ndarray:
+    """A panoptic-encoded training target from a pseudo-label: its classes, unconfident pixels void."""
+    masked = np.where(confidence.astype(np.float32) >= threshold, semantic, IGNORE).astype(np.uint8)
+    return encode(masked, np.zeros(masked.shape, np.uint16))
+
+
+def self_train(
+    cfg: SelfTrainingConfig,
+    labels: PseudoLabelConfig,
+    semantic_checkpoint: str | Path,
+    boundary_checkpoint: str | Path,
+    labelled: list[tuple[np.ndarray, np.ndarray]],
+    neighbour_paths: list[str],
+    out: str | Path,
+    loss_csv: str | Path,
+    device: str = "cpu",
+) -> None:
+    """``cfg.rounds`` rounds of labelling the neighbours and fine-tuning the semantic head on them and
+    on the labelled samples; the last round's head is written to ``out``, every step to ``loss_csv``."""
+    if not labelled:
+        raise InputError("no annotated images to self-train on")
+    _, meta = load_head(semantic_checkpoint, "semantic")
+    trained = {k: v for k, v in meta["config"].items() if k != "kind"}
+    head_cfg = HeadConfig.from_dict("semantic", {**trained, "epochs": cfg.epochs, "lr": cfg.lr})
+    spec = BackboneSpec.from_dict(meta["backbone"])
+    class_set = ClassSet.from_dict(meta["class_set"], source=str(semantic_checkpoint))
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="spino-self-training-") as scratch:
+        current = Path(semantic_checkpoint)
+        for round_ in range(1, cfg.rounds + 1):
+            generator = LabelGenerator(current, boundary_checkpoint, labels, device)
+            pseudo = []
+            for path in progress(neighbour_paths, f"self-training round {round_}: label neighbours"):
+                label = generator(read_image(path))
+                pseudo.append((path, pseudo_target(label.semantic, label.confidence, cfg.confidence_threshold)))
+            trainer = HeadTrainer(head_cfg, spec, class_set, cfg.epochs * len(labelled), device)
+            trainer.head.load_state_dict(load_head(current, "semantic")[0].state_dict())
+            order = [int(i) for _ in range(cfg.epochs) for i in rng.permutation(len(labelled))]
+            for step, index in enumerate(progress(order, f"self-training round {round_}: fine-tune")):
+                path, target = pseudo[int(rng.integers(len(pseudo)))]
+                labelled_loss = trainer.loss(*labelled[index], rng)
+                pseudo_loss = trainer.loss(read_image(path), target, rng)
+                lr = trainer.step(cfg.labelled_weight * labelled_loss + pseudo_loss)
+                rows.append((round_, step, labelled_loss.item(), pseudo_loss.item(), lr))
+            current = Path(out) if round_ == cfg.rounds else Path(scratch) / f"round{round_}.pt"
+            trainer.save(current, spec)
+    write_csv(loss_csv, ["round", "step", "labelled_loss", "pseudo_loss", "lr"], rows)
