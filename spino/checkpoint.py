@@ -17,6 +17,7 @@ from spino.errors import InputError, MissingFileError
 KINDS = {
     "semantic": "a semantic head",
     "boundary": "a boundary head",
+    "embedding": "an embedding head",
     "panoptic": "a panoptic model",
     "panoptic-training": "a panoptic training state",
     "primaps": "PriMaPs class prototypes",

@@ -214,12 +214,13 @@ def cmd_pseudo_label(args: argparse.Namespace) -> None:
 
         generator = load_primaps(args.primaps, device)
     elif args.semantic_head and args.boundary_head and args.settings:
-        generator = LabelGenerator(args.semantic_head, args.boundary_head, PseudoLabelConfig.from_dict(json.loads(args.settings)), device)
+        settings = PseudoLabelConfig.from_dict(json.loads(args.settings))
+        generator = LabelGenerator(args.semantic_head, args.boundary_head, settings, device, args.embedding_head)
     else:
         raise InputError("pseudo-label needs --primaps, or --semantic-head, --boundary-head and --settings")
     store = LabelStore(args.store)
     paths = {e.image_id: e.image for e in read_manifest(args.manifest)}
-    report = write_pseudo_label_shard(store, generator, paths, args.shard)
+    report = write_pseudo_label_shard(store, generator, paths, args.shard, args.spoco)
     report["device"] = device
     print(json.dumps(_mark_shard_done(args.done, store, args.shard, report)))
 
@@ -449,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-head", help="train the semantic or boundary head on the annotated images")
     _dataset_args(p)
-    p.add_argument("kind", choices=["semantic", "boundary"])
+    p.add_argument("kind", choices=["semantic", "boundary", "embedding"])
     p.add_argument("--manifest", required=True, type=Path)
     p.add_argument("--head", required=True, help="head settings as JSON (config semantic_head / boundary_head)")
     p.add_argument("--backbone", required=True, help="backbone settings as JSON (config backbone)")
@@ -488,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--semantic-head", type=Path)
     p.add_argument("--boundary-head", type=Path)
     p.add_argument("--settings", help="pseudo-label settings as JSON (config pseudo_labels)")
+    p.add_argument("--embedding-head", type=Path, help="fusion: embedding: instances by clustering this head's embeddings")
+    p.add_argument("--spoco", type=Path, help="also write /raw, /embeddings, /segmentation of the shard to this HDF5 file")
     p.add_argument("--primaps", type=Path, help="label by PriMaPs prototypes (spino fit-primaps) instead of the heads")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--done", type=Path, help="report JSON written when the shard is complete")

@@ -36,3 +36,27 @@ def weighted_mean(loss: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Sum of weighted per-pixel losses over the sum of weights (0 when no pixel counts)."""
     total = weights.sum()
     return (loss * weights).sum() / total if total > 0 else (loss * weights).sum()
+
+
+def discriminative_loss(
+    embeddings: torch.Tensor, instances: torch.Tensor, delta_var: float, delta_dist: float, regularisation: float = 1e-3
+) -> torch.Tensor:
+    """Push-pull embedding loss (De Brabandere et al. 2017, as SPOCO uses it) of (D, H, W) embeddings
+    and an (H, W) instance map (0: no labelled instance): pixels pulled to within ``delta_var`` of
+    their instance's mean, means pushed beyond 2 x ``delta_dist`` of each other, means kept small."""
+    ids = instances.unique()
+    ids = ids[ids > 0]
+    if len(ids) == 0:
+        return embeddings.sum() * 0.0
+    flat = embeddings.flatten(1).T  # (HW, D)
+    labels = instances.flatten()
+    means = torch.stack([flat[labels == i].mean(0) for i in ids])
+    pull = torch.stack([
+        (F.relu((flat[labels == i] - means[n]).norm(dim=1) - delta_var) ** 2).mean() for n, i in enumerate(ids)
+    ]).mean()
+    push = embeddings.sum() * 0.0
+    if len(ids) > 1:
+        distance = torch.cdist(means, means)
+        off_diagonal = ~torch.eye(len(ids), dtype=torch.bool, device=distance.device)
+        push = (F.relu(2 * delta_dist - distance[off_diagonal]) ** 2).mean()
+    return pull + push + regularisation * means.norm(dim=1).mean()

@@ -20,10 +20,11 @@ from spino.data.cityscapes import Cityscapes
 from spino.encoding import IGNORE_PANOPTIC, encode, instance_of, semantic_of
 from spino.evaluate import hungarian_assignment, relabelled
 from spino.labelgen.boundaries import boundary_ids, interior
+from spino.labelgen.embedding import EmbeddingClusterConfig, instance_targets, mean_shift, sparse_instances
 from spino.labelgen.fusion import fuse, min_pixels_per_class
 from spino.labelgen.heads import MLPHead, head_grid, interpolation_matrix
 from spino.labelgen.ncut import NcutConfig
-from spino.losses import top_k_cross_entropy
+from spino.losses import discriminative_loss, top_k_cross_entropy
 from spino.labelgen.primaps import PrimapsConfig, fit_primaps, load_primaps, principal_masks
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig, write_pseudo_label_shard
 from spino.labelgen.selftrain import SelfTrainingConfig, nearest_neighbours, pseudo_target, self_train
@@ -447,3 +448,56 @@ def test_primaps_labels_the_demo_far_above_chance(demo_root: Path, tmp_path: Pat
         return float(np.mean(tp / (stats.confusion.sum(1) + m.sum(0) - tp)))
 
     assert matched_miou(found) >= 1.8 * matched_miou(shuffled)
+
+
+# -- instances from sparse object labels (SPOCO) ---------------------------------------------------
+def test_push_pull_loss_vanishes_only_for_separated_compact_instances() -> None:
+    instances = torch.zeros(4, 6, dtype=torch.int64)
+    instances[:, :3], instances[:, 3:] = 1, 2
+    apart = torch.zeros(2, 4, 6)
+    apart[0, :, 3:] = 5.0  # means 5 apart > 2 x delta_dist
+    assert discriminative_loss(apart, instances, 0.5, 2.0, regularisation=0.0) == 0
+    together = torch.zeros(2, 4, 6)
+    assert discriminative_loss(together, instances, 0.5, 2.0, regularisation=0.0) == pytest.approx(16.0)  # (2 x 2 - 0)^2
+    spread = apart.clone()
+    spread[1, 0, 0] = 2.0  # one pixel 2 from its mean (pull hinge 0.5)
+    assert discriminative_loss(spread, instances, 0.5, 2.0, regularisation=0.0) > 0
+
+
+def test_mean_shift_finds_the_modes_of_separated_clusters() -> None:
+    torch.manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
+    points = torch.cat([c + 0.2 * torch.randn(200, 2) for c in centres])
+    modes = mean_shift(points, bandwidth=1.0)
+    assert len(modes) == 3
+    assert torch.cdist(centres, modes).min(1).values.max() < 0.1
+
+
+def test_sparse_instances_keep_the_asked_share_and_void_the_rest() -> None:
+    semantic = np.full((4, 10), 0, np.uint8)
+    instance = np.zeros((4, 10), np.uint16)
+    semantic[:, 0:8] = 5  # person, a thing of the demo classes
+    for i in range(4):
+        instance[:, 2 * i : 2 * i + 2] = i + 1
+    panoptic = encode(semantic, instance)
+    sparse = sparse_instances(panoptic, DEMO, 0.5, np.random.default_rng(0))
+    kept = np.unique(instance_of(sparse)[semantic_of(sparse) == 5])
+    assert len(kept) == 2 and (semantic_of(sparse)[:, 8:] == 0).all()  # stuff untouched
+    assert (sparse[semantic_of(sparse) == 255] == IGNORE_PANOPTIC).sum() == 16  # two dropped instances: unlabelled
+    targets = instance_targets(sparse, DEMO)
+    assert sorted(np.unique(targets).tolist()) == [0, 1, 2]
+
+
+def test_embedding_fusion_separates_touching_instances() -> None:
+    """One blob of a thing class, two objects side by side with no boundary between them: connected
+    interior components see one instance, clustered embeddings see two."""
+    semantic = np.zeros((20, 40), np.uint8)
+    semantic[5:15, 5:35] = 6  # car
+    embeddings = np.zeros((4, 20, 40), np.float32)
+    embeddings[0, :, 20:] = 4.0
+    interior = semantic == 6
+    one = fuse(semantic, interior, DEMO, {5: 4, 6: 4})
+    two = fuse(semantic, interior, DEMO, {5: 4, 6: 4}, embeddings=(embeddings, EmbeddingClusterConfig(bandwidth=1.0)))
+    assert len(np.unique(instance_of(one)[semantic == 6])) == 1
+    parts = instance_of(two)
+    assert len(np.unique(parts[semantic == 6])) == 2 and len(np.unique(parts[5:15, 5:20])) == 1 and parts[10, 10] != parts[10, 30]

@@ -480,3 +480,32 @@ def test_label_free_run_scores_clusters_after_matching(tmp_path: Path) -> None:
     heads_without_images = {**TINY, "annotation": {"split": "train", "k": 0}}
     refused = snakemake(tmp_path, heads_without_images, "-n")
     assert refused.returncode != 0 and "needs labelgen: primaps" in refused.stdout + refused.stderr
+
+
+SPOCO = {**TINY, "pseudo_labels": {**TINY["pseudo_labels"], "fusion": "embedding"},
+         "embedding_head": {"hidden": [32, 32], "dim": 8, "input_size": [64, 128], "epochs": 15, "lr": 3e-3}}
+
+
+def test_embedding_fusion_writes_spoco_hdf5_beside_the_store(finished_run: Path, tmp_path: Path) -> None:
+    """fusion: embedding trains the embedding head (the other heads are kept), labels every shard with
+    clustered embeddings and writes per shard an HDF5 file plain h5py reads, whose segmentation is the
+    store's; the share of labelled instances is a setting of the embedding head alone."""
+    import h5py
+
+    from spino.store import LabelStore
+
+    run = copy_of(finished_run, tmp_path)
+    assert planned_rules(snakemake(run, SPOCO, "-n")) - {"all"} == {"train_embedding_head"} | AFTER_THE_HEADS
+    result = snakemake(run, SPOCO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    store = LabelStore(run / "results/tiny/pseudo_labels.zarr")
+    for shard in range(store.num_shards):
+        with h5py.File(run / f"results/tiny/spoco/{shard}.h5", "r") as f:
+            ids = [i.decode() for i in f["image_ids"][:]]
+            raw, embeddings, segmentation = f["raw"][:], f["embeddings"][:], f["segmentation"][:]
+        assert raw.shape == (len(ids), 64, 128, 3) and raw.dtype == np.uint8
+        assert embeddings.shape[:2] == (len(ids), 8) and embeddings.shape[2:] == (32, 64)  # 4 x the stride-8 features
+        for image_id, seg in zip(ids, segmentation):
+            assert np.array_equal(seg, store.panoptic(store.index_of(image_id)))
+    sparse = {**SPOCO, "embedding_head": {**SPOCO["embedding_head"], "instance_fraction": 0.1}}
+    assert planned_rules(snakemake(run, sparse, "-n")) - {"all"} == {"train_embedding_head"} | AFTER_THE_HEADS

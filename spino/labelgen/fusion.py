@@ -17,6 +17,7 @@ from scipy import ndimage
 from spino.classes import IGNORE, ClassSet
 from spino.encoding import LABEL_DIVISOR, encode
 from spino.errors import InputError
+from spino.labelgen.embedding import EmbeddingClusterConfig, embedding_parts
 from spino.labelgen.ncut import NcutConfig, ncut_parts
 
 FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
@@ -41,12 +42,16 @@ def fuse(
     min_pixels: Mapping[int, int],
     boundary: np.ndarray | None = None,
     ncut: NcutConfig | None = None,
+    embeddings: tuple[np.ndarray, EmbeddingClusterConfig] | None = None,
 ) -> np.ndarray:
     """Panoptic map (spino encoding) from train ids (255 ignore) and a boolean interior map.
 
     With ``ncut``, a blob's interior is split by normalised cuts over the ``boundary`` probabilities
-    (spino.labelgen.ncut) instead of into its connected components.
+    (spino.labelgen.ncut) instead of into its connected components; with ``embeddings`` ((D, H, W)
+    pixel embeddings and the clustering settings), the whole blob by mean shift of its embeddings
+    (spino.labelgen.embedding), the interior map unused.
     """
+    rng = np.random.default_rng(0)  # subsampling of large blobs' pixels for the clustering
     semantic = semantic.copy()
     instance = np.zeros(semantic.shape, dtype=np.int64)
     for cls in class_set.thing_ids:
@@ -62,7 +67,10 @@ def fuse(
                 semantic[box][blob] = IGNORE
                 continue
             seeds = blob & interior[box]
-            if ncut is None:
+            if embeddings is not None:
+                parts = embedding_parts(blob, embeddings[0][(slice(None), *box)], embeddings[1], rng)
+                parts = _surviving_parts(parts, int(parts.max()), minimum)
+            elif ncut is None:
                 parts = _surviving_parts(*ndimage.label(seeds, structure=FOUR_CONNECTED), minimum)
             else:
                 parts = ncut_parts(blob, boundary[box], seeds, ncut)

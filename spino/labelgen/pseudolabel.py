@@ -28,6 +28,7 @@ from spino.classes import ClassSet
 from spino.data.io import read_image
 from spino.encoding import semantic_of
 from spino.errors import InputError
+from spino.labelgen.embedding import EmbeddingClusterConfig, resize_embeddings, write_spoco_shard
 from spino.labelgen.fusion import fuse, min_pixels_per_class
 from spino.labelgen.ncut import NcutConfig
 from spino.labelgen.heads import MLPHead, head_grid
@@ -47,8 +48,9 @@ class PseudoLabelConfig:
     chunk_pixels: int = 262144
     tile_overlap: float = 0.0  # fraction of a tile shared with its neighbour (PASTEL: 0.5); blended
     head_dtype: str = "float32"  # float32 | bfloat16: the heads' MLP under autocast
-    fusion: str = "cca"  # cca: connected interior components (SPINO) | ncut: normalised cuts (PASTEL)
+    fusion: str = "cca"  # cca: connected interior components (SPINO) | ncut: normalised cuts (PASTEL) | embedding (SPOCO)
     ncut: NcutConfig = field(default_factory=NcutConfig)
+    embedding: EmbeddingClusterConfig = field(default_factory=EmbeddingClusterConfig)
 
     @classmethod
     def from_dict(cls, data: dict) -> PseudoLabelConfig:
@@ -58,6 +60,8 @@ class PseudoLabelConfig:
                 fields[key] = tuple(fields[key])
         if "ncut" in fields:
             fields["ncut"] = NcutConfig(**fields["ncut"])
+        if "embedding" in fields:
+            fields["embedding"] = EmbeddingClusterConfig(**fields["embedding"])
         return cls(**fields)
 
 
@@ -67,6 +71,7 @@ class PseudoLabel:
     panoptic: np.ndarray  # uint32, spino.encoding
     confidence: np.ndarray  # float16, mean softmax probability of the chosen class
     interior: np.ndarray | None = None  # bool, mean boundary probability > threshold (heads only)
+    embeddings: np.ndarray | None = None  # (D, h, w) float16 at the embedding head's resolution (fusion: embedding)
 
 
 class Labeller(ABC):
@@ -96,9 +101,18 @@ class Labeller(ABC):
 class LabelGenerator(Labeller):
     """Both trained heads with their backbone(s); ``__call__`` labels one RGB image."""
 
-    def __init__(self, semantic_checkpoint: str | Path, boundary_checkpoint: str | Path, cfg: PseudoLabelConfig, device: str = "cpu"):
+    def __init__(
+        self,
+        semantic_checkpoint: str | Path,
+        boundary_checkpoint: str | Path,
+        cfg: PseudoLabelConfig,
+        device: str = "cpu",
+        embedding_checkpoint: str | Path | None = None,
+    ):
         super().__init__(device)
         self.cfg = cfg
+        if (cfg.fusion == "embedding") != (embedding_checkpoint is not None):
+            raise InputError("fusion: embedding needs an embedding head, and only it uses one")
         self.semantic_head, sem_meta = load_head(semantic_checkpoint, "semantic")
         self.boundary_head, bnd_meta = load_head(boundary_checkpoint, "boundary")
         self.class_set = ClassSet.from_dict(sem_meta["class_set"], source=str(semantic_checkpoint))
@@ -115,6 +129,22 @@ class LabelGenerator(Labeller):
         for module in (self.semantic_head, self.boundary_head, self.semantic_backbone, self.boundary_backbone):
             module.to(self.device)
         self.min_pixels = min_pixels_per_class(cfg.min_pixels, self.class_set)
+        self.embedding_head = None
+        if embedding_checkpoint is not None:
+            self.embedding_head, emb_meta = load_head(embedding_checkpoint, "embedding")
+            self.embedding_head.to(self.device)
+            self.embedding_backbone = self.semantic_backbone
+            if emb_meta["backbone"] != sem_meta["backbone"]:
+                self.embedding_backbone = Backbone(BackboneSpec.from_dict(emb_meta["backbone"])).to(self.device)
+            self.embedding_feed = tuple(emb_meta["input_size"])
+            self.embedding_upsample = int(emb_meta["config"]["upsample"])
+            self.embedding_stride = int(emb_meta["config"].get("output_stride", 1))
+
+    def embeddings(self, image: torch.Tensor) -> torch.Tensor:
+        """(D, h, w) embeddings of the whole image (1, 3, H, W) at the embedding head's output size."""
+        feats = self._features(self.embedding_backbone, image, self.embedding_feed)
+        size = (feats.shape[-2] * self.embedding_upsample, feats.shape[-1] * self.embedding_upsample)
+        return self._head(self.embedding_head, feats, head_grid(size, self.embedding_stride), size)
 
     def _features(self, backbone: Backbone, tile: torch.Tensor, feed: tuple[int, int]) -> torch.Tensor:
         with self.timed("backbone"):
@@ -165,24 +195,34 @@ class LabelGenerator(Labeller):
             interior = inside > self.cfg.boundary_threshold
             semantic = semantic.to(torch.uint8).cpu().numpy()
             confidence = confidence.to(torch.float16).cpu().numpy()
+        embeddings = self.embeddings(img) if self.embedding_head is not None else None
         with self.timed("fusion"):
             ncut = self.cfg.ncut if self.cfg.fusion == "ncut" else None
-            panoptic = fuse(semantic, interior, self.class_set, self.min_pixels, boundary=1.0 - inside if ncut else None, ncut=ncut)
-        return PseudoLabel(semantic_of(panoptic), panoptic, confidence, interior)
+            clustering = None if embeddings is None else (resize_embeddings(embeddings, (height, width)), self.cfg.embedding)
+            panoptic = fuse(semantic, interior, self.class_set, self.min_pixels, boundary=1.0 - inside if ncut else None, ncut=ncut,
+                            embeddings=clustering)
+        kept = None if embeddings is None else embeddings.to(torch.float16).cpu().numpy()
+        return PseudoLabel(semantic_of(panoptic), panoptic, confidence, interior, kept)
 
 
-def write_pseudo_label_shard(store: LabelStore, generator: Labeller, image_paths: dict[str, str], index: int) -> dict:
-    """Label the images of one shard, write the shard whole, and return per-stage timings."""
+def write_pseudo_label_shard(
+    store: LabelStore, generator: Labeller, image_paths: dict[str, str], index: int, spoco: str | Path | None = None
+) -> dict:
+    """Label the images of one shard, write the shard whole, and return per-stage timings. ``spoco``:
+    also write the shard's images, embeddings and panoptic maps there (HDF5, fusion: embedding)."""
     if store.class_set.names != generator.class_set.names:
         raise InputError(f"{store.path}: class set differs from the labeller's ({generator.class_set.name})")
     shard = store.shard(index)
-    labels = []
-    for image_id in progress(store.image_ids[shard.start : shard.stop], f"pseudo-label shard {index}"):
+    ids = store.image_ids[shard.start : shard.stop]
+    labels, images = [], []
+    for image_id in progress(ids, f"pseudo-label shard {index}"):
         path = image_paths[image_id]
         with generator.timed("read"):
             image = read_image(path)
         store.check_size(image.shape, path)
         labels.append(generator(image))
+        if spoco is not None:
+            images.append(image)
     with generator.timed("store_write"):
         store.write_shard(
             index,
@@ -190,4 +230,8 @@ def write_pseudo_label_shard(store: LabelStore, generator: Labeller, image_paths
             np.stack([p.panoptic for p in labels]),
             np.stack([p.confidence for p in labels]),
         )
+        if spoco is not None:
+            if any(p.embeddings is None for p in labels):
+                raise InputError(f"{spoco}: SPOCO outputs need embeddings (pseudo_labels.fusion: embedding)")
+            write_spoco_shard(spoco, ids, np.stack(images), np.stack([p.embeddings for p in labels]), np.stack([p.panoptic for p in labels]))
     return {"shard": index, "images": len(labels), "seconds": dict(generator.timings)}

@@ -19,12 +19,13 @@ from spino.encoding import semantic_of
 from spino.errors import InputError
 from spino.labelgen.augment import augment
 from spino.labelgen.boundaries import boundary_ids, interior
+from spino.labelgen.embedding import instance_targets, sparse_instances
 from spino.labelgen.heads import MLPHead, head_grid
-from spino.losses import boundary_loss, top_k_cross_entropy
+from spino.losses import boundary_loss, discriminative_loss, top_k_cross_entropy
 from spino.progress import progress
-from spino.transforms import resize_nearest
+from spino.transforms import color_jitter, resize_nearest
 
-KINDS = ("semantic", "boundary")
+KINDS = ("semantic", "boundary", "embedding")
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,13 @@ class HeadConfig:
     color_jitter: float
     seed: int = 0
     top_k: float = 0.2  # semantic head only
-    upsample: int = 4  # boundary head only: output at this multiple of the feature resolution
+    upsample: int = 4  # boundary and embedding heads: output at this multiple of the feature resolution
     output_stride: int = 1  # the MLP runs every output_stride pixels of its output; logits resized (1: the paper)
+    dim: int = 16  # embedding head only (SPOCO): embedding dimensions, push-pull margins, labelled share
+    delta_var: float = 0.5
+    delta_dist: float = 2.0
+    instance_fraction: float = 1.0  # of each annotated image's instances, kept labelled (the rest: unlabelled)
+    consistency: float = 1.0  # weight of the agreement with a flipped, jittered view on unlabelled pixels
 
     @classmethod
     def from_dict(cls, kind: str, data: dict) -> HeadConfig:
@@ -59,7 +65,7 @@ class HeadConfig:
 
 
 def output_size(cfg: HeadConfig, backbone: Backbone, feed: tuple[int, int]) -> tuple[int, int]:
-    """Semantic logits come at the input size; boundary logits at ``upsample`` x the feature size."""
+    """Semantic logits come at the input size; boundary logits and embeddings at ``upsample`` x the feature size."""
     if cfg.kind == "semantic":
         return feed
     return (feed[0] // backbone.stride * cfg.upsample, feed[1] // backbone.stride * cfg.upsample)
@@ -69,6 +75,8 @@ def make_target(cfg: HeadConfig, panoptic: np.ndarray, size: tuple[int, int], cl
     label = resize_nearest(panoptic, size)
     if cfg.kind == "semantic":
         return torch.from_numpy(semantic_of(label).astype(np.int64))
+    if cfg.kind == "embedding":
+        return torch.from_numpy(instance_targets(label, class_set))
     return torch.from_numpy(interior(boundary_ids(label, class_set)))
 
 
@@ -82,7 +90,7 @@ class HeadTrainer:
         self.feed = self.backbone.round_size(*cfg.input_size)
         self.out_size = output_size(cfg, self.backbone, self.feed)
         self.grid = head_grid(self.out_size, cfg.output_stride)
-        out_channels = class_set.num_classes if cfg.kind == "semantic" else 1
+        out_channels = {"semantic": class_set.num_classes, "boundary": 1, "embedding": cfg.dim}[cfg.kind]
         self.head = MLPHead(self.backbone.channels, list(cfg.hidden), out_channels).to(device)
         self.optimizer = torch.optim.Adam(self.head.parameters(), lr=cfg.lr)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
@@ -91,10 +99,25 @@ class HeadTrainer:
         """The head's loss on one randomly cropped, flipped and jittered (image, panoptic) sample."""
         crop, label = augment(image, panoptic, self.feed, rng, self.cfg.crop_scale, self.cfg.color_jitter)
         target = make_target(self.cfg, label, self.out_size, self.class_set).to(self.device)
-        logits = self.head(self.backbone(crop[None].to(self.device)), self.out_size, self.grid)
+        crop = crop[None].to(self.device)
+        logits = self.head(self.backbone(crop), self.out_size, self.grid)
         if self.cfg.kind == "semantic":
             return top_k_cross_entropy(logits, target[None], self.cfg.top_k)
+        if self.cfg.kind == "embedding":
+            return self._embedding_loss(crop, logits[0], target, rng)
         return boundary_loss(logits[:, 0], target[None])
+
+    def _embedding_loss(self, crop: torch.Tensor, embeddings: torch.Tensor, instances: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """Push-pull on the labelled instances; elsewhere, agreement with a flipped, jittered view's
+        embeddings taken without gradient (SPOCO's consistency, with the network as its own teacher)."""
+        loss = discriminative_loss(embeddings, instances, self.cfg.delta_var, self.cfg.delta_dist)
+        unlabelled = instances == 0
+        if self.cfg.consistency > 0 and unlabelled.any():
+            with torch.no_grad():
+                view = color_jitter(crop[0].flip(-1).cpu(), rng, self.cfg.color_jitter)[None].to(self.device)
+                teacher = self.head(self.backbone(view), self.out_size, self.grid)[0].flip(-1)
+            loss = loss + self.cfg.consistency * ((embeddings - teacher) ** 2).sum(0)[unlabelled].mean()
+        return loss
 
     def step(self, loss: torch.Tensor) -> float:
         """One optimiser and schedule step; the learning rate the step used."""
@@ -123,6 +146,9 @@ def train_head(
         raise InputError("no annotated images to train on")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    if cfg.kind == "embedding" and cfg.instance_fraction < 1:
+        labelled = np.random.default_rng((cfg.seed, 1))  # which instances an annotator labelled: fixed for the run
+        samples = [(image, sparse_instances(panoptic, class_set, cfg.instance_fraction, labelled)) for image, panoptic in samples]
     trainer = HeadTrainer(cfg, backbone_spec, class_set, cfg.epochs * len(samples), device)
     rows = []
     order = [int(i) for _ in range(cfg.epochs) for i in rng.permutation(len(samples))]

@@ -110,7 +110,8 @@ def final_targets():
         ]
     return [
         f"{RESULTS}/manifest.csv",
-        *expand(f"{HEADS}/{{head}}{{suffix}}", head=["semantic", "boundary"], suffix=[".pt", "_losses.csv"]),
+        *expand(f"{HEADS}/{{head}}{{suffix}}", head=["semantic", "boundary", *(["embedding"] if EMBEDDING_FUSION else [])],
+                suffix=[".pt", "_losses.csv"]),
         *(expand(f"{SELF_TRAINING}/{{name}}", name=["semantic.pt", "neighbours.csv", "losses.csv"]) if config["self_training"]["enabled"] else []),
         *expand(f"{PANOPTIC}/{{name}}", name=["model.pt", "losses.csv", "validation.csv"]),
         *expand(f"{RESULTS}/scores/{{store}}.{{ext}}", store=["pseudo_labels", "predictions"], ext=["json", "csv"]),
@@ -121,4 +122,7 @@ def final_targets():
 
 def all_shard_markers(wildcards):
     """The done-marker of every shard of every store (known once the index has run)."""
-    return [marker for store in STORES_IN_USE for marker in shard_markers(store)]
+    markers = [marker for store in STORES_IN_USE for marker in shard_markers(store)]
+    if EMBEDDING_FUSION:  # each pseudo-label job also writes its shard's SPOCO HDF5 file
+        markers += [m.replace("pseudo_labels.shards", "spoco").replace(".json", ".h5") for m in shard_markers("pseudo_labels")]
+    return markers

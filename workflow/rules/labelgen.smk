@@ -10,20 +10,24 @@ PSEUDO_LABEL_SETTINGS = json.dumps(config["pseudo_labels"], sort_keys=True)
 # The semantic head that labels the store: the self-trained one when self-training is on.
 LABELLING_SEMANTIC_HEAD = f"{SELF_TRAINING}/semantic.pt" if config["self_training"]["enabled"] else f"{HEADS}/semantic.pt"
 PRIMAPS = f"{RESULTS}/primaps/prototypes.pt"
+EMBEDDING_FUSION = config["pseudo_labels"]["fusion"] == "embedding"
+SPOCO = f"{RESULTS}/spoco"  # SPOCO-style HDF5 per shard (fusion: embedding)
 
 
 def labeller_inputs(wildcards=None):
     """What labels the store: the trained heads, or the PriMaPs prototypes (labelgen: primaps)."""
     if LABEL_FREE:
         return {"prototypes": PRIMAPS}
-    return {"semantic_head": LABELLING_SEMANTIC_HEAD, "boundary_head": f"{HEADS}/boundary.pt"}
+    heads = {"semantic_head": LABELLING_SEMANTIC_HEAD, "boundary_head": f"{HEADS}/boundary.pt"}
+    return {**heads, "embedding_head": f"{HEADS}/embedding.pt"} if EMBEDDING_FUSION else heads
 
 
 def labeller_args():
     """The `spino pseudo-label` options that name the labeller and its settings."""
     if LABEL_FREE:
         return ["--primaps", PRIMAPS]
-    return ["--semantic-head", LABELLING_SEMANTIC_HEAD, "--boundary-head", f"{HEADS}/boundary.pt", "--settings", PSEUDO_LABEL_SETTINGS]
+    heads = ["--semantic-head", LABELLING_SEMANTIC_HEAD, "--boundary-head", f"{HEADS}/boundary.pt", "--settings", PSEUDO_LABEL_SETTINGS]
+    return [*heads, "--embedding-head", f"{HEADS}/embedding.pt"] if EMBEDDING_FUSION else heads
 
 
 rule train_semantic_head:
@@ -72,6 +76,31 @@ rule train_boundary_head:
         f"{LOGS}/train_boundary_head.log",
     shell:
         "spino --threads {threads} train-head boundary {params.dataset:q} --manifest {input.manifest:q} --head {params.head:q}"
+        " --backbone {params.backbone:q} --device {resources.device} --checkpoint {output.checkpoint:q}"
+        " --losses {output.losses:q} > {log:q} 2>&1"
+
+
+rule train_embedding_head:
+    input:
+        manifest=f"{RESULTS}/manifest.csv",
+    output:
+        checkpoint=f"{HEADS}/embedding.pt",
+        losses=f"{HEADS}/embedding_losses.csv",
+    params:
+        dataset=dataset_args(),
+        head=json.dumps(config["embedding_head"], sort_keys=True),
+        backbone=json.dumps(config["backbone"], sort_keys=True),
+        code=code("train-head"),
+    threads: 8  # scaled down to --cores on a workstation
+    resources:
+        gpu=gpus("heads"),
+        device=device("heads"),
+    benchmark:
+        f"{RESULTS}/benchmarks/train_embedding_head.tsv"
+    log:
+        f"{LOGS}/train_embedding_head.log",
+    shell:
+        "spino --threads {threads} train-head embedding {params.dataset:q} --manifest {input.manifest:q} --head {params.head:q}"
         " --backbone {params.backbone:q} --device {resources.device} --checkpoint {output.checkpoint:q}"
         " --losses {output.losses:q} > {log:q} 2>&1"
 
@@ -157,8 +186,10 @@ rule pseudo_label:
         manifest=f"{RESULTS}/manifest.csv",
     output:
         done=f"{RESULTS}/pseudo_labels.shards/{{shard}}.json",
+        **({"spoco": f"{SPOCO}/{{shard}}.h5"} if EMBEDDING_FUSION else {}),
     params:
         labeller=labeller_args(),
+        spoco=lambda w: ["--spoco", f"{SPOCO}/{w.shard}.h5"] if EMBEDDING_FUSION else [],
         code=code("pseudo-label"),
     threads: 1
     resources:
@@ -170,4 +201,4 @@ rule pseudo_label:
         f"{LOGS}/pseudo_label/{{shard}}.log",
     shell:
         "spino --threads {threads} pseudo-label --manifest {input.manifest:q} --store {input.store:q} --shard {wildcards.shard}"
-        " {params.labeller:q} --device {resources.device} --done {output.done:q} > {log:q} 2>&1"
+        " {params.labeller:q} {params.spoco:q} --device {resources.device} --done {output.done:q} > {log:q} 2>&1"
