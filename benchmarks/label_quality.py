@@ -7,7 +7,7 @@
 Reads the run's heads, manifest and ground-truth store from results/<run>/ (run the workflow up to
 the heads first). Each variant is a space-separated list of pseudo_labels settings (values in YAML)
 applied on top of the config's, plus ``semantic_stride`` / ``boundary_stride`` to evaluate the
-trained heads at another output stride. Prints PQ, SQ, RQ, things/stuff PQ and mIoU of the split's
+trained heads at another output stride, and ``embedding_head=PATH`` for ``fusion=embedding``. Prints PQ, SQ, RQ, things/stuff PQ and mIoU of the split's
 images that were not annotated, seconds per image, and the share of semantic-label changes that fall
 on tile borders (seams: 0 would mean no label edge ever coincides with a tile edge).
 """
@@ -66,10 +66,11 @@ def main() -> None:
     for variant in args.variant or [""]:
         settings = dict(pair.split("=", 1) for pair in variant.split())
         strides = {k: int(settings.pop(k)) for k in ("semantic_stride", "boundary_stride") if k in settings}
+        embedding_head = settings.pop("embedding_head", None)
         overrides = {k: yaml.safe_load(v) for k, v in settings.items()}
         cfg = PseudoLabelConfig.from_dict({**config["pseudo_labels"], **overrides})
         cfg = replace(cfg, semantic_scales=tuple(cfg.semantic_scales), boundary_scales=tuple(cfg.boundary_scales))
-        generator = LabelGenerator(results / "heads" / "semantic.pt", results / "heads" / "boundary.pt", cfg)
+        generator = LabelGenerator(results / "heads" / "semantic.pt", results / "heads" / "boundary.pt", cfg, "cpu", embedding_head)
         for key, stride in strides.items():
             setattr(generator, key, stride)
         stats = PanopticStats(generator.class_set.num_classes)

@@ -20,7 +20,9 @@ from spino.data.cityscapes import Cityscapes
 from spino.encoding import IGNORE_PANOPTIC, encode, instance_of, semantic_of
 from spino.evaluate import hungarian_assignment, relabelled
 from spino.labelgen.boundaries import boundary_ids, interior
-from spino.labelgen.embedding import EmbeddingClusterConfig, instance_targets, mean_shift, sparse_instances
+from spino.labelgen.embedding import (
+    EmbeddingClusterConfig, instance_targets, mean_shift, resize_embeddings, sparse_instances, with_coordinates,
+)
 from spino.labelgen.fusion import fuse, min_pixels_per_class
 from spino.labelgen.heads import MLPHead, head_grid, interpolation_matrix
 from spino.labelgen.ncut import NcutConfig
@@ -32,6 +34,7 @@ from spino.labelgen.tta import Blend, tile_boxes
 from spino.labelgen.train import HeadConfig, load_head, train_head
 from spino.metrics import PanopticStats
 from spino.store import IncompleteStoreError, create_store
+from spino.transforms import image_tensor
 
 TINY_BACKBONE = BackboneSpec("tf_efficientnet_lite0", "none", (1, 2))
 
@@ -501,3 +504,31 @@ def test_embedding_fusion_separates_touching_instances() -> None:
     assert len(np.unique(instance_of(one)[semantic == 6])) == 1
     parts = instance_of(two)
     assert len(np.unique(parts[semantic == 6])) == 2 and len(np.unique(parts[5:15, 5:20])) == 1 and parts[10, 10] != parts[10, 30]
+
+
+def test_embedding_head_separates_touching_demo_instances(demo_root: Path, tmp_path: Path) -> None:
+    """An embedding head trained on two annotated demo images (offline ImageNet backbone) cuts the thing
+    blobs of the other images' ground-truth semantic maps into instances better than taking each blob
+    as one instance, i.e. it separates touching and overlapping objects (measured: things PQ 0.54 vs
+    0.38 at 100 epochs; 0.47 at the 40 here)."""
+    ds = open_dataset("demo", demo_root)
+    records = ds.scan()
+    spec = BackboneSpec("tf_efficientnet_lite0", "efficientnet-lite0-pypi", (2, 3))
+    cfg = HeadConfig.from_dict("embedding", {"hidden": [64, 64], "dim": 8, "input_size": [96, 192], "epochs": 40, "lr": 3e-3})
+    train_head(cfg, spec, [ds.read_sample(r) for r in records[:2]], DEMO, tmp_path / "e.pt", tmp_path / "e.csv")
+    head, meta = load_head(tmp_path / "e.pt", "embedding")
+    backbone = Backbone(spec)
+    minimum = {5: 4, 6: 4}
+    clustered, whole_blobs = PanopticStats(DEMO.num_classes), PanopticStats(DEMO.num_classes)
+    for record in records[2:]:
+        image, gt = ds.read_sample(record)
+        with torch.no_grad():
+            features = backbone(image_tensor(image, tuple(meta["input_size"]))[None])
+            embeddings = with_coordinates(head(features, (features.shape[-2] * 4, features.shape[-1] * 4))[0], cfg.coordinates)
+        semantic = semantic_of(gt)
+        nothing_inside = np.zeros(semantic.shape, bool)
+        found = fuse(semantic, nothing_inside, DEMO, minimum, embeddings=(resize_embeddings(embeddings, image.shape[:2]), EmbeddingClusterConfig()))
+        clustered.update(gt, found, DEMO)
+        whole_blobs.update(gt, fuse(semantic, nothing_inside, DEMO, minimum), DEMO)
+    print("SPOCO demo things PQ", clustered.summary(DEMO)["things"]["pq"], whole_blobs.summary(DEMO)["things"]["pq"])
+    assert clustered.summary(DEMO)["things"]["pq"] >= whole_blobs.summary(DEMO)["things"]["pq"] + 0.05

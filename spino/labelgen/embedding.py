@@ -28,7 +28,7 @@ from spino.encoding import IGNORE_PANOPTIC, instance_of, semantic_of
 
 @dataclass(frozen=True)
 class EmbeddingClusterConfig:
-    bandwidth: float = 1.0  # mean-shift radius in embedding space (the loss pulls to 0.5, pushes to 4.0)
+    bandwidth: float = 1.5  # mean-shift radius in embedding space (the loss pulls to 0.5, pushes to 4.0)
     max_points: int = 4000  # a blob's pixels subsampled to this many to find the modes
 
 
@@ -83,6 +83,19 @@ def embedding_parts(blob: np.ndarray, embeddings: np.ndarray, cfg: EmbeddingClus
     parts = np.zeros(blob.shape, np.int32)
     parts[blob] = torch.cdist(points, modes).argmin(1).numpy() + 1
     return parts
+
+
+def with_coordinates(embeddings: torch.Tensor, span: float) -> torch.Tensor:
+    """(..., D, h, w) embeddings with the pixel's position added to the first two channels, the image
+    ``span`` units wide and high (0: unchanged). Two objects that look alike then still differ where
+    they are; the head learns offsets that gather an instance at one point (spatial embeddings)."""
+    if span <= 0:
+        return embeddings
+    h, w = embeddings.shape[-2:]
+    ys = (torch.arange(h, device=embeddings.device, dtype=embeddings.dtype) + 0.5) / h * span
+    xs = (torch.arange(w, device=embeddings.device, dtype=embeddings.dtype) + 0.5) / w * span
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"))  # (2, h, w): x, y
+    return torch.cat([embeddings[..., :2, :, :] + grid, embeddings[..., 2:, :, :]], dim=-3)
 
 
 def resize_embeddings(embeddings: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

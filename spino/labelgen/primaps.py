@@ -29,6 +29,7 @@ from spino.encoding import encode
 from spino.errors import InputError
 from spino.labelgen.pseudolabel import Labeller, PseudoLabel
 from spino.progress import progress
+from spino.settings import dataclass_fields
 from spino.transforms import image_tensor
 
 
@@ -46,11 +47,7 @@ class PrimapsConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> PrimapsConfig:
-        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        for key in ("input_size", "fit_splits"):
-            if key in fields:
-                fields[key] = tuple(fields[key])
-        return cls(**fields)
+        return cls(**dataclass_fields(cls, data, tuples=("input_size", "fit_splits")))
 
 
 def principal_masks(features: torch.Tensor, threshold: float, coverage: float, max_masks: int) -> torch.Tensor:

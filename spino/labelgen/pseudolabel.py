@@ -28,13 +28,14 @@ from spino.classes import ClassSet
 from spino.data.io import read_image
 from spino.encoding import semantic_of
 from spino.errors import InputError
-from spino.labelgen.embedding import EmbeddingClusterConfig, resize_embeddings, write_spoco_shard
+from spino.labelgen.embedding import EmbeddingClusterConfig, resize_embeddings, with_coordinates, write_spoco_shard
 from spino.labelgen.fusion import fuse, min_pixels_per_class
 from spino.labelgen.ncut import NcutConfig
 from spino.labelgen.heads import MLPHead, head_grid
 from spino.labelgen.train import load_head
 from spino.labelgen.tta import Blend, tile_boxes
 from spino.progress import progress
+from spino.settings import dataclass_fields
 from spino.store import LabelStore
 from spino.transforms import image_tensor
 
@@ -54,10 +55,7 @@ class PseudoLabelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> PseudoLabelConfig:
-        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        for key in ("semantic_scales", "boundary_scales"):
-            if key in fields:
-                fields[key] = tuple(fields[key])
+        fields = dataclass_fields(cls, data, tuples=("semantic_scales", "boundary_scales"))
         if "ncut" in fields:
             fields["ncut"] = NcutConfig(**fields["ncut"])
         if "embedding" in fields:
@@ -139,12 +137,13 @@ class LabelGenerator(Labeller):
             self.embedding_feed = tuple(emb_meta["input_size"])
             self.embedding_upsample = int(emb_meta["config"]["upsample"])
             self.embedding_stride = int(emb_meta["config"].get("output_stride", 1))
+            self.embedding_span = float(emb_meta["config"].get("coordinates", 0.0))
 
     def embeddings(self, image: torch.Tensor) -> torch.Tensor:
         """(D, h, w) embeddings of the whole image (1, 3, H, W) at the embedding head's output size."""
         feats = self._features(self.embedding_backbone, image, self.embedding_feed)
         size = (feats.shape[-2] * self.embedding_upsample, feats.shape[-1] * self.embedding_upsample)
-        return self._head(self.embedding_head, feats, head_grid(size, self.embedding_stride), size)
+        return with_coordinates(self._head(self.embedding_head, feats, head_grid(size, self.embedding_stride), size), self.embedding_span)
 
     def _features(self, backbone: Backbone, tile: torch.Tensor, feed: tuple[int, int]) -> torch.Tensor:
         with self.timed("backbone"):

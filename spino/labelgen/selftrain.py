@@ -28,6 +28,7 @@ from spino.errors import InputError
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig
 from spino.labelgen.train import HeadConfig, HeadTrainer, load_head, write_csv
 from spino.progress import progress
+from spino.settings import dataclass_fields
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class SelfTrainingConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> SelfTrainingConfig:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        return cls(**dataclass_fields(cls, data))
 
 
 def nearest_neighbours(features: np.ndarray, queries: list[int], pool: list[int], count: int, search: int) -> list[list[int]]:

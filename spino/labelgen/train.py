@@ -19,7 +19,7 @@ from spino.encoding import semantic_of
 from spino.errors import InputError
 from spino.labelgen.augment import augment
 from spino.labelgen.boundaries import boundary_ids, interior
-from spino.labelgen.embedding import instance_targets, sparse_instances
+from spino.labelgen.embedding import instance_targets, sparse_instances, with_coordinates
 from spino.labelgen.heads import MLPHead, head_grid
 from spino.losses import boundary_loss, discriminative_loss, top_k_cross_entropy
 from spino.progress import progress
@@ -46,6 +46,7 @@ class HeadConfig:
     delta_dist: float = 2.0
     instance_fraction: float = 1.0  # of each annotated image's instances, kept labelled (the rest: unlabelled)
     consistency: float = 1.0  # weight of the agreement with a flipped, jittered view on unlabelled pixels
+    coordinates: float = 16.0  # > 0: pixel positions added to two channels, the image this many units across
 
     @classmethod
     def from_dict(cls, kind: str, data: dict) -> HeadConfig:
@@ -104,7 +105,7 @@ class HeadTrainer:
         if self.cfg.kind == "semantic":
             return top_k_cross_entropy(logits, target[None], self.cfg.top_k)
         if self.cfg.kind == "embedding":
-            return self._embedding_loss(crop, logits[0], target, rng)
+            return self._embedding_loss(crop, with_coordinates(logits[0], self.cfg.coordinates), target, rng)
         return boundary_loss(logits[:, 0], target[None])
 
     def _embedding_loss(self, crop: torch.Tensor, embeddings: torch.Tensor, instances: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -115,7 +116,10 @@ class HeadTrainer:
         if self.cfg.consistency > 0 and unlabelled.any():
             with torch.no_grad():
                 view = color_jitter(crop[0].flip(-1).cpu(), rng, self.cfg.color_jitter)[None].to(self.device)
-                teacher = self.head(self.backbone(view), self.out_size, self.grid)[0].flip(-1)
+                mirrored = self.head(self.backbone(view), self.out_size, self.grid)[0].flip(-1)
+                if self.cfg.coordinates > 0:  # channel 0 is then an x offset, which a mirror reverses
+                    mirrored[0] = -mirrored[0]
+                teacher = with_coordinates(mirrored, self.cfg.coordinates)
             loss = loss + self.cfg.consistency * ((embeddings - teacher) ** 2).sum(0)[unlabelled].mean()
         return loss
 
