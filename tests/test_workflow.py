@@ -436,26 +436,47 @@ def test_suggest_writes_the_annotation_section_a_config_takes(finished_run: Path
 SELF_TRAINING = {"enabled": True, "rounds": 1, "neighbours": 2, "epochs": 2, "lr": 1e-3}
 AFTER_THE_HEADS = {"create_pseudo_label_store", "pseudo_label", "gather", "evaluate", "train_panoptic",
                    "create_prediction_store", "predict", "report"}
+BEYOND = {**TINY, "self_training": SELF_TRAINING, "suggest": {"input_size": [64, 128]},
+          "pseudo_labels": {**TINY["pseudo_labels"], "fusion": "embedding"},
+          "embedding_head": {"hidden": [32, 32], "dim": 8, "input_size": [64, 128], "epochs": 15, "lr": 3e-3}}
 
 
-def test_self_training_reruns_only_what_follows_the_heads(finished_run: Path, tmp_path: Path) -> None:
-    """Switching self-training on runs the image descriptors and the self-training after the heads, and
-    labels the store with the self-trained head; changing one of its settings then reruns the
-    self-training and what uses its head, never the heads or the descriptors."""
+def test_self_training_and_embedding_fusion_rerun_only_what_follows_the_heads(finished_run: Path, tmp_path: Path) -> None:
+    """Self-training on and fusion: embedding run, after the kept heads, the image descriptors, the
+    self-training and the embedding head; the store is labelled by the self-trained semantic head and
+    clustered embeddings, each shard also written as HDF5 that plain h5py reads (segmentation = the
+    store's). Changing a self-training or embedding-head setting then reruns that stage and what uses
+    it, never the other heads or the descriptors."""
+    import h5py
+
+    from spino.store import LabelStore
+
     run = copy_of(finished_run, tmp_path)
-    config = {**copy.deepcopy(TINY), "self_training": SELF_TRAINING, "suggest": {"input_size": [64, 128]}}
+    config = copy.deepcopy(BEYOND)
     plan = snakemake(run, config, "-n", "-p")
-    assert planned_rules(plan) - {"all"} == {"image_features", "self_train"} | AFTER_THE_HEADS
+    assert planned_rules(plan) - {"all"} == {"image_features", "self_train", "train_embedding_head"} | AFTER_THE_HEADS
     assert "--semantic-head results/tiny/self_training/semantic.pt" in plan.stdout
     result = snakemake(run, config)
     assert result.returncode == 0, result.stderr[-3000:]
     results = run / "results/tiny"
     neighbours = (results / "self_training/neighbours.csv").read_text().splitlines()
     assert neighbours[0] == "annotated,rank,neighbour,similarity" and len(neighbours) == 1 + 2 * 2  # 4 of the 4 unlabelled train images
+    store = LabelStore(results / "pseudo_labels.zarr")
+    for shard in range(store.num_shards):
+        with h5py.File(results / f"spoco/{shard}.h5", "r") as f:
+            ids = [i.decode() for i in f["image_ids"][:]]
+            raw, embeddings, segmentation = f["raw"][:], f["embeddings"][:], f["segmentation"][:]
+        assert raw.shape == (len(ids), 64, 128, 3) and raw.dtype == np.uint8
+        assert embeddings.shape == (len(ids), 8, 32, 64)  # 4 x the stride-8 features
+        for image_id, seg in zip(ids, segmentation):
+            assert np.array_equal(seg, store.panoptic(store.index_of(image_id)))
     assert "Nothing to be done" in snakemake(run, config, "-n").stdout
     config["self_training"]["epochs"] = 3
     assert planned_rules(snakemake(run, config, "-n")) - {"all"} == {"self_train"} | AFTER_THE_HEADS
-    config["self_training"]["enabled"] = False
+    config["self_training"]["epochs"] = 2
+    config["embedding_head"]["instance_fraction"] = 0.1
+    assert planned_rules(snakemake(run, config, "-n")) - {"all"} == {"train_embedding_head"} | AFTER_THE_HEADS
+    config = {**TINY, "self_training": {**SELF_TRAINING, "enabled": False}}
     assert planned_rules(snakemake(run, config, "-n")) - {"all"} == AFTER_THE_HEADS  # back to the first heads' labels
 
 
@@ -480,32 +501,3 @@ def test_label_free_run_scores_clusters_after_matching(tmp_path: Path) -> None:
     heads_without_images = {**TINY, "annotation": {"split": "train", "k": 0}}
     refused = snakemake(tmp_path, heads_without_images, "-n")
     assert refused.returncode != 0 and "needs labelgen: primaps" in refused.stdout + refused.stderr
-
-
-SPOCO = {**TINY, "pseudo_labels": {**TINY["pseudo_labels"], "fusion": "embedding"},
-         "embedding_head": {"hidden": [32, 32], "dim": 8, "input_size": [64, 128], "epochs": 15, "lr": 3e-3}}
-
-
-def test_embedding_fusion_writes_spoco_hdf5_beside_the_store(finished_run: Path, tmp_path: Path) -> None:
-    """fusion: embedding trains the embedding head (the other heads are kept), labels every shard with
-    clustered embeddings and writes per shard an HDF5 file plain h5py reads, whose segmentation is the
-    store's; the share of labelled instances is a setting of the embedding head alone."""
-    import h5py
-
-    from spino.store import LabelStore
-
-    run = copy_of(finished_run, tmp_path)
-    assert planned_rules(snakemake(run, SPOCO, "-n")) - {"all"} == {"train_embedding_head"} | AFTER_THE_HEADS
-    result = snakemake(run, SPOCO)
-    assert result.returncode == 0, result.stderr[-3000:]
-    store = LabelStore(run / "results/tiny/pseudo_labels.zarr")
-    for shard in range(store.num_shards):
-        with h5py.File(run / f"results/tiny/spoco/{shard}.h5", "r") as f:
-            ids = [i.decode() for i in f["image_ids"][:]]
-            raw, embeddings, segmentation = f["raw"][:], f["embeddings"][:], f["segmentation"][:]
-        assert raw.shape == (len(ids), 64, 128, 3) and raw.dtype == np.uint8
-        assert embeddings.shape[:2] == (len(ids), 8) and embeddings.shape[2:] == (32, 64)  # 4 x the stride-8 features
-        for image_id, seg in zip(ids, segmentation):
-            assert np.array_equal(seg, store.panoptic(store.index_of(image_id)))
-    sparse = {**SPOCO, "embedding_head": {**SPOCO["embedding_head"], "instance_fraction": 0.1}}
-    assert planned_rules(snakemake(run, sparse, "-n")) - {"all"} == {"train_embedding_head"} | AFTER_THE_HEADS

@@ -13,7 +13,7 @@ mean softmax probability of their class) is under ``confidence_threshold`` carry
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -115,13 +115,16 @@ def self_train(
     head_cfg = HeadConfig.from_dict("semantic", {**trained, "epochs": cfg.epochs, "lr": cfg.lr})
     spec = BackboneSpec.from_dict(meta["backbone"])
     class_set = ClassSet.from_dict(meta["class_set"], source=str(semantic_checkpoint))
+    # Only the classes are learnt from: every fusion drops the same small blobs, so the instance
+    # splitting (which for fusion: embedding needs a head trained later) does not matter here.
+    semantic_only = replace(labels, fusion="cca")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     rows = []
     with tempfile.TemporaryDirectory(prefix="spino-self-training-") as scratch:
         current = Path(semantic_checkpoint)
         for round_ in range(1, cfg.rounds + 1):
-            generator = LabelGenerator(current, boundary_checkpoint, labels, device)
+            generator = LabelGenerator(current, boundary_checkpoint, semantic_only, device)
             pseudo = []
             for path in progress(neighbour_paths, f"self-training round {round_}: label neighbours"):
                 label = generator(read_image(path))
