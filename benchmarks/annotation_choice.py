@@ -93,8 +93,8 @@ def main() -> None:
         print(f"{name:<22}{100 * pq:7.1f}{100 * things:8.1f}{100 * miou:7.1f}{cover:10.4f}")
     random = np.array([rows[f"random-{s}"] for s in args.random_seeds])
     mean, std = random.mean(0), random.std(0)
-    print(f"{'random mean (std)':<22}{100 * mean[0]:4.1f}({100 * std[0]:.1f}){100 * mean[1]:4.1f}({100 * std[1]:.1f})"
-          f"{100 * mean[2]:4.1f}({100 * std[2]:.1f}){mean[3]:10.4f}")
+    spread = "  ".join(f"{100 * m:.1f} ({100 * d:.1f})" for m, d in zip(mean[:3], std[:3]))
+    print(f"{'random: mean (std)':<22}{spread}  coverage {mean[3]:.4f}")
 
 
 if __name__ == "__main__":

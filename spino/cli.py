@@ -448,11 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--done", type=Path, help="marker file written when the shard is complete")
     p.set_defaults(func=cmd_write_gt)
 
-    p = sub.add_parser("train-head", help="train the semantic or boundary head on the annotated images")
+    p = sub.add_parser("train-head", help="train the semantic, boundary or embedding head on the annotated images")
     _dataset_args(p)
     p.add_argument("kind", choices=["semantic", "boundary", "embedding"])
     p.add_argument("--manifest", required=True, type=Path)
-    p.add_argument("--head", required=True, help="head settings as JSON (config semantic_head / boundary_head)")
+    p.add_argument("--head", required=True, help="head settings as JSON (config semantic_head / boundary_head / embedding_head)")
     p.add_argument("--backbone", required=True, help="backbone settings as JSON (config backbone)")
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--losses", required=True, type=Path, help="per-step loss CSV")
