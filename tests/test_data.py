@@ -127,6 +127,18 @@ def test_bad_input_names_the_file_and_the_problem(demo_copy: Path, tmp_path: Pat
     assert message in err, err
 
 
+def test_label_free_index_needs_no_labels_in_the_annotation_split(demo_copy: Path, tmp_path: Path, capsys) -> None:
+    """k: 0 (labelgen: primaps) annotates nothing, so its split may be unlabelled; k > 0 may not."""
+    for f in (demo_copy / "splits" / "train.txt").read_text().split():
+        (demo_copy / "semantic" / f"{f}.png").unlink()
+        (demo_copy / "instances" / f"{f}.png").unlink()
+    args = ["index", "--dataset-kind", "demo", "--dataset-root", str(demo_copy), "--need-labels", "val", "--out", str(tmp_path / "m.csv")]
+    assert spino([*args, "--k", "0"]) == 0
+    assert sum(e.has_gt for e in read_manifest(tmp_path / "m.csv")) == len((demo_copy / "splits" / "val.txt").read_text().split())
+    assert spino([*args, "--k", "2"]) == 1
+    assert "no image of split 'train' has ground truth to annotate from" in capsys.readouterr().err
+
+
 def test_unknown_class_set_and_dataset_kind_are_reported(tmp_path: Path, capsys) -> None:
     assert spino(["index", "--dataset-kind", "kitti", "--dataset-root", str(tmp_path), "--k", "1", "--out", str(tmp_path / "m.csv")]) == 1
     assert "unknown dataset kind 'kitti'" in capsys.readouterr().err

@@ -489,6 +489,8 @@ def test_sparse_instances_keep_the_asked_share_and_void_the_rest() -> None:
     assert (sparse[semantic_of(sparse) == 255] == IGNORE_PANOPTIC).sum() == 16  # two dropped instances: unlabelled
     targets = instance_targets(sparse, DEMO)
     assert sorted(np.unique(targets).tolist()) == [0, 1, 2]
+    instance[:, 0:2] = 0  # a folder dataset's object left without an instance id (crowd): unlabelled too
+    assert (instance_targets(encode(semantic, instance), DEMO)[:, 0:2] == 0).all()
 
 
 def test_embedding_fusion_separates_touching_instances() -> None:

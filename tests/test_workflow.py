@@ -188,8 +188,14 @@ def test_every_shipped_config_passes_a_dry_run(config_file: Path, tmp_path: Path
     result = snakemake(tmp_path, config_file, "-n")
     assert result.returncode == 0, result.stderr[-3000:]
     plan = planned_rules(result)
-    assert {"index", "train_semantic_head", "train_boundary_head", "train_panoptic", "report"} <= plan
-    assert ("make_demo" in plan) == (yaml.safe_load(config_file.read_text())["dataset"]["kind"] == "demo")
+    config = yaml.safe_load(config_file.read_text())
+    if config.get("labelgen") == "primaps":  # label-free: prototypes instead of heads, no panoptic stages
+        assert {"index", "fit_primaps", "create_pseudo_label_store", "evaluate"} <= plan
+        assert not {"train_semantic_head", "train_panoptic", "report"} & plan
+    else:
+        assert {"index", "train_semantic_head", "train_boundary_head", "train_panoptic", "report"} <= plan
+        assert ("train_embedding_head" in plan) == (config["pseudo_labels"].get("fusion") == "embedding")
+    assert ("make_demo" in plan) == (config["dataset"]["kind"] == "demo")
 
 
 def test_default_config_is_used_without_configfile(tmp_path: Path) -> None:
@@ -480,7 +486,9 @@ def test_self_training_and_embedding_fusion_rerun_only_what_follows_the_heads(fi
     assert planned_rules(snakemake(run, config, "-n")) - {"all"} == AFTER_THE_HEADS  # back to the first heads' labels
 
 
-PRIMAPS = {**TINY, "labelgen": "primaps", "annotation": {"split": "train", "k": 0}, "primaps": {"input_size": [64, 128]}}
+# A label-free config describes no heads and no panoptic model: it trains neither.
+PRIMAPS = {**{k: v for k, v in TINY.items() if k not in ("semantic_head", "boundary_head", "panoptic")},
+           "labelgen": "primaps", "annotation": {"split": "train", "k": 0}, "primaps": {"input_size": [64, 128]}}
 
 
 def test_label_free_run_scores_clusters_after_matching(tmp_path: Path) -> None:
@@ -501,3 +509,7 @@ def test_label_free_run_scores_clusters_after_matching(tmp_path: Path) -> None:
     heads_without_images = {**TINY, "annotation": {"split": "train", "k": 0}}
     refused = snakemake(tmp_path, heads_without_images, "-n")
     assert refused.returncode != 0 and "needs labelgen: primaps" in refused.stdout + refused.stderr
+    refused = snakemake(tmp_path, {**PRIMAPS, "self_training": {"enabled": True}}, "-n")
+    assert refused.returncode != 0 and "which labelgen: primaps does not train" in refused.stdout + refused.stderr
+    refused = snakemake(tmp_path, {k: v for k, v in TINY.items() if k != "panoptic"}, "-n")
+    assert refused.returncode != 0 and "'panoptic' is a required property" in refused.stdout + refused.stderr

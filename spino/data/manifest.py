@@ -49,6 +49,8 @@ def choose_annotated(
     Candidates are the images of ``split`` that have ground truth, sorted by id (for Cityscapes
     this is the order of the sorted ``gtFine/train/*/*_labelIds.png`` list the paper indexes).
     """
+    if k == 0:
+        return []  # label-free methods (labelgen: primaps): the split need not be labelled
     candidates = sorted(r.image_id for r in records if r.split == split and r.has_gt)
     if not candidates:
         raise InputError(f"no image of split {split!r} has ground truth to annotate from")
@@ -62,8 +64,6 @@ def choose_annotated(
         if bad:
             raise InputError(f"annotated indices {bad} out of range: split {split!r} has {len(candidates)} labelled images")
         return [candidates[i] for i in indices]
-    if k == 0:
-        return []  # label-free methods (labelgen: primaps)
     if k is None or not 0 < k <= len(candidates):
         raise InputError(f"k={k} annotated images requested; split {split!r} has {len(candidates)} labelled images")
     chosen = np.random.default_rng(seed).choice(len(candidates), size=k, replace=False)

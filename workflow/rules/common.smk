@@ -1,5 +1,6 @@
 # Config helpers, paths and target lists shared by all rules.
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -20,9 +21,20 @@ STORES = ["ground_truth", "pseudo_labels", "predictions"]
 # Label-free pseudo-labels are clusters without instances: scored after matching, no panoptic stages.
 LABEL_FREE = config["labelgen"] == "primaps"
 STORES_IN_USE = STORES[:2] if LABEL_FREE else STORES
+HEADS = f"{RESULTS}/heads"
+SELF_TRAINING = f"{RESULTS}/self_training"
+PRIMAPS = f"{RESULTS}/primaps/prototypes.pt"
+SPOCO = f"{RESULTS}/spoco"  # SPOCO-style HDF5 per shard (fusion: embedding)
+PANOPTIC = f"{RESULTS}/panoptic"
+EMBEDDING_FUSION = config["pseudo_labels"]["fusion"] == "embedding"
+PSEUDO_LABEL_SETTINGS = json.dumps(config["pseudo_labels"], sort_keys=True)
+# The semantic head that labels the store: the self-trained one when self-training is on.
+LABELLING_SEMANTIC_HEAD = f"{SELF_TRAINING}/semantic.pt" if config["self_training"]["enabled"] else f"{HEADS}/semantic.pt"
 
 if config["annotation"].get("k") == 0 and not LABEL_FREE:
     raise ValueError("annotation.k: 0 leaves the heads nothing to train on; it needs labelgen: primaps")
+if LABEL_FREE and config["self_training"]["enabled"]:
+    raise ValueError("self_training fine-tunes the semantic head, which labelgen: primaps does not train")
 
 
 # A shard file lost or changed after its job finished: that job's marker is removed, so Snakemake
@@ -75,6 +87,19 @@ def dataset_args():
     if d.get("classes"):
         args += ["--classes", d["classes"]]
     return args
+
+
+def splits_needing_images():
+    """Splits that pseudo-labelling or panoptic training reads: an empty one fails at the index."""
+    panoptic = [] if LABEL_FREE else config["panoptic"]["train_splits"]
+    return sorted(set(config["pseudo_labels"]["splits"] + panoptic))
+
+
+def splits_needing_labels():
+    """Splits that are scored: without ground truth they fail at the index."""
+    if LABEL_FREE:
+        return config["evaluation"]["splits"] or []
+    return config["panoptic"]["eval_splits"]
 
 
 def manifest_entries():

@@ -41,8 +41,8 @@ checkpoint index:
         split=config["annotation"]["split"],
         annotation=annotation_args(),
         # splits the later stages use: an empty one fails here, not after hours of training
-        need_images=sorted(set(config["pseudo_labels"]["splits"] + config["panoptic"]["train_splits"])),
-        need_labels=config["panoptic"]["eval_splits"],
+        need_images=splits_needing_images(),
+        need_labels=splits_needing_labels(),
         code=code("index"),
     log:
         f"{LOGS}/index.log",

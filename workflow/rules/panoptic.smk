@@ -1,8 +1,6 @@
 # Stages 6-7: train the panoptic model on the pseudo-labels (mixed with the annotated ground
 # truth), then predict the evaluation splits, one job per store shard.
 
-PANOPTIC = f"{RESULTS}/panoptic"
-
 
 rule train_panoptic:
     input:

@@ -1,7 +1,5 @@
 # Stage 8: the run report (standalone HTML with PNGs; the same figures go into `snakemake --report`).
 
-import json
-
 
 rule report:
     localrule: True

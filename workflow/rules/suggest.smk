@@ -1,8 +1,6 @@
 # Before annotating: which k images to label (`snakemake suggest`; not part of a normal run, which
 # takes its annotated images from the config's `annotation` section).
 
-import json
-
 
 rule image_features:
     input:

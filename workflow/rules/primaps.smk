@@ -1,0 +1,25 @@
+# Stage 2 of a label-free run (labelgen: primaps): fit one prototype per class to the principal mask
+# proposals of the images' frozen features, instead of training heads on annotated images.
+
+
+rule fit_primaps:
+    input:
+        manifest=f"{RESULTS}/manifest.csv",
+    output:
+        prototypes=PRIMAPS,
+    params:
+        dataset=dataset_args(),
+        settings=json.dumps(config["primaps"], sort_keys=True),
+        backbone=json.dumps(config["backbone"], sort_keys=True),
+        code=code("fit-primaps"),
+    threads: 8  # scaled down to --cores on a workstation
+    resources:
+        gpu=gpus("heads"),
+        device=device("heads"),
+    benchmark:
+        f"{RESULTS}/benchmarks/fit_primaps.tsv"
+    log:
+        f"{LOGS}/fit_primaps.log",
+    shell:
+        "spino --threads {threads} fit-primaps {params.dataset:q} --manifest {input.manifest:q} --settings {params.settings:q}"
+        " --backbone {params.backbone:q} --device {resources.device} --out {output.prototypes:q} > {log:q} 2>&1"
