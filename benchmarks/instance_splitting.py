@@ -17,36 +17,28 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
+from scored_run import add_run_arguments, open_scored_run
 
 from spino.data.io import read_image
-from spino.data.manifest import read_manifest
 from spino.encoding import semantic_of
 from spino.labelgen.embedding import resize_embeddings
 from spino.labelgen.fusion import fuse
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig
 from spino.metrics import PanopticStats
-from spino.store import LabelStore
 from spino.transforms import image_tensor
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--split", default="val")
+    add_run_arguments(p)
     p.add_argument("--embedding-head", action="append", default=[], help="NAME=PATH of a trained embedding head")
     p.add_argument("--bandwidth", action="append", type=float, default=[], help="mean-shift radius (repeatable)")
-    p.add_argument("--images", type=int, default=0, help="score only the first N images (0: all)")
     args = p.parse_args()
-    config = yaml.safe_load(args.config.read_text())
-    results = Path("results") / config["run"]
-    entries = [e for e in read_manifest(results / "manifest.csv") if e.split == args.split and e.has_gt and not e.annotated]
-    entries = entries[: args.images or None]
-    gt = LabelStore(results / "ground_truth.zarr")
+    run = open_scored_run(args)
+    config, results, entries, gt = run.config, run.results, run.entries, run.gt
     cfg = PseudoLabelConfig.from_dict({**config["pseudo_labels"], "fusion": "cca"})
     heads = (results / "heads" / "semantic.pt", results / "heads" / "boundary.pt")
     boundary = LabelGenerator(*heads, cfg)

@@ -17,18 +17,16 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
+from scored_run import add_run_arguments, open_scored_run
 
 from spino.data.io import read_image
-from spino.data.manifest import read_manifest
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig
 from spino.labelgen.tta import tile_boxes
 from spino.metrics import PanopticStats
-from spino.store import LabelStore
 
 
 def seam_share(semantic: np.ndarray, scales: set[int], overlap: float) -> float:
@@ -50,16 +48,11 @@ def seam_share(semantic: np.ndarray, scales: set[int], overlap: float) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--split", default="val")
+    add_run_arguments(p)
     p.add_argument("--variant", action="append", default=[], help='e.g. "tile_overlap=0.5 semantic_stride=1"')
-    p.add_argument("--images", type=int, default=0, help="score only the first N images (0: all)")
     args = p.parse_args()
-    config = yaml.safe_load(args.config.read_text())
-    results = Path("results") / config["run"]
-    entries = [e for e in read_manifest(results / "manifest.csv") if e.split == args.split and e.has_gt and not e.annotated]
-    entries = entries[: args.images or None]
-    gt = LabelStore(results / "ground_truth.zarr")
+    run = open_scored_run(args)
+    config, results, entries, gt = run.config, run.results, run.entries, run.gt
     base = PseudoLabelConfig.from_dict(config["pseudo_labels"])
     print(f"{config['run']}: {len(entries)} {args.split} images, threads {torch.get_num_threads()}")
     print(f"{'variant':<58}{'PQ':>6}{'SQ':>6}{'RQ':>6}{'PQth':>6}{'PQst':>6}{'mIoU':>6}{'s/img':>7}{'seams':>7}")
