@@ -41,7 +41,7 @@ def cmd_index(args: argparse.Namespace) -> None:
     records = _open_dataset(args).scan()
     annotated = choose_annotated(records, args.annotate_split, args.indices, args.ids, args.k, args.seed)
     entries = build_manifest(records, annotated)
-    check_splits(entries, args.need_images, args.need_labels + ([args.annotate_split] if annotated else []))
+    check_splits(entries, args.need_images, args.need_labels)  # choose_annotated took labelled images only
     write_manifest(args.out, entries)
     unlabelled = [e.image_id for e in entries if not e.has_gt]
     print(f"{args.out}: {len(entries)} images, {len(entries) - len(unlabelled)} with ground truth, "

@@ -86,7 +86,7 @@ def check_splits(entries: list[Entry], need_images: list[str], need_labels: list
             raise InputError(f"split {split!r} has no images, but the config uses it (splits found: {sorted({e.split for e in entries})})")
     for split in need_labels:
         if not any(e.split == split and e.has_gt for e in entries):
-            raise InputError(f"split {split!r} has no labelled images, but the config scores or annotates images of it")
+            raise InputError(f"split {split!r} has no labelled images, but the config scores images of it")
 
 
 def write_manifest(path: str | Path, entries: list[Entry]) -> None:

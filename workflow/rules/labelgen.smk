@@ -1,6 +1,7 @@
 # Stage 4: pseudo-label every image of the configured splits with the trained heads (or the PriMaPs
 # prototypes), one job per store shard, and gather the store.
 
+
 def labeller_inputs(wildcards=None):
     """What labels the store: the trained heads, or the PriMaPs prototypes (labelgen: primaps)."""
     if LABEL_FREE:
