@@ -41,3 +41,38 @@ def kill_during_store_write(command: list[str], writes: int = 1) -> None:
     assert os.WIFSTOPPED(status), f"the process ended before its store write: {proc.stderr.read().decode()[-2000:]}"
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
+
+
+def matched_classes(confusion: np.ndarray) -> np.ndarray:
+    """The class of each cluster under the one-to-one matching that maximises the pixels they share
+    (rows of ``confusion``: classes; columns: clusters, then void), found by scipy directly: a check
+    of spino's matching, not a reuse of it."""
+    from scipy.optimize import linear_sum_assignment
+
+    c = confusion.shape[0]
+    classes, clusters = linear_sum_assignment(confusion[:, :c], maximize=True)
+    return classes[np.argsort(clusters)]
+
+
+def matched_miou(stats) -> float:
+    """mIoU of cluster labels after that matching, counted from the confusion matrix."""
+    confusion = stats.confusion
+    c = confusion.shape[0]
+    as_classes = np.zeros((c, c), dtype=np.int64)
+    as_classes[:, matched_classes(confusion)] = confusion[:, :c]
+    tp = np.diag(as_classes)
+    return float(np.mean(tp / (confusion.sum(1) + as_classes.sum(0) - tp)))
+
+
+def random_cluster_labels(masks, shape: tuple[int, int], clusters: int, rng: np.random.Generator) -> np.ndarray:
+    """A panoptic map giving each principal mask (patch grid, -1: none) a cluster at random, at ``shape``:
+    what PriMaPs' masks score by chance."""
+    import torch
+    import torch.nn.functional as F
+
+    from spino.encoding import encode
+
+    random_cluster = torch.from_numpy(rng.integers(0, clusters, int(masks.max()) + 1))
+    patch = torch.where(masks >= 0, random_cluster[masks.clamp(min=0)], 255).float()
+    chance = F.interpolate(patch[None, None], size=shape, mode="nearest")[0, 0].numpy().astype(np.uint8)
+    return encode(chance, np.zeros(chance.shape, np.uint16))

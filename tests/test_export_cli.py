@@ -10,6 +10,8 @@ from PIL import Image
 
 from spino.cli import main as spino
 from spino.data.io import read_label
+from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR
+from spino.store import LabelStore
 
 
 def test_gtfine_export_scores_pq_one_against_its_store(gt_store: Path, tmp_path: Path) -> None:
@@ -24,14 +26,33 @@ def test_gtfine_export_scores_pq_one_against_its_store(gt_store: Path, tmp_path:
 
 
 def test_coco_export_has_one_segment_per_instance(gt_store: Path, tmp_path: Path) -> None:
+    """Every image's segments are the store's own: one per (class, instance) of its panoptic map, with
+    that class, iscrowd where a thing has no instance number, and exactly that segment's pixels."""
     assert spino(["export", str(gt_store), "--format", "coco", "--out", str(tmp_path / "coco")]) == 0
     payload = json.loads((tmp_path / "coco" / "panoptic.json").read_text())
-    ann = payload["annotations"][0]
-    rgb = np.asarray(Image.open(tmp_path / "coco" / "panoptic" / ann["file_name"])).astype(np.int64)
-    ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
-    assert sorted(s["id"] for s in ann["segments_info"]) == sorted(set(np.unique(ids)) - {0})
-    assert all(s["area"] == int((ids == s["id"]).sum()) for s in ann["segments_info"])
-    assert {c["name"] for c in payload["categories"]} >= {"car", "person", "road"}
+    store = LabelStore(gt_store)
+    assert [a["image_id"] for a in payload["annotations"]] == list(store.image_ids)
+    assert [(c["id"], c["name"], bool(c["isthing"])) for c in payload["categories"]] == [
+        (i, name, thing) for i, (name, thing) in enumerate(zip(store.class_set.names, store.class_set.thing))]
+    for index, ann in enumerate(payload["annotations"]):
+        pan = store.panoptic(index).astype(np.int64)
+        rgb = np.asarray(Image.open(tmp_path / "coco" / "panoptic" / ann["file_name"])).astype(np.int64)
+        ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+        segments = {s["id"]: s for s in ann["segments_info"]}
+        assert len(segments) == len(ann["segments_info"]) and 0 not in segments
+        originals = [p for p in np.unique(pan) if p != IGNORE_PANOPTIC]
+        assert len(segments) == len(originals)  # a segment per (class, instance), none merged or split
+        assert ((ids == 0) == (pan == IGNORE_PANOPTIC)).all()
+        for original in originals:
+            where = pan == original
+            seg_ids = np.unique(ids[where])
+            assert len(seg_ids) == 1 and (where == (ids == seg_ids[0])).all(), original
+            cls, inst = divmod(int(original), LABEL_DIVISOR)
+            seg = segments[int(seg_ids[0])]
+            crowd = bool(store.class_set.thing[cls]) and inst == 0
+            assert (seg["category_id"], seg["iscrowd"], seg["area"]) == (cls, int(crowd), int(where.sum())), original
+    things = [s for a in payload["annotations"] for s in a["segments_info"] if store.class_set.thing[s["category_id"]]]
+    assert len(things) > 3 * len(payload["annotations"])  # several objects per image: merging them would show
 
 
 def test_inspect_and_info(gt_store: Path, tmp_path: Path, capsys) -> None:

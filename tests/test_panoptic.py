@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from helpers import store_from_maps
-from spino.classes import CITYSCAPES_19, DEMO
+from spino.classes import CITYSCAPES_19, DEMO, ClassSet
 from spino.cli import main as spino
 from spino.data import open_dataset
 from spino.data.cityscapes import Cityscapes
@@ -29,7 +29,8 @@ from spino.panoptic.predict import write_prediction_shard
 from spino.panoptic.targets import TargetConfig, panoptic_targets
 from spino.panoptic.train import load_model
 from spino.store import LabelStore, create_store
-from spino.transforms import resize_nearest
+from spino.data.io import read_image
+from spino.transforms import image_tensor, resize_nearest
 
 
 def test_targets_point_every_thing_pixel_at_its_centroid() -> None:
@@ -247,15 +248,32 @@ def test_prediction_shard_is_written_and_scored(tiny_run: dict, tmp_path: Path) 
     assert summary["per_class"][class_set.names[most]]["iou"] == pytest.approx(iou)
 
 
+def initial_weights(checkpoint: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The weights a training run of this checkpoint's model started from (seed 0, as TrainConfig's
+    default), and the names of its learnable parameters (no batch-norm statistics, no frozen backbone)."""
+    from spino.panoptic.model import ModelConfig, PanopticModel
+
+    state = torch.load(checkpoint, weights_only=True)
+    cfg = state["model_config"]
+    torch.manual_seed(0)
+    model = PanopticModel(ModelConfig.from_dict(cfg, cfg["backbone"]), ClassSet.from_dict(state["class_set"]).num_classes)
+    learnable = [k for k, p in model.named_parameters() if p.requires_grad]
+    return model.trainable_state(), learnable
+
+
 def test_two_process_training_matches_one_process_on_the_same_global_batch(tiny_run: dict, tmp_path: Path) -> None:
     """--gpus 2 launches torchrun (here two CPU processes under gloo; on GPUs NCCL with SyncBatchNorm).
     Each process trains on its half of the global batch one process trains on (bit-exact, see
     test_ranks_split_the_global_batch...), from the same initial weights, gradients averaged. What
-    remains different: batch-norm statistics over 2 images instead of 4 (SyncBatchNorm is CUDA-only)
-    and the top-k and weighted means taken over each half. Stated tolerance: the logged loss within
-    5 % at every step, the weights within 3 % (measured 2.8 % and 1.7 %)."""
+    remains different: batch-norm statistics over 8 images instead of 16 (SyncBatchNorm is CUDA-only)
+    and the top-k and weighted means taken over each half; Adam moves even a weight whose gradient is
+    nearly zero by a full step, in whatever direction that noise gives. So the runs are compared by
+    how far training moved them, in the learnable weights and in what the models output on 8 images:
+    the gap between the two runs as a share of one run's change from the initial weights. Measured
+    with gradients averaged: weights 0.47, outputs 0.18-0.24; when each process keeps its own
+    gradients (no all-reduce, the breakage this guards against): 0.70 and 0.35-0.44."""
     def train(tag: str, gpus: int) -> Path:
-        cmd = train_command(tiny_run, tmp_path / tag / "ck", tmp_path / tag / "model.pt", 3, workers=0, batch_size=4, lr=1e-3)
+        cmd = train_command(tiny_run, tmp_path / tag / "ck", tmp_path / tag / "model.pt", 6, workers=0, batch_size=16, lr=1e-3)
         result = subprocess.run(cmd + ["--gpus", str(gpus)], capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
         assert f"({gpus} process(es))" in result.stderr
@@ -263,12 +281,25 @@ def test_two_process_training_matches_one_process_on_the_same_global_batch(tiny_
 
     one, two = train("one", 1), train("two", 2)
     rows = [np.loadtxt(d / "losses.csv", delimiter=",", skiprows=1) for d in (one, two)]
-    assert rows[0].shape == rows[1].shape == (3, 6) and np.array_equal(rows[0][:, 1], rows[1][:, 1])  # same lr schedule
+    assert rows[0].shape == rows[1].shape == (6, 6) and np.array_equal(rows[0][:, 1], rows[1][:, 1])  # same lr schedule
     assert np.allclose(rows[1][:, 2], rows[0][:, 2], rtol=0.05), (rows[0][:, 2], rows[1][:, 2])
+
     a, b = (torch.load(d / "model.pt", weights_only=True)["model"] for d in (one, two))
-    floats = [k for k in a if a[k].is_floating_point()]
-    gap = sum(((a[k] - b[k]) ** 2).sum() for k in floats).sqrt() / sum((a[k] ** 2).sum() for k in floats).sqrt()
-    assert gap < 0.03, float(gap)
+    start, learnable = initial_weights(one / "model.pt")
+    assert set(learnable) <= set(a) and not any(k.startswith("backbone.") or "running_" in k for k in learnable)
+    moved = sum(((a[k] - start[k]) ** 2).sum() for k in learnable).sqrt()
+    weight_gap = float(sum(((a[k] - b[k]) ** 2).sum() for k in learnable).sqrt() / moved)
+
+    models = [load_model(d / "model.pt")[0] for d in (one, two, one)]
+    models[2].load_trainable_state(start)
+    paths = LabelStore(tiny_run["dir"] / "gt.zarr").meta["image_paths"][:8]
+    images = torch.stack([image_tensor(read_image(p), (48, 96)) for p in paths])
+    with torch.no_grad():
+        out_one, out_two, out_start = (m.train()(images) for m in models)  # batch statistics, as in training
+    output_gap = {k: float((out_one[k] - out_two[k]).norm() / (out_one[k] - out_start[k]).norm()) for k in out_one}
+    print(f"learnable weights moved {float(moved):.4f}; the runs differ by {weight_gap:.3f} of that, outputs by {output_gap}")
+    assert moved > 0 and weight_gap < 0.6, weight_gap
+    assert max(output_gap.values()) < 0.3, output_gap
 
 
 class _Outputs(torch.nn.Module):

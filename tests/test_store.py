@@ -55,6 +55,12 @@ def test_store_written_by_separate_processes_equals_single_process(demo_root: Pa
         assert np.array_equal(a[name][:], b[name][:])
     assert (a["panoptic"][:] // 1000 == a["semantic"][:]).all()
     assert a.attrs["spino"]["complete"] and b.attrs["spino"]["complete"]
+    # and what they hold is the dataset's own labels, each image in its own slot
+    dataset = open_dataset("demo", demo_root)
+    records = {r.image_id: r for r in dataset.scan()}
+    assert sorted(single.image_ids) == sorted(records)
+    for index, image_id in enumerate(single.image_ids):
+        assert np.array_equal(a["panoptic"][index], dataset.read_panoptic(records[image_id])), image_id
 
 
 def test_killed_writer_leaves_store_incomplete_and_rerun_fills_it(demo_root: Path, manifest: Path, tmp_path: Path, capsys) -> None:
