@@ -28,6 +28,27 @@ def store_from_maps(
     return store
 
 
+def official_pq(gt_json: Path, gt_dir: Path, pred_dir: Path, tmp: Path) -> dict:
+    """cityscapesscripts' panoptic evaluator on COCO panoptic exports (``spino export --format coco``)."""
+    from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic
+
+    return evaluatePanoptic(str(gt_json), str(gt_dir), str(pred_dir / "panoptic.json"), str(pred_dir / "panoptic"), str(tmp / "pq.json"))
+
+
+def assert_same_pq(ours: dict, official: dict, class_names: tuple[str, ...], tol: float = 1e-6) -> None:
+    """Our summary's PQ/SQ/RQ (all, things, stuff and every class the evaluator scores) equal the evaluator's."""
+    import pytest
+
+    for ours_key, key in (("all", "All"), ("things", "Things"), ("stuff", "Stuff")):
+        for m in ("pq", "sq", "rq"):
+            assert ours[ours_key][m] == pytest.approx(official[key][m], abs=tol), (key, m)
+        assert ours[ours_key]["n"] == official[key]["n"]
+    for cat, values in official["per_class"].items():
+        name = class_names[int(cat)]
+        for m in ("pq", "sq", "rq"):
+            assert ours["per_class"][name][m] == pytest.approx(values[m], abs=tol), (name, m)
+
+
 STOP_HOOK = Path(__file__).parent / "stop_hook"
 
 

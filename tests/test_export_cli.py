@@ -65,3 +65,35 @@ def test_inspect_and_info(gt_store: Path, tmp_path: Path, capsys) -> None:
     assert info["complete"] and info["shards"] == 3 and info["shape"] == [12, 96, 192]
     assert sum(c["pixels"] for c in info["counts"].values()) == 12 * 96 * 192
     assert spino(["inspect", str(gt_store), "--index", "99", "--out", str(tmp_path / "x.png")]) == 1
+
+
+def test_gtfine_export_of_real_cityscapes_gives_back_its_files(exact8: Path, tmp_path: Path) -> None:
+    """The 8 exact images' labels through `index`, `create-store`, `write-gt`, `gather` and `export
+    --format gtfine`: labelIds and instanceIds equal the original gtFine files on every pixel of the 19
+    evaluated classes (instance numbers included); the pixels of classes Cityscapes does not evaluate
+    come back as void (0)."""
+    from spino.classes import CITYSCAPES_19
+    from spino.data.base import train_ids
+
+    args = ["--dataset-kind", "cityscapes", "--dataset-root", str(exact8), "--splits", "train"]
+    assert spino(["index", *args, "--k", "0", "--out", str(tmp_path / "m.csv")]) == 0
+    assert spino(["create-store", *args, "--manifest", str(tmp_path / "m.csv"), "--kind", "ground_truth",
+                  "--images-per-shard", "4", "--out", str(tmp_path / "gt.zarr")]) == 0
+    for shard in range(2):
+        assert spino(["write-gt", *args, "--manifest", str(tmp_path / "m.csv"), "--store", str(tmp_path / "gt.zarr"),
+                      "--shard", str(shard)]) == 0
+    assert spino(["gather", str(tmp_path / "gt.zarr")]) == 0
+    assert spino(["export", str(tmp_path / "gt.zarr"), "--format", "gtfine", "--out", str(tmp_path / "out")]) == 0
+    originals = sorted((exact8 / "gtFine" / "train").glob("*/*_gtFine_labelIds.png"))
+    assert len(originals) == 8
+    for label_file in originals:
+        stem = label_file.name.removesuffix("_gtFine_labelIds.png")
+        city = label_file.parent.name
+        label, instance = read_label(label_file), read_label(label_file.with_name(f"{stem}_gtFine_instanceIds.png"))
+        ours_label = read_label(tmp_path / "out" / city / label_file.name)
+        ours_instance = read_label(tmp_path / "out" / city / f"{stem}_gtFine_instanceIds.png")
+        evaluated = train_ids(label.astype(np.int64), CITYSCAPES_19, str(label_file)) != 255
+        assert 0.8 < evaluated.mean() < 1 and (instance[evaluated] >= 1000).sum() > 1000
+        assert np.array_equal(ours_label[evaluated], label[evaluated]), label_file
+        assert np.array_equal(ours_instance[evaluated], instance[evaluated]), label_file
+        assert (ours_label[~evaluated] == 0).all() and (ours_instance[~evaluated] == 0).all(), label_file

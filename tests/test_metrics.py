@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import store_from_maps
+from helpers import assert_same_pq, official_pq, store_from_maps
 from perturb import perturb
 from spino.classes import DEMO
 from spino.data import open_dataset
@@ -18,23 +18,6 @@ from spino.export import export_coco, export_gtfine
 from spino.metrics import PanopticStats
 
 TOL = 1e-6
-
-
-def _official_pq(gt_json: Path, gt_dir: Path, pred_dir: Path, tmp: Path) -> dict:
-    from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic
-
-    return evaluatePanoptic(str(gt_json), str(gt_dir), str(pred_dir / "panoptic.json"), str(pred_dir / "panoptic"), str(tmp / "pq.json"))
-
-
-def _assert_same_pq(ours: dict, official: dict, class_names: tuple[str, ...]) -> None:
-    for ours_key, key in (("all", "All"), ("things", "Things"), ("stuff", "Stuff")):
-        for m in ("pq", "sq", "rq"):
-            assert ours[ours_key][m] == pytest.approx(official[key][m], abs=TOL), (key, m)
-        assert ours[ours_key]["n"] == official[key]["n"]
-    for cat, values in official["per_class"].items():
-        name = class_names[int(cat)]
-        for m in ("pq", "sq", "rq"):
-            assert ours["per_class"][name][m] == pytest.approx(values[m], abs=TOL), (name, m)
 
 
 def _predictions(gts: list[np.ndarray], class_set, seed: int) -> list[np.ndarray]:
@@ -59,10 +42,10 @@ def test_pq_and_miou_match_cityscapesscripts_on_real_cityscapes(exact8: Path, tm
 
     store = store_from_maps(tmp_path / "pred.zarr", [r.image_id for r in records], preds, dataset.class_set)
     export_coco(store, tmp_path / "pred")
-    official = _official_pq(
+    official = official_pq(
         tmp_path / "cityscapes_panoptic_train_trainId.json", tmp_path / "cityscapes_panoptic_train_trainId", tmp_path / "pred", tmp_path
     )
-    _assert_same_pq(ours, official, dataset.class_set.names)
+    assert_same_pq(ours, official, dataset.class_set.names)
 
     export_gtfine(store, tmp_path / "pred_gtfine")
     args = pixel_eval.args
@@ -94,8 +77,8 @@ def test_pq_matches_cityscapesscripts_on_synthetic_data_with_crowd(demo_root: Pa
     export_coco(store_from_maps(tmp_path / "pred.zarr", ids, preds, DEMO), tmp_path / "pred")
     gt_json = json.loads((tmp_path / "gt" / "panoptic.json").read_text())
     assert any(s["iscrowd"] for a in gt_json["annotations"] for s in a["segments_info"])
-    official = _official_pq(tmp_path / "gt" / "panoptic.json", tmp_path / "gt" / "panoptic", tmp_path / "pred", tmp_path)
-    _assert_same_pq(ours, official, DEMO.names)
+    official = official_pq(tmp_path / "gt" / "panoptic.json", tmp_path / "gt" / "panoptic", tmp_path / "pred", tmp_path)
+    assert_same_pq(ours, official, DEMO.names)
 
 
 def test_miou_equals_direct_confusion_count() -> None:
