@@ -97,3 +97,29 @@ def random_cluster_labels(masks, shape: tuple[int, int], clusters: int, rng: np.
     patch = torch.where(masks >= 0, random_cluster[masks.clamp(min=0)], 255).float()
     chance = F.interpolate(patch[None, None], size=shape, mode="nearest")[0, 0].numpy().astype(np.uint8)
     return encode(chance, np.zeros(chance.shape, np.uint16))
+
+
+def assert_inspect_picture(picture: np.ndarray, store: LabelStore, index: int, image: np.ndarray) -> None:
+    """`spino inspect`'s picture of one store image: the image itself | its labels in the class colours
+    (checked where no instance shade applies) | an overlay; what a picture of another image, or of
+    nothing, would fail."""
+    h, w = store.height, store.width
+    assert picture.shape == (h, 3 * w, 3)
+    assert np.array_equal(picture[:, :w], image)
+    pan = store.panoptic(index)
+    semantic = semantic_of(pan)
+    plain = (pan % 1000 == 0) & (semantic != 255)
+    colours = np.asarray(store.class_set.colors, dtype=np.uint8)
+    assert plain.mean() > 0.5 and np.array_equal(picture[:, w : 2 * w][plain], colours[semantic[plain]])
+
+
+def assert_suggestion_figure(path: Path, k: int) -> None:
+    """`spino suggest`'s figure: a PNG of the size its layout gives k images (a scatter above, a row of
+    thumbnails per five images), with the thumbnails drawn (not left white)."""
+    from PIL import Image
+
+    columns, rows = min(5, k), -(-k // 5)
+    picture = np.asarray(Image.open(path).convert("L"))
+    assert picture.shape == (round((2.0 * rows + 4.5) * 80), round(3.2 * columns * 80))
+    thumbnails = picture[-round(2.0 * rows * 80) :]
+    assert (thumbnails < 200).mean() > 0.3, (thumbnails < 200).mean()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from helpers import assert_suggestion_figure
 from spino.cli import main as spino
 from spino.suggest import coverage, kcenter, kmeans, random_coverage, suggest
 
@@ -57,5 +58,5 @@ def test_features_and_suggest_through_the_cli(demo_root: Path, tmp_path: Path) -
     with h5py.File(tmp_path / "f.h5", "r") as f:
         split_of = dict(zip((i.decode() for i in f["image_ids"][:]), (s.decode() for s in f["splits"][:])))
     assert {split_of[i] for i in annotation["ids"]} == {"train"}
-    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    assert_suggestion_figure(tmp_path / "a.png", 3)
     assert spino(["index", *dataset, "--ids", *annotation["ids"], "--out", str(tmp_path / "m.csv")]) == 0
