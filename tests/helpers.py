@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from spino.classes import ClassSet
-from spino.encoding import semantic_of
+from spino.encoding import IGNORE_PANOPTIC, instance_of, semantic_of
 from spino.store import LabelStore, create_store
 
 
@@ -64,6 +64,17 @@ def kill_during_store_write(command: list[str], writes: int = 1) -> None:
     assert proc.wait() == -signal.SIGKILL
 
 
+def class_ious(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> list[float | None]:
+    """IoU of each class counted from semantic maps (ground-truth 255: not scored); None for a class in
+    neither map."""
+    valid = gt != 255
+    ious = []
+    for c in range(num_classes):
+        union = (((pred == c) | (gt == c)) & valid).sum()
+        ious.append(((pred == c) & (gt == c) & valid).sum() / union if union else None)
+    return ious
+
+
 def matched_classes(confusion: np.ndarray) -> np.ndarray:
     """The class of each cluster under the one-to-one matching that maximises the pixels they share
     (rows of ``confusion``: classes; columns: clusters, then void), found by scipy directly: a check
@@ -108,7 +119,7 @@ def assert_inspect_picture(picture: np.ndarray, store: LabelStore, index: int, i
     assert np.array_equal(picture[:, :w], image)
     pan = store.panoptic(index)
     semantic = semantic_of(pan)
-    plain = (pan % 1000 == 0) & (semantic != 255)
+    plain = (instance_of(pan) == 0) & (pan != IGNORE_PANOPTIC)
     colours = np.asarray(store.class_set.colors, dtype=np.uint8)
     assert plain.mean() > 0.5 and np.array_equal(picture[:, w : 2 * w][plain], colours[semantic[plain]])
 

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import assert_same_pq, official_pq, store_from_maps
+from helpers import assert_same_pq, class_ious, official_pq, store_from_maps
 from spino.classes import CITYSCAPES_19, DEMO, ClassSet
 from spino.cli import main as spino
 from spino.data import open_dataset
 from spino.data.cityscapes import Cityscapes
+from spino.data.io import read_image
 from spino.data.manifest import build_manifest, write_manifest
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, instance_of, semantic_of
 from spino.errors import InputError
@@ -29,7 +30,6 @@ from spino.panoptic.predict import write_prediction_shard
 from spino.panoptic.targets import TargetConfig, panoptic_targets
 from spino.panoptic.train import load_model
 from spino.store import LabelStore, create_store
-from spino.data.io import read_image
 from spino.transforms import image_tensor, resize_nearest
 
 
@@ -249,12 +249,10 @@ def test_prediction_shard_is_written_and_scored(tiny_run: dict, tmp_path: Path) 
     assert summary["images"] == 3
     gt_maps = LabelStore(tiny_run["dir"] / "gt.zarr").read_shard(0)
     gt, pred = semantic_of(gt_maps), semantic_of(pan)
-    valid, ious = gt != 255, []
-    for c, name in enumerate(class_set.names):
-        union = (((pred == c) | (gt == c)) & valid).sum()
-        iou = ((pred == c) & (gt == c) & valid).sum() / union if union else None
+    counted = class_ious(pred, gt, class_set.num_classes)
+    for name, iou in zip(class_set.names, counted):
         assert summary["per_class"][name]["iou"] == pytest.approx(iou), name
-        ious += [iou] if iou is not None else []
+    ious = [iou for iou in counted if iou is not None]
     assert summary["miou"] == pytest.approx(np.mean(ious)) and sum(iou > 0 for iou in ious) >= 3
 
     gt_store = store_from_maps(tmp_path / "gt3.zarr", tiny_run["ids"][:3], list(gt_maps), class_set)
@@ -265,17 +263,14 @@ def test_prediction_shard_is_written_and_scored(tiny_run: dict, tmp_path: Path) 
     assert_same_pq(summary, official, class_set.names)
 
 
-def initial_weights(checkpoint: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """The weights a training run of this checkpoint's model started from (seed 0, as TrainConfig's
-    default), and the names of its learnable parameters (no batch-norm statistics, no frozen backbone)."""
+def initial_model(checkpoint: Path) -> torch.nn.Module:
+    """The model a training run of this checkpoint's model started from (seed 0, as TrainConfig's default)."""
     from spino.panoptic.model import ModelConfig, PanopticModel
 
     state = torch.load(checkpoint, weights_only=True)
     cfg = state["model_config"]
     torch.manual_seed(0)
-    model = PanopticModel(ModelConfig.from_dict(cfg, cfg["backbone"]), ClassSet.from_dict(state["class_set"]).num_classes)
-    learnable = [k for k, p in model.named_parameters() if p.requires_grad]
-    return model.trainable_state(), learnable
+    return PanopticModel(ModelConfig.from_dict(cfg, cfg["backbone"]), ClassSet.from_dict(state["class_set"]).num_classes)
 
 
 def test_two_process_training_matches_one_process_on_the_same_global_batch(tiny_run: dict, tmp_path: Path) -> None:
@@ -302,13 +297,14 @@ def test_two_process_training_matches_one_process_on_the_same_global_batch(tiny_
     assert np.allclose(rows[1][:, 2], rows[0][:, 2], rtol=0.05), (rows[0][:, 2], rows[1][:, 2])
 
     a, b = (torch.load(d / "model.pt", weights_only=True)["model"] for d in (one, two))
-    start, learnable = initial_weights(one / "model.pt")
+    initial = initial_model(one / "model.pt")
+    start = initial.trainable_state()
+    learnable = [k for k, p in initial.named_parameters() if p.requires_grad]  # no batch-norm statistics
     assert set(learnable) <= set(a) and not any(k.startswith("backbone.") or "running_" in k for k in learnable)
     moved = sum(((a[k] - start[k]) ** 2).sum() for k in learnable).sqrt()
     weight_gap = float(sum(((a[k] - b[k]) ** 2).sum() for k in learnable).sqrt() / moved)
 
-    models = [load_model(d / "model.pt")[0] for d in (one, two, one)]
-    models[2].load_trainable_state(start)
+    models = [load_model(d / "model.pt")[0] for d in (one, two)] + [initial]
     paths = LabelStore(tiny_run["dir"] / "gt.zarr").meta["image_paths"][:8]
     images = torch.stack([image_tensor(read_image(p), (48, 96)) for p in paths])
     with torch.no_grad():

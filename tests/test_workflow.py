@@ -99,16 +99,14 @@ def test_workflow_runs_all_stages_and_then_has_nothing_to_do(finished_run: Path)
 
 def miou_counted(prediction: Path, ground_truth: Path) -> float:
     """mIoU of a store's images against the ground-truth store, counted here from their pixels."""
+    from helpers import class_ious
     from spino.encoding import semantic_of
     from spino.store import LabelStore
 
     pred, gt = LabelStore(prediction), LabelStore(ground_truth)
     p = np.stack([semantic_of(pred.panoptic(i)) for i in range(pred.num_images)])
     g = np.stack([semantic_of(gt.panoptic(gt.index_of(image_id))) for image_id in pred.image_ids])
-    valid = g != 255
-    ious = [((p == c) & (g == c) & valid).sum() / (((p == c) | (g == c)) & valid).sum()
-            for c in range(gt.class_set.num_classes) if (((p == c) | (g == c)) & valid).any()]
-    return float(np.mean(ious))
+    return float(np.mean([iou for iou in class_ious(p, g, gt.class_set.num_classes) if iou is not None]))
 
 
 GPU_RULES = {"train_semantic_head", "train_boundary_head", "pseudo_label", "train_panoptic", "predict"}
@@ -467,6 +465,7 @@ def test_readme_store_tools_run_on_a_finished_run(finished_run: Path, tmp_path: 
 
     from helpers import assert_inspect_picture
     from spino.cli import main
+    from spino.encoding import IGNORE_PANOPTIC
     from spino.store import LabelStore
 
     block = (REPO / "README.md").read_text().split("## Label stores")[1].split("```bash\n")[1].split("```")[0]
@@ -487,7 +486,7 @@ def test_readme_store_tools_run_on_a_finished_run(finished_run: Path, tmp_path: 
     coco = json.loads((workdir / "coco" / "panoptic.json").read_text())
     assert [a["image_id"] for a in coco["annotations"]] == list(store.image_ids)
     for index, annotation in enumerate(coco["annotations"]):
-        labelled = int((store.panoptic(index) != 255000).sum())
+        labelled = int((store.panoptic(index) != IGNORE_PANOPTIC).sum())
         assert sum(s["area"] for s in annotation["segments_info"]) == labelled > 0
         assert (workdir / "coco" / "panoptic" / annotation["file_name"]).is_file()
 
@@ -588,15 +587,15 @@ PRIMAPS = {**{k: v for k, v in TINY.items() if k not in ("semantic_head", "bound
 def test_label_free_run_scores_clusters_after_matching(tmp_path: Path) -> None:
     """labelgen: primaps fits prototypes instead of training heads, labels the store with clusters and
     scores them after a Hungarian matching (saying so); it has no panoptic stages. k: 0 needs it."""
+    from helpers import matched_classes, matched_miou
+    from spino.classes import DEMO
+
     plan = planned_rules(snakemake(tmp_path, PRIMAPS, "-n"))
     assert {"fit_primaps", "create_pseudo_label_store", "evaluate"} <= plan  # shard jobs: known after the index
     assert not plan & {"train_semantic_head", "train_boundary_head", "train_panoptic", "predict", "report"}
     result = snakemake(tmp_path, PRIMAPS)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "results/tiny/scores/pseudo_labels.json").read_text())["summary"]
-    from helpers import matched_classes, matched_miou
-    from spino.classes import DEMO
-
     assert summary["matching"] == "hungarian" and summary["images"] == 9
     found, chance = labels_against_chance(tmp_path)
     # the matching the scores name is the one that maximises the pixels clusters and classes share
