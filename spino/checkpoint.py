@@ -13,11 +13,10 @@ import torch
 
 from spino.data.io import atomic_path
 from spino.errors import InputError, MissingFileError
+from spino.labelgen.head_kinds import HEAD_KINDS
 
 KINDS = {
-    "semantic": "a semantic head",
-    "boundary": "a boundary head",
-    "embedding": "an embedding head",
+    **{name: kind.description for name, kind in HEAD_KINDS.items()},
     "panoptic": "a panoptic model",
     "panoptic-training": "a panoptic training state",
     "primaps": "PriMaPs class prototypes",

@@ -8,6 +8,7 @@ FileNotFoundError.
 
 from __future__ import annotations
 
+import errno
 
 
 class InputError(ValueError):
@@ -16,3 +17,22 @@ class InputError(ValueError):
 
 class MissingFileError(InputError, FileNotFoundError):
     """An input file or folder that does not exist."""
+
+
+# What the operating system's refusal means, for the errors a user can fix (space, rights, mounts).
+ENVIRONMENT_PROBLEMS = {
+    errno.ENOSPC: "no space left on the device (free space or write elsewhere)",
+    errno.EDQUOT: "disk quota exceeded (free space or write elsewhere)",
+    errno.EACCES: "permission denied (choose a path you may write, or fix its permissions)",
+    errno.EPERM: "operation not permitted (choose a path you may write, or fix its permissions)",
+    errno.EROFS: "read-only file system (write elsewhere)",
+}
+
+
+def environment_error(err: OSError) -> str | None:
+    """One line naming the path and the problem for a full disk, missing rights or a read-only
+    target; None for any other OS error (a bug, which keeps its traceback)."""
+    problem = ENVIRONMENT_PROBLEMS.get(err.errno)
+    if problem is None:
+        return None
+    return f"{err.filename or 'a file being written'}: {problem}"

@@ -10,7 +10,7 @@ from scipy.optimize import linear_sum_assignment
 from spino.classes import IGNORE, ClassSet
 from spino.encoding import encode, instance_of, semantic_of
 from spino.errors import InputError
-from spino.export import load_gtfine_prediction, read_gtfine_folder
+from spino.data.cityscapes import load_gtfine_prediction, read_gtfine_folder
 from spino.metrics import PanopticStats
 from spino.progress import progress
 from spino.store import LabelStore
@@ -99,3 +99,33 @@ def _score(prediction: LabelSource, ground_truth: LabelSource, ids: list[str], m
             )
         stats.update(gt, pred if mapping is None else relabelled(pred, mapping), class_set)
     return stats
+
+
+def scored_ids(
+    prediction: LabelSource,
+    ground_truth: LabelSource,
+    manifest: str | Path | None,
+    exclude_annotated: bool = False,
+    splits: list[str] | None = None,
+) -> list[str] | None:
+    """The images to score: all shared ones (None) without a manifest; with one, those of ``splits``
+    (all when None), the annotated ones left out if asked (they were trained on)."""
+    if manifest is None:
+        if exclude_annotated or splits:
+            raise InputError("--exclude-annotated and --splits need --manifest (which images are annotated, which split)")
+        return None
+    from spino.data.manifest import read_manifest
+
+    entries = {e.image_id: e for e in read_manifest(manifest)}
+    shared = common_ids(prediction, ground_truth)
+    unknown = [i for i in shared if i not in entries]
+    if unknown:
+        raise InputError(f"{manifest}: images of {prediction.path} missing from the manifest, e.g. {unknown[:3]}")
+    ids = [
+        i for i in shared
+        if not (exclude_annotated and entries[i].annotated) and (not splits or entries[i].split in splits)
+    ]
+    if not ids:
+        raise InputError(f"{prediction.path}: no images left to score in splits {splits or 'all'} "
+                         f"{'without the annotated ones' if exclude_annotated else ''}")
+    return ids

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from spino.classes import ClassSet
-from spino.data.cityscapes import INSTANCE_SUFFIX, LABEL_SUFFIX, decode_gtfine
+from spino.data.cityscapes import INSTANCE_SUFFIX, LABEL_SUFFIX
 from spino.data.io import atomic_folder, write_png
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, instance_of, semantic_of
-from spino.errors import MissingFileError
 from spino.store import LabelStore
 
 TRAIN_SUFFIX = "_gtFine_labelTrainIds.png"
@@ -47,21 +46,6 @@ def export_gtfine(store: LabelStore, out: str | Path) -> int:
             write_png(folder / f"{image_id}{INSTANCE_SUFFIX}", instance_ids)
             write_png(folder / f"{image_id}{TRAIN_SUFFIX}", semantic_of(pan))
     return store.num_images
-
-
-def read_gtfine_folder(folder: str | Path, class_set: ClassSet) -> dict[str, Path]:
-    """Image id -> instanceIds file of a gtFine-form folder (searched recursively)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise MissingFileError(f"{folder}: prediction folder not found")
-    files = {p.name[: -len(INSTANCE_SUFFIX)]: p for p in sorted(folder.rglob(f"*{INSTANCE_SUFFIX}"))}
-    if not files:
-        raise MissingFileError(f"{folder}: no *{INSTANCE_SUFFIX} files found")
-    return files
-
-
-def load_gtfine_prediction(instance_file: Path, class_set: ClassSet) -> np.ndarray:
-    return decode_gtfine("", instance_file, class_set)
 
 
 def coco_categories(class_set: ClassSet) -> list[dict]:
@@ -116,3 +100,7 @@ def export_coco(store: LabelStore, out: str | Path) -> int:
         payload = {"images": images, "annotations": annotations, "categories": coco_categories(class_set)}
         (tmp / "panoptic.json").write_text(json.dumps(payload))
     return store.num_images
+
+
+# `spino export --format <name>`: the writer of each format.
+EXPORT_FORMATS = {"gtfine": export_gtfine, "coco": export_coco}

@@ -5,26 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from spino.classes import ClassSet
+from spino.data.io import image_size
 from spino.data.base import Dataset
 from spino.data.manifest import Entry
 from spino.encoding import semantic_of
-from spino.errors import InputError, MissingFileError
+from spino.errors import InputError
 from spino.progress import progress
 from spino.store import LabelStore, create_store
-
-
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) of an image file, read from its header."""
-    try:
-        with Image.open(path) as im:
-            return im.height, im.width
-    except FileNotFoundError:
-        raise MissingFileError(f"{path}: file not found") from None
-    except OSError as err:
-        raise InputError(f"{path}: cannot decode image ({err})") from err
 
 
 def create_store_for(

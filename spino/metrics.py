@@ -216,3 +216,13 @@ def write_scores(
     with atomic_path(csv_path) as tmp:
         tmp.write_text("\n".join(rows) + "\n")
     return summary
+
+
+def format_summary(summary: dict) -> str:
+    """One line of a score summary (percentages), as ``spino evaluate`` prints it."""
+    a, t, s = summary["all"], summary["things"], summary["stuff"]
+    return (
+        f"PQ {100 * a['pq']:.1f}  SQ {100 * a['sq']:.1f}  RQ {100 * a['rq']:.1f}  | things PQ {100 * t['pq']:.1f}  "
+        f"stuff PQ {100 * s['pq']:.1f}  | mIoU {100 * summary['miou']:.1f}  accuracy {100 * summary['accuracy']:.1f}  "
+        f"(matching: {summary['matching']})"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -24,3 +25,8 @@ def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterato
             dynamic_ncols=interactive,
         )
     )
+
+
+def log(message: str) -> None:
+    """A timestamped line on stderr (the job's log)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

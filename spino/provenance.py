@@ -1,9 +1,9 @@
 """Content digests, so that cached artifacts follow what they were made from, not paths or mtimes.
 
 - ``file_digest``: sha256 of a file's bytes (shards, manifests, checkpoints).
-- ``command_code_digest``: one digest of the code a ``spino`` subcommand runs: the subcommand's
-  function in ``spino.cli`` (and the cli helpers it calls) plus every spino module reachable from
-  their imports, found by reading the sources (``ast``), never by importing them. The workflow
+- ``command_code_digest``: one digest of the code a ``spino`` subcommand runs: its module
+  ``spino/commands/<name>.py`` plus every spino module reachable from its imports, found by
+  reading the sources (``ast``), never by importing them. The workflow
   passes it to each rule as a param: editing a helper reruns exactly the rules that run it, and
   a checkout moved or cloned elsewhere plans nothing (module names, not paths, enter the digest).
 - ``listing_digest``: names, sizes and mtimes of a dataset's files, so adding, removing or editing
@@ -87,36 +87,16 @@ def module_closure(modules: Iterable[str]) -> list[str]:
     return sorted(seen)
 
 
-def _cli_functions(command: str) -> tuple[list[ast.FunctionDef], str]:
-    """The cli function behind a subcommand and the cli functions it calls (transitively), with cli's source."""
-    path = module_path(f"{PACKAGE}.cli")
-    assert path is not None
-    source = path.read_text()
-    functions = {n.name: n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)}
-    entry = "cmd_" + command.replace("-", "_")
-    if entry not in functions:
-        raise KeyError(f"spino has no subcommand {command!r}")
-    chosen, todo = {}, [entry]
-    while todo:
-        name = todo.pop()
-        if name in chosen:
-            continue
-        chosen[name] = functions[name]
-        calls = {n.func.id for n in ast.walk(functions[name]) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-        todo.extend(calls & functions.keys())
-    return [chosen[n] for n in sorted(chosen)], source
-
-
 @cache
 def command_code_digest(command: str) -> str:
-    """Digest of the code that ``spino <command>`` runs (see the module docstring)."""
-    functions, source = _cli_functions(command)
-    cli_module = ast.parse(source)
-    top_level_imports = _imports(n for n in cli_module.body if isinstance(n, (ast.Import, ast.ImportFrom)))
-    modules = module_closure(_imports(functions) | top_level_imports)
-    parts = [ast.get_source_segment(source, f) or "" for f in functions]
-    for module in modules:
-        parts += [module, module_path(module).read_text()]  # type: ignore[union-attr]
+    """Digest of the code that ``spino <command>`` runs: its module in spino.commands and every spino
+    module reachable from its imports (also function-local ones), by name and source."""
+    module = f"{PACKAGE}.commands.{command.replace('-', '_')}"
+    if module_path(module) is None:
+        raise KeyError(f"spino has no subcommand {command!r}")
+    parts = []
+    for name in module_closure([module]):
+        parts += [name, module_path(name).read_text()]  # type: ignore[union-attr]
     return text_digest(*parts)
 
 

@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from spino.labelgen.head_kinds import HEAD_KINDS
 from spino.data.io import atomic_path, read_image, write_png  # noqa: E402
 from spino.store import LabelStore  # noqa: E402
 from spino.viz import colorize, overlay  # noqa: E402
@@ -70,11 +71,8 @@ def score_tables(scores: dict[str, dict]) -> str:
 
 
 def plot_curves(results: Path, out: Path) -> bool:
-    curves = {
-        "semantic head": _read_csv(results / "heads" / "semantic_losses.csv"),
-        "boundary head": _read_csv(results / "heads" / "boundary_losses.csv"),
-        "panoptic model": _read_csv(results / "panoptic" / "losses.csv"),
-    }
+    curves = {f"{kind} head": _read_csv(results / "heads" / f"{kind}_losses.csv") for kind in HEAD_KINDS}
+    curves["panoptic model"] = _read_csv(results / "panoptic" / "losses.csv")
     validation = _read_csv(results / "panoptic" / "validation.csv")
     panels = [(k, v) for k, v in curves.items() if v] + ([("validation PQ", validation)] if validation else [])
     if not panels:

@@ -33,7 +33,7 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from spino.classes import IGNORE, ClassSet
-from spino.encoding import IGNORE_PANOPTIC, PANOPTIC_DTYPE, semantic_of
+from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, PANOPTIC_DTYPE, semantic_of
 from spino.errors import InputError, MissingFileError
 from spino.provenance import file_digest, text_digest
 
@@ -327,3 +327,57 @@ def remove_damaged_markers(markers: Iterable[str | Path]) -> dict[str, str]:
 
 def shard_count(num_images: int, images_per_shard: int) -> int:
     return -(-num_images // images_per_shard)
+
+
+# The stores a run writes (config `stores`, the workflow's {store} wildcard, `spino create-store --kind`).
+STORE_NAMES = ("ground_truth", "pseudo_labels", "predictions")
+
+
+def mark_shard_done(done: str | Path | None, store: LabelStore, index: int, payload: dict) -> dict:
+    """The shard job's marker: what it wrote, with each shard file's size and sha256 (written to
+    ``done`` when given). The workflow compares these with the files (marker_problem) to plan a
+    shard whose file was lost or changed again."""
+    marker = {"store": str(store.path), "shard": index, **payload, "files": store.shard_digest(index)}
+    if done is not None:
+        from spino.data.io import write_json
+
+        write_json(done, marker)
+    return marker
+
+
+def store_summary(store: LabelStore, verify: bool = False) -> dict:
+    """What ``spino info`` shows: shape, shards, what is missing or damaged, the class set."""
+    missing = store.missing_shards()
+    damaged = store.damaged_shards(content=verify)
+    names = store.class_set.names
+    return {
+        "path": str(store.path),
+        "kind": store.meta.get("kind"),
+        "images": store.num_images,
+        "shape": [store.num_images, store.height, store.width],
+        "images_per_shard": store.images_per_shard,
+        "shards": store.num_shards,
+        "missing_shards": missing,
+        "damaged_shards": {str(i): problem for i, problem in damaged.items()},
+        "complete": bool(store.meta.get("complete")) and not missing and not damaged,
+        "verified": "sizes and sha256" if verify else "sizes",
+        "digest": store.meta.get("digest"),
+        "confidence": store.has_confidence,
+        "class_set": store.class_set.name,
+        "classes": list(names),
+        "things": [names[i] for i in store.class_set.thing_ids],
+    }
+
+
+def class_counts(store: LabelStore) -> dict:
+    """Pixels and segments per class over the written shards."""
+    pixels = np.zeros(256, np.int64)
+    segments = np.zeros(256, np.int64)
+    done = set(range(store.num_shards)) - set(store.missing_shards())
+    for i in sorted(done):
+        pan = store.read_shard(i)
+        pixels += np.bincount((pan // LABEL_DIVISOR).ravel(), minlength=256)[:256]
+        for image in pan:
+            segments += np.bincount(np.unique(image) // LABEL_DIVISOR, minlength=256)[:256]
+    counts = {name: {"pixels": int(pixels[i]), "segments": int(segments[i])} for i, name in enumerate(store.class_set.names)}
+    return counts | {"ignore": {"pixels": int(pixels[255])}}

@@ -10,6 +10,7 @@ deterministic given the seed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -149,3 +150,32 @@ def plot_suggestion(features: np.ndarray, chosen: list[int], image_paths: list[s
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
     plt.close(fig)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """The images suggested for annotation among a split's (the pool), and how well they cover it."""
+
+    pool_ids: list[str]
+    candidates: np.ndarray  # the pool's descriptors
+    chosen: list[int]  # indices into the pool
+    note: str
+
+    @property
+    def chosen_ids(self) -> list[str]:
+        return [self.pool_ids[i] for i in self.chosen]
+
+
+def suggest_annotation(features_path: str | Path, split: str, k: int, method: str, seed: int) -> Suggestion:
+    """The k images of ``split`` to annotate, from the descriptors of ``spino features``, with a note
+    comparing their coverage to that of random choices."""
+    ids, splits, features = read_features(features_path)
+    pool = [i for i, s in enumerate(splits) if s == split]
+    if not pool:
+        raise InputError(f"{features_path}: no images of split {split!r} (splits: {sorted(set(splits))})")
+    candidates = features[pool]
+    chosen = suggest(candidates, k, method, seed)
+    note = (f"spino suggest --method {method} --k {k} --seed {seed}: mean feature distance of the "
+            f"{len(pool)} {split} images to the nearest suggested one {coverage(candidates, chosen):.4f} "
+            f"(random choices: {random_coverage(candidates, k, seed):.4f})")
+    return Suggestion([ids[i] for i in pool], candidates, chosen, note)

@@ -28,7 +28,7 @@ from spino.metrics import PanopticStats
 from spino.panoptic.postprocess import PostprocessConfig, merge
 from spino.panoptic.predict import write_prediction_shard
 from spino.panoptic.targets import TargetConfig, panoptic_targets
-from spino.panoptic.train import load_model
+from spino.panoptic.checkpoint import load_model
 from spino.store import LabelStore, create_store
 from spino.transforms import image_tensor, resize_nearest
 

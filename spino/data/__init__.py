@@ -1,48 +1,45 @@
-"""Datasets: adapters that list images and decode their ground truth into spino's encoding."""
+"""Datasets: adapters that list images and decode their ground truth into spino's encoding.
+
+``DATASET_KINDS`` is the one list of dataset kinds: the config schema's ``dataset.kind``, the
+``--dataset-kind`` option and the workflow's listing digest read it. A new kind is a ``Dataset``
+subclass (``open``, ``scan``, ``decode_panoptic``, optionally ``listing``) and one entry here.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from spino.data.base import Dataset, Record
 from spino.data.cityscapes import Cityscapes
+from spino.data.coco import CocoDataset
 from spino.data.folder import FolderDataset
 from spino.data.kitti360 import Kitti360
 from spino.errors import InputError
 
-KINDS = ("cityscapes", "kitti360", "folder", "demo")
+# "demo" is the folder layout that spino.data.synthetic writes (the workflow generates it).
+DATASET_KINDS: dict[str, type[Dataset]] = {
+    "demo": FolderDataset,
+    "folder": FolderDataset,
+    "cityscapes": Cityscapes,
+    "kitti360": Kitti360,
+    "coco": CocoDataset,
+}
+
+
+def dataset_kind(kind: str) -> type[Dataset]:
+    if kind not in DATASET_KINDS:
+        raise InputError(f"unknown dataset kind {kind!r}; expected one of {', '.join(DATASET_KINDS)}")
+    return DATASET_KINDS[kind]
 
 
 def open_dataset(kind: str, root: str | Path, splits: list[str] | None = None, classes: str | None = None) -> Dataset:
-    """The adapter for a dataset kind ("demo" is the folder layout written by spino.data.synthetic)."""
-    if kind == "cityscapes":
-        return Cityscapes(root, splits or ["train", "val"])
-    if kind == "kitti360":
-        return Kitti360(root, splits or ["train", "val"])
-    if kind in ("folder", "demo"):
-        return FolderDataset(root, classes, splits)
-    raise InputError(f"unknown dataset kind {kind!r}; expected one of {', '.join(KINDS)}")
+    """The adapter of a dataset kind for the dataset at ``root``."""
+    return dataset_kind(kind).open(Path(root), splits, classes)
 
 
 def dataset_files(kind: str, root: str | Path, splits: list[str] | None = None) -> list[Path]:
-    """Every file the index of this dataset reads (images, labels, split lists, classes), for its listing digest.
-
-    Missing folders simply contribute nothing: the index itself reports them.
-    """
-    root = Path(root)
-    if kind == "kitti360":
-        return Kitti360(root, splits or ["train", "val"]).files()
-    if kind == "cityscapes":
-        folders = [root / top / split for top in ("leftImg8bit", "gtFine") for split in splits or ["train", "val"]]
-    else:
-        folders = [root]
-    files = []
-    for folder in folders:
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            files += [Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".")]
-    return files
+    """Every file the index of this dataset reads (images, labels, split lists, classes), for its listing digest."""
+    return dataset_kind(kind).listing(Path(root), splits)
 
 
-__all__ = ["Dataset", "Record", "open_dataset", "dataset_files", "KINDS"]
+__all__ = ["DATASET_KINDS", "Dataset", "Record", "dataset_files", "open_dataset"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,17 @@ class Dataset(ABC):
 
     class_set: ClassSet
 
+    @classmethod
+    @abstractmethod
+    def open(cls, root: Path, splits: list[str] | None, classes: str | None) -> Dataset:
+        """The adapter for the dataset at ``root`` (config ``dataset``: root, splits, classes)."""
+
+    @classmethod
+    def listing(cls, root: Path, splits: list[str] | None) -> list[Path]:
+        """Every file the index reads, for the listing digest that reruns the index when one changes;
+        missing folders contribute nothing (the index reports them). By default: every file under root."""
+        return walk_files([root])
+
     @abstractmethod
     def scan(self) -> list[Record]:
         """All records, sorted by (split, image id)."""
@@ -69,3 +81,13 @@ class Dataset(ABC):
         pan = self.read_panoptic(record)
         check_same_size(image, pan, record.image, record.semantic)
         return image, pan
+
+
+def walk_files(folders: list[Path]) -> list[Path]:
+    """The files under ``folders`` (hidden ones left out), in a fixed order."""
+    files = []
+    for folder in folders:
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            files += [Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".")]
+    return files

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from spino.classes import CITYSCAPES_19, ClassSet
-from spino.data.base import Dataset, Record, train_ids
+from spino.data.base import walk_files, Dataset, Record, train_ids
 from spino.data.io import read_label
 from spino.encoding import LABEL_DIVISOR, encode
 from spino.errors import InputError, MissingFileError
@@ -49,6 +49,14 @@ class Cityscapes(Dataset):
     def __init__(self, root: str | Path, splits: list[str]):
         self.root = Path(root)
         self.splits = splits
+
+    @classmethod
+    def open(cls, root: Path, splits: list[str] | None, classes: str | None) -> Cityscapes:
+        return cls(root, splits or ["train", "val"])
+
+    @classmethod
+    def listing(cls, root: Path, splits: list[str] | None) -> list[Path]:
+        return walk_files([root / top / split for top in ("leftImg8bit", "gtFine") for split in splits or ["train", "val"]])
 
     def scan(self) -> list[Record]:
         images_root = self.root / "leftImg8bit"
@@ -91,3 +99,18 @@ class Cityscapes(Dataset):
 
     def decode_panoptic(self, record: Record) -> np.ndarray:
         return decode_gtfine(record.semantic, record.instance or None, self.class_set)
+
+
+def read_gtfine_folder(folder: str | Path, class_set: ClassSet) -> dict[str, Path]:
+    """Image id -> instanceIds file of a gtFine-form folder (searched recursively)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MissingFileError(f"{folder}: prediction folder not found")
+    files = {p.name[: -len(INSTANCE_SUFFIX)]: p for p in sorted(folder.rglob(f"*{INSTANCE_SUFFIX}"))}
+    if not files:
+        raise MissingFileError(f"{folder}: no *{INSTANCE_SUFFIX} files found")
+    return files
+
+
+def load_gtfine_prediction(instance_file: Path, class_set: ClassSet) -> np.ndarray:
+    return decode_gtfine("", instance_file, class_set)

@@ -28,6 +28,10 @@ class FolderDataset(Dataset):
         self.class_set = load_class_set(classes or self.root / "classes.yaml")
         self.splits = splits
 
+    @classmethod
+    def open(cls, root: Path, splits: list[str] | None, classes: str | None) -> FolderDataset:
+        return cls(root, classes, splits)
+
     def scan(self) -> list[Record]:
         image_dir = self.root / "images"
         if not image_dir.is_dir():

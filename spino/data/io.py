@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import shutil
 import tempfile
@@ -108,6 +110,20 @@ class atomic_folder:
         if self.path.is_dir():
             self.path.rmdir()  # empty, checked on entry
         os.replace(self.tmp, self.path)
+
+
+def write_csv(path: str | Path, header: list[str], rows: list) -> None:
+    """A CSV written whole (temporary file, then renamed)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def write_json(path: str | Path, payload: dict) -> None:
+    """A JSON file written whole (temporary file, then renamed)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 def _umask() -> int:

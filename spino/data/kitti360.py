@@ -73,6 +73,14 @@ class Kitti360(Dataset):
         self.root = Path(root)
         self.splits = splits
 
+    @classmethod
+    def open(cls, root: Path, splits: list[str] | None, classes: str | None) -> Kitti360:
+        return cls(root, splits or ["train", "val"])
+
+    @classmethod
+    def listing(cls, root: Path, splits: list[str] | None) -> list[Path]:
+        return cls.open(root, splits, None).files()
+
     def scan(self) -> list[Record]:
         records = []
         for split in self.splits:

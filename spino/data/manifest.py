@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spino.data.base import Record
+from spino.data.base import Dataset, Record
 from spino.data.io import atomic_path
 from spino.errors import InputError, MissingFileError
 
@@ -119,3 +119,22 @@ def read_manifest(path: str | Path) -> list[Entry]:
 def select(entries: list[Entry], splits: list[str] | None = None, with_gt: bool = False) -> list[Entry]:
     """Entries of the given splits (all when None), in manifest order; only labelled ones if with_gt."""
     return [e for e in entries if (splits is None or e.split in splits) and (e.has_gt or not with_gt)]
+
+
+def describe(entries: list[Entry], annotated: list[str]) -> str:
+    """What the index found: images, labelled ones, the annotated ones and the unlabelled ones."""
+    unlabelled = [e.image_id for e in entries if not e.has_gt]
+    text = (f"{len(entries)} images, {len(entries) - len(unlabelled)} with ground truth, "
+            f"{len(annotated)} annotated: {', '.join(annotated)}")
+    if unlabelled:
+        text += (f"\n{len(unlabelled)} images without labels (pseudo-labelled, never scored): "
+                 f"{', '.join(unlabelled[:20])}" + (" ..." if len(unlabelled) > 20 else ""))
+    return text
+
+
+def annotated_samples(dataset: Dataset, manifest: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Image and ground truth of every annotated image of the manifest, the heads' training set."""
+    annotated = [e for e in read_manifest(manifest) if e.annotated]
+    if not annotated:
+        raise InputError(f"{manifest}: no annotated images")
+    return [dataset.read_sample(e.record) for e in annotated]

@@ -9,25 +9,25 @@ keep the task non-trivial; the same seed always gives the same files.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from spino.config import section
 from spino.classes import DEMO
 from spino.data.io import atomic_path, write_png
 
 ROAD, SIDEWALK, BUILDING, VEGETATION, SKY, PERSON, CAR = range(7)
 
 
-@dataclass(frozen=True)
+@section("demo")
 class DemoSpec:
-    n_train: int = 40
-    n_val: int = 12
-    height: int = 128
-    width: int = 256
-    seed: int = 0
+    n_train: int
+    n_val: int
+    height: int
+    width: int
+    seed: int
 
 
 class _Canvas:

@@ -13,7 +13,6 @@ HDF5 files hold ``/raw`` (the image), ``/embeddings`` and ``/segmentation`` (the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -21,15 +20,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spino.config import section
 from spino.classes import ClassSet
 from spino.data.io import atomic_path
 from spino.encoding import IGNORE_PANOPTIC, instance_of, semantic_of
 
 
-@dataclass(frozen=True)
+@section("pseudo_labels.embedding")
 class EmbeddingClusterConfig:
-    bandwidth: float = 1.5  # mean-shift radius in embedding space (the loss pulls to 0.5, pushes to 4.0)
-    max_points: int = 4000  # a blob's pixels subsampled to this many to find the modes
+    bandwidth: float  # mean-shift radius in embedding space (the loss pulls to 0.5, pushes to 4.0)
+    max_points: int  # a blob's pixels subsampled to this many to find the modes
 
 
 def sparse_instances(panoptic: np.ndarray, class_set: ClassSet, fraction: float, rng: np.random.Generator) -> np.ndarray:

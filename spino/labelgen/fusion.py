@@ -9,7 +9,9 @@ instance, no stuff pixel has one.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from scipy import ndimage
@@ -17,8 +19,10 @@ from scipy import ndimage
 from spino.classes import IGNORE, ClassSet
 from spino.encoding import LABEL_DIVISOR, encode
 from spino.errors import InputError
-from spino.labelgen.embedding import EmbeddingClusterConfig, embedding_parts
 from spino.labelgen.ncut import NcutConfig, ncut_parts
+
+if TYPE_CHECKING:  # the embedding splitter imports torch only when used
+    from spino.labelgen.embedding import EmbeddingClusterConfig
 
 FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 
@@ -35,23 +39,79 @@ def min_pixels_per_class(min_pixels: int | Mapping[str, int], class_set: ClassSe
     return {i: int(round(v * scale)) for i, v in values.items()}
 
 
+class Splitter(ABC):
+    """How a fusion cuts one blob of a thing class into instance parts, from the inputs it declares."""
+
+    inputs: ClassVar[tuple[str, ...]] = ()  # keyword inputs of fuse() it needs (a head it needs says so in head_kinds)
+
+    @abstractmethod
+    def parts(self, blob: np.ndarray, seeds: np.ndarray, box: tuple[slice, slice], minimum: int) -> np.ndarray:
+        """The blob's parts with at least ``minimum`` pixels, numbered 1..n (0 elsewhere), in its box."""
+
+
+class ConnectedInterior(Splitter):
+    """SPINO: the 4-connected components of the blob's interior pixels."""
+
+    def parts(self, blob, seeds, box, minimum):
+        return _surviving_parts(*ndimage.label(seeds, structure=FOUR_CONNECTED), minimum)
+
+
+class NormalisedCuts(Splitter):
+    """PASTEL: recursive normalised cuts of the interior over the boundary probabilities (spino.labelgen.ncut)."""
+
+    inputs = ("boundary", "ncut")
+
+    def __init__(self, boundary: np.ndarray, ncut: NcutConfig):
+        self.boundary, self.cfg = boundary, ncut
+
+    def parts(self, blob, seeds, box, minimum):
+        parts = ncut_parts(blob, self.boundary[box], seeds, self.cfg)
+        return _surviving_parts(parts, int(parts.max()), minimum)
+
+
+class EmbeddingClusters(Splitter):
+    """SPOCO: mean shift of the whole blob's pixel embeddings (spino.labelgen.embedding); the interior unused."""
+
+    inputs = ("embeddings",)
+
+    def __init__(self, embeddings: tuple[np.ndarray, EmbeddingClusterConfig]):
+        self.embeddings, self.cfg = embeddings
+        self.rng = np.random.default_rng(0)  # subsampling of large blobs' pixels for the clustering
+
+    def parts(self, blob, seeds, box, minimum):
+        from spino.labelgen.embedding import embedding_parts
+
+        parts = embedding_parts(blob, self.embeddings[(slice(None), *box)], self.cfg, self.rng)
+        return _surviving_parts(parts, int(parts.max()), minimum)
+
+
+# config `pseudo_labels.fusion`: the splitter of each fusion method.
+FUSIONS: dict[str, type[Splitter]] = {"cca": ConnectedInterior, "ncut": NormalisedCuts, "embedding": EmbeddingClusters}
+
+
 def fuse(
     semantic: np.ndarray,
     interior: np.ndarray,
     class_set: ClassSet,
     min_pixels: Mapping[int, int],
-    boundary: np.ndarray | None = None,
-    ncut: NcutConfig | None = None,
-    embeddings: tuple[np.ndarray, EmbeddingClusterConfig] | None = None,
+    fusion: str | None = None,
+    **inputs,
 ) -> np.ndarray:
     """Panoptic map (spino encoding) from train ids (255 ignore) and a boolean interior map.
 
-    With ``ncut``, a blob's interior is split by normalised cuts over the ``boundary`` probabilities
-    (spino.labelgen.ncut) instead of into its connected components; with ``embeddings`` ((D, H, W)
-    pixel embeddings and the clustering settings), the whole blob by mean shift of its embeddings
-    (spino.labelgen.embedding), the interior map unused.
+    ``fusion`` names the splitter (FUSIONS) and ``inputs`` are the ones it declares, e.g.
+    ``boundary=`` and ``ncut=`` for normalised cuts (None counts as not given); without a name, the
+    fusion whose inputs are all given, else cca.
     """
-    rng = np.random.default_rng(0)  # subsampling of large blobs' pixels for the clustering
+    given = {name: value for name, value in inputs.items() if value is not None}
+    if fusion is None:
+        fusion = next((name for name, kind in FUSIONS.items() if kind.inputs and set(kind.inputs) <= given.keys()), "cca")
+    if fusion not in FUSIONS:
+        raise InputError(f"unknown fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
+    missing = [name for name in FUSIONS[fusion].inputs if name not in given]
+    if missing:
+        raise InputError(f"fusion {fusion!r} needs {', '.join(missing)}")
+    splitter = FUSIONS[fusion](**{name: given[name] for name in FUSIONS[fusion].inputs})
     semantic = semantic.copy()
     instance = np.zeros(semantic.shape, dtype=np.int64)
     for cls in class_set.thing_ids:
@@ -66,15 +126,7 @@ def fuse(
             if blob.sum() < minimum:
                 semantic[box][blob] = IGNORE
                 continue
-            seeds = blob & interior[box]
-            if embeddings is not None:
-                parts = embedding_parts(blob, embeddings[0][(slice(None), *box)], embeddings[1], rng)
-                parts = _surviving_parts(parts, int(parts.max()), minimum)
-            elif ncut is None:
-                parts = _surviving_parts(*ndimage.label(seeds, structure=FOUR_CONNECTED), minimum)
-            else:
-                parts = ncut_parts(blob, boundary[box], seeds, ncut)
-                parts = _surviving_parts(parts, int(parts.max()), minimum)
+            parts = splitter.parts(blob, blob & interior[box], box, minimum)
             n_parts = int(parts.max())
             if n_parts == 0:
                 instance[box][blob] = next_id

@@ -13,19 +13,20 @@ so thin ones survive). The parts then go through the same minimum size and neare
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
+from spino.config import section
 
-@dataclass(frozen=True)
+
+@section("pseudo_labels.ncut")
 class NcutConfig:
-    max_cost: float = 0.01  # split while the best normalised cut costs less than this
-    radius: int = 3  # cells linked to the cells within this distance
-    sigma: float = 0.1  # affinity exp(-max boundary probability along the line / sigma)
-    max_nodes: int = 1500  # a blob's interior is coarsened to at most this many cells
+    max_cost: float  # split while the best normalised cut costs less than this
+    radius: int  # cells linked to the cells within this distance
+    sigma: float  # affinity exp(-max boundary probability along the line / sigma)
+    max_nodes: int  # a blob's interior is coarsened to at most this many cells
 
 
 def ncut_parts(blob: np.ndarray, boundary: np.ndarray, seeds: np.ndarray, cfg: NcutConfig) -> np.ndarray:

@@ -14,13 +14,13 @@ the original is not applied.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spino.config import load, section
 from spino.backbone import Backbone, BackboneSpec
 from spino.checkpoint import load_checkpoint, save_checkpoint
 from spino.classes import IGNORE, ClassSet
@@ -29,25 +29,24 @@ from spino.encoding import encode
 from spino.errors import InputError
 from spino.labelgen.pseudolabel import Labeller, PseudoLabel
 from spino.progress import progress
-from spino.settings import dataclass_fields
 from spino.transforms import image_tensor
 
 
-@dataclass(frozen=True)
+@section("primaps")
 class PrimapsConfig:
-    input_size: tuple[int, int] = (448, 896)
-    threshold: float = 0.4  # a mask keeps patches at >= threshold x the maximum similarity to the direction
-    coverage: float = 0.95  # stop once this fraction of the patches is in a mask
-    max_masks: int = 32
-    ema: float = 0.98  # prototype decay per batch of the EM
-    epochs: int = 10  # passes of the EM over the fitting images
-    batch_images: int = 8
-    fit_splits: tuple[str, ...] = ("train",)
-    seed: int = 0
+    input_size: tuple[int, int]
+    threshold: float  # a mask keeps patches at >= threshold x the maximum similarity to the direction
+    coverage: float  # stop once this fraction of the patches is in a mask
+    max_masks: int
+    ema: float  # prototype decay per batch of the EM
+    epochs: int  # passes of the EM over the fitting images
+    batch_images: int
+    fit_splits: tuple[str, ...]
+    seed: int
 
     @classmethod
     def from_dict(cls, data: dict) -> PrimapsConfig:
-        return cls(**dataclass_fields(cls, data, tuples=("input_size", "fit_splits")))
+        return load(cls, data)
 
 
 def principal_masks(features: torch.Tensor, threshold: float, coverage: float, max_masks: int) -> torch.Tensor:

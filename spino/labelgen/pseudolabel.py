@@ -16,51 +16,47 @@ from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spino.config import load, section
 from spino.backbone import Backbone, BackboneSpec
 from spino.classes import ClassSet
 from spino.data.io import read_image
 from spino.encoding import semantic_of
 from spino.errors import InputError
 from spino.labelgen.embedding import EmbeddingClusterConfig, resize_embeddings, with_coordinates, write_spoco_shard
-from spino.labelgen.fusion import fuse, min_pixels_per_class
+from spino.labelgen.head_kinds import heads_trained
+from spino.labelgen.fusion import FUSIONS, fuse, min_pixels_per_class
 from spino.labelgen.ncut import NcutConfig
 from spino.labelgen.heads import MLPHead, head_grid
 from spino.labelgen.train import load_head
 from spino.labelgen.tta import Blend, tile_boxes
 from spino.progress import progress
-from spino.settings import dataclass_fields
 from spino.store import LabelStore
 from spino.transforms import image_tensor
 
 
-@dataclass(frozen=True)
+@section("pseudo_labels")
 class PseudoLabelConfig:
-    semantic_scales: tuple[int, ...] = (1, 2, 3)
-    boundary_scales: tuple[int, ...] = (3, 4, 5)
-    boundary_threshold: float = 0.93
-    min_pixels: int | Mapping[str, int] = 500
-    chunk_pixels: int = 262144
-    tile_overlap: float = 0.0  # fraction of a tile shared with its neighbour (PASTEL: 0.5); blended
-    head_dtype: str = "float32"  # float32 | bfloat16: the heads' MLP under autocast
-    fusion: str = "cca"  # cca: connected interior components (SPINO) | ncut: normalised cuts (PASTEL) | embedding (SPOCO)
-    ncut: NcutConfig = field(default_factory=NcutConfig)
-    embedding: EmbeddingClusterConfig = field(default_factory=EmbeddingClusterConfig)
+    semantic_scales: tuple[int, ...]
+    boundary_scales: tuple[int, ...]
+    boundary_threshold: float
+    min_pixels: int | Mapping[str, int]
+    chunk_pixels: int
+    tile_overlap: float  # fraction of a tile shared with its neighbour (PASTEL: 0.5); blended
+    head_dtype: str  # float32 | bfloat16: the heads' MLP under autocast
+    fusion: str  # a name of spino.labelgen.fusion.FUSIONS
+    ncut: NcutConfig
+    embedding: EmbeddingClusterConfig
 
     @classmethod
     def from_dict(cls, data: dict) -> PseudoLabelConfig:
-        fields = dataclass_fields(cls, data, tuples=("semantic_scales", "boundary_scales"))
-        if "ncut" in fields:
-            fields["ncut"] = NcutConfig(**fields["ncut"])
-        if "embedding" in fields:
-            fields["embedding"] = EmbeddingClusterConfig(**fields["embedding"])
-        return cls(**fields)
+        return load(cls, data)
 
 
 @dataclass
@@ -109,7 +105,7 @@ class LabelGenerator(Labeller):
     ):
         super().__init__(device)
         self.cfg = cfg
-        if (cfg.fusion == "embedding") != (embedding_checkpoint is not None):
+        if ("embedding" in heads_trained(cfg.fusion)) != (embedding_checkpoint is not None):
             raise InputError("fusion: embedding needs an embedding head, and only it uses one")
         self.semantic_head, sem_meta = load_head(semantic_checkpoint, "semantic")
         self.boundary_head, bnd_meta = load_head(boundary_checkpoint, "boundary")
@@ -196,10 +192,10 @@ class LabelGenerator(Labeller):
             confidence = confidence.to(torch.float16).cpu().numpy()
         embeddings = self.embeddings(img) if self.embedding_head is not None else None
         with self.timed("fusion"):
-            ncut = self.cfg.ncut if self.cfg.fusion == "ncut" else None
-            clustering = None if embeddings is None else (resize_embeddings(embeddings, (height, width)), self.cfg.embedding)
-            panoptic = fuse(semantic, interior, self.class_set, self.min_pixels, boundary=1.0 - inside if ncut else None, ncut=ncut,
-                            embeddings=clustering)
+            available = {"boundary": lambda: 1.0 - inside, "ncut": lambda: self.cfg.ncut,
+                         "embeddings": lambda: (resize_embeddings(embeddings, (height, width)), self.cfg.embedding)}
+            inputs = {name: available[name]() for name in FUSIONS[self.cfg.fusion].inputs}
+            panoptic = fuse(semantic, interior, self.class_set, self.min_pixels, self.cfg.fusion, **inputs)
         kept = None if embeddings is None else embeddings.to(torch.float16).cpu().numpy()
         return PseudoLabel(semantic_of(panoptic), panoptic, confidence, interior, kept)
 

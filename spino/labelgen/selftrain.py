@@ -13,39 +13,40 @@ mean softmax probability of their class) is under ``confidence_threshold`` carry
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from spino.config import load, section, section_schema
 from spino.backbone import BackboneSpec
 from spino.classes import IGNORE, ClassSet
-from spino.data.io import read_image
+from spino.data.io import read_image, write_csv
+from spino.data.base import Dataset
 from spino.data.manifest import Entry
 from spino.encoding import encode
 from spino.errors import InputError
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig
-from spino.labelgen.train import HeadConfig, HeadTrainer, load_head, write_csv
+from spino.labelgen.train import HeadConfig, HeadTrainer, load_head
 from spino.progress import progress
-from spino.settings import dataclass_fields
 
 
-@dataclass(frozen=True)
+@section("self_training")
 class SelfTrainingConfig:
-    enabled: bool = False
-    rounds: int = 1
-    neighbours: int = 20  # per annotated image (PASTEL: 20)
-    search: int = 30  # candidates searched per annotated image before duplicates are skipped (PASTEL: 30)
-    epochs: int = 20  # per round: passes over the annotated images, one neighbour per step
-    lr: float = 1.0e-4
-    labelled_weight: float = 0.5
-    confidence_threshold: float = 0.0  # 0: every pseudo-labelled pixel counts
-    seed: int = 0
+    enabled: bool
+    rounds: int
+    neighbours: int  # per annotated image (PASTEL: 20)
+    search: int  # candidates searched per annotated image before duplicates are skipped (PASTEL: 30)
+    epochs: int  # per round: passes over the annotated images, one neighbour per step
+    lr: float
+    labelled_weight: float
+    confidence_threshold: float  # 0: every pseudo-labelled pixel counts
+    seed: int
 
     @classmethod
     def from_dict(cls, data: dict) -> SelfTrainingConfig:
-        return cls(**dataclass_fields(cls, data))
+        return load(cls, data)
 
 
 def nearest_neighbours(features: np.ndarray, queries: list[int], pool: list[int], count: int, search: int) -> list[list[int]]:
@@ -111,7 +112,7 @@ def self_train(
     if not labelled:
         raise InputError("no annotated images to self-train on")
     _, meta = load_head(semantic_checkpoint, "semantic")
-    trained = {k: v for k, v in meta["config"].items() if k != "kind"}
+    trained = {k: v for k, v in meta["config"].items() if k in section_schema("semantic_head")["properties"]}
     head_cfg = HeadConfig.from_dict("semantic", {**trained, "epochs": cfg.epochs, "lr": cfg.lr})
     spec = BackboneSpec.from_dict(meta["backbone"])
     class_set = ClassSet.from_dict(meta["class_set"], source=str(semantic_checkpoint))
@@ -141,3 +142,33 @@ def self_train(
             current = Path(out) if round_ == cfg.rounds else Path(scratch) / f"round{round_}.pt"
             trainer.save(current, spec)
     write_csv(loss_csv, ["round", "step", "labelled_loss", "pseudo_loss", "lr"], rows)
+
+
+def self_train_on_neighbours(
+    cfg: SelfTrainingConfig,
+    labels: PseudoLabelConfig,
+    dataset: Dataset,
+    manifest: str | Path,
+    features: str | Path,
+    semantic_checkpoint: str | Path,
+    boundary_checkpoint: str | Path,
+    out: str | Path,
+    neighbours_csv: str | Path,
+    loss_csv: str | Path,
+    device: str = "cpu",
+) -> tuple[int, int]:
+    """Self-training as the workflow runs it: each annotated image's neighbours found among the
+    descriptors (written to ``neighbours_csv``), then ``self_train``. The counts of annotated and
+    neighbour images it trained on."""
+    from spino.data.manifest import read_manifest
+    from spino.suggest import read_features
+
+    entries = read_manifest(manifest)
+    ids, _, descriptors = read_features(features)
+    neighbours = neighbours_of_annotated(entries, ids, descriptors, cfg, str(features))
+    write_neighbours(neighbours_csv, neighbours)
+    paths = {e.image_id: e.image for e in entries}
+    labelled = [dataset.read_sample(e.record) for e in entries if e.annotated]
+    unlabelled = [paths[n] for found in neighbours.values() for n, _ in found]
+    self_train(cfg, labels, semantic_checkpoint, boundary_checkpoint, labelled, unlabelled, out, loss_csv, device)
+    return len(labelled), len(unlabelled)

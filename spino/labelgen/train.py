@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,25 +10,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spino.config import load
 from spino.backbone import Backbone, BackboneSpec
 from spino.checkpoint import load_checkpoint, save_checkpoint
 from spino.classes import ClassSet
-from spino.data.io import atomic_path
+from spino.data.io import write_csv
 from spino.encoding import semantic_of
 from spino.errors import InputError
 from spino.labelgen.augment import augment
 from spino.labelgen.boundaries import boundary_ids, interior
 from spino.labelgen.embedding import instance_targets, sparse_instances, with_coordinates
+from spino.labelgen.head_kinds import HEAD_KINDS
 from spino.labelgen.heads import MLPHead, head_grid
 from spino.losses import boundary_loss, discriminative_loss, top_k_cross_entropy
 from spino.progress import progress
 from spino.transforms import color_jitter, resize_nearest
 
-KINDS = ("semantic", "boundary", "embedding")
-
-
 @dataclass(frozen=True)
 class HeadConfig:
+    """A head's settings: config ``<kind>_head`` (its defaults from the schema of that section).
+    The settings only some kinds have are None for the others."""
+
     kind: str
     hidden: tuple[int, ...]
     input_size: tuple[int, int]
@@ -37,32 +38,22 @@ class HeadConfig:
     lr: float
     crop_scale: tuple[float, float]
     color_jitter: float
-    seed: int = 0
-    top_k: float = 0.2  # semantic head only
-    upsample: int = 4  # boundary and embedding heads: output at this multiple of the feature resolution
-    output_stride: int = 1  # the MLP runs every output_stride pixels of its output; logits resized (1: the paper)
-    dim: int = 16  # embedding head only (SPOCO): embedding dimensions, push-pull margins, labelled share
-    delta_var: float = 0.5
-    delta_dist: float = 2.0
-    instance_fraction: float = 1.0  # of each annotated image's instances, kept labelled (the rest: unlabelled)
-    consistency: float = 1.0  # weight of the agreement with a flipped, jittered view on unlabelled pixels
-    coordinates: float = 16.0  # > 0: pixel positions added to two channels, the image this many units across
+    seed: int
+    output_stride: int  # the MLP runs every output_stride pixels of its output; logits resized (1: the paper)
+    top_k: float | None = None  # semantic head
+    upsample: int | None = None  # boundary and embedding heads: output at this multiple of the feature resolution
+    dim: int | None = None  # embedding head (SPOCO): embedding dimensions, push-pull margins, labelled share
+    delta_var: float | None = None
+    delta_dist: float | None = None
+    instance_fraction: float | None = None  # of each annotated image's instances, kept labelled (the rest: unlabelled)
+    consistency: float | None = None  # weight of the agreement with a flipped, jittered view on unlabelled pixels
+    coordinates: float | None = None  # > 0: pixel positions added to two channels, the image this many units across
 
     @classmethod
     def from_dict(cls, kind: str, data: dict) -> HeadConfig:
-        if kind not in KINDS:
-            raise InputError(f"head kind must be one of {KINDS}, got {kind!r}")
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(
-            kind=kind,
-            **{
-                **known,
-                "hidden": tuple(data["hidden"]),
-                "input_size": tuple(data["input_size"]),
-                "crop_scale": tuple(data.get("crop_scale", (0.2, 1.0) if kind == "semantic" else (0.4, 1.0))),
-                "color_jitter": data.get("color_jitter", 0.2),
-            },
-        )
+        if kind not in HEAD_KINDS:
+            raise InputError(f"head kind must be one of {tuple(HEAD_KINDS)}, got {kind!r}")
+        return load(cls, data, f"{kind}_head", kind=kind)
 
 
 def output_size(cfg: HeadConfig, backbone: Backbone, feed: tuple[int, int]) -> tuple[int, int]:
@@ -163,13 +154,6 @@ def train_head(
     trainer.save(checkpoint, backbone_spec)
     write_csv(loss_csv, ["step", "epoch", "loss", "lr"], rows)
 
-
-def write_csv(path: str | Path, header: list[str], rows: list[tuple]) -> None:
-    """A CSV written whole (temporary file, then renamed)."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 def save_head(

@@ -10,35 +10,31 @@ heatmap and centre offsets, upsampled to the input size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spino.config import load, section
 from spino.backbone import Backbone, BackboneSpec
 from spino.errors import InputError
 
 STRIDES = (4, 8, 16, 32)
 
 
-@dataclass(frozen=True)
+@section("panoptic.model")
 class ModelConfig:
-    channels: int = 256  # adapter width at every stride (the paper: 768)
-    decoder_channels: int = 128
-    head_channels: int = 64
-    input_size: tuple[int, int] = (448, 896)
-    backbone: BackboneSpec = field(default_factory=lambda: BackboneSpec("vit_base_patch14_dinov2.lvd142m"))
+    backbone: BackboneSpec  # config `backbone`, beside the section
+    channels: int  # adapter width at every stride (the paper: 768)
+    decoder_channels: int
+    head_channels: int
+    input_size: tuple[int, int]
 
     @classmethod
     def from_dict(cls, data: dict, backbone: dict) -> ModelConfig:
-        return cls(
-            channels=data.get("channels", 256),
-            decoder_channels=data.get("decoder_channels", 128),
-            head_channels=data.get("head_channels", 64),
-            input_size=tuple(data.get("input_size", (448, 896))),
-            backbone=BackboneSpec.from_dict(backbone),
-        )
+        """From config ``panoptic.model`` and ``backbone`` (a checkpoint's to_dict carries its backbone too)."""
+        settings = {k: v for k, v in data.items() if k != "backbone"}
+        return load(cls, settings, backbone=BackboneSpec.from_dict(backbone))
 
     def to_dict(self) -> dict:
         return {

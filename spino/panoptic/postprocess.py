@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from spino.config import section
 from spino.classes import IGNORE, ClassSet
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR
 from spino.errors import InputError
 
 
-@dataclass(frozen=True)
+@section("panoptic.train.postprocess")
 class PostprocessConfig:
-    center_threshold: float = 0.1
-    nms_kernel: int = 7
-    top_k: int = 200
-    stuff_area: int = 0  # a stuff class covering fewer pixels of the image becomes void (detectron2: 2048)
-    chunk_pixels: int = 1 << 20  # pixels grouped at a time (bounds the pixel x centre distance matrix)
-    flip: bool = False  # test-time augmentation: average in the mirrored image's outputs (twice the model passes)
+    center_threshold: float
+    nms_kernel: int
+    top_k: int
+    stuff_area: int  # a stuff class covering fewer pixels of the image becomes void (detectron2: 2048)
+    chunk_pixels: int  # pixels grouped at a time (bounds the pixel x centre distance matrix)
+    flip: bool  # test-time augmentation: average in the mirrored image's outputs (twice the model passes)
 
 
 def find_centers(heatmap: torch.Tensor, cfg: PostprocessConfig) -> torch.Tensor:

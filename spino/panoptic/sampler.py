@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
+from spino.config import section
 from spino.classes import ClassSet
 from spino.data.io import image_size, read_image
 from spino.encoding import IGNORE_PANOPTIC
@@ -54,15 +55,15 @@ def samples_from(store: LabelStore, image_ids: list[str]) -> list[Sample]:
     return samples
 
 
-@dataclass(frozen=True)
+@section("panoptic.train.augment")
 class Augment:
     """Training augmentation. SPINO resizes the whole image to the input size (scale 1 to 1) with
     flips and colour jitter; Panoptic-DeepLab scales by 0.5 to 2 and crops the input size."""
 
-    flip: bool = True
-    color_jitter: float = 0.2
-    min_scale: float = 1.0  # of the input size
-    max_scale: float = 1.0
+    flip: bool
+    color_jitter: float
+    min_scale: float  # of the input size
+    max_scale: float
 
 
 def load(sample: Sample, size: tuple[int, int]) -> tuple[torch.Tensor, np.ndarray]:

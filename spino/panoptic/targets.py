@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from spino.config import section
 from spino.classes import IGNORE, ClassSet
 from spino.encoding import IGNORE_PANOPTIC, instance_of, semantic_of
 
 
-@dataclass(frozen=True)
+@section("panoptic.train.targets")
 class TargetConfig:
-    sigma: float = 8.0  # Gaussian centre heatmap, pixels
-    small_instance_area: int = 4096  # instances smaller than this weigh small_instance_weight
-    small_instance_weight: float = 3.0
+    sigma: float  # Gaussian centre heatmap, pixels
+    small_instance_area: int  # instances smaller than this weigh small_instance_weight
+    small_instance_weight: float
 
 
 def panoptic_targets(panoptic: np.ndarray, class_set: ClassSet, cfg: TargetConfig) -> dict[str, torch.Tensor]:

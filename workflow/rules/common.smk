@@ -1,23 +1,27 @@
 # Config helpers, paths and target lists shared by all rules.
 
 import json
-import os
+import shutil
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 from spino.data import dataset_files
+from spino.labelgen.head_kinds import HEAD_KINDS, heads_trained
 from spino.provenance import command_code_digest, listing_digest
-from spino.store import remove_damaged_markers, shard_count
+from spino.store import STORE_NAMES, remove_damaged_markers, shard_count
 
-# `spino` comes from the environment that runs Snakemake (a venv or the conda env of environment.yaml).
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+# `spino` comes from the environment that runs Snakemake (a venv, the conda env of environment.yaml,
+# or workflow/envs/spino.yaml with --use-conda); when that environment is not activated, its bin/.
+if shutil.which("spino") is None:
+
+    shell.prefix(f"set -euo pipefail; export PATH={Path(sys.executable).parent}:\"$PATH\"; ")
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
 LOGS = f"logs/{RUN}"
-STORES = ["ground_truth", "pseudo_labels", "predictions"]
+STORES = list(STORE_NAMES)
 # Label-free pseudo-labels are clusters without instances: scored after matching, no panoptic stages.
 LABEL_FREE = config["labelgen"] == "primaps"
 STORES_IN_USE = STORES[:2] if LABEL_FREE else STORES
@@ -26,7 +30,9 @@ SELF_TRAINING = f"{RESULTS}/self_training"
 PRIMAPS = f"{RESULTS}/primaps/prototypes.pt"
 SPOCO = f"{RESULTS}/spoco"  # SPOCO-style HDF5 per shard (fusion: embedding)
 PANOPTIC = f"{RESULTS}/panoptic"
-EMBEDDING_FUSION = config["pseudo_labels"]["fusion"] == "embedding"
+# The heads this run trains (spino.labelgen.head_kinds): semantic and boundary, and those its fusion needs.
+HEADS_TRAINED = [] if LABEL_FREE else heads_trained(config["pseudo_labels"]["fusion"])
+EMBEDDING_FUSION = "embedding" in HEADS_TRAINED
 PSEUDO_LABEL_SETTINGS = json.dumps(config["pseudo_labels"], sort_keys=True)
 # The semantic head that labels the store: the self-trained one when self-training is on.
 LABELLING_SEMANTIC_HEAD = f"{SELF_TRAINING}/semantic.pt" if config["self_training"]["enabled"] else f"{HEADS}/semantic.pt"
@@ -135,8 +141,7 @@ def final_targets():
         ]
     return [
         f"{RESULTS}/manifest.csv",
-        *expand(f"{HEADS}/{{head}}{{suffix}}", head=["semantic", "boundary", *(["embedding"] if EMBEDDING_FUSION else [])],
-                suffix=[".pt", "_losses.csv"]),
+        *expand(f"{HEADS}/{{head}}{{suffix}}", head=HEADS_TRAINED, suffix=[".pt", "_losses.csv"]),
         *(expand(f"{SELF_TRAINING}/{{name}}", name=["semantic.pt", "neighbours.csv", "losses.csv"]) if config["self_training"]["enabled"] else []),
         *expand(f"{PANOPTIC}/{{name}}", name=["model.pt", "losses.csv", "validation.csv"]),
         *expand(f"{RESULTS}/scores/{{store}}.{{ext}}", store=["pseudo_labels", "predictions"], ext=["json", "csv"]),

@@ -3,9 +3,9 @@
 # similar unlabelled images (PASTEL). Not part of a label-free run (labelgen: primaps).
 
 
-# One rule per head (train_semantic_head, train_boundary_head, train_embedding_head), each with its
-# config section; the embedding head is planned only for fusion: embedding.
-for kind in ["semantic", "boundary", "embedding"]:
+# One rule per head kind of spino.labelgen.head_kinds (train_semantic_head, train_boundary_head,
+# train_embedding_head), each with its config section; a run plans those it trains (HEADS_TRAINED).
+for kind in HEAD_KINDS:
 
     rule:
         name:

@@ -1,0 +1,43 @@
+"""Options several commands share, each defined once."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from spino.data import DATASET_KINDS
+
+
+def add_dataset(p: argparse.ArgumentParser) -> None:
+    """The options that open a dataset (config ``dataset``)."""
+    p.add_argument("--dataset-kind", required=True, help=", ".join(DATASET_KINDS))
+    p.add_argument("--dataset-root", required=True, type=Path)
+    p.add_argument("--classes", default=None, help="class set name or YAML (folder datasets)")
+    p.add_argument("--splits", nargs="+", default=None, help="splits to use (default: all)")
+
+
+def open_dataset(args: argparse.Namespace):
+    from spino.data import open_dataset as open_kind
+
+    return open_kind(args.dataset_kind, args.dataset_root, args.splits, args.classes)
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
+
+
+def add_settings(p: argparse.ArgumentParser, option: str, section: str, required: bool = True) -> None:
+    """A config section passed as JSON (the workflow passes each rule its section)."""
+    p.add_argument(option, required=required, type=json.loads, help=f"settings as JSON (config {section})")
+
+
+def add_manifest(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--manifest", required=True, type=Path, help="the run's manifest (spino index)")
+
+
+def add_shard(p: argparse.ArgumentParser, done_help: str = "marker file written when the shard is complete") -> None:
+    """The store and shard a shard job writes, and its done-marker."""
+    p.add_argument("--store", required=True, type=Path)
+    p.add_argument("--shard", required=True, type=int)
+    p.add_argument("--done", type=Path, help=done_help)

@@ -1,0 +1,35 @@
+"""`spino train-head`: one of the heads on the frozen backbone, trained on the annotated images."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from spino.backbone import BackboneSpec
+from spino.commands._options import add_dataset, add_device, add_manifest, add_settings, open_dataset
+from spino.data.manifest import annotated_samples
+from spino.devices import resolve_device
+from spino.labelgen.head_kinds import HEAD_KINDS
+from spino.labelgen.train import HeadConfig, train_head
+
+HELP = f"train the {', '.join(HEAD_KINDS)} head on the annotated images"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_dataset(p)
+    p.add_argument("kind", choices=list(HEAD_KINDS))
+    add_manifest(p)
+    add_settings(p, "--head", " / ".join(f"{kind}_head" for kind in HEAD_KINDS))
+    add_settings(p, "--backbone", "backbone")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--losses", required=True, type=Path, help="per-step loss CSV")
+    add_device(p)
+
+
+def run(args: argparse.Namespace) -> None:
+    dataset = open_dataset(args)
+    samples = annotated_samples(dataset, args.manifest)
+    cfg = HeadConfig.from_dict(args.kind, args.head)
+    spec = BackboneSpec.from_dict(args.backbone)
+    train_head(cfg, spec, samples, dataset.class_set, args.checkpoint, args.losses, resolve_device(args.device))
+    print(f"{args.checkpoint}: {args.kind} head trained on {len(samples)} images")

@@ -1,0 +1,172 @@
+"""The config: one schema (``spino/schemas/config.schema.yaml``) states every setting's type, range,
+description and default; the dataclasses that hold the sections take their defaults from it.
+
+- ``check_config``: a whole config (the workflow's) validated, defaults filled in; an error names
+  the setting's path (``panoptic.train.augment.flipp: unknown setting ...``) in one line.
+- ``@section("panoptic.train.postprocess")``: a frozen dataclass whose field defaults are the
+  schema's; a default also written in the class body is refused at import, so no default can
+  exist twice.
+- ``load(cls, data, path)``: a section (JSON from the workflow, or a checkpoint's) into its
+  dataclass, recursively, validated against its part of the schema, unknown keys named by path.
+
+The schema is the source rather than the dataclasses because it is also what the workflow
+validates against (Snakemake catalog convention) and it says more (ranges, alternatives, the
+label-free run's conditional requirements) than type hints can.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import typing
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+
+from spino.errors import InputError
+
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
+SECTIONS: dict[str, type] = {}  # schema path -> the dataclass holding that section
+
+
+@cache
+def raw_schema() -> dict:
+    """The schema file as written (what the dataclasses' defaults come from, at import)."""
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+@cache
+def schema() -> dict:
+    """The config schema, with the choices that registries hold filled in (dataset kinds, fusions)."""
+    from spino.data import DATASET_KINDS
+    from spino.labelgen.fusion import FUSIONS
+
+    data = copy.deepcopy(raw_schema())
+    props = data["properties"]
+    props["dataset"]["properties"]["kind"]["enum"] = list(DATASET_KINDS)
+    props["pseudo_labels"]["properties"]["fusion"]["enum"] = list(FUSIONS)
+    return data
+
+
+def section_schema(path: str, registries: bool = False) -> dict:
+    """The schema of the setting at a dotted path, ``$ref``s resolved (the registries' choices filled
+    in if asked: importing them is not possible while the modules that define sections load)."""
+    node = schema() if registries else raw_schema()
+    for part in path.split("."):
+        node = _resolved(node)["properties"][part]
+    return _resolved(node)
+
+
+def _resolved(node: dict) -> dict:
+    while "$ref" in node:
+        target: Any = raw_schema()
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def schema_default(path: str) -> Any:
+    """The schema's default of one setting (a fresh copy)."""
+    node = section_schema(path)
+    if "default" not in node:
+        raise KeyError(f"{path} has no default in {SCHEMA_PATH}")
+    return copy.deepcopy(node["default"])
+
+
+def check_config(config: dict) -> dict:
+    """The config validated against the schema, with every default filled in (a new dict)."""
+    _validate(config, "")
+    return _with_defaults(copy.deepcopy(config), schema())
+
+
+def _validate(data: Any, path: str) -> None:
+    """Raise an InputError naming the first wrong setting of ``data``, the setting at ``path`` ("": all)."""
+    node = section_schema(path, registries=True) if path else schema()
+    validator = Draft202012Validator({"definitions": schema()["definitions"], **node})
+    errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        raise InputError(_message(errors[0], path))
+
+
+def _message(error, prefix: str) -> str:
+    where = ".".join([prefix] * bool(prefix) + [str(p) for p in error.absolute_path])
+    if error.validator == "additionalProperties":
+        known = error.schema.get("properties", {})
+        extra = sorted(set(error.instance) - set(known))
+        key = f"{where}.{extra[0]}" if where else extra[0]
+        return f"{key}: unknown setting; {where or 'the config'} takes {', '.join(known)}"
+    return f"{where or 'config'}: {error.message}"
+
+
+def _with_defaults(data: Any, node: dict) -> Any:
+    node = _resolved(node)
+    if not isinstance(data, dict) or "properties" not in node:
+        return data
+    for key, sub in node["properties"].items():
+        sub = _resolved(sub)
+        if key not in data and "default" in sub:
+            data[key] = copy.deepcopy(sub["default"])
+        if key in data:
+            data[key] = _with_defaults(data[key], sub)
+    return data
+
+
+def section(path: str):
+    """Make a class a frozen dataclass holding the config section at ``path``, its defaults the schema's."""
+
+    def wrap(cls: type) -> type:
+        properties = section_schema(path)["properties"]
+        hints = typing.get_type_hints(cls)
+        for name in cls.__dict__.get("__annotations__", {}):
+            if name not in properties or "default" not in _resolved(properties[name]):
+                continue
+            if name in cls.__dict__:
+                raise TypeError(f"{cls.__name__}.{name}: default stated in the class and in the schema ({path}.{name})")
+            setattr(cls, name, _field_default(hints[name], schema_default(f"{path}.{name}"), f"{path}.{name}"))
+        cls = dataclasses.dataclass(frozen=True)(cls)
+        cls.config_path = path
+        SECTIONS[path] = cls
+        return cls
+
+    return wrap
+
+
+def _field_default(hint: Any, value: Any, path: str) -> Any:
+    if dataclasses.is_dataclass(hint) or hasattr(hint, "config_path"):
+        return dataclasses.field(default_factory=lambda: load(hint, value, path))
+    return _converted(hint, value, path)
+
+
+def load(cls: type, data: dict, path: str | None = None, **extra: Any):
+    """A section into its dataclass: validated against the schema at ``path`` (default: the class's),
+    missing settings from the schema's defaults, nested sections recursively. Settings of the schema
+    that the class has no field for are for the workflow and are left out; ``extra`` fills fields
+    that are not settings."""
+    path = path or cls.config_path
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    node = section_schema(path)
+    _validate(data, path)
+    hints = typing.get_type_hints(cls)
+    values = dict(extra)
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            continue
+        if f.name in data:
+            values[f.name] = _converted(hints[f.name], data[f.name], f"{path}.{f.name}")
+        elif "default" in _resolved(node["properties"].get(f.name, {})):
+            values[f.name] = _converted(hints[f.name], schema_default(f"{path}.{f.name}"), f"{path}.{f.name}")
+    return cls(**values)
+
+
+def _converted(hint: Any, value: Any, path: str) -> Any:
+    """A setting as its field holds it: nested sections as dataclasses, lists as tuples (hashable)."""
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return load(hint, value, path)
+    if typing.get_origin(hint) is tuple and isinstance(value, list):
+        return tuple(value)
+    return value

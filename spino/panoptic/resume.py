@@ -1,0 +1,55 @@
+"""The panoptic training state in ``<workdir>/last.pt``: what an interrupted run resumes from.
+
+A run continues from it only if it is the same run, interrupted: the same signature (settings,
+image ids and the content digests of what it trains on) and not finished. Anything else starts at
+step 0, and says why in the log.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from spino.checkpoint import load_checkpoint, save_checkpoint
+from spino.progress import log
+from spino.provenance import text_digest
+
+
+def settings_hash(*parts: dict) -> str:
+    return text_digest(json.dumps(parts, sort_keys=True, default=str))
+
+
+@dataclass
+class TrainingState:
+    path: Path
+    signature: str
+    step: int = 0
+    history: list = field(default_factory=list)  # per step: step, lr, loss terms
+    validation: list = field(default_factory=list)  # per validation: {step, pq, sq, rq, miou, images}
+
+    @classmethod
+    def resume(cls, path: Path, signature: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> TrainingState:
+        """The state to continue from (weights and optimizer loaded into ``model`` and ``optimizer``),
+        or a fresh one at step 0."""
+        state = cls(path, signature)
+        if path.is_file():
+            saved = load_checkpoint(path, "panoptic-training")
+            if saved["signature"] != signature:
+                log(f"ignoring checkpoint {path}: it was trained with other settings or on other labels")
+            elif saved["finished"]:
+                log(f"ignoring checkpoint {path}: that run finished; this one is asked to train again")
+            else:
+                model.load_trainable_state(saved["model"])
+                optimizer.load_state_dict(saved["optimizer"])
+                state.step, state.history, state.validation = saved["step"], saved["history"], saved["validation"]
+                log(f"resuming from checkpoint {path} at step {state.step}")
+        return state
+
+    def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, finished: bool = False) -> None:
+        save_checkpoint(self.path, "panoptic-training", {
+            "signature": self.signature, "step": self.step, "finished": finished, "model": model.trainable_state(),
+            "optimizer": optimizer.state_dict(), "history": self.history, "validation": self.validation,
+        })
