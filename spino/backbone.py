@@ -16,9 +16,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import timm
-from timm.layers import BatchNormAct2d
 import torch
 import torch.nn.functional as F
+from timm.layers import BatchNormAct2d
 from torch import nn
 
 from spino.config import load, section

@@ -36,3 +36,10 @@ def environment_error(err: OSError) -> str | None:
     if problem is None:
         return None
     return f"{err.filename or 'a file being written'}: {problem}"
+
+
+def with_path(err: OSError, path: object) -> OSError:
+    """The OS error naming ``path`` when it names no file itself (a failed write() names none)."""
+    if err.filename is not None or err.errno is None:
+        return err
+    return type(err)(err.errno, err.strerror, str(path))

@@ -8,9 +8,9 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from spino.classes import IGNORE, ClassSet
+from spino.data.cityscapes import load_gtfine_prediction, read_gtfine_folder
 from spino.encoding import encode, instance_of, semantic_of
 from spino.errors import InputError
-from spino.data.cityscapes import load_gtfine_prediction, read_gtfine_folder
 from spino.metrics import PanopticStats
 from spino.progress import progress
 from spino.store import LabelStore

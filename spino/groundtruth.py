@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from spino.classes import ClassSet
-from spino.data.io import image_size
 from spino.data.base import Dataset
+from spino.data.io import image_size
 from spino.data.manifest import Entry
 from spino.encoding import semantic_of
 from spino.errors import InputError

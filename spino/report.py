@@ -17,8 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from spino.labelgen.head_kinds import HEAD_KINDS
 from spino.data.io import atomic_path, read_image, write_png  # noqa: E402
+from spino.labelgen.head_kinds import HEAD_KINDS
 from spino.store import LabelStore  # noqa: E402
 from spino.viz import colorize, overlay  # noqa: E402
 

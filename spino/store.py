@@ -34,7 +34,7 @@ from zarr.codecs import ZstdCodec
 
 from spino.classes import IGNORE, ClassSet
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, PANOPTIC_DTYPE, semantic_of
-from spino.errors import InputError, MissingFileError
+from spino.errors import InputError, MissingFileError, with_path
 from spino.provenance import file_digest, text_digest
 
 FORMAT_VERSION = 1
@@ -186,7 +186,10 @@ class LabelStore:
         self.group["shard_done"][index] = 0
         with zarr.config.set({"array.write_empty_chunks": True}):
             for name, arr in data.items():
-                self.group[name][shard.start : shard.stop] = arr.astype(ARRAY_DTYPES[name], copy=False)
+                try:
+                    self.group[name][shard.start : shard.stop] = arr.astype(ARRAY_DTYPES[name], copy=False)
+                except OSError as err:  # e.g. a full disk: the shard stays not done
+                    raise with_path(err, self.path / name) from err
         for name, arr in data.items():
             if not np.array_equal(self.group[name][shard.start : shard.stop], arr.astype(ARRAY_DTYPES[name])):
                 raise OSError(f"{self.path}: shard {index} of {name} did not read back as written")

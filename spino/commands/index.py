@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from spino.commands._options import add_dataset, open_dataset
+from spino.config import schema_default
 from spino.data.manifest import build_manifest, check_splits, choose_annotated, describe, write_manifest
 
 HELP = "list a dataset's images and choose the annotated ones (manifest CSV)"
@@ -18,14 +19,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     choice.add_argument("--indices", type=int, nargs="+", help="indices into the sorted labelled images")
     choice.add_argument("--ids", nargs="+", help="image ids")
     choice.add_argument("--k", type=int, help="draw k images with --seed")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=schema_default("annotation.seed"))
     p.add_argument("--need-images", nargs="*", default=[], metavar="SPLIT", help="splits that must have images")
     p.add_argument("--need-labels", nargs="*", default=[], metavar="SPLIT", help="splits that must have labelled images")
     p.add_argument("--out", required=True, type=Path)
 
 
 def run(args: argparse.Namespace) -> None:
-    records = open_dataset(args).scan()
+    dataset = open_dataset(args)
+    records = dataset.scan()
+    dataset.check_sizes(records)
     annotated = choose_annotated(records, args.annotate_split, args.indices, args.ids, args.k, args.seed)
     entries = build_manifest(records, annotated)
     check_splits(entries, args.need_images, args.need_labels)  # choose_annotated took labelled images only

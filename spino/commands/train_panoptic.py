@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from spino.commands._options import add_device, add_manifest, add_settings
+from spino.config import schema_default
 from spino.panoptic.distributed import relaunch_under_torchrun
 from spino.panoptic.model import ModelConfig
 from spino.panoptic.train import TrainConfig, train_on_stores
@@ -27,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="final checkpoint")
     add_device(p)
     p.add_argument("--gpus", type=int, default=1, help="GPUs on this node; more than one launches torchrun")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader processes building batches per GPU (0: none); changes no batch")
+    p.add_argument("--workers", type=int, default=schema_default("panoptic.loader_workers"), help="DataLoader processes building batches per GPU (0: none); changes no batch")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from spino.classes import ClassSet
-from spino.data.io import check_same_size, read_image
+from spino.data.io import check_same_size, image_size, read_image
 from spino.encoding import check_panoptic
 from spino.errors import InputError
 
@@ -63,6 +63,19 @@ class Dataset(ABC):
     @abstractmethod
     def decode_panoptic(self, record: Record) -> np.ndarray:
         """The record's ground truth in spino's panoptic encoding (see spino.encoding)."""
+
+    def label_size(self, record: Record) -> tuple[int, int]:
+        """(H, W) of a record's labels, from the label file's header (without decoding it)."""
+        return image_size(record.semantic)
+
+    def check_sizes(self, records: list[Record]) -> None:
+        """Every image's header readable and not too large to decode, and its labels the same size:
+        checked at the index, not when a later stage decodes the file."""
+        for record in records:
+            size = image_size(record.image)
+            if record.has_gt and self.label_size(record) != size:
+                h, w = self.label_size(record)
+                raise InputError(f"{record.semantic}: label size {w}x{h} differs from image {record.image} ({size[1]}x{size[0]})")
 
     def read_image(self, record: Record) -> np.ndarray:
         return read_image(record.image)

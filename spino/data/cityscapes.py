@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from spino.classes import CITYSCAPES_19, ClassSet
-from spino.data.base import walk_files, Dataset, Record, train_ids
+from spino.data.base import Dataset, Record, train_ids, walk_files
 from spino.data.io import read_label
 from spino.encoding import LABEL_DIVISOR, encode
 from spino.errors import InputError, MissingFileError

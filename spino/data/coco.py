@@ -133,15 +133,21 @@ class CocoDataset(Dataset):
     def _by_file(self) -> dict[str, CocoFile]:
         return {str(coco.path): coco for coco in self.files.values()}
 
-    def decode_panoptic(self, record: Record) -> np.ndarray:
+    def _entry(self, record: Record) -> tuple[CocoFile, object, tuple[int, int]]:
+        """The record's COCO file, its image id there and the size the annotations are for."""
         file, _, coco_id = record.instance.rpartition("#")
         coco = self._by_file[file]
         key = next(k for k in coco.images if str(k) == coco_id)
-        image = coco.images[key]
-        shape = (int(image["height"]), int(image["width"]))
+        return coco, key, (int(coco.images[key]["height"]), int(coco.images[key]["width"]))
+
+    def label_size(self, record: Record) -> tuple[int, int]:
+        return self._entry(record)[2]
+
+    def decode_panoptic(self, record: Record) -> np.ndarray:
+        coco, key, shape = self._entry(record)
         if coco.panoptic:
             return decode_coco_panoptic(record.semantic, coco.annotations[key]["segments_info"], coco.class_of(), self.class_set, shape)
-        return decode_coco_instances(coco.annotations[key], coco.class_of(), self.class_set, shape, file)
+        return decode_coco_instances(coco.annotations[key], coco.class_of(), self.class_set, shape, str(coco.path))
 
 
 def _numbered(semantic: np.ndarray, instance: np.ndarray, segments: list[tuple[np.ndarray, int, bool]], class_set: ClassSet) -> np.ndarray:

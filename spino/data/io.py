@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from spino.errors import InputError, MissingFileError
+from spino.errors import InputError, MissingFileError, with_path
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -21,9 +21,15 @@ def read_image(path: str | Path) -> np.ndarray:
         return np.array(im.convert("RGB"))
 
 
+# Pillow's limit against decompression bombs: more pixels than this is refused before decoding.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(H, W) of an image from its header, without decoding the pixels."""
+    """(H, W) of an image from its header, without decoding the pixels; refused above MAX_PIXELS."""
     with _open(path, decode=False) as im:
+        if im.width * im.height > MAX_PIXELS:
+            raise InputError(f"{path}: {im.width}x{im.height} pixels, too large to decode safely (more than {MAX_PIXELS}); downscale it")
         return im.height, im.width
 
 
@@ -45,6 +51,8 @@ def _open(path: str | Path, decode: bool = True) -> Image.Image:
         im = Image.open(path)
         if decode:
             im.load()
+    except Image.DecompressionBombError as err:
+        raise InputError(f"{path}: too large to decode safely ({err})") from err
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise InputError(f"{path}: cannot decode image ({err})") from err
     return im
@@ -81,8 +89,10 @@ class atomic_path:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+            return
+        self.tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise with_path(exc, self.path) from exc
 
 
 class atomic_folder:
@@ -106,6 +116,8 @@ class atomic_folder:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if isinstance(exc, OSError) and exc.filename is None:
+                raise with_path(exc, self.path) from exc
             return
         if self.path.is_dir():
             self.path.rmdir()  # empty, checked on entry

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from spino.config import section
 from spino.classes import DEMO
+from spino.config import section
 from spino.data.io import atomic_path, write_png
 
 ROAD, SIDEWALK, BUILDING, VEGETATION, SKY, PERSON, CAR = range(7)

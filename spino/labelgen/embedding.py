@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spino.config import section
 from spino.classes import ClassSet
+from spino.config import section
 from spino.data.io import atomic_path
 from spino.encoding import IGNORE_PANOPTIC, instance_of, semantic_of
 

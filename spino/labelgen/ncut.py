@@ -13,7 +13,6 @@ so thin ones survive). The parts then go through the same minimum size and neare
 
 from __future__ import annotations
 
-
 import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import ArpackNoConvergence, eigsh

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spino.config import load, section
 from spino.backbone import Backbone, BackboneSpec
 from spino.checkpoint import load_checkpoint, save_checkpoint
 from spino.classes import IGNORE, ClassSet
+from spino.config import load, section
 from spino.data.io import read_image
 from spino.encoding import encode
 from spino.errors import InputError

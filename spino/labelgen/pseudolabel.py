@@ -23,17 +23,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spino.config import load, section
 from spino.backbone import Backbone, BackboneSpec
 from spino.classes import ClassSet
+from spino.config import load, section
 from spino.data.io import read_image
 from spino.encoding import semantic_of
 from spino.errors import InputError
 from spino.labelgen.embedding import EmbeddingClusterConfig, resize_embeddings, with_coordinates, write_spoco_shard
-from spino.labelgen.head_kinds import heads_trained
 from spino.labelgen.fusion import FUSIONS, fuse, min_pixels_per_class
-from spino.labelgen.ncut import NcutConfig
+from spino.labelgen.head_kinds import heads_trained
 from spino.labelgen.heads import MLPHead, head_grid
+from spino.labelgen.ncut import NcutConfig
 from spino.labelgen.train import load_head
 from spino.labelgen.tta import Blend, tile_boxes
 from spino.progress import progress

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spino.config import load, section, section_schema
 from spino.backbone import BackboneSpec
 from spino.classes import IGNORE, ClassSet
-from spino.data.io import read_image, write_csv
+from spino.config import load, section, section_schema
 from spino.data.base import Dataset
+from spino.data.io import read_image, write_csv
 from spino.data.manifest import Entry
 from spino.encoding import encode
 from spino.errors import InputError

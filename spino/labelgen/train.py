@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spino.config import load
 from spino.backbone import Backbone, BackboneSpec
 from spino.checkpoint import load_checkpoint, save_checkpoint
 from spino.classes import ClassSet
+from spino.config import load
 from spino.data.io import write_csv
 from spino.encoding import semantic_of
 from spino.errors import InputError
@@ -25,6 +25,7 @@ from spino.labelgen.heads import MLPHead, head_grid
 from spino.losses import boundary_loss, discriminative_loss, top_k_cross_entropy
 from spino.progress import progress
 from spino.transforms import color_jitter, resize_nearest
+
 
 @dataclass(frozen=True)
 class HeadConfig:

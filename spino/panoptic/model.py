@@ -10,13 +10,12 @@ heatmap and centre offsets, upsampled to the input size.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spino.config import load, section
 from spino.backbone import Backbone, BackboneSpec
+from spino.config import load, section
 from spino.errors import InputError
 
 STRIDES = (4, 8, 16, 32)

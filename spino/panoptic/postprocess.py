@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 
-from spino.config import section
 from spino.classes import IGNORE, ClassSet
+from spino.config import section
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR
 from spino.errors import InputError
 

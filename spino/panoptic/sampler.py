@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from spino.config import section
 from spino.classes import ClassSet
+from spino.config import section
 from spino.data.io import image_size, read_image
 from spino.encoding import IGNORE_PANOPTIC
 from spino.errors import InputError

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 
-from spino.config import section
 from spino.classes import IGNORE, ClassSet
+from spino.config import section
 from spino.encoding import IGNORE_PANOPTIC, instance_of, semantic_of
 
 

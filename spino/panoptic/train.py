@@ -18,17 +18,17 @@ from pathlib import Path
 
 import torch
 
-from spino.config import load, section
 from spino.classes import ClassSet
+from spino.config import load, section
 from spino.data.io import read_image, write_csv
 from spino.losses import top_k_cross_entropy, weighted_mean
 from spino.metrics import PanopticStats
 from spino.panoptic.checkpoint import save_model
 from spino.panoptic.distributed import Distributed
 from spino.panoptic.model import ModelConfig, PanopticModel
-from spino.panoptic.resume import TrainingState, settings_hash
 from spino.panoptic.postprocess import PostprocessConfig
 from spino.panoptic.predict import predict_panoptic
+from spino.panoptic.resume import TrainingState, settings_hash
 from spino.panoptic.sampler import Augment, MixedBatchData, Sample, batch_loader, rank_slots
 from spino.panoptic.targets import TargetConfig
 from spino.progress import log
