@@ -218,7 +218,7 @@ BUILTIN = {c.name: c for c in (CITYSCAPES_19, KITTI360_14, DEMO)}
 
 
 def load_class_set(spec: str | Path) -> ClassSet:
-    """A built-in class set by name, or a user's YAML file (see README, "Your own data")."""
+    """A built-in class set by name, or a user's YAML file (see docs/your-data.md)."""
     if str(spec) in BUILTIN:
         return BUILTIN[str(spec)]
     path = Path(spec)

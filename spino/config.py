@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import typing
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from spino.errors import InputError
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 SECTIONS: dict[str, type] = {}  # schema path -> the dataclass holding that section
+CHOICES: dict[str, list[str]] = {}  # setting path -> the names of the registry that fills it
 
 
 @cache
@@ -38,16 +40,24 @@ def raw_schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
+def register_choices(path: str, registry: Iterable[str]) -> None:
+    """A registry's names as the choices of the setting at ``path`` (dataset kinds, fusions): the
+    registry calls this, so that this module imports none of them (a command's code digest, the
+    closure of its imports, then does not grow with every registry)."""
+    CHOICES[path] = list(registry)
+    schema.cache_clear()
+
+
 @cache
 def schema() -> dict:
-    """The config schema, with the choices that registries hold filled in (dataset kinds, fusions)."""
-    from spino.data import DATASET_KINDS
-    from spino.labelgen.fusion import FUSIONS
-
+    """The config schema, with the choices that registries registered filled in."""
     data = copy.deepcopy(raw_schema())
-    props = data["properties"]
-    props["dataset"]["properties"]["kind"]["enum"] = list(DATASET_KINDS)
-    props["pseudo_labels"]["properties"]["fusion"]["enum"] = list(FUSIONS)
+    for path, names in CHOICES.items():
+        *parents, name = path.split(".")
+        node = data
+        for part in parents:
+            node = node["properties"][part]
+        node["properties"][name]["enum"] = names
     return data
 
 
@@ -78,7 +88,8 @@ def schema_default(path: str) -> Any:
 
 
 def check_config(config: dict) -> dict:
-    """The config validated against the schema, with every default filled in (a new dict)."""
+    """The config validated against the schema, with every default filled in (a new dict). The
+    workflow calls it through spino.workflow_config, which loads the registries first."""
     _validate(config, "")
     return _with_defaults(copy.deepcopy(config), schema())
 

@@ -212,7 +212,7 @@ class LabelStore:
     def shard_digest(self, index: int) -> dict[str, dict]:
         """Size and sha256 of each file of a shard, relative to the store (what gather records)."""
         digest = {}
-        for name, path in self.shard_files(index).items():
+        for path in self.shard_files(index).values():
             if not path.is_file():
                 raise IncompleteStoreError(f"{self.path}: shard {index}: {path.relative_to(self.path)} is missing")
             digest[str(path.relative_to(self.path))] = {"size": path.stat().st_size, "sha256": file_digest(path)}

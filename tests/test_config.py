@@ -11,10 +11,12 @@ import pytest
 import yaml
 
 import spino
-from conftest import REPO
-from spino.config import SECTIONS, check_config, load, schema_default, section, section_schema
+from spino.config import SECTIONS, load, schema_default, section, section_schema
 from spino.errors import InputError
 from spino.panoptic.train import TrainConfig
+from spino.workflow_config import check_config
+
+from conftest import REPO
 
 
 def _all_modules() -> None:

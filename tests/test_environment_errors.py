@@ -3,6 +3,7 @@ one line naming the path and the problem, nothing half-written left looking comp
 
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 import subprocess
@@ -57,7 +58,7 @@ def test_pseudo_label_shard_into_a_full_disk_ends_with_one_line_and_stays_missin
     backbone = '{"name": "tf_efficientnet_lite0", "weights": "none", "out_indices": [1, 2]}'
     assert spino(["index", *args, "--k", "2", "--out", str(tmp_path / "m.csv")]) == 0
     for kind, hidden in (("semantic", [8]), ("boundary", [8])):
-        head = '{"hidden": %s, "input_size": [64, 128], "epochs": 1, "lr": 0.001}' % hidden
+        head = json.dumps({"hidden": hidden, "input_size": [64, 128], "epochs": 1, "lr": 0.001})
         assert spino(["train-head", kind, *args, "--manifest", str(tmp_path / "m.csv"), "--head", head, "--backbone", backbone,
                       "--checkpoint", str(heads / f"{kind}.pt"), "--losses", str(heads / f"{kind}.csv"), "--device", "cpu"]) == 0
     store = small_disk / "pseudo_labels.zarr"

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from helpers import assert_inspect_picture
 from spino.cli import main as spino
 from spino.data.io import read_label
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR
 from spino.store import LabelStore
+
+from helpers import assert_inspect_picture
 
 
 def test_gtfine_export_scores_pq_one_against_its_store(gt_store: Path, tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import kill_during_store_write, matched_miou, random_cluster_labels
 from spino.backbone import Backbone, BackboneSpec, create_timm_model
 from spino.classes import CITYSCAPES_19, DEMO
 from spino.data import open_dataset
@@ -21,20 +20,27 @@ from spino.encoding import IGNORE_PANOPTIC, encode, instance_of, semantic_of
 from spino.evaluate import hungarian_assignment, relabelled
 from spino.labelgen.boundaries import boundary_ids, interior
 from spino.labelgen.embedding import (
-    EmbeddingClusterConfig, instance_targets, mean_shift, resize_embeddings, sparse_instances, with_coordinates,
+    EmbeddingClusterConfig,
+    instance_targets,
+    mean_shift,
+    resize_embeddings,
+    sparse_instances,
+    with_coordinates,
 )
 from spino.labelgen.fusion import fuse, min_pixels_per_class
 from spino.labelgen.heads import MLPHead, head_grid, interpolation_matrix
 from spino.labelgen.ncut import NcutConfig
-from spino.losses import discriminative_loss, top_k_cross_entropy
 from spino.labelgen.primaps import PrimapsConfig, fit_primaps, load_primaps, principal_masks
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig, write_pseudo_label_shard
 from spino.labelgen.selftrain import SelfTrainingConfig, nearest_neighbours, pseudo_target, self_train
-from spino.labelgen.tta import Blend, tile_boxes
 from spino.labelgen.train import HeadConfig, load_head, train_head
+from spino.labelgen.tta import Blend, tile_boxes
+from spino.losses import discriminative_loss, top_k_cross_entropy
 from spino.metrics import PanopticStats
 from spino.store import IncompleteStoreError, create_store
 from spino.transforms import image_tensor
+
+from helpers import kill_during_store_write, matched_miou, random_cluster_labels
 
 TINY_BACKBONE = BackboneSpec("tf_efficientnet_lite0", "none", (1, 2))
 
@@ -290,7 +296,7 @@ def test_vit_features_drop_prefix_tokens_and_skip_the_final_norm() -> None:
     feats = backbone(x)
     assert feats.shape == (1, 384, 2, 3) and backbone.round_size(30, 40) == (28, 42)
     model = backbone.model
-    tokens = model.patch_embed(((x - backbone.mean) / backbone.std))
+    tokens = model.patch_embed((x - backbone.mean) / backbone.std)
     tokens = model.norm_pre(model._pos_embed(tokens))
     tokens = model.blocks(tokens)[:, model.num_prefix_tokens :]
     assert torch.allclose(feats, tokens.transpose(1, 2).reshape(1, 384, 2, 3), atol=1e-5)

@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import assert_same_pq, class_ious, official_pq, store_from_maps
-from perturb import perturb
 from spino.classes import DEMO
 from spino.data import open_dataset
 from spino.data.cityscapes import Cityscapes
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR
 from spino.export import export_coco, export_gtfine
 from spino.metrics import PanopticStats
+
+from helpers import assert_same_pq, class_ious, official_pq, store_from_maps
+from perturb import perturb
 
 TOL = 1e-6
 

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import assert_same_pq, class_ious, official_pq, store_from_maps
 from spino.classes import CITYSCAPES_19, DEMO, ClassSet
 from spino.cli import main as spino
 from spino.data import open_dataset
@@ -25,12 +24,14 @@ from spino.data.manifest import build_manifest, write_manifest
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, instance_of, semantic_of
 from spino.errors import InputError
 from spino.metrics import PanopticStats
+from spino.panoptic.checkpoint import load_model
 from spino.panoptic.postprocess import PostprocessConfig, merge
 from spino.panoptic.predict import write_prediction_shard
 from spino.panoptic.targets import TargetConfig, panoptic_targets
-from spino.panoptic.checkpoint import load_model
 from spino.store import LabelStore, create_store
 from spino.transforms import image_tensor, resize_nearest
+
+from helpers import assert_same_pq, class_ious, official_pq, store_from_maps
 
 
 def test_targets_point_every_thing_pixel_at_its_centroid() -> None:

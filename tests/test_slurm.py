@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 import yaml
 import zarr
+from test_workflow import TINY
 
 from conftest import REPO
-from test_workflow import TINY
 
 pytestmark = pytest.mark.slurm
 

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import zarr
 
-from helpers import kill_during_store_write
 from spino.cli import main as spino
-from spino.data.manifest import build_manifest, choose_annotated, write_manifest
 from spino.data import open_dataset
+from spino.data.manifest import build_manifest, choose_annotated, write_manifest
 from spino.store import IncompleteStoreError, LabelStore, create_store
+
+from helpers import kill_during_store_write
 
 
 def _gt_args(demo_root: Path) -> list[str]:

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import assert_suggestion_figure
 from spino.cli import main as spino
 from spino.suggest import coverage, kcenter, kmeans, random_coverage, suggest
+
+from helpers import assert_suggestion_figure
 
 
 def clusters(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -99,9 +99,10 @@ def test_workflow_runs_all_stages_and_then_has_nothing_to_do(finished_run: Path)
 
 def miou_counted(prediction: Path, ground_truth: Path) -> float:
     """mIoU of a store's images against the ground-truth store, counted here from their pixels."""
-    from helpers import class_ious
     from spino.encoding import semantic_of
     from spino.store import LabelStore
+
+    from helpers import class_ious
 
     pred, gt = LabelStore(prediction), LabelStore(ground_truth)
     p = np.stack([semantic_of(pred.panoptic(i)) for i in range(pred.num_images)])
@@ -261,9 +262,9 @@ def test_default_config_is_used_without_configfile(tmp_path: Path) -> None:
 
 # -- what reruns ------------------------------------------------------------------------------------
 def readme_rerun_table() -> list[tuple[str, set[str]]]:
-    section = (REPO / "README.md").read_text().split("## What reruns")[1].split("\n## ")[0]
+    section = (REPO / "docs" / "caching.md").read_text()
     rows = re.findall(r"^\| `([\w.]+)` \| ([\w, ]+) \|$", section, re.M)
-    assert len(rows) >= 3, "the README's table of what reruns is missing"
+    assert len(rows) >= 3, "the table of what reruns (docs/caching.md) is missing"
     return [(key, set() if rules == "nothing" else {r.strip() for r in rules.split(",")}) for key, rules in rows]
 
 
@@ -282,7 +283,7 @@ def changed(config: dict, dotted_key: str) -> dict:
 def test_readme_says_what_the_dry_run_plans(finished_run: Path) -> None:
     for key, rules in readme_rerun_table():
         plan = planned_rules(snakemake(finished_run, changed(TINY, key), "-n")) - {"all"}
-        assert plan == rules, f"README: changing {key} reruns {sorted(rules)}; the dry run plans {sorted(plan)}"
+        assert plan == rules, f"docs/caching.md: changing {key} reruns {sorted(rules)}; the dry run plans {sorted(plan)}"
 
 
 def copy_of(run: Path, tmp_path: Path) -> Path:
@@ -459,16 +460,17 @@ def test_snakemake_report(finished_run: Path, tmp_path: Path) -> None:
 
 
 def test_readme_store_tools_run_on_a_finished_run(finished_run: Path, tmp_path: Path, monkeypatch) -> None:
-    """Every `spino` line of the README's "Label stores" block, as written (the run named tiny, not demo),
+    """Every `spino` line of the block in docs/label-stores.md, as written (the run named tiny, not demo),
     through the same entry point as the console script (in this process: torch is imported once)."""
     from PIL import Image
 
-    from helpers import assert_inspect_picture
     from spino.cli import main
     from spino.encoding import IGNORE_PANOPTIC
     from spino.store import LabelStore
 
-    block = (REPO / "README.md").read_text().split("## Label stores")[1].split("```bash\n")[1].split("```")[0]
+    from helpers import assert_inspect_picture
+
+    block = (REPO / "docs" / "label-stores.md").read_text().split("```bash\n")[1].split("```")[0]
     commands = [shlex.split(line.split("#")[0].replace("results/demo", "results/tiny")) for line in block.splitlines() if line.strip()]
     assert len(commands) == 6 and all(c[0] == "spino" for c in commands)
     workdir = copy_of(finished_run, tmp_path)
@@ -558,11 +560,12 @@ def test_self_training_and_embedding_fusion_rerun_only_what_follows_the_heads(fi
 def labels_against_chance(workdir: Path, seeds: int = 3) -> tuple:
     """Unmatched statistics of the label-free run's store against its ground truth, and the matched mIoU
     of the same principal masks given clusters at random (the mean over ``seeds``)."""
-    from helpers import matched_miou, random_cluster_labels
     from spino.data.io import read_image
     from spino.labelgen.primaps import load_primaps
     from spino.metrics import PanopticStats
     from spino.store import LabelStore
+
+    from helpers import matched_miou, random_cluster_labels
 
     results = workdir / "results/tiny"
     labels, gt = LabelStore(results / "pseudo_labels.zarr"), LabelStore(results / "ground_truth.zarr")
@@ -587,8 +590,9 @@ PRIMAPS = {**{k: v for k, v in TINY.items() if k not in ("semantic_head", "bound
 def test_label_free_run_scores_clusters_after_matching(tmp_path: Path) -> None:
     """labelgen: primaps fits prototypes instead of training heads, labels the store with clusters and
     scores them after a Hungarian matching (saying so); it has no panoptic stages. k: 0 needs it."""
-    from helpers import matched_classes, matched_miou
     from spino.classes import DEMO
+
+    from helpers import matched_classes, matched_miou
 
     plan = planned_rules(snakemake(tmp_path, PRIMAPS, "-n"))
     assert {"fit_primaps", "create_pseudo_label_store", "evaluate"} <= plan  # shard jobs: known after the index

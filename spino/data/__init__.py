@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spino.config import register_choices
 from spino.data.base import Dataset, Record
 from spino.data.cityscapes import Cityscapes
 from spino.data.coco import CocoDataset
@@ -24,6 +25,7 @@ DATASET_KINDS: dict[str, type[Dataset]] = {
     "kitti360": Kitti360,
     "coco": CocoDataset,
 }
+register_choices("dataset.kind", DATASET_KINDS)
 
 
 def dataset_kind(kind: str) -> type[Dataset]:

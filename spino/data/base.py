@@ -69,13 +69,21 @@ class Dataset(ABC):
         return image_size(record.semantic)
 
     def check_sizes(self, records: list[Record]) -> None:
-        """Every image's header readable and not too large to decode, and its labels the same size:
-        checked at the index, not when a later stage decodes the file."""
+        """Every image's header readable and not too large to decode, and its label files the same
+        size (read from their headers): checked at the index, not when a later stage decodes them."""
         for record in records:
             size = image_size(record.image)
-            if record.has_gt and self.label_size(record) != size:
-                h, w = self.label_size(record)
-                raise InputError(f"{record.semantic}: label size {w}x{h} differs from image {record.image} ({size[1]}x{size[0]})")
+            if not record.has_gt:
+                continue
+            label = self.label_size(record)
+            instance = Path(record.instance)
+            if instance.suffix == ".png" and instance.is_file() and image_size(instance) != label:
+                h, w = image_size(instance)
+                raise InputError(f"{instance}: size {w}x{h} differs from {record.semantic} ({label[1]}x{label[0]})")
+            if label != size:
+                raise InputError(
+                    f"{record.semantic}: label size {label[1]}x{label[0]} differs from image {record.image} ({size[1]}x{size[0]})"
+                )
 
     def read_image(self, record: Record) -> np.ndarray:
         return read_image(record.image)

@@ -1,4 +1,4 @@
-"""A plain folder layout for users' own data (documented in the README, "Your own data").
+"""A plain folder layout for users' own data (documented in docs/your-data.md).
 
     <root>/classes.yaml            the class set (see spino.classes.load_class_set)
     <root>/images/<id>.png|jpg     RGB images

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from spino.classes import IGNORE, ClassSet
+from spino.config import register_choices
 from spino.encoding import LABEL_DIVISOR, encode
 from spino.errors import InputError
 from spino.labelgen.ncut import NcutConfig, ncut_parts
@@ -87,6 +88,7 @@ class EmbeddingClusters(Splitter):
 
 # config `pseudo_labels.fusion`: the splitter of each fusion method.
 FUSIONS: dict[str, type[Splitter]] = {"cca": ConnectedInterior, "ncut": NormalisedCuts, "embedding": EmbeddingClusters}
+register_choices("pseudo_labels.fusion", FUSIONS)
 
 
 def fuse(

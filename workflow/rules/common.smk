@@ -16,7 +16,10 @@ from spino.store import STORE_NAMES, remove_damaged_markers, shard_count
 # or workflow/envs/spino.yaml with --use-conda); when that environment is not activated, its bin/.
 if shutil.which("spino") is None:
 
-    shell.prefix(f"set -euo pipefail; export PATH={Path(sys.executable).parent}:\"$PATH\"; ")
+    shell.prefix(f'set -euo pipefail; export PATH={Path(sys.executable).parent}:"$PATH"; ')
+
+# The software of every rule that runs `spino` (used with --use-conda; see docs/clusters.md for Apptainer).
+SPINO_ENV = "../envs/spino.yaml"
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
@@ -35,7 +38,9 @@ HEADS_TRAINED = [] if LABEL_FREE else heads_trained(config["pseudo_labels"]["fus
 EMBEDDING_FUSION = "embedding" in HEADS_TRAINED
 PSEUDO_LABEL_SETTINGS = json.dumps(config["pseudo_labels"], sort_keys=True)
 # The semantic head that labels the store: the self-trained one when self-training is on.
-LABELLING_SEMANTIC_HEAD = f"{SELF_TRAINING}/semantic.pt" if config["self_training"]["enabled"] else f"{HEADS}/semantic.pt"
+LABELLING_SEMANTIC_HEAD = (
+    f"{SELF_TRAINING}/semantic.pt" if config["self_training"]["enabled"] else f"{HEADS}/semantic.pt"
+)
 
 if config["annotation"].get("k") == 0 and not LABEL_FREE:
     raise ValueError("annotation.k: 0 leaves the heads nothing to train on; it needs labelgen: primaps")
@@ -142,7 +147,11 @@ def final_targets():
     return [
         f"{RESULTS}/manifest.csv",
         *expand(f"{HEADS}/{{head}}{{suffix}}", head=HEADS_TRAINED, suffix=[".pt", "_losses.csv"]),
-        *(expand(f"{SELF_TRAINING}/{{name}}", name=["semantic.pt", "neighbours.csv", "losses.csv"]) if config["self_training"]["enabled"] else []),
+        *(
+            expand(f"{SELF_TRAINING}/{{name}}", name=["semantic.pt", "neighbours.csv", "losses.csv"])
+            if config["self_training"]["enabled"]
+            else []
+        ),
         *expand(f"{PANOPTIC}/{{name}}", name=["model.pt", "losses.csv", "validation.csv"]),
         *expand(f"{RESULTS}/scores/{{store}}.{{ext}}", store=["pseudo_labels", "predictions"], ext=["json", "csv"]),
         f"{RESULTS}/report/report.html",
@@ -154,5 +163,39 @@ def all_shard_markers(wildcards):
     """The done-marker of every shard of every store (known once the index has run)."""
     markers = [marker for store in STORES_IN_USE for marker in shard_markers(store)]
     if EMBEDDING_FUSION:  # each pseudo-label job also writes its shard's SPOCO HDF5 file
-        markers += [m.replace("pseudo_labels.shards", "spoco").replace(".json", ".h5") for m in shard_markers("pseudo_labels")]
+        markers += [
+            m.replace("pseudo_labels.shards", "spoco").replace(".json", ".h5") for m in shard_markers("pseudo_labels")
+        ]
     return markers
+
+
+def annotation_args():
+    a = config["annotation"]
+    if "ids" in a:
+        return ["--ids", *a["ids"]]
+    if "indices" in a:
+        return ["--indices", *map(str, a["indices"])]
+    return ["--k", str(a["k"]), "--seed", str(a["seed"])]
+
+
+def labeller_inputs(wildcards=None):
+    """What labels the store: the trained heads, or the PriMaPs prototypes (labelgen: primaps)."""
+    if LABEL_FREE:
+        return {"prototypes": PRIMAPS}
+    heads = {"semantic_head": LABELLING_SEMANTIC_HEAD, "boundary_head": f"{HEADS}/boundary.pt"}
+    return {**heads, "embedding_head": f"{HEADS}/embedding.pt"} if EMBEDDING_FUSION else heads
+
+
+def labeller_args():
+    """The `spino pseudo-label` options that name the labeller and its settings."""
+    if LABEL_FREE:
+        return ["--primaps", PRIMAPS]
+    heads = [
+        "--semantic-head",
+        LABELLING_SEMANTIC_HEAD,
+        "--boundary-head",
+        f"{HEADS}/boundary.pt",
+        "--settings",
+        PSEUDO_LABEL_SETTINGS,
+    ]
+    return [*heads, "--embedding-head", f"{HEADS}/embedding.pt"] if EMBEDDING_FUSION else heads

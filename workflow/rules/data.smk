@@ -3,9 +3,13 @@
 if config["dataset"]["kind"] == "demo":
 
     rule make_demo:
-        localrule: True
         output:
             directory(config["dataset"]["root"]),
+        log:
+            f"{LOGS}/make_demo.log",
+        localrule: True
+        conda:
+            SPINO_ENV
         params:
             n_train=config["demo"]["n_train"],
             n_val=config["demo"]["n_val"],
@@ -13,28 +17,21 @@ if config["dataset"]["kind"] == "demo":
             width=config["demo"]["width"],
             seed=config["demo"]["seed"],
             code=code("make-demo"),
-        log:
-            f"{LOGS}/make_demo.log",
         shell:
             "spino make-demo --out {output:q} --n-train {params.n_train} --n-val {params.n_val}"
             " --height {params.height} --width {params.width} --seed {params.seed} > {log:q} 2>&1"
 
 
-def annotation_args():
-    a = config["annotation"]
-    if "ids" in a:
-        return ["--ids", *a["ids"]]
-    if "indices" in a:
-        return ["--indices", *map(str, a["indices"])]
-    return ["--k", str(a["k"]), "--seed", str(a["seed"])]
-
-
 checkpoint index:
-    localrule: True
     input:
         data=generated_dataset(),
     output:
         manifest=f"{RESULTS}/manifest.csv",
+    log:
+        f"{LOGS}/index.log",
+    localrule: True
+    conda:
+        SPINO_ENV
     params:
         dataset=dataset_args(),
         listing=dataset_listing(),
@@ -44,8 +41,6 @@ checkpoint index:
         need_images=splits_needing_images(),
         need_labels=splits_needing_labels(),
         code=code("index"),
-    log:
-        f"{LOGS}/index.log",
     shell:
         "spino index {params.dataset:q} --annotate-split {params.split:q} {params.annotation:q}"
         " --need-images {params.need_images:q} --need-labels {params.need_labels:q}"
@@ -53,17 +48,19 @@ checkpoint index:
 
 
 rule create_ground_truth_store:
-    localrule: True
     input:
         manifest=f"{RESULTS}/manifest.csv",
     output:
         store=directory(f"{RESULTS}/ground_truth.zarr"),
+    log:
+        f"{LOGS}/create_ground_truth_store.log",
+    localrule: True
+    conda:
+        SPINO_ENV
     params:
         dataset=dataset_args(),
         per_shard=config["stores"]["images_per_shard"],
         code=code("create-store"),
-    log:
-        f"{LOGS}/create_ground_truth_store.log",
     shell:
         "spino create-store {params.dataset:q} --manifest {input.manifest:q} --kind ground_truth"
         " --images-per-shard {params.per_shard} --out {output.store:q} > {log:q} 2>&1"
@@ -75,26 +72,30 @@ rule write_ground_truth_shard:
         manifest=f"{RESULTS}/manifest.csv",
     output:
         done=f"{RESULTS}/ground_truth.shards/{{shard}}.json",
+    log:
+        f"{LOGS}/write_ground_truth_shard/{{shard}}.log",
+    conda:
+        SPINO_ENV
     params:
         dataset=dataset_args(),
         code=code("write-gt"),
-    log:
-        f"{LOGS}/write_ground_truth_shard/{{shard}}.log",
     shell:
         "spino write-gt {params.dataset:q} --manifest {input.manifest:q} --store {input.store:q}"
         " --shard {wildcards.shard} --done {output.done:q} > {log:q} 2>&1"
 
 
 rule gather:
-    localrule: True
     input:
         store=f"{RESULTS}/{{store}}.zarr",
         shards=lambda wildcards: shard_markers(wildcards.store),
     output:
         f"{RESULTS}/{{store}}.complete.json",
-    params:
-        code=code("gather"),
     log:
         f"{LOGS}/gather_{{store}}.log",
+    localrule: True
+    conda:
+        SPINO_ENV
+    params:
+        code=code("gather"),
     shell:
         "spino gather {input.store:q} --out {output:q} > {log:q} 2>&1"

@@ -2,7 +2,6 @@
 
 
 rule evaluate:
-    localrule: True
     input:
         complete=f"{RESULTS}/{{store}}.complete.json",
         gt_complete=f"{RESULTS}/ground_truth.complete.json",
@@ -10,6 +9,11 @@ rule evaluate:
     output:
         json=f"{RESULTS}/scores/{{store}}.json",
         csv=report(f"{RESULTS}/scores/{{store}}.csv", caption="../report/scores.rst", category="Scores"),
+    log:
+        f"{LOGS}/evaluate_{{store}}.log",
+    localrule: True
+    conda:
+        SPINO_ENV
     params:
         prediction=lambda w: f"{RESULTS}/{w.store}.zarr",
         gt=f"{RESULTS}/ground_truth.zarr",
@@ -17,8 +21,6 @@ rule evaluate:
         splits=["--splits", *config["evaluation"]["splits"]] if config["evaluation"].get("splits") else [],
         matching=lambda w: "hungarian" if LABEL_FREE and w.store == "pseudo_labels" else "none",
         code=code("evaluate"),
-    log:
-        f"{LOGS}/evaluate_{{store}}.log",
     shell:
         "spino evaluate {params.prediction:q} --gt {params.gt:q} --manifest {input.manifest:q} {params.exclude:q} {params.splits:q}"
         " --matching {params.matching}"

@@ -15,20 +15,22 @@ for kind in HEAD_KINDS:
         output:
             checkpoint=f"{HEADS}/{kind}.pt",
             losses=f"{HEADS}/{kind}_losses.csv",
+        log:
+            f"{LOGS}/train_{kind}_head.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/train_{kind}_head.tsv"
+        conda:
+            SPINO_ENV
+        threads: 8  # scaled down to --cores on a workstation
+        resources:
+            gpu=gpus("heads"),
+            device=device("heads"),  # how, not what: changing it reruns nothing
         params:
             kind=kind,  # the shell command is formatted when the job runs, after the loop: it reads the kind here
             dataset=dataset_args(),
             head=json.dumps(config[f"{kind}_head"], sort_keys=True),
             backbone=json.dumps(config["backbone"], sort_keys=True),
             code=code("train-head"),
-        threads: 8  # scaled down to --cores on a workstation
-        resources:
-            gpu=gpus("heads"),
-            device=device("heads"),  # how, not what: changing it reruns nothing
-        benchmark:
-            f"{RESULTS}/benchmarks/train_{kind}_head.tsv"
-        log:
-            f"{LOGS}/train_{kind}_head.log",
         shell:
             "spino --threads {threads} train-head {params.kind} {params.dataset:q} --manifest {input.manifest:q}"
             " --head {params.head:q} --backbone {params.backbone:q} --device {resources.device}"
@@ -45,19 +47,21 @@ rule self_train:
         checkpoint=f"{SELF_TRAINING}/semantic.pt",
         neighbours=f"{SELF_TRAINING}/neighbours.csv",
         losses=f"{SELF_TRAINING}/losses.csv",
+    log:
+        f"{LOGS}/self_train.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/self_train.tsv"
+    conda:
+        SPINO_ENV
+    threads: 8  # scaled down to --cores on a workstation
+    resources:
+        gpu=gpus("heads"),
+        device=device("heads"),
     params:
         dataset=dataset_args(),
         settings=json.dumps(config["self_training"], sort_keys=True),
         labels=PSEUDO_LABEL_SETTINGS,  # the neighbours are labelled as the store would label them
         code=code("self-train"),
-    threads: 8  # scaled down to --cores on a workstation
-    resources:
-        gpu=gpus("heads"),
-        device=device("heads"),
-    benchmark:
-        f"{RESULTS}/benchmarks/self_train.tsv"
-    log:
-        f"{LOGS}/self_train.log",
     shell:
         "spino --threads {threads} self-train {params.dataset:q} --manifest {input.manifest:q} --features {input.features:q}"
         " --semantic-head {input.semantic_head:q} --boundary-head {input.boundary_head:q} --settings {params.settings:q}"

@@ -11,6 +11,17 @@ rule train_panoptic:
         model=f"{PANOPTIC}/model.pt",
         losses=f"{PANOPTIC}/losses.csv",
         validation=f"{PANOPTIC}/validation.csv",
+    log:
+        f"{LOGS}/train_panoptic.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_panoptic.tsv"
+    conda:
+        SPINO_ENV
+    threads: 8  # scaled down to --cores on a workstation
+    resources:
+        gpu=gpus("panoptic"),
+        device=device("panoptic"),
+        loader_workers=config["panoptic"]["loader_workers"],  # how, not what: changes no batch, reruns nothing
     params:
         pseudo_labels=f"{RESULTS}/pseudo_labels.zarr",
         ground_truth=f"{RESULTS}/ground_truth.zarr",
@@ -21,15 +32,6 @@ rule train_panoptic:
         train=json.dumps(config["panoptic"]["train"], sort_keys=True),
         backbone=json.dumps(config["backbone"], sort_keys=True),
         code=code("train-panoptic"),
-    threads: 8  # scaled down to --cores on a workstation
-    resources:
-        gpu=gpus("panoptic"),
-        device=device("panoptic"),
-        loader_workers=config["panoptic"]["loader_workers"],  # how, not what: changes no batch, reruns nothing
-    benchmark:
-        f"{RESULTS}/benchmarks/train_panoptic.tsv"
-    log:
-        f"{LOGS}/train_panoptic.log",
     shell:
         "spino --threads {threads} train-panoptic --manifest {input.manifest:q} --pseudo-labels {params.pseudo_labels:q}"
         " --ground-truth {params.ground_truth:q} --train-splits {params.train_splits:q}"
@@ -40,19 +42,21 @@ rule train_panoptic:
 
 
 rule create_prediction_store:
-    localrule: True
     input:
         manifest=f"{RESULTS}/manifest.csv",
         model=f"{PANOPTIC}/model.pt",
     output:
         store=directory(f"{RESULTS}/predictions.zarr"),
+    log:
+        f"{LOGS}/create_prediction_store.log",
+    localrule: True
+    conda:
+        SPINO_ENV
     params:
         dataset=dataset_args(),
         splits=config["panoptic"]["eval_splits"],
         per_shard=config["stores"]["images_per_shard"],
         code=code("create-store"),
-    log:
-        f"{LOGS}/create_prediction_store.log",
     shell:
         "spino create-store {params.dataset:q} --manifest {input.manifest:q} --kind predictions"
         " --store-splits {params.splits:q} --images-per-shard {params.per_shard}"
@@ -65,16 +69,18 @@ rule predict:
         model=f"{PANOPTIC}/model.pt",
     output:
         done=f"{RESULTS}/predictions.shards/{{shard}}.json",
-    params:
-        code=code("predict"),
+    log:
+        f"{LOGS}/predict/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/predict/{{shard}}.tsv"
+    conda:
+        SPINO_ENV
     threads: 1
     resources:
         gpu=gpus("predict"),
         device=device("predict"),
-    benchmark:
-        f"{RESULTS}/benchmarks/predict/{{shard}}.tsv"
-    log:
-        f"{LOGS}/predict/{{shard}}.log",
+    params:
+        code=code("predict"),
     shell:
         "spino --threads {threads} predict --checkpoint {input.model:q} --store {input.store:q} --shard {wildcards.shard}"
         " --device {resources.device} --done {output.done:q} > {log:q} 2>&1"

@@ -7,19 +7,21 @@ rule fit_primaps:
         manifest=f"{RESULTS}/manifest.csv",
     output:
         prototypes=PRIMAPS,
+    log:
+        f"{LOGS}/fit_primaps.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fit_primaps.tsv"
+    conda:
+        SPINO_ENV
+    threads: 8  # scaled down to --cores on a workstation
+    resources:
+        gpu=gpus("heads"),
+        device=device("heads"),
     params:
         dataset=dataset_args(),
         settings=json.dumps(config["primaps"], sort_keys=True),
         backbone=json.dumps(config["backbone"], sort_keys=True),
         code=code("fit-primaps"),
-    threads: 8  # scaled down to --cores on a workstation
-    resources:
-        gpu=gpus("heads"),
-        device=device("heads"),
-    benchmark:
-        f"{RESULTS}/benchmarks/fit_primaps.tsv"
-    log:
-        f"{LOGS}/fit_primaps.log",
     shell:
         "spino --threads {threads} fit-primaps {params.dataset:q} --manifest {input.manifest:q} --settings {params.settings:q}"
         " --backbone {params.backbone:q} --device {resources.device} --out {output.prototypes:q} > {log:q} 2>&1"

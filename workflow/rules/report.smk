@@ -2,7 +2,6 @@
 
 
 rule report:
-    localrule: True
     input:
         scores=expand(f"{RESULTS}/scores/{{store}}.json", store=["pseudo_labels", "predictions"]),
         losses=f"{PANOPTIC}/losses.csv",
@@ -14,12 +13,15 @@ rule report:
         ),
         curves=report(f"{RESULTS}/report/curves.png", caption="../report/curves.rst", category="Training"),
         gallery=report(f"{RESULTS}/report/gallery.png", caption="../report/gallery.rst", category="Labels"),
-    params:
-        results=RESULTS,
-        outdir=f"{RESULTS}/report",
-        config=json.dumps(config, sort_keys=True),
-        code=code("report"),
     log:
         f"{LOGS}/report.log",
+    localrule: True
+    conda:
+        SPINO_ENV
+    params:
+        results=lambda wildcards, output: str(Path(output.html).parents[1]),  # results/<run>
+        outdir=lambda wildcards, output: str(Path(output.html).parent),
+        config=json.dumps(config, sort_keys=True),
+        code=code("report"),
     shell:
         "spino report --results {params.results:q} --config {params.config:q} --out {params.outdir:q} > {log:q} 2>&1"

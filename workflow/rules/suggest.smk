@@ -7,31 +7,37 @@ rule image_features:
         data=generated_dataset(),
     output:
         features=f"{RESULTS}/features.h5",
+    log:
+        f"{LOGS}/image_features.log",
+    conda:
+        SPINO_ENV
+    threads: 4
+    resources:
+        gpu=gpus("heads"),
+        device=device("heads"),
     params:
         dataset=dataset_args(),
         listing=dataset_listing(),
         backbone=json.dumps(config["backbone"], sort_keys=True),
         input_size=config["suggest"]["input_size"],
         code=code("features"),
-    threads: 4
-    resources:
-        gpu=gpus("heads"),
-        device=device("heads"),
-    log:
-        f"{LOGS}/image_features.log",
     shell:
         "spino --threads {threads} features {params.dataset:q} --backbone {params.backbone:q}"
         " --input-size {params.input_size} --device {resources.device} --out {output.features:q} > {log:q} 2>&1"
 
 
 rule suggest:
-    localrule: True
     input:
         features=f"{RESULTS}/features.h5",
         data=generated_dataset(),
     output:
         annotation=f"{RESULTS}/suggest/annotation.yaml",
         figure=f"{RESULTS}/suggest/suggestion.png",
+    log:
+        f"{LOGS}/suggest.log",
+    localrule: True
+    conda:
+        SPINO_ENV
     params:
         dataset=dataset_args(),
         split=config["annotation"]["split"],
@@ -39,8 +45,6 @@ rule suggest:
         method=config["suggest"]["method"],
         seed=config["suggest"]["seed"],
         code=code("suggest"),
-    log:
-        f"{LOGS}/suggest.log",
     shell:
         "spino suggest {params.dataset:q} --features {input.features:q} --split {params.split:q} --k {params.k}"
         " --method {params.method} --seed {params.seed} --out {output.annotation:q} --figure {output.figure:q} > {log:q} 2>&1"
