@@ -29,7 +29,21 @@ from spino.suggest import coverage, read_features
 
 
 def snakemake(config: Path, targets: list[str], cores: int) -> None:
-    subprocess.run([sys.executable, "-m", "snakemake", *targets, "--configfile", str(config), "--cores", str(cores), "--quiet", "progress"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            *targets,
+            "--configfile",
+            str(config),
+            "--cores",
+            str(cores),
+            "--quiet",
+            "progress",
+        ],
+        check=True,
+    )
 
 
 def first_of_each_city(image_ids: list[str], k: int) -> list[str]:
@@ -58,7 +72,9 @@ def main() -> None:
     parser.add_argument("--random-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs-scale", type=float, default=0.5)
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--workdir", type=Path, default=Path("results/annotation-choice"), help="where the generated configs go")
+    parser.add_argument(
+        "--workdir", type=Path, default=Path("results/annotation-choice"), help="where the generated configs go"
+    )
     args = parser.parse_args()
 
     base = yaml.safe_load(args.config.read_text())

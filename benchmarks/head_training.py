@@ -60,7 +60,11 @@ def main() -> None:
         feats = backbone(image)
         t1 = time.perf_counter()
         logits = head(feats, out, grid)
-        loss = top_k_cross_entropy(logits, target, cfg.top_k) if args.kind == "semantic" else boundary_loss(logits[:, 0], target)
+        loss = (
+            top_k_cross_entropy(logits, target, cfg.top_k)
+            if args.kind == "semantic"
+            else boundary_loss(logits[:, 0], target)
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -69,10 +73,16 @@ def main() -> None:
             times["backbone"] += t1 - t0
             times["head"] += t2 - t1
     b, h = times["backbone"] / args.steps, times["head"] / args.steps
-    print(f"config {args.config}  {args.kind} head {list(cfg.hidden)}  backbone {spec.name} ({backbone.channels} ch, stride {backbone.stride})")
-    print(f"input {feed[1]}x{feed[0]}  output {out[1]}x{out[0]}  MLP grid {grid[1]}x{grid[0]} (output stride {cfg.output_stride})  "
-          f"threads {torch.get_num_threads()}")
-    print(f"per step: backbone {b:.3f} s  head (forward, loss, backward, Adam) {h:.3f} s  total {b + h:.3f} s  head/backbone {h / b:.2f}")
+    print(
+        f"config {args.config}  {args.kind} head {list(cfg.hidden)}  backbone {spec.name} ({backbone.channels} ch, stride {backbone.stride})"
+    )
+    print(
+        f"input {feed[1]}x{feed[0]}  output {out[1]}x{out[0]}  MLP grid {grid[1]}x{grid[0]} (output stride {cfg.output_stride})  "
+        f"threads {torch.get_num_threads()}"
+    )
+    print(
+        f"per step: backbone {b:.3f} s  head (forward, loss, backward, Adam) {h:.3f} s  total {b + h:.3f} s  head/backbone {h / b:.2f}"
+    )
 
 
 if __name__ == "__main__":

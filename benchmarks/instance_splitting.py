@@ -49,9 +49,15 @@ def main() -> None:
     class_set, minimum = boundary.class_set, boundary.min_pixels
     bandwidths = args.bandwidth or [cfg.embedding.bandwidth]
     clusterings = {(name, b): replace(cfg.embedding, bandwidth=b) for name in embedders for b in bandwidths}
-    methods = ["one instance per blob", "boundary head, cca", *(f"embedding head {n}, bandwidth {b}" for n, b in clusterings)]
+    methods = [
+        "one instance per blob",
+        "boundary head, cca",
+        *(f"embedding head {n}, bandwidth {b}" for n, b in clusterings),
+    ]
     stats = {m: PanopticStats(class_set.num_classes) for m in methods}
-    print(f"{config['run']}: {len(entries)} {args.split} images, ground-truth classes, threads {torch.get_num_threads()}")
+    print(
+        f"{config['run']}: {len(entries)} {args.split} images, ground-truth classes, threads {torch.get_num_threads()}"
+    )
     for entry in entries:
         image = read_image(entry.image)
         truth = gt.panoptic(gt.index_of(entry.image_id))
@@ -66,7 +72,9 @@ def main() -> None:
                 embeddings = resize_embeddings(embedder.embeddings(image_tensor(image)[None]), semantic.shape)
             for b in bandwidths:
                 clustering = (embeddings, clusterings[name, b])
-                cuts[f"embedding head {name}, bandwidth {b}"] = fuse(semantic, nothing_inside, class_set, minimum, embeddings=clustering)
+                cuts[f"embedding head {name}, bandwidth {b}"] = fuse(
+                    semantic, nothing_inside, class_set, minimum, embeddings=clustering
+                )
         for method, found in cuts.items():
             stats[method].update(truth, found, class_set)
     print(f"{'instances from':<44}{'PQth':>7}{'SQth':>7}{'RQth':>7}")

@@ -63,7 +63,9 @@ def main() -> None:
         overrides = {k: yaml.safe_load(v) for k, v in settings.items()}
         cfg = PseudoLabelConfig.from_dict({**config["pseudo_labels"], **overrides})
         cfg = replace(cfg, semantic_scales=tuple(cfg.semantic_scales), boundary_scales=tuple(cfg.boundary_scales))
-        generator = LabelGenerator(results / "heads" / "semantic.pt", results / "heads" / "boundary.pt", cfg, "cpu", embedding_head)
+        generator = LabelGenerator(
+            results / "heads" / "semantic.pt", results / "heads" / "boundary.pt", cfg, "cpu", embedding_head
+        )
         for key, stride in strides.items():
             setattr(generator, key, stride)
         stats = PanopticStats(generator.class_set.num_classes)
@@ -76,11 +78,18 @@ def main() -> None:
             stats.update(gt.panoptic(gt.index_of(entry.image_id)), label.panoptic, generator.class_set)
             seams.append(seam_share(label.semantic, set(cfg.semantic_scales), cfg.tile_overlap))
         s = stats.summary(generator.class_set)
-        seam = f"{np.mean([x for x in seams if not np.isnan(x)]):>7.2f}" if any(not np.isnan(x) for x in seams) else f"{'-':>7}"
+        seam = (
+            f"{np.mean([x for x in seams if not np.isnan(x)]):>7.2f}"
+            if any(not np.isnan(x) for x in seams)
+            else f"{'-':>7}"
+        )
         name = variant or f"config as shipped ({base.semantic_scales}/{base.boundary_scales})"
-        print(f"{name:<58}{100 * s['all']['pq']:>6.1f}{100 * s['all']['sq']:>6.1f}{100 * s['all']['rq']:>6.1f}"
-              f"{100 * s['things']['pq']:>6.1f}{100 * s['stuff']['pq']:>6.1f}{100 * s['miou']:>6.1f}"
-              f"{seconds / len(entries):>7.2f}{seam}", flush=True)
+        print(
+            f"{name:<58}{100 * s['all']['pq']:>6.1f}{100 * s['all']['sq']:>6.1f}{100 * s['all']['rq']:>6.1f}"
+            f"{100 * s['things']['pq']:>6.1f}{100 * s['stuff']['pq']:>6.1f}{100 * s['miou']:>6.1f}"
+            f"{seconds / len(entries):>7.2f}{seam}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

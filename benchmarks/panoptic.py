@@ -49,7 +49,9 @@ def synthetic_label(rng: np.random.Generator, size: tuple[int, int], class_set) 
     return pan
 
 
-def synthetic_samples(root: Path, n: int, size: tuple[int, int], class_set, rng: np.random.Generator) -> tuple[list[Sample], list[Sample]]:
+def synthetic_samples(
+    root: Path, n: int, size: tuple[int, int], class_set, rng: np.random.Generator
+) -> tuple[list[Sample], list[Sample]]:
     """``n`` PNG images (class colours plus noise, so they decode like photos, not like flat fills) and
     a complete label store of their maps: 2 ground-truth samples and the rest as pseudo-labels."""
     colours = rng.integers(0, 232, (256, 3), dtype=np.uint8)
@@ -76,7 +78,8 @@ def run_samples(results: Path) -> tuple[list[Sample], list[Sample]]:
     annotated = [e.image_id for e in entries if e.annotated]
     pseudo = LabelStore(results / "pseudo_labels.zarr")
     return samples_from(LabelStore(results / "ground_truth.zarr"), annotated), samples_from(
-        pseudo, [i for i in pseudo.image_ids if i not in set(annotated)])
+        pseudo, [i for i in pseudo.image_ids if i not in set(annotated)]
+    )
 
 
 def main() -> None:
@@ -84,10 +87,14 @@ def main() -> None:
     p.add_argument("--config", required=True, type=Path)
     p.add_argument("--weights", default=None, help="override backbone.weights (e.g. none)")
     p.add_argument("--steps", type=int, default=5, help="training steps timed on one fixed batch")
-    p.add_argument("--pipeline-steps", type=int, default=12, help="training steps timed through the DataLoader, per worker count")
+    p.add_argument(
+        "--pipeline-steps", type=int, default=12, help="training steps timed through the DataLoader, per worker count"
+    )
     p.add_argument("--images", type=int, default=5, help="images timed for inference")
     p.add_argument("--results", type=Path, help="a finished run (results/<run>) whose stores feed the input pipeline")
-    p.add_argument("--image-size", type=int, nargs=2, default=(1024, 2048), help="full image size (synthetic files; inference)")
+    p.add_argument(
+        "--image-size", type=int, nargs=2, default=(1024, 2048), help="full image size (synthetic files; inference)"
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     config = yaml.safe_load(args.config.read_text())
@@ -100,7 +107,10 @@ def main() -> None:
     optimizer = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=train_cfg.lr)
     rng = np.random.default_rng(0)
     size = model_cfg.input_size
-    targets = [panoptic_targets(synthetic_label(rng, size, class_set), class_set, train_cfg.targets) for _ in range(train_cfg.batch_size)]
+    targets = [
+        panoptic_targets(synthetic_label(rng, size, class_set), class_set, train_cfg.targets)
+        for _ in range(train_cfg.batch_size)
+    ]
     fixed = {k: torch.stack([t[k] for t in targets]) for k in targets[0]}
     fixed["image"] = torch.rand((train_cfg.batch_size, 3, *size)) * 255
     amp = train_cfg.amp and device.type == "cuda"
@@ -126,7 +136,9 @@ def main() -> None:
 
     def through_loader(data: MixedBatchData, workers: int) -> tuple[float, float]:
         """(steps per second, share of each step spent waiting for its batch), after one warm-up step."""
-        batches = iter(batch_loader(data, 0, args.pipeline_steps + 1, range(data.batch_size), workers, device.type == "cuda"))
+        batches = iter(
+            batch_loader(data, 0, args.pipeline_steps + 1, range(data.batch_size), workers, device.type == "cuda")
+        )
         step(next(batches))
         waited, start = 0.0, time.perf_counter()
         for _ in range(args.pipeline_steps):
@@ -148,18 +160,26 @@ def main() -> None:
         else:
             ground_truth, pseudo = synthetic_samples(Path(tmp), 10, tuple(args.image_size), class_set, rng)
             source = f"synthetic {args.image_size[1]}x{args.image_size[0]} PNG files"
-        data = MixedBatchData(ground_truth, pseudo, class_set, size, train_cfg.batch_size, 0, train_cfg.augment, train_cfg.targets)
+        data = MixedBatchData(
+            ground_truth, pseudo, class_set, size, train_cfg.batch_size, 0, train_cfg.augment, train_cfg.targets
+        )
         pipeline = {workers: through_loader(data, workers) for workers in (0, 2)}
     model.eval()
     image = fixed["image"][0]
-    infer_s = timed(lambda: predict_panoptic(model, image, class_set, train_cfg.postprocess, tuple(args.image_size)), args.images)
-    print(f"config {args.config}  backbone {backbone['name']}  input {size[1]}x{size[0]}  batch {train_cfg.batch_size}  "
-          f"device {device}  threads {torch.get_num_threads()}  amp {amp}")
+    infer_s = timed(
+        lambda: predict_panoptic(model, image, class_set, train_cfg.postprocess, tuple(args.image_size)), args.images
+    )
+    print(
+        f"config {args.config}  backbone {backbone['name']}  input {size[1]}x{size[0]}  batch {train_cfg.batch_size}  "
+        f"device {device}  threads {torch.get_num_threads()}  amp {amp}"
+    )
     print(f"trainable parameters: {sum(q.numel() for q in model.parameters() if q.requires_grad) / 1e6:.2f} M")
     print(f"training step, one batch built up front: {train_s:.3f} s  ({1 / train_s:.2f} steps/s)")
     for workers, (rate, waiting) in pipeline.items():
-        print(f"training through the DataLoader, {workers} workers ({source}): {rate:.2f} steps/s, "
-              f"{100 * waiting:.0f} % of each step waiting for data")
+        print(
+            f"training through the DataLoader, {workers} workers ({source}): {rate:.2f} steps/s, "
+            f"{100 * waiting:.0f} % of each step waiting for data"
+        )
     print(f"inference incl. post-processing at {args.image_size[1]}x{args.image_size[0]}: {infer_s:.3f} s per image")
     print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
     if device.type == "cuda":

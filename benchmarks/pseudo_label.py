@@ -70,7 +70,9 @@ def main() -> None:
     p.add_argument("--height", type=int, default=1024)
     p.add_argument("--width", type=int, default=2048)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--semantic-scales", type=int, nargs="+", help="override pseudo_labels.semantic_scales (e.g. to time one scale)")
+    p.add_argument(
+        "--semantic-scales", type=int, nargs="+", help="override pseudo_labels.semantic_scales (e.g. to time one scale)"
+    )
     p.add_argument("--boundary-scales", type=int, nargs="+", help="override pseudo_labels.boundary_scales")
     p.add_argument("--head-dtype", choices=["float32", "bfloat16"], help="override pseudo_labels.head_dtype")
     p.add_argument("--tile-overlap", type=float, help="override pseudo_labels.tile_overlap")
@@ -91,7 +93,9 @@ def main() -> None:
             generator(images[0][:64, :128])  # warm-up (CUDA context, kernels), not counted
             generator.timings.clear()
         h, w = images[0].shape[:2]
-        store = create_store(tmp / "bench.zarr", [f"i{k}" for k in range(len(images))], h, w, class_set, len(images), True)
+        store = create_store(
+            tmp / "bench.zarr", [f"i{k}" for k in range(len(images))], h, w, class_set, len(images), True
+        )
         paths = {}
         for k, image in enumerate(images):
             write_png(tmp / f"i{k}.png", image)
@@ -103,18 +107,25 @@ def main() -> None:
         total = time.perf_counter() - start
     t = generator.timings
     n = len(images)
-    print(f"config {args.config}  backbone {config['backbone']['name']}  image {w}x{h}  device {args.device}  "
-          f"threads {torch.get_num_threads()}  images {n}")
+    print(
+        f"config {args.config}  backbone {config['backbone']['name']}  image {w}x{h}  device {args.device}  "
+        f"threads {torch.get_num_threads()}  images {n}"
+    )
     pl = config["pseudo_labels"]
-    print(f"scales: semantic {pl['semantic_scales']}  boundary {pl['boundary_scales']}  tile overlap {pl.get('tile_overlap', 0.0)}  "
-          f"heads {pl.get('head_dtype', 'float32')}  semantic output stride {config['semantic_head'].get('output_stride', 1)}")
+    print(
+        f"scales: semantic {pl['semantic_scales']}  boundary {pl['boundary_scales']}  tile overlap {pl.get('tile_overlap', 0.0)}  "
+        f"heads {pl.get('head_dtype', 'float32')}  semantic output stride {config['semantic_head'].get('output_stride', 1)}"
+    )
     print(f"{'stage':<12}{'s/image':>10}{'share':>8}")
     for stage in ("read", "backbone", "heads", "fusion", "store_write"):
         print(f"{stage:<12}{t.get(stage, 0) / n:>10.3f}{t.get(stage, 0) / total:>8.1%}")
     print(f"{'total':<12}{total / n:>10.3f}")
     print(f"fusion + store write: {(t.get('fusion', 0) + t.get('store_write', 0)) / total:.1%} of the total")
     print(f"total / backbone: {total / t.get('backbone', float('nan')):.2f}")
-    tiles = sum(len(tile_boxes(h, w, s, pl.get("tile_overlap", 0.0))) for s in set(pl["semantic_scales"]) | set(pl["boundary_scales"]))
+    tiles = sum(
+        len(tile_boxes(h, w, s, pl.get("tile_overlap", 0.0)))
+        for s in set(pl["semantic_scales"]) | set(pl["boundary_scales"])
+    )
     print(f"backbone passes per image: {tiles} ({t.get('backbone', 0) / n / tiles:.3f} s each)")
     print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
     if args.device.startswith("cuda"):

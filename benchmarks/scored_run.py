@@ -33,5 +33,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 def open_scored_run(args: argparse.Namespace) -> ScoredRun:
     config = yaml.safe_load(args.config.read_text())
     results = Path("results") / config["run"]
-    entries = [e for e in read_manifest(results / "manifest.csv") if e.split == args.split and e.has_gt and not e.annotated]
+    entries = [
+        e for e in read_manifest(results / "manifest.csv") if e.split == args.split and e.has_gt and not e.annotated
+    ]
     return ScoredRun(config, results, entries[: args.images or None], LabelStore(results / "ground_truth.zarr"))

@@ -162,7 +162,9 @@ class Backbone(nn.Module):
         probe = torch.rand(1, 3, 4 * self.stride, 8 * self.stride, generator=torch.Generator().manual_seed(0)) * 255
         before = self(probe)
         original = copy.deepcopy(self.model)
-        if fold_batchnorm(self.model) and not torch.allclose(self(probe), before, rtol=1e-3, atol=1e-3 * before.abs().max()):
+        if fold_batchnorm(self.model) and not torch.allclose(
+            self(probe), before, rtol=1e-3, atol=1e-3 * before.abs().max()
+        ):
             self.model = original  # an architecture whose norms do not directly follow their convolutions
 
     def train(self, mode: bool = True) -> Backbone:
@@ -190,7 +192,10 @@ class Backbone(nn.Module):
                     x, indices=[i % n for i in self.spec.out_indices], intermediates_only=True, stop_early=True
                 )
         size = max((f.shape[-2:] for f in feats), key=lambda s: s[0] * s[1])
-        feats = [f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats]
+        feats = [
+            f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear", align_corners=False)
+            for f in feats
+        ]
         return torch.cat(feats, dim=1).float()
 
 

@@ -46,7 +46,9 @@ class ClassSet:
         merged = [label for label, _ in self.merged_label_ids]
         if merged and not self.label_ids:
             raise InputError(f"class set {self.name!r}: merged label ids need label ids")
-        if len(set(merged)) != len(merged) or set(merged) & set(self.label_ids) | set(merged) & set(self.ignored_label_ids):
+        if len(set(merged)) != len(merged) or set(merged) & set(self.label_ids) | set(merged) & set(
+            self.ignored_label_ids
+        ):
             raise InputError(f"class set {self.name!r}: label ids {sorted(merged)} merged into classes are taken twice")
         if any(not 0 < label < IGNORE or not 0 <= train < n for label, train in self.merged_label_ids):
             raise InputError(f"class set {self.name!r}: merged label ids must be in 1..254 and join one of its classes")
@@ -97,6 +99,7 @@ class ClassSet:
 
     def to_dict(self) -> dict:
         """The class set as its YAML form; a class with merged label ids lists them after its own."""
+
         def label_id(k: int) -> dict:
             if not self.label_ids:
                 return {}
@@ -242,5 +245,7 @@ def check_class_file(data: object, path: Path) -> None:
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         error = errors[0]
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".") or "top level"
+        where = (
+            "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".") or "top level"
+        )
         raise InputError(f"{path}: {where}: {error.message}")

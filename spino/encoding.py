@@ -55,4 +55,3 @@ def check_panoptic(panoptic: np.ndarray, class_set: ClassSet, source: str) -> No
         raise InputError(f"{source}: stuff pixels carry instance numbers")
     if np.any(panoptic[sem == IGNORE] != IGNORE_PANOPTIC):
         raise InputError(f"{source}: ignore pixels carry instance numbers")
-

@@ -88,7 +88,9 @@ def score(
     return _score(prediction, ground_truth, ids, mapping), mapping
 
 
-def _score(prediction: LabelSource, ground_truth: LabelSource, ids: list[str], mapping: np.ndarray | None) -> PanopticStats:
+def _score(
+    prediction: LabelSource, ground_truth: LabelSource, ids: list[str], mapping: np.ndarray | None
+) -> PanopticStats:
     class_set = ground_truth.class_set
     stats = PanopticStats(class_set.num_classes)
     for image_id in progress(ids, "scoring"):
@@ -112,7 +114,9 @@ def scored_ids(
     (all when None), the annotated ones left out if asked (they were trained on)."""
     if manifest is None:
         if exclude_annotated or splits:
-            raise InputError("--exclude-annotated and --splits need --manifest (which images are annotated, which split)")
+            raise InputError(
+                "--exclude-annotated and --splits need --manifest (which images are annotated, which split)"
+            )
         return None
     from spino.data.manifest import read_manifest
 
@@ -122,10 +126,13 @@ def scored_ids(
     if unknown:
         raise InputError(f"{manifest}: images of {prediction.path} missing from the manifest, e.g. {unknown[:3]}")
     ids = [
-        i for i in shared
+        i
+        for i in shared
         if not (exclude_annotated and entries[i].annotated) and (not splits or entries[i].split in splits)
     ]
     if not ids:
-        raise InputError(f"{prediction.path}: no images left to score in splits {splits or 'all'} "
-                         f"{'without the annotated ones' if exclude_annotated else ''}")
+        raise InputError(
+            f"{prediction.path}: no images left to score in splits {splits or 'all'} "
+            f"{'without the annotated ones' if exclude_annotated else ''}"
+        )
     return ids

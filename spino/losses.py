@@ -51,9 +51,9 @@ def discriminative_loss(
     flat = embeddings.flatten(1).T  # (HW, D)
     labels = instances.flatten()
     means = torch.stack([flat[labels == i].mean(0) for i in ids])
-    pull = torch.stack([
-        (F.relu((flat[labels == i] - means[n]).norm(dim=1) - delta_var) ** 2).mean() for n, i in enumerate(ids)
-    ]).mean()
+    pull = torch.stack(
+        [(F.relu((flat[labels == i] - means[n]).norm(dim=1) - delta_var) ** 2).mean() for n, i in enumerate(ids)]
+    ).mean()
     push = embeddings.sum() * 0.0
     if len(ids) > 1:
         distance = torch.cdist(means, means)

@@ -71,9 +71,9 @@ class PanopticStats:
         c = self.num_classes
         valid = gt_cls != IGNORE
         pred_col = np.where(pred_cls[valid] == IGNORE, c, pred_cls[valid]).astype(np.int64)
-        self.confusion += np.bincount(gt_cls[valid].astype(np.int64) * (c + 1) + pred_col, minlength=c * (c + 1)).reshape(
-            c, c + 1
-        )
+        self.confusion += np.bincount(
+            gt_cls[valid].astype(np.int64) * (c + 1) + pred_col, minlength=c * (c + 1)
+        ).reshape(c, c + 1)
 
     def _update_pq(self, gt: np.ndarray, pred: np.ndarray, class_set: ClassSet) -> None:
         void = np.uint64(IGNORE_PANOPTIC)
@@ -153,9 +153,7 @@ class PanopticStats:
         for name, members in groups.items():
             sel = members & pc["occurs"]
             n = int(sel.sum())
-            out[name] = {
-                key: float(pc[key][sel].mean()) if n else 0.0 for key in ("pq", "sq", "rq")
-            } | {"n": n}
+            out[name] = {key: float(pc[key][sel].mean()) if n else 0.0 for key in ("pq", "sq", "rq")} | {"n": n}
         iou = pc["iou"]
         out["miou"] = float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0
         labelled = self.confusion.sum()
@@ -193,7 +191,11 @@ class PanopticStats:
 
 
 def write_scores(
-    stats: PanopticStats, class_set: ClassSet, json_path: str | Path, csv_path: str | Path, mapping: np.ndarray | None = None
+    stats: PanopticStats,
+    class_set: ClassSet,
+    json_path: str | Path,
+    csv_path: str | Path,
+    mapping: np.ndarray | None = None,
 ) -> dict:
     """Write the summary as JSON (with the raw sums, for re-aggregation) and a per-class CSV table.
 
@@ -208,7 +210,9 @@ def write_scores(
     rows = ["class,thing,pq,sq,rq,iou,tp,fp,fn"]
     for name, v in summary["per_class"].items():
         iou = "" if v["iou"] is None else f"{v['iou']:.6f}"
-        rows.append(f"{name},{int(v['thing'])},{v['pq']:.6f},{v['sq']:.6f},{v['rq']:.6f},{iou},{v['tp']},{v['fp']},{v['fn']}")
+        rows.append(
+            f"{name},{int(v['thing'])},{v['pq']:.6f},{v['sq']:.6f},{v['rq']:.6f},{iou},{v['tp']},{v['fp']},{v['fn']}"
+        )
     for group in ("all", "things", "stuff"):
         g = summary[group]
         miou = f"{summary['miou']:.6f}" if group == "all" else ""

@@ -51,14 +51,19 @@ def score_tables(scores: dict[str, dict]) -> str:
     for group in ("all", "things", "stuff"):
         cells = "".join(
             f"<td>{100 * v[group]['pq']:.1f}</td><td>{100 * v[group]['sq']:.1f}</td><td>{100 * v[group]['rq']:.1f}</td>"
-            f"<td>{100 * v['miou']:.1f}</td>" if group == "all" else
-            f"<td>{100 * v[group]['pq']:.1f}</td><td>{100 * v[group]['sq']:.1f}</td><td>{100 * v[group]['rq']:.1f}</td><td></td>"
+            f"<td>{100 * v['miou']:.1f}</td>"
+            if group == "all"
+            else f"<td>{100 * v[group]['pq']:.1f}</td><td>{100 * v[group]['sq']:.1f}</td><td>{100 * v[group]['rq']:.1f}</td><td></td>"
             for v in scores.values()
         )
         rows.append(f"<tr><th>{group}</th>{cells}</tr>")
     summary = f"<table><tr><th></th>{head}</tr><tr><th></th>{sub}</tr>{''.join(rows)}</table>"
     names = list(next(iter(scores.values()))["per_class"])
-    per_class = ["<table><tr><th>class</th>" + "".join(f"<th>PQ {TITLES[s]}</th><th>IoU {TITLES[s]}</th>" for s in scores) + "</tr>"]
+    per_class = [
+        "<table><tr><th>class</th>"
+        + "".join(f"<th>PQ {TITLES[s]}</th><th>IoU {TITLES[s]}</th>" for s in scores)
+        + "</tr>"
+    ]
     for name in names:
         cells = ""
         for v in scores.values():
@@ -127,7 +132,11 @@ def gallery(results: Path, out: Path, count: int = 4) -> list[str]:
             stores[name] = LabelStore(path)
     if "ground_truth" not in stores or len(stores) < 2:
         return []
-    ids = [i for i in stores.get("predictions", stores["pseudo_labels"]).image_ids if all(i in s.image_ids for s in stores.values())]
+    ids = [
+        i
+        for i in stores.get("predictions", stores["pseudo_labels"]).image_ids
+        if all(i in s.image_ids for s in stores.values())
+    ]
     rows = []
     for image_id in ids[:count]:
         gt = stores["ground_truth"]
@@ -135,7 +144,9 @@ def gallery(results: Path, out: Path, count: int = 4) -> list[str]:
         panels = [image]
         for store in stores.values():
             pan = store.panoptic(store.index_of(image_id))
-            panels.append(overlay(image, pan, store.class_set, alpha=0.7) if store is not gt else colorize(pan, gt.class_set))
+            panels.append(
+                overlay(image, pan, store.class_set, alpha=0.7) if store is not gt else colorize(pan, gt.class_set)
+            )
         rows.append(np.concatenate(panels, axis=1))
     if not rows:
         return []
@@ -149,7 +160,9 @@ def write_report(results: str | Path, config_json: str, out: str | Path) -> Path
     scores = _scores(results)
     has_curves = plot_curves(results, out / "curves.png")
     columns = gallery(results, out / "gallery.png")
-    stages = "".join(f"<tr><td>{html.escape(r)}</td><td>{s:.1f}</td><td>{m:.0f}</td></tr>" for r, s, m in timings(results))
+    stages = "".join(
+        f"<tr><td>{html.escape(r)}</td><td>{s:.1f}</td><td>{m:.0f}</td></tr>" for r, s, m in timings(results)
+    )
     config = json.dumps(json.loads(config_json), indent=2)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>spino report: {html.escape(results.name)}</title>
@@ -165,12 +178,12 @@ pre {{ background: #f6f6f6; padding: 1em; overflow: auto; }}
 <p>PQ, SQ, RQ in % (COCO-panoptic rules, as cityscapesscripts); mIoU in %.</p>
 {score_tables(scores)}
 <h2>Training curves</h2>
-{'<img src="curves.png" alt="training curves">' if has_curves else '<p>No training logs yet.</p>'}
+{'<img src="curves.png" alt="training curves">' if has_curves else "<p>No training logs yet.</p>"}
 <h2>Time per stage</h2>
 <table><tr><th>rule</th><th>seconds (all jobs)</th><th>peak RSS (MB)</th></tr>{stages}</table>
 <h2>Gallery</h2>
-<p>{' | '.join(columns)}</p>
-{'<img src="gallery.png" alt="overlays">' if columns else '<p>No labels to show yet.</p>'}
+<p>{" | ".join(columns)}</p>
+{'<img src="gallery.png" alt="overlays">' if columns else "<p>No labels to show yet.</p>"}
 <h2>Configuration</h2>
 <pre>{html.escape(config)}</pre>
 </body></html>

@@ -298,7 +298,7 @@ def file_problem(path: Path, recorded: dict, content: bool = False) -> str:
 
 
 def marker_problem(marker: str | Path) -> str:
-    """"" while the shard a job's done-marker describes is on disk as the job wrote it, else what is wrong."""
+    """ "" while the shard a job's done-marker describes is on disk as the job wrote it, else what is wrong."""
     marker = Path(marker)
     try:
         payload = json.loads(marker.read_text())
@@ -382,5 +382,7 @@ def class_counts(store: LabelStore) -> dict:
         pixels += np.bincount((pan // LABEL_DIVISOR).ravel(), minlength=256)[:256]
         for image in pan:
             segments += np.bincount(np.unique(image) // LABEL_DIVISOR, minlength=256)[:256]
-    counts = {name: {"pixels": int(pixels[i]), "segments": int(segments[i])} for i, name in enumerate(store.class_set.names)}
+    counts = {
+        name: {"pixels": int(pixels[i]), "segments": int(segments[i])} for i, name in enumerate(store.class_set.names)
+    }
     return counts | {"ignore": {"pixels": int(pixels[255])}}

@@ -28,7 +28,9 @@ METHODS = ("kmeans", "kcenter")
 
 
 @torch.no_grad()
-def pooled_features(backbone: Backbone, image_paths: list[str], input_size: tuple[int, int], device: str = "cpu") -> np.ndarray:
+def pooled_features(
+    backbone: Backbone, image_paths: list[str], input_size: tuple[int, int], device: str = "cpu"
+) -> np.ndarray:
     """(N, C) float32: each image resized to ``input_size``, its features averaged over space, L2-normalised."""
     backbone = backbone.to(device)
     size = backbone.round_size(*input_size)
@@ -58,7 +60,11 @@ def kmeans(features: np.ndarray, k: int, seed: int, iterations: int = 50) -> lis
     centres = [features[rng.integers(len(features))]]
     for _ in range(1, k):
         d2 = np.min([((features - c) ** 2).sum(1) for c in centres], axis=0)
-        centres.append(features[rng.choice(len(features), p=d2 / d2.sum())] if d2.sum() > 0 else features[rng.integers(len(features))])
+        centres.append(
+            features[rng.choice(len(features), p=d2 / d2.sum())]
+            if d2.sum() > 0
+            else features[rng.integers(len(features))]
+        )
     centres = np.stack(centres)
     for _ in range(iterations):
         assign = ((features[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
@@ -117,7 +123,9 @@ def read_features(path: str | Path) -> tuple[list[str], list[str], np.ndarray]:
 def write_annotation(path: str | Path, split: str, image_ids: list[str], note: str) -> None:
     """The config section a run takes: ``annotation: {split, ids}``."""
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(f"# {note}\n" + yaml.safe_dump({"annotation": {"split": split, "ids": image_ids}}, sort_keys=False))
+        Path(tmp).write_text(
+            f"# {note}\n" + yaml.safe_dump({"annotation": {"split": split, "ids": image_ids}}, sort_keys=False)
+        )
 
 
 def plot_suggestion(features: np.ndarray, chosen: list[int], image_paths: list[str], out: str | Path) -> None:
@@ -175,7 +183,9 @@ def suggest_annotation(features_path: str | Path, split: str, k: int, method: st
         raise InputError(f"{features_path}: no images of split {split!r} (splits: {sorted(set(splits))})")
     candidates = features[pool]
     chosen = suggest(candidates, k, method, seed)
-    note = (f"spino suggest --method {method} --k {k} --seed {seed}: mean feature distance of the "
-            f"{len(pool)} {split} images to the nearest suggested one {coverage(candidates, chosen):.4f} "
-            f"(random choices: {random_coverage(candidates, k, seed):.4f})")
+    note = (
+        f"spino suggest --method {method} --k {k} --seed {seed}: mean feature distance of the "
+        f"{len(pool)} {split} images to the nearest suggested one {coverage(candidates, chosen):.4f} "
+        f"(random choices: {random_coverage(candidates, k, seed):.4f})"
+    )
     return Suggestion([ids[i] for i in pool], candidates, chosen, note)

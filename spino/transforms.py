@@ -38,7 +38,9 @@ def resize_nearest(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return label[ys[:, None], xs[None, :]]
 
 
-def image_tensor(image: np.ndarray, size: tuple[int, int] | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
+def image_tensor(
+    image: np.ndarray, size: tuple[int, int] | None = None, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """An RGB uint8 array as a (3, H, W) float tensor in 0..255, bilinearly resized to ``size`` if given."""
     img = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1).float()
     if size is not None and tuple(img.shape[-2:]) != tuple(size):

@@ -38,7 +38,10 @@ def overlay(image: np.ndarray | None, panoptic: np.ndarray, class_set: ClassSet,
 
 def panel(image: np.ndarray | None, panoptic: np.ndarray, class_set: ClassSet) -> np.ndarray:
     """Side by side: image (if any), colourised map, overlay with borders."""
-    parts = ([image] if image is not None else []) + [colorize(panoptic, class_set), overlay(image, panoptic, class_set)]
+    parts = ([image] if image is not None else []) + [
+        colorize(panoptic, class_set),
+        overlay(image, panoptic, class_set),
+    ]
     return np.concatenate(parts, axis=1)
 
 

@@ -36,9 +36,38 @@ def gt_store(demo_root: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("gt")
     args = ["--dataset-kind", "demo", "--dataset-root", str(demo_root)]
     assert spino(["index", *args, "--k", "2", "--out", str(out / "m.csv")]) == 0
-    assert spino(["create-store", *args, "--manifest", str(out / "m.csv"), "--kind", "ground_truth",
-                  "--images-per-shard", "5", "--out", str(out / "gt.zarr")]) == 0
+    assert (
+        spino(
+            [
+                "create-store",
+                *args,
+                "--manifest",
+                str(out / "m.csv"),
+                "--kind",
+                "ground_truth",
+                "--images-per-shard",
+                "5",
+                "--out",
+                str(out / "gt.zarr"),
+            ]
+        )
+        == 0
+    )
     for shard in range(3):
-        assert spino(["write-gt", *args, "--manifest", str(out / "m.csv"), "--store", str(out / "gt.zarr"), "--shard", str(shard)]) == 0
+        assert (
+            spino(
+                [
+                    "write-gt",
+                    *args,
+                    "--manifest",
+                    str(out / "m.csv"),
+                    "--store",
+                    str(out / "gt.zarr"),
+                    "--shard",
+                    str(shard),
+                ]
+            )
+            == 0
+        )
     assert spino(["gather", str(out / "gt.zarr"), "--out", str(out / "done.json")]) == 0
     return out / "gt.zarr"

@@ -15,11 +15,18 @@ from spino.store import LabelStore, create_store
 
 
 def store_from_maps(
-    path: Path, ids: list[str], maps: list[np.ndarray], class_set: ClassSet, per_shard: int = 3, image_paths: list[str] | None = None
+    path: Path,
+    ids: list[str],
+    maps: list[np.ndarray],
+    class_set: ClassSet,
+    per_shard: int = 3,
+    image_paths: list[str] | None = None,
 ) -> LabelStore:
     """A complete store holding the given panoptic maps (and the paths of their images, if given)."""
     h, w = maps[0].shape
-    store = create_store(path, ids, h, w, class_set, per_shard, extra_attrs={"image_paths": image_paths} if image_paths else None)
+    store = create_store(
+        path, ids, h, w, class_set, per_shard, extra_attrs={"image_paths": image_paths} if image_paths else None
+    )
     for i in range(store.num_shards):
         shard = store.shard(i)
         pan = np.stack(maps[shard.start : shard.stop])
@@ -32,7 +39,9 @@ def official_pq(gt_json: Path, gt_dir: Path, pred_dir: Path, tmp: Path) -> dict:
     """cityscapesscripts' panoptic evaluator on COCO panoptic exports (``spino export --format coco``)."""
     from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic
 
-    return evaluatePanoptic(str(gt_json), str(gt_dir), str(pred_dir / "panoptic.json"), str(pred_dir / "panoptic"), str(tmp / "pq.json"))
+    return evaluatePanoptic(
+        str(gt_json), str(gt_dir), str(pred_dir / "panoptic.json"), str(pred_dir / "panoptic"), str(tmp / "pq.json")
+    )
 
 
 def assert_same_pq(ours: dict, official: dict, class_names: tuple[str, ...], tol: float = 1e-6) -> None:
@@ -55,8 +64,11 @@ STOP_HOOK = Path(__file__).parent / "stop_hook"
 def kill_during_store_write(command: list[str], writes: int = 1) -> None:
     """Run a real spino command, stop it right after its ``writes``-th array write into a store
     (tests/stop_hook/sitecustomize.py), then kill -9 it there, as a crash or OOM kill would."""
-    env = {**os.environ, "SPINO_TEST_STOP_AFTER_WRITES": str(writes),
-           "PYTHONPATH": os.pathsep.join([str(STOP_HOOK), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "SPINO_TEST_STOP_AFTER_WRITES": str(writes),
+        "PYTHONPATH": os.pathsep.join([str(STOP_HOOK), os.environ.get("PYTHONPATH", "")]),
+    }
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status = os.waitpid(proc.pid, os.WUNTRACED)
     assert os.WIFSTOPPED(status), f"the process ended before its store write: {proc.stderr.read().decode()[-2000:]}"

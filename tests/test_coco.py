@@ -26,36 +26,101 @@ def coco_layout(export: Path, images: Path, root: Path, split: str = "train") ->
     return root
 
 
-def test_coco_export_of_the_ground_truth_reads_back_and_scores_identically(gt_store: Path, demo_root: Path, tmp_path: Path) -> None:
+def test_coco_export_of_the_ground_truth_reads_back_and_scores_identically(
+    gt_store: Path, demo_root: Path, tmp_path: Path
+) -> None:
     assert spino(["export", str(gt_store), "--format", "coco", "--out", str(tmp_path / "export")]) == 0
     root = coco_layout(tmp_path / "export", demo_root / "images", tmp_path / "coco")
     args = ["--dataset-kind", "coco", "--dataset-root", str(root), "--splits", "train"]
     assert spino(["index", *args, "--k", "2", "--out", str(tmp_path / "m.csv")]) == 0
-    assert spino(["create-store", *args, "--manifest", str(tmp_path / "m.csv"), "--kind", "ground_truth",
-                  "--images-per-shard", "16", "--out", str(tmp_path / "gt.zarr")]) == 0
-    assert spino(["write-gt", *args, "--manifest", str(tmp_path / "m.csv"), "--store", str(tmp_path / "gt.zarr"), "--shard", "0"]) == 0
+    assert (
+        spino(
+            [
+                "create-store",
+                *args,
+                "--manifest",
+                str(tmp_path / "m.csv"),
+                "--kind",
+                "ground_truth",
+                "--images-per-shard",
+                "16",
+                "--out",
+                str(tmp_path / "gt.zarr"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        spino(
+            [
+                "write-gt",
+                *args,
+                "--manifest",
+                str(tmp_path / "m.csv"),
+                "--store",
+                str(tmp_path / "gt.zarr"),
+                "--shard",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert spino(["gather", str(tmp_path / "gt.zarr")]) == 0
     original, read_back = LabelStore(gt_store), LabelStore(tmp_path / "gt.zarr")
-    assert list(read_back.image_ids) == list(original.image_ids) and read_back.class_set.names == original.class_set.names
+    assert (
+        list(read_back.image_ids) == list(original.image_ids) and read_back.class_set.names == original.class_set.names
+    )
     assert read_back.class_set.thing == original.class_set.thing
     for i, image_id in enumerate(original.image_ids):
         assert np.array_equal(read_back.panoptic(read_back.index_of(image_id)), original.panoptic(i)), image_id
-    for gt, name in ((gt_store, "a"), (tmp_path / "gt.zarr", "b")):  # the demo's store scored against each: the same numbers
-        assert spino(["evaluate", str(gt_store), "--gt", str(gt), "--json", str(tmp_path / f"{name}.json"), "--csv", str(tmp_path / f"{name}.csv")]) == 0
+    for gt, name in (
+        (gt_store, "a"),
+        (tmp_path / "gt.zarr", "b"),
+    ):  # the demo's store scored against each: the same numbers
+        assert (
+            spino(
+                [
+                    "evaluate",
+                    str(gt_store),
+                    "--gt",
+                    str(gt),
+                    "--json",
+                    str(tmp_path / f"{name}.json"),
+                    "--csv",
+                    str(tmp_path / f"{name}.csv"),
+                ]
+            )
+            == 0
+        )
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
 
 
 def _instances_file(path: Path, segmentations: list, size: tuple[int, int]) -> None:
     h, w = size
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "images": [{"id": 1, "file_name": "a.png", "height": h, "width": w}, {"id": 2, "file_name": "b.png", "height": h, "width": w}],
-        "categories": [{"id": 7, "name": "car"}, {"id": 9, "name": "person"}],
-        "annotations": [
-            {"id": k + 1, "image_id": 1, "category_id": cat, "segmentation": seg, "iscrowd": crowd, "area": 0, "bbox": [0, 0, 0, 0]}
-            for k, (cat, seg, crowd) in enumerate(segmentations)
-        ],  # image 2 has no annotation: unlabelled
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "images": [
+                    {"id": 1, "file_name": "a.png", "height": h, "width": w},
+                    {"id": 2, "file_name": "b.png", "height": h, "width": w},
+                ],
+                "categories": [{"id": 7, "name": "car"}, {"id": 9, "name": "person"}],
+                "annotations": [
+                    {
+                        "id": k + 1,
+                        "image_id": 1,
+                        "category_id": cat,
+                        "segmentation": seg,
+                        "iscrowd": crowd,
+                        "area": 0,
+                        "bbox": [0, 0, 0, 0],
+                    }
+                    for k, (cat, seg, crowd) in enumerate(segmentations)
+                ],  # image 2 has no annotation: unlabelled
+            }
+        )
+    )
 
 
 def test_polygons_and_rle_of_the_same_masks_give_the_same_labels(tmp_path: Path) -> None:

@@ -27,7 +27,10 @@ def _all_modules() -> None:
 
 
 def test_a_default_in_the_class_and_in_the_schema_is_refused() -> None:
-    with pytest.raises(TypeError, match=r"nms_kernel: default stated in the class and in the schema \(panoptic.train.postprocess.nms_kernel\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"nms_kernel: default stated in the class and in the schema \(panoptic.train.postprocess.nms_kernel\)",
+    ):
 
         @section("panoptic.train.postprocess")
         class Twice:
@@ -47,7 +50,11 @@ def test_every_section_default_is_the_schema_default() -> None:
                 assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING, (path, f.name)
                 continue
             value = f.default_factory() if f.default is dataclasses.MISSING else f.default
-            expected = load(hints[f.name], schema_default(f"{path}.{f.name}"), f"{path}.{f.name}") if dataclasses.is_dataclass(hints[f.name]) else schema_default(f"{path}.{f.name}")
+            expected = (
+                load(hints[f.name], schema_default(f"{path}.{f.name}"), f"{path}.{f.name}")
+                if dataclasses.is_dataclass(hints[f.name])
+                else schema_default(f"{path}.{f.name}")
+            )
             assert value == (tuple(expected) if isinstance(expected, list) else expected), (path, f.name)
             checked += 1
     assert checked >= 60
@@ -58,7 +65,11 @@ def test_the_command_line_defaults_are_the_config_defaults() -> None:
 
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # argparse keeps the subparsers here
-    demo = {a.dest: a.default for a in commands["make-demo"]._actions if a.dest in ("n_train", "n_val", "height", "width", "seed")}
+    demo = {
+        a.dest: a.default
+        for a in commands["make-demo"]._actions
+        if a.dest in ("n_train", "n_val", "height", "width", "seed")
+    }
     assert demo == {key: schema_default(f"demo.{key}") for key in demo} and len(demo) == 5
     workers = next(a.default for a in commands["train-panoptic"]._actions if a.dest == "workers")
     assert workers == schema_default("panoptic.loader_workers")
@@ -67,17 +78,27 @@ def test_the_command_line_defaults_are_the_config_defaults() -> None:
 def test_an_unknown_setting_deep_inside_is_named_by_its_path() -> None:
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["panoptic"]["train"]["augment"]["flipp"] = True
-    with pytest.raises(InputError, match=r"^panoptic\.train\.augment\.flipp: unknown setting; panoptic\.train\.augment takes flip, "):
+    with pytest.raises(
+        InputError, match=r"^panoptic\.train\.augment\.flipp: unknown setting; panoptic\.train\.augment takes flip, "
+    ):
         check_config(config)
     with pytest.raises(InputError, match=r"^panoptic\.train\.augment\.flipp: unknown setting"):
         TrainConfig.from_dict({"steps": 2, "augment": {"flipp": True}})
-    with pytest.raises(InputError, match=r"^panoptic\.train\.schedule\.power: -1 is less than or equal to the minimum of 0"):
+    with pytest.raises(
+        InputError, match=r"^panoptic\.train\.schedule\.power: -1 is less than or equal to the minimum of 0"
+    ):
         TrainConfig.from_dict({"steps": 2, "schedule": {"power": -1}})
 
 
 def test_check_config_fills_the_defaults_the_sections_use() -> None:
     config = check_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
     assert config["pseudo_labels"]["ncut"] == {"max_cost": 0.01, "radius": 3, "sigma": 0.1, "max_nodes": 1500}
-    assert TrainConfig.from_dict(config["panoptic"]["train"]).postprocess.nms_kernel == config["panoptic"]["train"]["postprocess"]["nms_kernel"]
-    with pytest.raises(InputError, match=r"^dataset\.kind: 'kitti' is not one of \['demo', 'folder', 'cityscapes', 'kitti360', 'coco'\]"):
+    assert (
+        TrainConfig.from_dict(config["panoptic"]["train"]).postprocess.nms_kernel
+        == config["panoptic"]["train"]["postprocess"]["nms_kernel"]
+    )
+    with pytest.raises(
+        InputError,
+        match=r"^dataset\.kind: 'kitti' is not one of \['demo', 'folder', 'cityscapes', 'kitti360', 'coco'\]",
+    ):
         check_config({**config, "dataset": {**config["dataset"], "kind": "kitti"}})

@@ -84,10 +84,24 @@ def _index_and_write(root: Path, tmp_path: Path) -> int:
     args = ["--dataset-kind", "demo", "--dataset-root", str(root)]
     if spino(["index", *args, "--k", "2", "--out", str(tmp_path / "m.csv")]):
         return 1
-    if spino(["create-store", *args, "--manifest", str(tmp_path / "m.csv"), "--kind", "ground_truth",
-              "--images-per-shard", "20", "--out", str(tmp_path / "gt.zarr")]):
+    if spino(
+        [
+            "create-store",
+            *args,
+            "--manifest",
+            str(tmp_path / "m.csv"),
+            "--kind",
+            "ground_truth",
+            "--images-per-shard",
+            "20",
+            "--out",
+            str(tmp_path / "gt.zarr"),
+        ]
+    ):
         return 1
-    return spino(["write-gt", *args, "--manifest", str(tmp_path / "m.csv"), "--store", str(tmp_path / "gt.zarr"), "--shard", "0"])
+    return spino(
+        ["write-gt", *args, "--manifest", str(tmp_path / "m.csv"), "--store", str(tmp_path / "gt.zarr"), "--shard", "0"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -100,16 +114,58 @@ def _index_and_write(root: Path, tmp_path: Path) -> int:
         ("missing_split_id", "splits/train.txt:1: image 'nope' not found"),
     ],
 )
-def test_bad_input_names_the_file_and_the_problem(demo_copy: Path, tmp_path: Path, capsys, damage: str, message: str) -> None:
+def test_bad_input_names_the_file_and_the_problem(
+    demo_copy: Path, tmp_path: Path, capsys, damage: str, message: str
+) -> None:
     target = demo_copy / "semantic" / "demo_0003.png"
     if damage == "missing_image":
-        spino(["index", "--dataset-kind", "demo", "--dataset-root", str(demo_copy), "--k", "2", "--out", str(tmp_path / "m.csv")])
+        spino(
+            [
+                "index",
+                "--dataset-kind",
+                "demo",
+                "--dataset-root",
+                str(demo_copy),
+                "--k",
+                "2",
+                "--out",
+                str(tmp_path / "m.csv"),
+            ]
+        )
         (demo_copy / "images" / "demo_0003.png").unlink()
-        rc = spino(["create-store", "--dataset-kind", "demo", "--dataset-root", str(demo_copy), "--manifest", str(tmp_path / "m.csv"),
-                    "--kind", "ground_truth", "--images-per-shard", "20", "--out", str(tmp_path / "gt.zarr")])
+        rc = spino(
+            [
+                "create-store",
+                "--dataset-kind",
+                "demo",
+                "--dataset-root",
+                str(demo_copy),
+                "--manifest",
+                str(tmp_path / "m.csv"),
+                "--kind",
+                "ground_truth",
+                "--images-per-shard",
+                "20",
+                "--out",
+                str(tmp_path / "gt.zarr"),
+            ]
+        )
         if rc == 0:
-            rc = spino(["write-gt", "--dataset-kind", "demo", "--dataset-root", str(demo_copy), "--manifest", str(tmp_path / "m.csv"),
-                        "--store", str(tmp_path / "gt.zarr"), "--shard", "0"])
+            rc = spino(
+                [
+                    "write-gt",
+                    "--dataset-kind",
+                    "demo",
+                    "--dataset-root",
+                    str(demo_copy),
+                    "--manifest",
+                    str(tmp_path / "m.csv"),
+                    "--store",
+                    str(tmp_path / "gt.zarr"),
+                    "--shard",
+                    "0",
+                ]
+            )
     else:
         if damage == "unknown_class":
             sem = read_label(target).copy()
@@ -132,18 +188,61 @@ def test_label_free_index_needs_no_labels_in_the_annotation_split(demo_copy: Pat
     for f in (demo_copy / "splits" / "train.txt").read_text().split():
         (demo_copy / "semantic" / f"{f}.png").unlink()
         (demo_copy / "instances" / f"{f}.png").unlink()
-    args = ["index", "--dataset-kind", "demo", "--dataset-root", str(demo_copy), "--need-labels", "val", "--out", str(tmp_path / "m.csv")]
+    args = [
+        "index",
+        "--dataset-kind",
+        "demo",
+        "--dataset-root",
+        str(demo_copy),
+        "--need-labels",
+        "val",
+        "--out",
+        str(tmp_path / "m.csv"),
+    ]
     assert spino([*args, "--k", "0"]) == 0
-    assert sum(e.has_gt for e in read_manifest(tmp_path / "m.csv")) == len((demo_copy / "splits" / "val.txt").read_text().split())
+    assert sum(e.has_gt for e in read_manifest(tmp_path / "m.csv")) == len(
+        (demo_copy / "splits" / "val.txt").read_text().split()
+    )
     assert spino([*args, "--k", "2"]) == 1
     assert "no image of split 'train' has ground truth to annotate from" in capsys.readouterr().err
 
 
 def test_unknown_class_set_and_dataset_kind_are_reported(tmp_path: Path, capsys) -> None:
-    assert spino(["index", "--dataset-kind", "kitti", "--dataset-root", str(tmp_path), "--k", "1", "--out", str(tmp_path / "m.csv")]) == 1
+    assert (
+        spino(
+            [
+                "index",
+                "--dataset-kind",
+                "kitti",
+                "--dataset-root",
+                str(tmp_path),
+                "--k",
+                "1",
+                "--out",
+                str(tmp_path / "m.csv"),
+            ]
+        )
+        == 1
+    )
     assert "unknown dataset kind 'kitti'" in capsys.readouterr().err
-    assert spino(["index", "--dataset-kind", "folder", "--dataset-root", str(tmp_path), "--classes", "nope.yaml",
-                  "--k", "1", "--out", str(tmp_path / "m.csv")]) == 1
+    assert (
+        spino(
+            [
+                "index",
+                "--dataset-kind",
+                "folder",
+                "--dataset-root",
+                str(tmp_path),
+                "--classes",
+                "nope.yaml",
+                "--k",
+                "1",
+                "--out",
+                str(tmp_path / "m.csv"),
+            ]
+        )
+        == 1
+    )
     assert "class set 'nope.yaml'" in capsys.readouterr().err
 
 
@@ -181,8 +280,12 @@ def test_kitti360_layout_merges_two_wheelers_and_keeps_their_instances_apart(tmp
     names = KITTI360_14.names
     semantic, instance = semantic_of(pan), instance_of(pan)
     two_wheeler, car, person = names.index("two-wheeler"), names.index("car"), names.index("person")
-    assert (semantic[2:12, 20:32] == two_wheeler).all() and (semantic[2:12, 40:52] == two_wheeler).all()  # motorcycle joins
-    assert instance[5, 25] != instance[5, 45] and instance[5, 25] > 0 and instance[5, 45] > 0  # both numbered 5, kept apart
+    assert (semantic[2:12, 20:32] == two_wheeler).all() and (
+        semantic[2:12, 40:52] == two_wheeler
+    ).all()  # motorcycle joins
+    assert (
+        instance[5, 25] != instance[5, 45] and instance[5, 25] > 0 and instance[5, 45] > 0
+    )  # both numbered 5, kept apart
     assert (semantic[2:12, 2:14] == car).all() and instance[5, 5] == 1
     assert (semantic[20:30, 2:14] == person).all() and (instance[20:30, 2:14] == 0).all()  # no instance: crowd
     assert (pan[35:, :4] == IGNORE_PANOPTIC).all() and (semantic[30:35, 40:] == names.index("building")).all()

@@ -41,7 +41,16 @@ def corrupted_copy(store: Path, tmp_path: Path) -> Path:
 
 def test_corrupt_chunk_names_store_array_and_shard(gt_store: Path, tmp_path: Path) -> None:
     damaged = corrupted_copy(gt_store, tmp_path)
-    result = run("evaluate", str(damaged), "--gt", str(gt_store), "--json", str(tmp_path / "s.json"), "--csv", str(tmp_path / "s.csv"))
+    result = run(
+        "evaluate",
+        str(damaged),
+        "--gt",
+        str(gt_store),
+        "--json",
+        str(tmp_path / "s.json"),
+        "--csv",
+        str(tmp_path / "s.csv"),
+    )
     one_line_error(result, "evaluate", f"{damaged}: panoptic of shard 1 (panoptic/c/1/0/0) cannot be read", "checksum")
     assert not (tmp_path / "s.json").exists()
 
@@ -55,7 +64,9 @@ def test_failed_export_leaves_nothing_behind(gt_store: Path, tmp_path: Path) -> 
     taken = tmp_path / "taken"
     (taken / "mine.txt").parent.mkdir()
     (taken / "mine.txt").write_text("a file of the user's")
-    one_line_error(run("export", str(gt_store), "--out", str(taken)), "export", f"{taken}: already exists and is not empty")
+    one_line_error(
+        run("export", str(gt_store), "--out", str(taken)), "export", f"{taken}: already exists and is not empty"
+    )
     assert (taken / "mine.txt").read_text() == "a file of the user's"
 
 
@@ -66,13 +77,33 @@ def test_checkpoint_errors_say_what_the_file_is(gt_store: Path, tmp_path: Path) 
     one_line_error(run("predict", "--checkpoint", str(text), *args), "predict", f"{text}: not a spino checkpoint")
     head = tmp_path / "semantic.pt"
     save_checkpoint(head, "semantic", {"state_dict": {}})
-    one_line_error(run("predict", "--checkpoint", str(head), *args), "predict",
-                   f"{head}: expected a panoptic model, but the file holds a semantic head")
-    one_line_error(run("predict", "--checkpoint", str(tmp_path / "missing.pt"), *args), "predict", "checkpoint not found")
+    one_line_error(
+        run("predict", "--checkpoint", str(head), *args),
+        "predict",
+        f"{head}: expected a panoptic model, but the file holds a semantic head",
+    )
+    one_line_error(
+        run("predict", "--checkpoint", str(tmp_path / "missing.pt"), *args), "predict", "checkpoint not found"
+    )
     boundary = tmp_path / "boundary.pt"
     save_checkpoint(boundary, "boundary", {"state_dict": {}})
-    swapped = run("pseudo-label", "--manifest", "m.csv", "--store", str(gt_store), "--shard", "0", "--semantic-head", str(boundary),
-                  "--boundary-head", str(head), "--settings", "{}", "--device", "cpu")
+    swapped = run(
+        "pseudo-label",
+        "--manifest",
+        "m.csv",
+        "--store",
+        str(gt_store),
+        "--shard",
+        "0",
+        "--semantic-head",
+        str(boundary),
+        "--boundary-head",
+        str(head),
+        "--settings",
+        "{}",
+        "--device",
+        "cpu",
+    )
     one_line_error(swapped, "pseudo-label", f"{boundary}: expected a semantic head, but the file holds a boundary head")
 
 
@@ -83,7 +114,10 @@ def test_checkpoint_errors_say_what_the_file_is(gt_store: Path, tmp_path: Path) 
         ({"name": "car", "thing": "maybe"}, "classes[1].thing: 'maybe' is not of type 'boolean'"),
         ({"name": "car", "color": [1, 2]}, "classes[1].color: [1, 2] is too short"),
         ({"name": "car", "color": [300, -5, 0]}, "classes[1].color[0]: 300 is greater than the maximum of 255"),
-        ({"name": "car", "colour": [1, 2, 3]}, "classes[1]: Additional properties are not allowed ('colour' was unexpected)"),
+        (
+            {"name": "car", "colour": [1, 2, 3]},
+            "classes[1]: Additional properties are not allowed ('colour' was unexpected)",
+        ),
     ],
 )
 def test_bad_classes_yaml_is_named_with_the_entry(demo_root: Path, tmp_path: Path, entry: dict, problem: str) -> None:
@@ -91,7 +125,9 @@ def test_bad_classes_yaml_is_named_with_the_entry(demo_root: Path, tmp_path: Pat
     shutil.copytree(demo_root, root)
     classes = {"classes": [{"name": "road", "thing": False, "color": [128, 64, 128]}, entry]}
     (root / "classes.yaml").write_text(yaml.safe_dump(classes))
-    result = run("index", "--dataset-kind", "folder", "--dataset-root", str(root), "--k", "1", "--out", str(tmp_path / "m.csv"))
+    result = run(
+        "index", "--dataset-kind", "folder", "--dataset-root", str(root), "--k", "1", "--out", str(tmp_path / "m.csv")
+    )
     one_line_error(result, "index", f"{root / 'classes.yaml'}: {problem}")
 
 

@@ -20,8 +20,21 @@ def test_gtfine_export_scores_pq_one_against_its_store(gt_store: Path, tmp_path:
     assert spino(["export", str(gt_store), "--format", "gtfine", "--out", str(tmp_path / "gtfine")]) == 0
     files = sorted((tmp_path / "gtfine").glob("*_gtFine_instanceIds.png"))
     assert len(files) == 12 and read_label(files[0]).dtype == np.uint16
-    assert spino(["evaluate", str(tmp_path / "gtfine"), "--gt", str(gt_store), "--json", str(tmp_path / "s.json"),
-                  "--csv", str(tmp_path / "s.csv")]) == 0
+    assert (
+        spino(
+            [
+                "evaluate",
+                str(tmp_path / "gtfine"),
+                "--gt",
+                str(gt_store),
+                "--json",
+                str(tmp_path / "s.json"),
+                "--csv",
+                str(tmp_path / "s.csv"),
+            ]
+        )
+        == 0
+    )
     summary = json.loads((tmp_path / "s.json").read_text())["summary"]
     assert summary["all"]["pq"] == 1.0 and summary["miou"] == 1.0 and summary["images"] == 12
     assert (tmp_path / "s.csv").read_text().splitlines()[0] == "class,thing,pq,sq,rq,iou,tp,fp,fn"
@@ -35,7 +48,8 @@ def test_coco_export_has_one_segment_per_instance(gt_store: Path, tmp_path: Path
     store = LabelStore(gt_store)
     assert [a["image_id"] for a in payload["annotations"]] == list(store.image_ids)
     assert [(c["id"], c["name"], bool(c["isthing"])) for c in payload["categories"]] == [
-        (i, name, thing) for i, (name, thing) in enumerate(zip(store.class_set.names, store.class_set.thing))]
+        (i, name, thing) for i, (name, thing) in enumerate(zip(store.class_set.names, store.class_set.thing))
+    ]
     for index, ann in enumerate(payload["annotations"]):
         pan = store.panoptic(index).astype(np.int64)
         rgb = np.asarray(Image.open(tmp_path / "coco" / "panoptic" / ann["file_name"])).astype(np.int64)
@@ -80,11 +94,39 @@ def test_gtfine_export_of_real_cityscapes_gives_back_its_files(exact8: Path, tmp
 
     args = ["--dataset-kind", "cityscapes", "--dataset-root", str(exact8), "--splits", "train"]
     assert spino(["index", *args, "--k", "0", "--out", str(tmp_path / "m.csv")]) == 0
-    assert spino(["create-store", *args, "--manifest", str(tmp_path / "m.csv"), "--kind", "ground_truth",
-                  "--images-per-shard", "4", "--out", str(tmp_path / "gt.zarr")]) == 0
+    assert (
+        spino(
+            [
+                "create-store",
+                *args,
+                "--manifest",
+                str(tmp_path / "m.csv"),
+                "--kind",
+                "ground_truth",
+                "--images-per-shard",
+                "4",
+                "--out",
+                str(tmp_path / "gt.zarr"),
+            ]
+        )
+        == 0
+    )
     for shard in range(2):
-        assert spino(["write-gt", *args, "--manifest", str(tmp_path / "m.csv"), "--store", str(tmp_path / "gt.zarr"),
-                      "--shard", str(shard)]) == 0
+        assert (
+            spino(
+                [
+                    "write-gt",
+                    *args,
+                    "--manifest",
+                    str(tmp_path / "m.csv"),
+                    "--store",
+                    str(tmp_path / "gt.zarr"),
+                    "--shard",
+                    str(shard),
+                ]
+            )
+            == 0
+        )
     assert spino(["gather", str(tmp_path / "gt.zarr")]) == 0
     assert spino(["export", str(tmp_path / "gt.zarr"), "--format", "gtfine", "--out", str(tmp_path / "out")]) == 0
     originals = sorted((exact8 / "gtFine" / "train").glob("*/*_gtFine_labelIds.png"))

@@ -144,13 +144,24 @@ def test_min_pixels_per_class_by_name() -> None:
         min_pixels_per_class({"road": 3}, DEMO)
 
 
-def _oracle_maps(gts: list[np.ndarray], class_set, min_pixels: int, ncut: NcutConfig | None = None, split: bool = True) -> list[np.ndarray]:
+def _oracle_maps(
+    gts: list[np.ndarray], class_set, min_pixels: int, ncut: NcutConfig | None = None, split: bool = True
+) -> list[np.ndarray]:
     """The fusion of the ground truth's own classes and interiors (``split=False``: no interior given,
     so every thing blob is one instance)."""
     preds = []
     for gt in gts:
         inner = interior(boundary_ids(gt, class_set)) if split else np.zeros(gt.shape, bool)
-        preds.append(fuse(semantic_of(gt), inner, class_set, min_pixels_per_class(min_pixels, class_set), boundary=1.0 - inner, ncut=ncut))
+        preds.append(
+            fuse(
+                semantic_of(gt),
+                inner,
+                class_set,
+                min_pixels_per_class(min_pixels, class_set),
+                boundary=1.0 - inner,
+                ncut=ncut,
+            )
+        )
     return preds
 
 
@@ -161,7 +172,9 @@ def _scores(gts: list[np.ndarray], preds: list[np.ndarray], class_set) -> dict:
     return stats.summary(class_set)
 
 
-def _oracle_pq(gts: list[np.ndarray], class_set, min_pixels: int, ncut: NcutConfig | None = None, split: bool = True) -> dict:
+def _oracle_pq(
+    gts: list[np.ndarray], class_set, min_pixels: int, ncut: NcutConfig | None = None, split: bool = True
+) -> dict:
     return _scores(gts, _oracle_maps(gts, class_set, min_pixels, ncut, split), class_set)
 
 
@@ -223,7 +236,11 @@ def test_ncut_splits_instances_whose_boundary_has_a_gap() -> None:
     ncut = fuse(semantic, inner, DEMO, {5: 10, 6: 10}, boundary=1.0 - inner, ncut=NcutConfig())
     assert len(np.unique(instance_of(cca)[semantic == 6])) == 1  # the gap joins them
     left, right = instance_of(ncut)[15, 10], instance_of(ncut)[15, 40]
-    assert left != right and (instance_of(ncut)[5:25, 5:22] == left).all() and (instance_of(ncut)[5:25, 28:45] == right).all()
+    assert (
+        left != right
+        and (instance_of(ncut)[5:25, 5:22] == left).all()
+        and (instance_of(ncut)[5:25, 28:45] == right).all()
+    )
 
 
 def test_ncut_keeps_a_whole_instance_whole() -> None:
@@ -348,7 +365,13 @@ def test_folded_batchnorm_gives_the_same_features() -> None:
     with torch.no_grad():
         feats = plain.forward_intermediates((x - folded.mean) / folded.std, indices=[1, 2, 3], intermediates_only=True)
     size = feats[0].shape[-2:]
-    ref = torch.cat([F.interpolate(f, size=size, mode="bilinear", align_corners=False) if f.shape[-2:] != size else f for f in feats], 1)
+    ref = torch.cat(
+        [
+            F.interpolate(f, size=size, mode="bilinear", align_corners=False) if f.shape[-2:] != size else f
+            for f in feats
+        ],
+        1,
+    )
     got = folded(x)
     assert torch.allclose(got, ref, atol=1e-4 * ref.abs().max()) and not torch.equal(got, ref)
 
@@ -358,7 +381,9 @@ def test_pseudo_label_shards_killed_job_and_rerun(demo_root: Path, tmp_path: Pat
     ds = open_dataset("demo", demo_root)
     records = ds.scan()[:5]
     paths = {r.image_id: r.image for r in records}
-    cfg = PseudoLabelConfig(semantic_scales=(1, 2), boundary_scales=(2,), boundary_threshold=0.5, min_pixels=5, chunk_pixels=4096)
+    cfg = PseudoLabelConfig(
+        semantic_scales=(1, 2), boundary_scales=(2,), boundary_threshold=0.5, min_pixels=5, chunk_pixels=4096
+    )
     generator = LabelGenerator(sem_ckpt, bnd_ckpt, cfg)
     store = create_store(tmp_path / "pl.zarr", list(paths), 96, 192, DEMO, 2, with_confidence=True)
     for i in range(store.num_shards):
@@ -373,7 +398,15 @@ def test_pseudo_label_shards_killed_job_and_rerun(demo_root: Path, tmp_path: Pat
     assert set(generator.timings) >= {"backbone", "heads", "fusion", "store_write"}
 
     # the same shards from a separate `spino pseudo-label` process that is killed after the first shard
-    settings = json.dumps({"semantic_scales": [1, 2], "boundary_scales": [2], "boundary_threshold": 0.5, "min_pixels": 5, "chunk_pixels": 4096})
+    settings = json.dumps(
+        {
+            "semantic_scales": [1, 2],
+            "boundary_scales": [2],
+            "boundary_threshold": 0.5,
+            "min_pixels": 5,
+            "chunk_pixels": 4096,
+        }
+    )
     manifest = tmp_path / "m.csv"
     from spino.data.manifest import build_manifest, write_manifest
 
@@ -381,9 +414,28 @@ def test_pseudo_label_shards_killed_job_and_rerun(demo_root: Path, tmp_path: Pat
     second = create_store(tmp_path / "pl2.zarr", list(paths), 96, 192, DEMO, 2, with_confidence=True)
 
     def command(shard: int) -> list[str]:
-        return [sys.executable, "-m", "spino", "pseudo-label", "--manifest", str(manifest), "--store", str(second.path),
-                "--shard", str(shard), "--semantic-head", str(sem_ckpt), "--boundary-head", str(bnd_ckpt),
-                "--settings", settings, "--device", "cpu", "--done", str(tmp_path / f"{shard}.json")]
+        return [
+            sys.executable,
+            "-m",
+            "spino",
+            "pseudo-label",
+            "--manifest",
+            str(manifest),
+            "--store",
+            str(second.path),
+            "--shard",
+            str(shard),
+            "--semantic-head",
+            str(sem_ckpt),
+            "--boundary-head",
+            str(bnd_ckpt),
+            "--settings",
+            settings,
+            "--device",
+            "cpu",
+            "--done",
+            str(tmp_path / f"{shard}.json"),
+        ]
 
     def run(shard: int) -> subprocess.CompletedProcess:
         return subprocess.run(command(shard), capture_output=True, text=True)
@@ -402,7 +454,6 @@ def test_pseudo_label_shards_killed_job_and_rerun(demo_root: Path, tmp_path: Pat
         assert np.array_equal(second.group[name][:], store.group[name][:]), name
 
 
-
 # -- self-training ----------------------------------------------------------------------------------
 def test_neighbours_are_the_most_similar_not_yet_taken() -> None:
     """Exact inner-product search; an image found by an earlier annotated image is skipped, and only
@@ -411,8 +462,14 @@ def test_neighbours_are_the_most_similar_not_yet_taken() -> None:
     features = np.stack([np.cos(angles), np.sin(angles)], 1)
     queries, pool = [0, 1], [2, 3, 4, 5, 6]
     assert nearest_neighbours(features, queries, pool, count=2, search=5) == [[2, 3], [4, 5]]  # 3 and 2 taken by 0
-    assert nearest_neighbours(features, queries, pool, count=2, search=3) == [[2, 3], [4]]  # 5 is not among 1's 3 nearest
-    assert nearest_neighbours(features, [1, 0], pool, count=2, search=5) == [[4, 3], [2, 5]]  # the first query comes first
+    assert nearest_neighbours(features, queries, pool, count=2, search=3) == [
+        [2, 3],
+        [4],
+    ]  # 5 is not among 1's 3 nearest
+    assert nearest_neighbours(features, [1, 0], pool, count=2, search=5) == [
+        [4, 3],
+        [2, 5],
+    ]  # the first query comes first
 
 
 def test_pseudo_target_leaves_unconfident_pixels_without_loss() -> None:
@@ -483,7 +540,9 @@ def test_principal_masks_separate_distinct_feature_groups() -> None:
 
 def test_hungarian_matching_recovers_permuted_classes() -> None:
     """Labels that are the classes under another numbering score perfectly once matched."""
-    confusion = np.array([[0, 50, 0, 3], [0, 0, 40, 0], [30, 0, 0, 1]])  # cluster 1 is class 0, 2 is 1, 0 is 2; last: void
+    confusion = np.array(
+        [[0, 50, 0, 3], [0, 0, 40, 0], [30, 0, 0, 1]]
+    )  # cluster 1 is class 0, 2 is 1, 0 is 2; last: void
     assert hungarian_assignment(confusion).tolist() == [2, 0, 1]
     panoptic = encode(np.array([[0, 1], [2, 255]], np.uint8), np.zeros((2, 2), np.uint16))
     assert semantic_of(relabelled(panoptic, np.array([2, 0, 1]))).tolist() == [[2, 0], [1, 255]]
@@ -495,7 +554,13 @@ def test_primaps_labels_the_demo_far_above_chance(demo_root: Path, tmp_path: Pat
     ds = open_dataset("demo", demo_root)
     records = ds.scan()
     spec = BackboneSpec("tf_efficientnet_lite0", "efficientnet-lite0-pypi", (2, 3))
-    fit_primaps(PrimapsConfig(input_size=(96, 192)), spec, [r.image for r in records if r.split == "train"], DEMO, tmp_path / "p.pt")
+    fit_primaps(
+        PrimapsConfig(input_size=(96, 192)),
+        spec,
+        [r.image for r in records if r.split == "train"],
+        DEMO,
+        tmp_path / "p.pt",
+    )
     labeller = load_primaps(tmp_path / "p.pt")
     rng = np.random.default_rng(0)
     found, shuffled = PanopticStats(DEMO.num_classes), PanopticStats(DEMO.num_classes)
@@ -516,7 +581,9 @@ def test_push_pull_loss_vanishes_only_for_separated_compact_instances() -> None:
     apart[0, :, 3:] = 5.0  # means 5 apart > 2 x delta_dist
     assert discriminative_loss(apart, instances, 0.5, 2.0, regularisation=0.0) == 0
     together = torch.zeros(2, 4, 6)
-    assert discriminative_loss(together, instances, 0.5, 2.0, regularisation=0.0) == pytest.approx(16.0)  # (2 x 2 - 0)^2
+    assert discriminative_loss(together, instances, 0.5, 2.0, regularisation=0.0) == pytest.approx(
+        16.0
+    )  # (2 x 2 - 0)^2
     spread = apart.clone()
     spread[1, 0, 0] = 2.0  # one pixel 2 from its mean (pull hinge 0.5)
     assert discriminative_loss(spread, instances, 0.5, 2.0, regularisation=0.0) > 0
@@ -560,7 +627,11 @@ def test_embedding_fusion_separates_touching_instances() -> None:
     two = fuse(semantic, interior, DEMO, {5: 4, 6: 4}, embeddings=(embeddings, EmbeddingClusterConfig(bandwidth=1.0)))
     assert len(np.unique(instance_of(one)[semantic == 6])) == 1
     parts = instance_of(two)
-    assert len(np.unique(parts[semantic == 6])) == 2 and len(np.unique(parts[5:15, 5:20])) == 1 and parts[10, 10] != parts[10, 30]
+    assert (
+        len(np.unique(parts[semantic == 6])) == 2
+        and len(np.unique(parts[5:15, 5:20])) == 1
+        and parts[10, 10] != parts[10, 30]
+    )
 
 
 def test_embedding_head_separates_touching_demo_instances(demo_root: Path, tmp_path: Path) -> None:
@@ -571,7 +642,9 @@ def test_embedding_head_separates_touching_demo_instances(demo_root: Path, tmp_p
     ds = open_dataset("demo", demo_root)
     records = ds.scan()
     spec = BackboneSpec("tf_efficientnet_lite0", "efficientnet-lite0-pypi", (2, 3))
-    cfg = HeadConfig.from_dict("embedding", {"hidden": [64, 64], "dim": 8, "input_size": [96, 192], "epochs": 40, "lr": 3e-3})
+    cfg = HeadConfig.from_dict(
+        "embedding", {"hidden": [64, 64], "dim": 8, "input_size": [96, 192], "epochs": 40, "lr": 3e-3}
+    )
     train_head(cfg, spec, [ds.read_sample(r) for r in records[:2]], DEMO, tmp_path / "e.pt", tmp_path / "e.csv")
     head, meta = load_head(tmp_path / "e.pt", "embedding")
     backbone = Backbone(spec)
@@ -581,10 +654,18 @@ def test_embedding_head_separates_touching_demo_instances(demo_root: Path, tmp_p
         image, gt = ds.read_sample(record)
         with torch.no_grad():
             features = backbone(image_tensor(image, tuple(meta["input_size"]))[None])
-            embeddings = with_coordinates(head(features, (features.shape[-2] * 4, features.shape[-1] * 4))[0], cfg.coordinates)
+            embeddings = with_coordinates(
+                head(features, (features.shape[-2] * 4, features.shape[-1] * 4))[0], cfg.coordinates
+            )
         semantic = semantic_of(gt)
         nothing_inside = np.zeros(semantic.shape, bool)
-        found = fuse(semantic, nothing_inside, DEMO, minimum, embeddings=(resize_embeddings(embeddings, image.shape[:2]), EmbeddingClusterConfig()))
+        found = fuse(
+            semantic,
+            nothing_inside,
+            DEMO,
+            minimum,
+            embeddings=(resize_embeddings(embeddings, image.shape[:2]), EmbeddingClusterConfig()),
+        )
         clustered.update(gt, found, DEMO)
         whole_blobs.update(gt, fuse(semantic, nothing_inside, DEMO, minimum), DEMO)
     assert clustered.summary(DEMO)["things"]["pq"] >= whole_blobs.summary(DEMO)["things"]["pq"] + 0.05

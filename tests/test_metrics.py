@@ -44,7 +44,10 @@ def test_pq_and_miou_match_cityscapesscripts_on_real_cityscapes(exact8: Path, tm
     store = store_from_maps(tmp_path / "pred.zarr", [r.image_id for r in records], preds, dataset.class_set)
     export_coco(store, tmp_path / "pred")
     official = official_pq(
-        tmp_path / "cityscapes_panoptic_train_trainId.json", tmp_path / "cityscapes_panoptic_train_trainId", tmp_path / "pred", tmp_path
+        tmp_path / "cityscapes_panoptic_train_trainId.json",
+        tmp_path / "cityscapes_panoptic_train_trainId",
+        tmp_path / "pred",
+        tmp_path,
     )
     assert_same_pq(ours, official, dataset.class_set.names)
 

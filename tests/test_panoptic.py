@@ -102,23 +102,58 @@ def tiny_run(demo_root: Path, tmp_path_factory) -> dict:
 def train_command(run: dict, workdir: Path, out: Path, steps: int, workers: int = 2, **train) -> list[str]:
     d = run["dir"]
     return [
-        sys.executable, "-m", "spino", "train-panoptic", "--manifest", str(d / "m.csv"),
-        "--pseudo-labels", str(d / "pseudo.zarr"), "--ground-truth", str(d / "gt.zarr"),
-        "--train-splits", "train", "--val-splits", "val",
-        "--model", json.dumps({"channels": 16, "decoder_channels": 16, "head_channels": 8, "input_size": [48, 96]}),
-        "--train", json.dumps({"steps": steps, "batch_size": 2, "lr": 1e-3, "checkpoint_every": 2, "val_every": 4,
-                               "val_images": 2, "targets": {"sigma": 2.0, "small_instance_area": 100},
-                               "schedule": {"kind": "poly", "warmup_steps": 2}, "augment": {"min_scale": 0.5, "max_scale": 2.0},
-                               **train}),
-        "--backbone", json.dumps({"name": "tf_efficientnet_lite0", "weights": "none", "out_indices": [1, 2]}),
-        "--workdir", str(workdir), "--out", str(out), "--device", "cpu", "--workers", str(workers),
+        sys.executable,
+        "-m",
+        "spino",
+        "train-panoptic",
+        "--manifest",
+        str(d / "m.csv"),
+        "--pseudo-labels",
+        str(d / "pseudo.zarr"),
+        "--ground-truth",
+        str(d / "gt.zarr"),
+        "--train-splits",
+        "train",
+        "--val-splits",
+        "val",
+        "--model",
+        json.dumps({"channels": 16, "decoder_channels": 16, "head_channels": 8, "input_size": [48, 96]}),
+        "--train",
+        json.dumps(
+            {
+                "steps": steps,
+                "batch_size": 2,
+                "lr": 1e-3,
+                "checkpoint_every": 2,
+                "val_every": 4,
+                "val_images": 2,
+                "targets": {"sigma": 2.0, "small_instance_area": 100},
+                "schedule": {"kind": "poly", "warmup_steps": 2},
+                "augment": {"min_scale": 0.5, "max_scale": 2.0},
+                **train,
+            }
+        ),
+        "--backbone",
+        json.dumps({"name": "tf_efficientnet_lite0", "weights": "none", "out_indices": [1, 2]}),
+        "--workdir",
+        str(workdir),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--workers",
+        str(workers),
     ]
 
 
 def test_training_killed_midway_resumes_to_the_same_weights(tiny_run: dict, tmp_path: Path) -> None:
     """Batches from 2 DataLoader workers, the run SIGKILLed, resumed without workers: bit-identical."""
     steps = 10
-    whole = subprocess.run(train_command(tiny_run, tmp_path / "a" / "ck", tmp_path / "a" / "model.pt", steps), capture_output=True, text=True)
+    whole = subprocess.run(
+        train_command(tiny_run, tmp_path / "a" / "ck", tmp_path / "a" / "model.pt", steps),
+        capture_output=True,
+        text=True,
+    )
     assert whole.returncode == 0, whole.stderr[-2000:]
     assert "training from scratch" in whole.stderr and "no GPU: training on the CPU" in whole.stderr
 
@@ -130,8 +165,11 @@ def test_training_killed_midway_resumes_to_the_same_weights(tiny_run: dict, tmp_
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "b" / "model.pt").exists(), "the run finished before it could be killed"
-    resumed = subprocess.run(train_command(tiny_run, tmp_path / "b" / "ck", tmp_path / "b" / "model.pt", steps, workers=0),
-                             capture_output=True, text=True)
+    resumed = subprocess.run(
+        train_command(tiny_run, tmp_path / "b" / "ck", tmp_path / "b" / "model.pt", steps, workers=0),
+        capture_output=True,
+        text=True,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     step = int(resumed.stderr.split("resuming from checkpoint")[1].split("at step")[1].split()[0])
     assert 2 <= step < steps and step % 2 == 0
@@ -150,8 +188,16 @@ def mixed_data(run: dict, augment=None, batch_size: int = 4):
     from spino.panoptic.sampler import Augment, MixedBatchData, samples_from
 
     gt, pseudo = LabelStore(run["dir"] / "gt.zarr"), LabelStore(run["dir"] / "pseudo.zarr")
-    return MixedBatchData(samples_from(gt, run["ids"][:2]), samples_from(pseudo, run["ids"][2:]), DEMO, (48, 96), batch_size,
-                          seed=5, augment=augment or Augment(min_scale=0.5, max_scale=2.0), targets=TargetConfig(sigma=2.0))
+    return MixedBatchData(
+        samples_from(gt, run["ids"][:2]),
+        samples_from(pseudo, run["ids"][2:]),
+        DEMO,
+        (48, 96),
+        batch_size,
+        seed=5,
+        augment=augment or Augment(min_scale=0.5, max_scale=2.0),
+        targets=TargetConfig(sigma=2.0),
+    )
 
 
 def test_ranks_split_the_global_batch_and_workers_change_no_batch(tiny_run: dict) -> None:
@@ -184,12 +230,16 @@ def test_scale_augmentation_crops_or_pads_with_void(tiny_run: dict) -> None:
     full_image, full_label = load(sample, (96, 192))
     still = Augment(flip=False, color_jitter=0.0, min_scale=2.0, max_scale=2.0)
     image, label = augmented(sample, (48, 96), still, np.random.default_rng(0))
-    windows = [(y, x) for y in range(49) for x in range(97) if np.array_equal(full_label[y : y + 48, x : x + 96], label)]
+    windows = [
+        (y, x) for y in range(49) for x in range(97) if np.array_equal(full_label[y : y + 48, x : x + 96], label)
+    ]
     assert image.shape == (3, 48, 96) and windows  # a window of the image at twice the input size
     y, x = windows[0]
     assert torch.allclose(image, full_image[:, y : y + 48, x : x + 96])
 
-    image, label = augmented(sample, (48, 96), Augment(flip=False, color_jitter=0.0, min_scale=0.5, max_scale=0.5), np.random.default_rng(0))
+    image, label = augmented(
+        sample, (48, 96), Augment(flip=False, color_jitter=0.0, min_scale=0.5, max_scale=0.5), np.random.default_rng(0)
+    )
     assert np.array_equal(label[:24, :48], load(sample, (24, 48))[1])
     assert (label[24:] == IGNORE_PANOPTIC).all() and (label[:, 48:] == IGNORE_PANOPTIC).all()
     assert torch.equal(image[:, 30, 60], torch.tensor(PAD_COLOUR))
@@ -231,10 +281,14 @@ def test_prediction_shard_is_written_and_scored(tiny_run: dict, tmp_path: Path) 
     by cityscapesscripts' evaluator on COCO exports of both."""
     from spino.export import export_coco
 
-    subprocess.run(train_command(tiny_run, tmp_path / "w", tmp_path / "m.pt", 40, lr=3e-3), check=True, capture_output=True)
+    subprocess.run(
+        train_command(tiny_run, tmp_path / "w", tmp_path / "m.pt", 40, lr=3e-3), check=True, capture_output=True
+    )
     model, class_set, postprocess = load_model(tmp_path / "m.pt")
     paths = LabelStore(tiny_run["dir"] / "gt.zarr").meta["image_paths"][:3]
-    store = create_store(tmp_path / "pred.zarr", tiny_run["ids"][:3], 96, 192, class_set, 3, extra_attrs={"image_paths": paths})
+    store = create_store(
+        tmp_path / "pred.zarr", tiny_run["ids"][:3], 96, 192, class_set, 3, extra_attrs={"image_paths": paths}
+    )
     assert write_prediction_shard(store, model, class_set, postprocess, 0) == 3
     store.finalize()
     pan = store.read_shard(0)
@@ -244,8 +298,21 @@ def test_prediction_shard_is_written_and_scored(tiny_run: dict, tmp_path: Path) 
     assert len(np.unique(pan[thing])) >= 3
 
     scores = tmp_path / "scores.json"
-    assert spino(["evaluate", str(store.path), "--gt", str(tiny_run["dir"] / "gt.zarr"), "--json", str(scores),
-                  "--csv", str(tmp_path / "scores.csv")]) == 0
+    assert (
+        spino(
+            [
+                "evaluate",
+                str(store.path),
+                "--gt",
+                str(tiny_run["dir"] / "gt.zarr"),
+                "--json",
+                str(scores),
+                "--csv",
+                str(tmp_path / "scores.csv"),
+            ]
+        )
+        == 0
+    )
     summary = json.loads(scores.read_text())["summary"]
     assert summary["images"] == 3
     gt_maps = LabelStore(tiny_run["dir"] / "gt.zarr").read_shard(0)
@@ -259,7 +326,9 @@ def test_prediction_shard_is_written_and_scored(tiny_run: dict, tmp_path: Path) 
     gt_store = store_from_maps(tmp_path / "gt3.zarr", tiny_run["ids"][:3], list(gt_maps), class_set)
     export_coco(gt_store, tmp_path / "gt_coco")
     export_coco(store, tmp_path / "pred_coco")
-    official = official_pq(tmp_path / "gt_coco" / "panoptic.json", tmp_path / "gt_coco" / "panoptic", tmp_path / "pred_coco", tmp_path)
+    official = official_pq(
+        tmp_path / "gt_coco" / "panoptic.json", tmp_path / "gt_coco" / "panoptic", tmp_path / "pred_coco", tmp_path
+    )
     assert len(official["per_class"]) >= 5
     assert_same_pq(summary, official, class_set.names)
 
@@ -271,7 +340,9 @@ def initial_model(checkpoint: Path) -> torch.nn.Module:
     state = torch.load(checkpoint, weights_only=True)
     cfg = state["model_config"]
     torch.manual_seed(0)
-    return PanopticModel(ModelConfig.from_dict(cfg, cfg["backbone"]), ClassSet.from_dict(state["class_set"]).num_classes)
+    return PanopticModel(
+        ModelConfig.from_dict(cfg, cfg["backbone"]), ClassSet.from_dict(state["class_set"]).num_classes
+    )
 
 
 def test_two_process_training_matches_one_process_on_the_same_global_batch(tiny_run: dict, tmp_path: Path) -> None:
@@ -285,8 +356,11 @@ def test_two_process_training_matches_one_process_on_the_same_global_batch(tiny_
     the gap between the two runs as a share of one run's change from the initial weights. Measured
     with gradients averaged: weights 0.47, outputs 0.18-0.24; when each process keeps its own
     gradients (no all-reduce, the breakage this guards against): 0.70 and 0.35-0.44."""
+
     def train(tag: str, gpus: int) -> Path:
-        cmd = train_command(tiny_run, tmp_path / tag / "ck", tmp_path / tag / "model.pt", 6, workers=0, batch_size=16, lr=1e-3)
+        cmd = train_command(
+            tiny_run, tmp_path / tag / "ck", tmp_path / tag / "model.pt", 6, workers=0, batch_size=16, lr=1e-3
+        )
         result = subprocess.run(cmd + ["--gpus", str(gpus)], capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
         assert f"({gpus} process(es))" in result.stderr
@@ -311,7 +385,9 @@ def test_two_process_training_matches_one_process_on_the_same_global_batch(tiny_
     with torch.no_grad():
         out_one, out_two, out_start = (m.train()(images) for m in models)  # batch statistics, as in training
     output_gap = {k: float((out_one[k] - out_two[k]).norm() / (out_one[k] - out_start[k]).norm()) for k in out_one}
-    print(f"learnable weights moved {float(moved):.4f}; the runs differ by {weight_gap:.3f} of that, outputs by {output_gap}")
+    print(
+        f"learnable weights moved {float(moved):.4f}; the runs differ by {weight_gap:.3f} of that, outputs by {output_gap}"
+    )
     assert moved > 0 and weight_gap < 0.6, weight_gap
     assert max(output_gap.values()) < 0.3, output_gap
 
@@ -340,14 +416,20 @@ def test_full_resolution_grouping_beats_resizing_the_label_map(demo_root: Path) 
         gt = ds.read_panoptic(record)
         small = resize_nearest(gt, (gt.shape[0] // 2, gt.shape[1] // 2))
         t = panoptic_targets(small, DEMO, TargetConfig(sigma=2.0))
-        logits = torch.nn.functional.one_hot(t["semantic"].clamp(max=DEMO.num_classes - 1), DEMO.num_classes).permute(2, 0, 1).float()
+        logits = (
+            torch.nn.functional.one_hot(t["semantic"].clamp(max=DEMO.num_classes - 1), DEMO.num_classes)
+            .permute(2, 0, 1)
+            .float()
+        )
         model = _Outputs({"semantic": logits[None] * 10, "center": t["center"][None], "offset": t["offset"][None]})
         image = torch.zeros(3, *small.shape)
         full.update(gt, predict_panoptic(model, image, DEMO, cfg, gt.shape), DEMO)
         low.update(gt, resize_nearest(predict_panoptic(model, image, DEMO, cfg), gt.shape), DEMO)
     f, n = full.summary(DEMO), low.summary(DEMO)
-    print(f"full resolution PQ {f['all']['pq']:.4f} SQ {f['all']['sq']:.4f} mIoU {f['miou']:.4f}; "
-          f"nearest-resized PQ {n['all']['pq']:.4f} SQ {n['all']['sq']:.4f} mIoU {n['miou']:.4f}")
+    print(
+        f"full resolution PQ {f['all']['pq']:.4f} SQ {f['all']['sq']:.4f} mIoU {f['miou']:.4f}; "
+        f"nearest-resized PQ {n['all']['pq']:.4f} SQ {n['all']['sq']:.4f} mIoU {n['miou']:.4f}"
+    )
     assert f["miou"] > n["miou"] + 0.002  # smoother, truer boundaries
     assert f["all"]["pq"] >= n["all"]["pq"]  # and no instance lost or split (plateaus of upsampled peaks count once)
     assert f["all"]["pq"] >= 0.88 and f["miou"] >= 0.90  # measured: PQ 0.898, mIoU 0.912
@@ -362,8 +444,14 @@ class _Oracle(torch.nn.Module):
         self.image, self.outputs = image, {}
         for flipped, label in ((False, gt), (True, np.ascontiguousarray(gt[:, ::-1]))):
             t = panoptic_targets(label, DEMO, TargetConfig(sigma=sigma))
-            logits = torch.nn.functional.one_hot(t["semantic"].clamp(max=DEMO.num_classes - 1), DEMO.num_classes).permute(2, 0, 1)
-            self.outputs[flipped] = {"semantic": logits[None].float() * 10, "center": t["center"][None], "offset": t["offset"][None]}
+            logits = torch.nn.functional.one_hot(
+                t["semantic"].clamp(max=DEMO.num_classes - 1), DEMO.num_classes
+            ).permute(2, 0, 1)
+            self.outputs[flipped] = {
+                "semantic": logits[None].float() * 10,
+                "center": t["center"][None],
+                "offset": t["offset"][None],
+            }
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         flipped = not torch.equal(images[0], self.image)

@@ -29,7 +29,14 @@ from conftest import REPO
 pytestmark = pytest.mark.slurm
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
-REMOTE_RULES = {"write_ground_truth_shard", "train_semantic_head", "train_boundary_head", "pseudo_label", "train_panoptic", "predict"}
+REMOTE_RULES = {
+    "write_ground_truth_shard",
+    "train_semantic_head",
+    "train_boundary_head",
+    "pseudo_label",
+    "train_panoptic",
+    "predict",
+}
 SMALL = {  # the test override of profiles/slurm: this node has 2 CPUs, 8 GB and one (fake) GPU; GPUs come from TINY's `gpus`
     "train_semantic_head": {"cpus_per_task": 1, "mem_mb": 1500, "runtime": 10},
     "train_boundary_head": {"cpus_per_task": 1, "mem_mb": 1500, "runtime": 10},
@@ -43,11 +50,15 @@ SMALL = {  # the test override of profiles/slurm: this node has 2 CPUs, 8 GB and
 @pytest.fixture(scope="module")
 def slurm():
     if os.environ.get("SPINO_TEST_SLURM") != "1":
-        pytest.skip("SLURM tests are opt-in: set SPINO_TEST_SLURM=1 (as .ci/run does) to install slurm-wlm and munge and "
-                    "start a test SLURM on localhost; a SLURM already configured here is never touched")
+        pytest.skip(
+            "SLURM tests are opt-in: set SPINO_TEST_SLURM=1 (as .ci/run does) to install slurm-wlm and munge and "
+            "start a test SLURM on localhost; a SLURM already configured here is never touched"
+        )
     started = subprocess.run(["bash", str(CLUSTER), "start"], capture_output=True, text=True, timeout=600)
     if started.returncode != 0:
-        pytest.skip(f"SLURM could not be started here: {started.stderr.strip().splitlines()[-1] if started.stderr.strip() else started.returncode}")
+        pytest.skip(
+            f"SLURM could not be started here: {started.stderr.strip().splitlines()[-1] if started.stderr.strip() else started.returncode}"
+        )
     yield
     subprocess.run(["bash", str(CLUSTER), "stop"], capture_output=True, timeout=120)
 
@@ -55,8 +66,18 @@ def slurm():
 def run(workdir: Path, config: dict, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "workflow" / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        *args,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=workdir)
     try:
         out, _ = proc.communicate(timeout=timeout)
@@ -70,17 +91,40 @@ def run(workdir: Path, config: dict, *args: str, timeout: int = 900) -> subproce
 def slurm_args() -> list[str]:
     resources = [f"{rule}:{key}={value}" for rule, values in SMALL.items() for key, value in values.items()]
     return [
-        "--profile", str(REPO / "profiles" / "slurm"),
-        "--default-resources", "slurm_partition=debug", "runtime=10", "mem_mb=1000", "cpus_per_task=1",
-        "--set-resources", *resources, "--set-threads", *[f"{rule}=1" for rule in SMALL],
-        "--slurm-no-account", "--slurm-status-command", "squeue", "--slurm-keep-successful-logs",
-        "--slurm-init-seconds-before-status-checks", "1", "--jobs", "4", "--latency-wait", "10", "--retries", "0",
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--default-resources",
+        "slurm_partition=debug",
+        "runtime=10",
+        "mem_mb=1000",
+        "cpus_per_task=1",
+        "--set-resources",
+        *resources,
+        "--set-threads",
+        *[f"{rule}=1" for rule in SMALL],
+        "--slurm-no-account",
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-keep-successful-logs",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--jobs",
+        "4",
+        "--latency-wait",
+        "10",
+        "--retries",
+        "0",
     ]
 
 
 def submitted_jobs(output: str) -> dict[str, list[str]]:
     """Rule -> SLURM job ids, from Snakemake's "Job N has been submitted with SLURM jobid M" lines."""
-    rule_of_job = {job: rule for rule, job in re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):\n(?:\s+.*\n)*?\s+jobid: (\d+)", output, re.M)}
+    rule_of_job = {
+        job: rule
+        for rule, job in re.findall(
+            r"^(?:local)?(?:rule|checkpoint) (\w+):\n(?:\s+.*\n)*?\s+jobid: (\d+)", output, re.M
+        )
+    }
     jobs: dict[str, list[str]] = {}
     for job, slurm_id in re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", output):
         jobs.setdefault(rule_of_job.get(job, "?"), []).append(slurm_id)
@@ -106,8 +150,10 @@ def test_workflow_on_slurm_equals_local_run(slurm, tmp_path: Path, capsys) -> No
     assert {p.stem for p in logs} >= {i for ids in jobs.values() for i in ids}
 
     for name in ("pseudo_labels", "predictions"):
-        a, b = zarr.open(tmp_path / "local" / "results" / "tiny" / f"{name}.zarr", mode="r"), zarr.open(
-            tmp_path / "cluster" / "results" / "tiny" / f"{name}.zarr", mode="r")
+        a, b = (
+            zarr.open(tmp_path / "local" / "results" / "tiny" / f"{name}.zarr", mode="r"),
+            zarr.open(tmp_path / "cluster" / "results" / "tiny" / f"{name}.zarr", mode="r"),
+        )
         for array in ("semantic", "panoptic"):
             assert np.array_equal(a[array][:], b[array][:]), (name, array)
     for name in ("pseudo_labels", "predictions"):
@@ -122,8 +168,18 @@ def test_cancelled_training_job_is_not_trusted_and_rerun_finishes(slurm, tmp_pat
     config["panoptic"]["train"]["checkpoint_every"] = 5
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(tmp_path / "config.yaml"), *slurm_args()]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "workflow" / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+        *slurm_args(),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
     checkpoint = tmp_path / "results" / "tiny" / "panoptic" / "checkpoints" / "last.pt"
     deadline = time.time() + 600

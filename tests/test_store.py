@@ -32,19 +32,63 @@ def manifest(demo_root: Path, tmp_path: Path) -> Path:
 
 
 def _create(demo_root: Path, manifest: Path, out: Path, per_shard: int = 5) -> None:
-    assert spino(["create-store", *_gt_args(demo_root), "--manifest", str(manifest), "--kind", "ground_truth",
-                  "--images-per-shard", str(per_shard), "--out", str(out)]) == 0
+    assert (
+        spino(
+            [
+                "create-store",
+                *_gt_args(demo_root),
+                "--manifest",
+                str(manifest),
+                "--kind",
+                "ground_truth",
+                "--images-per-shard",
+                str(per_shard),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
 
 
-def test_store_written_by_separate_processes_equals_single_process(demo_root: Path, manifest: Path, tmp_path: Path) -> None:
+def test_store_written_by_separate_processes_equals_single_process(
+    demo_root: Path, manifest: Path, tmp_path: Path
+) -> None:
     _create(demo_root, manifest, tmp_path / "single.zarr")
     _create(demo_root, manifest, tmp_path / "multi.zarr")
     single = LabelStore(tmp_path / "single.zarr")
     for i in range(single.num_shards):
-        assert spino(["write-gt", *_gt_args(demo_root), "--manifest", str(manifest), "--store", str(single.path), "--shard", str(i)]) == 0
+        assert (
+            spino(
+                [
+                    "write-gt",
+                    *_gt_args(demo_root),
+                    "--manifest",
+                    str(manifest),
+                    "--store",
+                    str(single.path),
+                    "--shard",
+                    str(i),
+                ]
+            )
+            == 0
+        )
     procs = [
-        subprocess.Popen([sys.executable, "-m", "spino", "write-gt", *_gt_args(demo_root), "--manifest", str(manifest),
-                          "--store", str(tmp_path / "multi.zarr"), "--shard", str(i)])
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "spino",
+                "write-gt",
+                *_gt_args(demo_root),
+                "--manifest",
+                str(manifest),
+                "--store",
+                str(tmp_path / "multi.zarr"),
+                "--shard",
+                str(i),
+            ]
+        )
         for i in range(single.num_shards)
     ]
     assert [p.wait() for p in procs] == [0] * len(procs)
@@ -64,14 +108,43 @@ def test_store_written_by_separate_processes_equals_single_process(demo_root: Pa
         assert np.array_equal(a["panoptic"][index], dataset.read_panoptic(records[image_id])), image_id
 
 
-def test_killed_writer_leaves_store_incomplete_and_rerun_fills_it(demo_root: Path, manifest: Path, tmp_path: Path, capsys) -> None:
+def test_killed_writer_leaves_store_incomplete_and_rerun_fills_it(
+    demo_root: Path, manifest: Path, tmp_path: Path, capsys
+) -> None:
     _create(demo_root, manifest, tmp_path / "gt.zarr")
     store = LabelStore(tmp_path / "gt.zarr")
     for i in (0, 2):
-        spino(["write-gt", *_gt_args(demo_root), "--manifest", str(manifest), "--store", str(store.path), "--shard", str(i)])
+        spino(
+            [
+                "write-gt",
+                *_gt_args(demo_root),
+                "--manifest",
+                str(manifest),
+                "--store",
+                str(store.path),
+                "--shard",
+                str(i),
+            ]
+        )
     # the real `spino write-gt`, killed -9 after writing the semantic labels of shard 1, before panoptic and the done mark
-    kill_during_store_write([sys.executable, "-m", "spino", "write-gt", *_gt_args(demo_root), "--manifest", str(manifest),
-                             "--store", str(store.path), "--shard", "1", "--done", str(tmp_path / "1.json")], writes=1)
+    kill_during_store_write(
+        [
+            sys.executable,
+            "-m",
+            "spino",
+            "write-gt",
+            *_gt_args(demo_root),
+            "--manifest",
+            str(manifest),
+            "--store",
+            str(store.path),
+            "--shard",
+            "1",
+            "--done",
+            str(tmp_path / "1.json"),
+        ],
+        writes=1,
+    )
     assert store.group["semantic"][5:10].min() < 255 and not (tmp_path / "1.json").exists()
     assert store.missing_shards() == [1]
     with pytest.raises(IncompleteStoreError, match=r"shards \[1\]"):
@@ -87,7 +160,18 @@ def test_killed_writer_leaves_store_incomplete_and_rerun_fills_it(demo_root: Pat
     reference = tmp_path / "ref.zarr"
     _create(demo_root, manifest, reference)
     for i in range(3):
-        spino(["write-gt", *_gt_args(demo_root), "--manifest", str(manifest), "--store", str(reference), "--shard", str(i)])
+        spino(
+            [
+                "write-gt",
+                *_gt_args(demo_root),
+                "--manifest",
+                str(manifest),
+                "--store",
+                str(reference),
+                "--shard",
+                str(i),
+            ]
+        )
     assert np.array_equal(zarr.open(reference)["panoptic"][:], zarr.open(store.path)["panoptic"][:])
     assert LabelStore(store.path).complete
 

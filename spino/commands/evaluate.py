@@ -19,8 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", type=Path, help="the run's manifest (for --exclude-annotated and --splits)")
     p.add_argument("--exclude-annotated", action="store_true", help="leave out the manifest's annotated images")
     p.add_argument("--splits", nargs="+", help="score only images of these splits (default: all)")
-    p.add_argument("--matching", default="none", choices=MATCHINGS,
-                   help="hungarian: the prediction's ids are clusters (label-free labels), matched one-to-one to the classes first")
+    p.add_argument(
+        "--matching",
+        default="none",
+        choices=MATCHINGS,
+        help="hungarian: the prediction's ids are clusters (label-free labels), matched one-to-one to the classes first",
+    )
     p.add_argument("--json", required=True, type=Path)
     p.add_argument("--csv", required=True, type=Path)
 

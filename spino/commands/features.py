@@ -17,7 +17,9 @@ HELP = "one descriptor per image: frozen backbone features, mean-pooled, L2-norm
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_dataset(p)
     add_settings(p, "--backbone", "backbone")
-    p.add_argument("--input-size", type=int, nargs=2, required=True, metavar=("H", "W"), help="images are resized to this")
+    p.add_argument(
+        "--input-size", type=int, nargs=2, required=True, metavar=("H", "W"), help="images are resized to this"
+    )
     add_device(p)
     p.add_argument("--out", required=True, type=Path)
 

@@ -21,7 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     choice.add_argument("--k", type=int, help="draw k images with --seed")
     p.add_argument("--seed", type=int, default=schema_default("annotation.seed"))
     p.add_argument("--need-images", nargs="*", default=[], metavar="SPLIT", help="splits that must have images")
-    p.add_argument("--need-labels", nargs="*", default=[], metavar="SPLIT", help="splits that must have labelled images")
+    p.add_argument(
+        "--need-labels", nargs="*", default=[], metavar="SPLIT", help="splits that must have labelled images"
+    )
     p.add_argument("--out", required=True, type=Path)
 
 

@@ -22,15 +22,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--semantic-head", type=Path)
     p.add_argument("--boundary-head", type=Path)
     add_settings(p, "--settings", "pseudo_labels", required=False)
-    p.add_argument("--embedding-head", type=Path, help="fusion: embedding: instances by clustering this head's embeddings")
-    p.add_argument("--spoco", type=Path, help="also write /raw, /embeddings, /segmentation of the shard to this HDF5 file")
+    p.add_argument(
+        "--embedding-head", type=Path, help="fusion: embedding: instances by clustering this head's embeddings"
+    )
+    p.add_argument(
+        "--spoco", type=Path, help="also write /raw, /embeddings, /segmentation of the shard to this HDF5 file"
+    )
     p.add_argument("--primaps", type=Path, help="label by PriMaPs prototypes (spino fit-primaps) instead of the heads")
     add_device(p)
 
 
 def run(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
-    labeller = open_labeller(args.primaps, args.semantic_head, args.boundary_head, args.settings, args.embedding_head, device)
+    labeller = open_labeller(
+        args.primaps, args.semantic_head, args.boundary_head, args.settings, args.embedding_head, device
+    )
     store = LabelStore(args.store)
     paths = {e.image_id: e.image for e in read_manifest(args.manifest)}
     report = write_pseudo_label_shard(store, labeller, paths, args.shard, args.spoco)

@@ -30,7 +30,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     cfg = SelfTrainingConfig.from_dict(args.settings)
     labelled, unlabelled = self_train_on_neighbours(
-        cfg, PseudoLabelConfig.from_dict(args.labels), open_dataset(args), args.manifest, args.features,
-        args.semantic_head, args.boundary_head, args.out, args.neighbours, args.losses, resolve_device(args.device),
+        cfg,
+        PseudoLabelConfig.from_dict(args.labels),
+        open_dataset(args),
+        args.manifest,
+        args.features,
+        args.semantic_head,
+        args.boundary_head,
+        args.out,
+        args.neighbours,
+        args.losses,
+        resolve_device(args.device),
     )
-    print(f"{args.out}: semantic head self-trained for {cfg.rounds} round(s) on {labelled} annotated and {unlabelled} neighbour images")
+    print(
+        f"{args.out}: semantic head self-trained for {cfg.rounds} round(s) on {labelled} annotated and {unlabelled} neighbour images"
+    )

@@ -17,7 +17,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", required=True, type=Path, help="written by `spino features`")
     p.add_argument("--split", default="train")
     p.add_argument("--k", type=int, required=True)
-    p.add_argument("--method", default=schema_default("suggest.method"), help="kmeans (typical images of k clusters) or kcenter (farthest-first)")
+    p.add_argument(
+        "--method",
+        default=schema_default("suggest.method"),
+        help="kmeans (typical images of k clusters) or kcenter (farthest-first)",
+    )
     p.add_argument("--seed", type=int, default=schema_default("suggest.seed"))
     p.add_argument("--out", required=True, type=Path, help="YAML with the annotation section a config takes")
     p.add_argument("--figure", type=Path, help="PNG: the suggested images and a 2-D projection of all")

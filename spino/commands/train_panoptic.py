@@ -28,7 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="final checkpoint")
     add_device(p)
     p.add_argument("--gpus", type=int, default=1, help="GPUs on this node; more than one launches torchrun")
-    p.add_argument("--workers", type=int, default=schema_default("panoptic.loader_workers"), help="DataLoader processes building batches per GPU (0: none); changes no batch")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=schema_default("panoptic.loader_workers"),
+        help="DataLoader processes building batches per GPU (0: none); changes no batch",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -36,6 +41,13 @@ def run(args: argparse.Namespace) -> None:
     train_on_stores(
         TrainConfig.from_dict(args.train),
         ModelConfig.from_dict(args.model, args.backbone),
-        args.manifest, args.ground_truth, args.pseudo_labels, args.train_splits, args.val_splits,
-        args.workdir, args.out, args.device, args.workers,
+        args.manifest,
+        args.ground_truth,
+        args.pseudo_labels,
+        args.train_splits,
+        args.val_splits,
+        args.workdir,
+        args.out,
+        args.device,
+        args.workers,
     )

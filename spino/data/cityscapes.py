@@ -56,7 +56,9 @@ class Cityscapes(Dataset):
 
     @classmethod
     def listing(cls, root: Path, splits: list[str] | None) -> list[Path]:
-        return walk_files([root / top / split for top in ("leftImg8bit", "gtFine") for split in splits or ["train", "val"]])
+        return walk_files(
+            [root / top / split for top in ("leftImg8bit", "gtFine") for split in splits or ["train", "val"]]
+        )
 
     def scan(self) -> list[Record]:
         images_root = self.root / "leftImg8bit"
@@ -95,7 +97,9 @@ class Cityscapes(Dataset):
         orphans = [str(p) for p in labels if p.name[: -len(LABEL_SUFFIX)] not in image_ids]
         if orphans:
             more = f" and {len(orphans) - 3} more" if len(orphans) > 3 else ""
-            raise InputError(f"{orphans[0]}: label without an image in leftImg8bit/{split} ({', '.join(orphans[1:3])}{more})")
+            raise InputError(
+                f"{orphans[0]}: label without an image in leftImg8bit/{split} ({', '.join(orphans[1:3])}{more})"
+            )
 
     def decode_panoptic(self, record: Record) -> np.ndarray:
         return decode_gtfine(record.semantic, record.instance or None, self.class_set)

@@ -62,7 +62,11 @@ class CocoFile:
     def class_set(self, name: str) -> ClassSet:
         default_thing = not self.panoptic  # instance annotations are things unless a category says otherwise
         classes = [
-            {"name": c["name"], "thing": bool(c.get("isthing", default_thing)), **({"color": c["color"]} if "color" in c else {})}
+            {
+                "name": c["name"],
+                "thing": bool(c.get("isthing", default_thing)),
+                **({"color": c["color"]} if "color" in c else {}),
+            }
             for c in self.categories
         ]
         return ClassSet.from_dict({"name": name, "classes": classes}, source=str(self.path))
@@ -82,7 +86,9 @@ class CocoDataset(Dataset):
         self.class_set = first.class_set(f"coco:{self.root.name}")
         for coco in self.files.values():
             if [c["name"] for c in coco.categories] != [c["name"] for c in first.categories]:
-                raise InputError(f"{coco.path}: categories differ from those of {first.path}; every split needs the same")
+                raise InputError(
+                    f"{coco.path}: categories differ from those of {first.path}; every split needs the same"
+                )
 
     @classmethod
     def open(cls, root: Path, splits: list[str] | None, classes: str | None) -> CocoDataset:
@@ -95,14 +101,18 @@ class CocoDataset(Dataset):
         for path in candidates:
             if path.is_file():
                 return path
-        raise MissingFileError(f"{self.root}: no COCO annotation file of split {split!r} (looked for {', '.join(map(str, candidates))})")
+        raise MissingFileError(
+            f"{self.root}: no COCO annotation file of split {split!r} (looked for {', '.join(map(str, candidates))})"
+        )
 
     def _image_folder(self, split: str) -> Path:
         candidates = [self.root / name.format(split=split) for name in IMAGE_FOLDERS] + [self.files[split].path.parent]
         for folder in candidates:
             if folder.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir()):
                 return folder
-        raise MissingFileError(f"{self.root}: no image folder of split {split!r} (looked in {', '.join(map(str, candidates))})")
+        raise MissingFileError(
+            f"{self.root}: no image folder of split {split!r} (looked in {', '.join(map(str, candidates))})"
+        )
 
     def scan(self) -> list[Record]:
         records = []
@@ -114,10 +124,14 @@ class CocoDataset(Dataset):
                 if not path.is_file():
                     raise MissingFileError(f"{path}: image {image['file_name']!r} of {coco.path} not found")
                 listed.add(path.resolve())
-                labelled = bool(coco.annotations.get(coco_id)) and (not coco.panoptic or self._png(split, coco_id).is_file())
+                labelled = bool(coco.annotations.get(coco_id)) and (
+                    not coco.panoptic or self._png(split, coco_id).is_file()
+                )
                 label = str(self._png(split, coco_id) if coco.panoptic else coco.path) if labelled else ""
                 records.append(Record(path.stem, split, str(path), label, f"{coco.path}#{coco_id}" if labelled else ""))
-            unlisted = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.resolve() not in listed]
+            unlisted = [
+                p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.resolve() not in listed
+            ]
             records += [Record(p.stem, split, str(p)) for p in sorted(unlisted)]
         return sorted(records, key=lambda r: (r.split, r.image_id))
 
@@ -146,11 +160,15 @@ class CocoDataset(Dataset):
     def decode_panoptic(self, record: Record) -> np.ndarray:
         coco, key, shape = self._entry(record)
         if coco.panoptic:
-            return decode_coco_panoptic(record.semantic, coco.annotations[key]["segments_info"], coco.class_of(), self.class_set, shape)
+            return decode_coco_panoptic(
+                record.semantic, coco.annotations[key]["segments_info"], coco.class_of(), self.class_set, shape
+            )
         return decode_coco_instances(coco.annotations[key], coco.class_of(), self.class_set, shape, str(coco.path))
 
 
-def _numbered(semantic: np.ndarray, instance: np.ndarray, segments: list[tuple[np.ndarray, int, bool]], class_set: ClassSet) -> np.ndarray:
+def _numbered(
+    semantic: np.ndarray, instance: np.ndarray, segments: list[tuple[np.ndarray, int, bool]], class_set: ClassSet
+) -> np.ndarray:
     """Paint (mask, class, crowd) segments in order; thing instances numbered 1.. per class."""
     count = np.zeros(class_set.num_classes, np.int64)
     for mask, cls, crowd in segments:
@@ -163,8 +181,9 @@ def _numbered(semantic: np.ndarray, instance: np.ndarray, segments: list[tuple[n
     return encode(semantic, instance)
 
 
-def decode_coco_panoptic(png: str, segments_info: list[dict], class_of: dict[int, int], class_set: ClassSet,
-                         shape: tuple[int, int]) -> np.ndarray:
+def decode_coco_panoptic(
+    png: str, segments_info: list[dict], class_of: dict[int, int], class_set: ClassSet, shape: tuple[int, int]
+) -> np.ndarray:
     """A COCO panoptic PNG (segment id = R + 256 G + 256^2 B) in spino's encoding."""
     rgb = read_image(png).astype(np.int64)
     if rgb.shape[:2] != shape:
@@ -173,13 +192,16 @@ def decode_coco_panoptic(png: str, segments_info: list[dict], class_of: dict[int
     segments = []
     for seg in segments_info:
         if seg["category_id"] not in class_of:
-            raise InputError(f"{png}: segment {seg['id']} has category {seg['category_id']}, which is not among the categories")
+            raise InputError(
+                f"{png}: segment {seg['id']} has category {seg['category_id']}, which is not among the categories"
+            )
         segments.append((ids == seg["id"], class_of[seg["category_id"]], bool(seg.get("iscrowd", 0))))
     return _numbered(np.full(shape, 255, np.uint8), np.zeros(shape, np.uint16), segments, class_set)
 
 
-def decode_coco_instances(annotations: list[dict], class_of: dict[int, int], class_set: ClassSet, shape: tuple[int, int],
-                          source: str) -> np.ndarray:
+def decode_coco_instances(
+    annotations: list[dict], class_of: dict[int, int], class_set: ClassSet, shape: tuple[int, int], source: str
+) -> np.ndarray:
     """COCO instance annotations (polygons, RLE or uncompressed RLE) painted largest first, so that
     a smaller object lying on a larger one stays visible."""
     from pycocotools import mask as coco_mask
@@ -188,16 +210,25 @@ def decode_coco_instances(annotations: list[dict], class_of: dict[int, int], cla
     segments = []
     for ann in annotations:
         if ann["category_id"] not in class_of:
-            raise InputError(f"{source}: annotation {ann.get('id')} has category {ann['category_id']}, which is not among the categories")
+            raise InputError(
+                f"{source}: annotation {ann.get('id')} has category {ann['category_id']}, which is not among the categories"
+            )
         segmentation = ann["segmentation"]
         if isinstance(segmentation, list):  # polygons
             rle = coco_mask.merge(coco_mask.frPyObjects(segmentation, h, w))
         elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE
             rle = coco_mask.frPyObjects(segmentation, h, w)
         else:
-            rle = {"size": segmentation["size"], "counts": segmentation["counts"].encode() if isinstance(segmentation["counts"], str) else segmentation["counts"]}
+            rle = {
+                "size": segmentation["size"],
+                "counts": segmentation["counts"].encode()
+                if isinstance(segmentation["counts"], str)
+                else segmentation["counts"],
+            }
         if list(rle["size"]) != [h, w]:
-            raise InputError(f"{source}: annotation {ann.get('id')} is {rle['size'][1]}x{rle['size'][0]}, its image {w}x{h}")
+            raise InputError(
+                f"{source}: annotation {ann.get('id')} is {rle['size'][1]}x{rle['size'][0]}, its image {w}x{h}"
+            )
         mask = coco_mask.decode(rle).astype(bool)
         segments.append((int(mask.sum()), mask, class_of[ann["category_id"]], bool(ann.get("iscrowd", 0))))
     segments.sort(key=lambda s: -s[0])

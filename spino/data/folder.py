@@ -1,10 +1,10 @@
 """A plain folder layout for users' own data (documented in docs/your-data.md).
 
-    <root>/classes.yaml            the class set (see spino.classes.load_class_set)
-    <root>/images/<id>.png|jpg     RGB images
-    <root>/semantic/<id>.png       uint8 class index per pixel (0..C-1, 255 ignore), optional
-    <root>/instances/<id>.png      uint8/uint16 instance number per pixel (0 = none), optional
-    <root>/splits/<split>.txt      image ids of each split, one per line, optional (default: train)
+<root>/classes.yaml            the class set (see spino.classes.load_class_set)
+<root>/images/<id>.png|jpg     RGB images
+<root>/semantic/<id>.png       uint8 class index per pixel (0..C-1, 255 ignore), optional
+<root>/instances/<id>.png      uint8/uint16 instance number per pixel (0 = none), optional
+<root>/splits/<split>.txt      image ids of each split, one per line, optional (default: train)
 """
 
 from __future__ import annotations
@@ -70,7 +70,9 @@ class FolderDataset(Dataset):
             p.name for p in (self.root / "instances").glob("*.png") if not (self.root / "semantic" / p.name).is_file()
         )
         if unpaired:
-            raise InputError(f"{self.root / 'instances'}: instance maps without a semantic map: {', '.join(unpaired[:5])}")
+            raise InputError(
+                f"{self.root / 'instances'}: instance maps without a semantic map: {', '.join(unpaired[:5])}"
+            )
 
     def _splits(self, ids: set[str]) -> dict[str, str]:
         split_of: dict[str, str] = {}

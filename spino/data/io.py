@@ -29,7 +29,9 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """(H, W) of an image from its header, without decoding the pixels; refused above MAX_PIXELS."""
     with _open(path, decode=False) as im:
         if im.width * im.height > MAX_PIXELS:
-            raise InputError(f"{path}: {im.width}x{im.height} pixels, too large to decode safely (more than {MAX_PIXELS}); downscale it")
+            raise InputError(
+                f"{path}: {im.width}x{im.height} pixels, too large to decode safely (more than {MAX_PIXELS}); downscale it"
+            )
         return im.height, im.width
 
 

@@ -86,7 +86,9 @@ class Kitti360(Dataset):
         for split in self.splits:
             listing = frame_list(self.root, split)
             if not listing.is_file():
-                raise MissingFileError(f"{listing}: frame list of split {split!r} not found (KITTI-360 has train and val)")
+                raise MissingFileError(
+                    f"{listing}: frame list of split {split!r} not found (KITTI-360 has train and val)"
+                )
             for number, line in enumerate(listing.read_text().splitlines(), 1):
                 if not line.strip():
                     continue

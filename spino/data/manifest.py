@@ -62,7 +62,9 @@ def choose_annotated(
     if indices is not None:
         bad = [i for i in indices if not 0 <= i < len(candidates)]
         if bad:
-            raise InputError(f"annotated indices {bad} out of range: split {split!r} has {len(candidates)} labelled images")
+            raise InputError(
+                f"annotated indices {bad} out of range: split {split!r} has {len(candidates)} labelled images"
+            )
         return [candidates[i] for i in indices]
     if k is None or not 0 < k <= len(candidates):
         raise InputError(f"k={k} annotated images requested; split {split!r} has {len(candidates)} labelled images")
@@ -76,14 +78,18 @@ def build_manifest(records: list[Record], annotated: list[str]) -> list[Entry]:
         dup = sorted({i for i in ids if ids.count(i) > 1})
         raise InputError(f"image ids must be unique across splits; repeated: {dup[:5]}")
     chosen = set(annotated)
-    return [Entry(r.image_id, r.split, r.image, r.semantic, r.instance, r.has_gt, r.image_id in chosen) for r in records]
+    return [
+        Entry(r.image_id, r.split, r.image, r.semantic, r.instance, r.has_gt, r.image_id in chosen) for r in records
+    ]
 
 
 def check_splits(entries: list[Entry], need_images: list[str], need_labels: list[str]) -> None:
     """Fail at the index, not hours later, when a split a later stage needs is empty or unlabelled."""
     for split in need_images:
         if not any(e.split == split for e in entries):
-            raise InputError(f"split {split!r} has no images, but the config uses it (splits found: {sorted({e.split for e in entries})})")
+            raise InputError(
+                f"split {split!r} has no images, but the config uses it (splits found: {sorted({e.split for e in entries})})"
+            )
     for split in need_labels:
         if not any(e.split == split and e.has_gt for e in entries):
             raise InputError(f"split {split!r} has no labelled images, but the config scores images of it")
@@ -109,8 +115,13 @@ def read_manifest(path: str | Path) -> list[Entry]:
             raise InputError(f"{path}: expected columns {COLUMNS}, got {reader.fieldnames}")
         return [
             Entry(
-                r["image_id"], r["split"], r["image"], r["semantic"], r["instance"],
-                r["has_gt"] == "1", r["annotated"] == "1",
+                r["image_id"],
+                r["split"],
+                r["image"],
+                r["semantic"],
+                r["instance"],
+                r["has_gt"] == "1",
+                r["annotated"] == "1",
             )
             for r in reader
         ]
@@ -124,11 +135,15 @@ def select(entries: list[Entry], splits: list[str] | None = None, with_gt: bool 
 def describe(entries: list[Entry], annotated: list[str]) -> str:
     """What the index found: images, labelled ones, the annotated ones and the unlabelled ones."""
     unlabelled = [e.image_id for e in entries if not e.has_gt]
-    text = (f"{len(entries)} images, {len(entries) - len(unlabelled)} with ground truth, "
-            f"{len(annotated)} annotated: {', '.join(annotated)}")
+    text = (
+        f"{len(entries)} images, {len(entries) - len(unlabelled)} with ground truth, "
+        f"{len(annotated)} annotated: {', '.join(annotated)}"
+    )
     if unlabelled:
-        text += (f"\n{len(unlabelled)} images without labels (pseudo-labelled, never scored): "
-                 f"{', '.join(unlabelled[:20])}" + (" ..." if len(unlabelled) > 20 else ""))
+        text += (
+            f"\n{len(unlabelled)} images without labels (pseudo-labelled, never scored): "
+            f"{', '.join(unlabelled[:20])}" + (" ..." if len(unlabelled) > 20 else "")
+        )
     return text
 
 

@@ -32,7 +32,9 @@ class EmbeddingClusterConfig:
     max_points: int  # a blob's pixels subsampled to this many to find the modes
 
 
-def sparse_instances(panoptic: np.ndarray, class_set: ClassSet, fraction: float, rng: np.random.Generator) -> np.ndarray:
+def sparse_instances(
+    panoptic: np.ndarray, class_set: ClassSet, fraction: float, rng: np.random.Generator
+) -> np.ndarray:
     """The panoptic map with only ``fraction`` of its thing instances kept (at least one when there is
     any); the pixels of the others become void, i.e. unlabelled."""
     thing = class_set.thing_mask()
@@ -75,10 +77,16 @@ def mean_shift(points: torch.Tensor, bandwidth: float, iterations: int = 30) -> 
     return torch.stack(modes)
 
 
-def embedding_parts(blob: np.ndarray, embeddings: np.ndarray, cfg: EmbeddingClusterConfig, rng: np.random.Generator) -> np.ndarray:
+def embedding_parts(
+    blob: np.ndarray, embeddings: np.ndarray, cfg: EmbeddingClusterConfig, rng: np.random.Generator
+) -> np.ndarray:
     """Parts (1..n, 0 outside the blob) of a blob by mean shift of its pixels' (D, h, w) embeddings."""
     points = torch.from_numpy(embeddings[:, blob].T.astype(np.float32))
-    sample = points if len(points) <= cfg.max_points else points[torch.from_numpy(rng.choice(len(points), cfg.max_points, replace=False))]
+    sample = (
+        points
+        if len(points) <= cfg.max_points
+        else points[torch.from_numpy(rng.choice(len(points), cfg.max_points, replace=False))]
+    )
     modes = mean_shift(sample, cfg.bandwidth)
     parts = np.zeros(blob.shape, np.int32)
     parts[blob] = torch.cdist(points, modes).argmin(1).numpy() + 1
@@ -103,7 +111,9 @@ def resize_embeddings(embeddings: torch.Tensor, size: tuple[int, int]) -> np.nda
     return F.interpolate(embeddings[None].float(), size=size, mode="bilinear", align_corners=False)[0].cpu().numpy()
 
 
-def write_spoco_shard(path: str | Path, image_ids: list[str], raw: np.ndarray, embeddings: np.ndarray, segmentation: np.ndarray) -> None:
+def write_spoco_shard(
+    path: str | Path, image_ids: list[str], raw: np.ndarray, embeddings: np.ndarray, segmentation: np.ndarray
+) -> None:
     """A SPOCO-style prediction file, plain HDF5: ``/raw`` (N, H, W, 3) uint8, ``/embeddings`` (N, D, h, w)
     float16 at the embedding head's resolution, ``/segmentation`` (N, H, W) uint32 panoptic maps
     (spino's encoding: class x 1000 + instance), ``/image_ids``."""

@@ -28,7 +28,9 @@ if TYPE_CHECKING:  # the embedding splitter imports torch only when used
 FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 
 
-def min_pixels_per_class(min_pixels: int | Mapping[str, int], class_set: ClassSet, scale: float = 1.0) -> dict[int, int]:
+def min_pixels_per_class(
+    min_pixels: int | Mapping[str, int], class_set: ClassSet, scale: float = 1.0
+) -> dict[int, int]:
     """Per thing-class minimum sizes from one int or a {class name: int} mapping (others: 0)."""
     if isinstance(min_pixels, Mapping):
         unknown = sorted(set(min_pixels) - {class_set.names[i] for i in class_set.thing_ids})
@@ -107,7 +109,9 @@ def fuse(
     """
     given = {name: value for name, value in inputs.items() if value is not None}
     if fusion is None:
-        fusion = next((name for name, kind in FUSIONS.items() if kind.inputs and set(kind.inputs) <= given.keys()), "cca")
+        fusion = next(
+            (name for name, kind in FUSIONS.items() if kind.inputs and set(kind.inputs) <= given.keys()), "cca"
+        )
     if fusion not in FUSIONS:
         raise InputError(f"unknown fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
     missing = [name for name in FUSIONS[fusion].inputs if name not in given]

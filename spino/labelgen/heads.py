@@ -27,7 +27,9 @@ class MLPHead(nn.Module):
             layers += [nn.ReLU(inplace=False), nn.Conv2d(a, b, 1)]
         self.rest = nn.Sequential(*layers)
 
-    def forward(self, features: torch.Tensor, size: tuple[int, int], grid: tuple[int, int] | None = None) -> torch.Tensor:
+    def forward(
+        self, features: torch.Tensor, size: tuple[int, int], grid: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         """Logits (B, K, H, W) at ``size`` from features (B, C, h, w), the MLP run on ``grid`` (default: size)."""
         grid = tuple(grid or size)
         z = F.interpolate(self.first(features), size=grid, mode="bilinear", align_corners=False)

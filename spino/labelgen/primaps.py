@@ -87,7 +87,9 @@ def kmeans_pp(descriptors: torch.Tensor, k: int, rng: np.random.Generator) -> to
     for _ in range(1, k):
         distance = (1 - descriptors @ descriptors[chosen].T).min(dim=1).values.clamp(min=0).double().numpy()
         total = distance.sum()
-        chosen.append(int(rng.choice(len(descriptors), p=distance / total)) if total > 0 else int(rng.integers(len(descriptors))))
+        chosen.append(
+            int(rng.choice(len(descriptors), p=distance / total)) if total > 0 else int(rng.integers(len(descriptors)))
+        )
     return descriptors[chosen].clone()
 
 
@@ -109,7 +111,9 @@ def fit_prototypes(per_image: list[torch.Tensor], k: int, cfg: PrimapsConfig) ->
 class PrimapsLabeller(Labeller):
     """The backbone and the fitted prototypes; ``__call__`` labels one RGB image by cluster."""
 
-    def __init__(self, backbone: Backbone, prototypes: torch.Tensor, cfg: PrimapsConfig, class_set: ClassSet, device: str = "cpu"):
+    def __init__(
+        self, backbone: Backbone, prototypes: torch.Tensor, cfg: PrimapsConfig, class_set: ClassSet, device: str = "cpu"
+    ):
         super().__init__(device)
         self.backbone, self.prototypes = backbone.to(self.device), prototypes.to(self.device)
         self.cfg, self.class_set = cfg, class_set
@@ -133,12 +137,19 @@ class PrimapsLabeller(Labeller):
             patch_score = torch.where(covered, score[masks.clamp(min=0)], 0.0)
             size = image.shape[:2]
             label = F.interpolate(patch_label[None, None], size=size, mode="nearest")[0, 0].to(torch.uint8).numpy()
-            confidence = F.interpolate(patch_score[None, None], size=size, mode="nearest")[0, 0].to(torch.float16).numpy()
+            confidence = (
+                F.interpolate(patch_score[None, None], size=size, mode="nearest")[0, 0].to(torch.float16).numpy()
+            )
         return PseudoLabel(label, encode(label, np.zeros(label.shape, np.uint16)), confidence)
 
 
 def fit_primaps(
-    cfg: PrimapsConfig, spec: BackboneSpec, image_paths: list[str], class_set: ClassSet, out: str | Path, device: str = "cpu"
+    cfg: PrimapsConfig,
+    spec: BackboneSpec,
+    image_paths: list[str],
+    class_set: ClassSet,
+    out: str | Path,
+    device: str = "cpu",
 ) -> None:
     """Fit one prototype per class of ``class_set`` to the masks of the images; write them as a checkpoint."""
     if not image_paths:
@@ -150,8 +161,13 @@ def fit_primaps(
         features, masks = labeller.masks(read_image(path))
         per_image.append(mask_descriptors(features, masks))
     prototypes = fit_prototypes(per_image, class_set.num_classes, cfg)
-    payload = {"prototypes": prototypes, "config": {**cfg.__dict__, "input_size": list(cfg.input_size), "fit_splits": list(cfg.fit_splits)},
-               "backbone": spec.to_dict(), "class_set": class_set.to_dict(), "masks_fitted": int(sum(len(d) for d in per_image))}
+    payload = {
+        "prototypes": prototypes,
+        "config": {**cfg.__dict__, "input_size": list(cfg.input_size), "fit_splits": list(cfg.fit_splits)},
+        "backbone": spec.to_dict(),
+        "class_set": class_set.to_dict(),
+        "masks_fitted": int(sum(len(d) for d in per_image)),
+    }
     save_checkpoint(out, "primaps", payload)
 
 

@@ -112,7 +112,9 @@ class LabelGenerator(Labeller):
         self.class_set = ClassSet.from_dict(sem_meta["class_set"], source=str(semantic_checkpoint))
         self.semantic_backbone = Backbone(BackboneSpec.from_dict(sem_meta["backbone"]))
         shared = sem_meta["backbone"] == bnd_meta["backbone"]
-        self.boundary_backbone = self.semantic_backbone if shared else Backbone(BackboneSpec.from_dict(bnd_meta["backbone"]))
+        self.boundary_backbone = (
+            self.semantic_backbone if shared else Backbone(BackboneSpec.from_dict(bnd_meta["backbone"]))
+        )
         self.semantic_feed = tuple(sem_meta["input_size"])
         self.boundary_feed = tuple(bnd_meta["input_size"])
         self.shared_pass = shared and self.semantic_feed == self.boundary_feed
@@ -139,16 +141,23 @@ class LabelGenerator(Labeller):
         """(D, h, w) embeddings of the whole image (1, 3, H, W) at the embedding head's output size."""
         feats = self._features(self.embedding_backbone, image, self.embedding_feed)
         size = (feats.shape[-2] * self.embedding_upsample, feats.shape[-1] * self.embedding_upsample)
-        return with_coordinates(self._head(self.embedding_head, feats, head_grid(size, self.embedding_stride), size), self.embedding_span)
+        return with_coordinates(
+            self._head(self.embedding_head, feats, head_grid(size, self.embedding_stride), size), self.embedding_span
+        )
 
     def _features(self, backbone: Backbone, tile: torch.Tensor, feed: tuple[int, int]) -> torch.Tensor:
         with self.timed("backbone"):
             resized = F.interpolate(tile, size=feed, mode="bilinear", align_corners=False)
             return backbone(resized)
 
-    def _head(self, head: MLPHead, features: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    def _head(
+        self, head: MLPHead, features: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]
+    ) -> torch.Tensor:
         """A head's logits at ``size``, its MLP run on ``grid`` (in bf16 under autocast if configured)."""
-        with self.timed("heads"), torch.autocast(self.device.type, self.head_autocast, enabled=self.head_autocast is not None):
+        with (
+            self.timed("heads"),
+            torch.autocast(self.device.type, self.head_autocast, enabled=self.head_autocast is not None),
+        ):
             return head.predict(features, size, self.cfg.chunk_pixels, grid).float()
 
     @torch.no_grad()
@@ -177,7 +186,9 @@ class LabelGenerator(Labeller):
                     size = (feats.shape[-2] * self.upsample, feats.shape[-1] * self.upsample)
                     logits = self._head(self.boundary_head, feats, head_grid(size, self.boundary_stride), size)
                     with self.timed("heads"):
-                        p = F.interpolate(logits.sigmoid()[None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)
+                        p = F.interpolate(
+                            logits.sigmoid()[None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False
+                        )
                         bnd_blend.add(box, p[0, 0])
             with self.timed("heads"):
                 for blend in (sem_blend, bnd_blend):
@@ -192,8 +203,11 @@ class LabelGenerator(Labeller):
             confidence = confidence.to(torch.float16).cpu().numpy()
         embeddings = self.embeddings(img) if self.embedding_head is not None else None
         with self.timed("fusion"):
-            available = {"boundary": lambda: 1.0 - inside, "ncut": lambda: self.cfg.ncut,
-                         "embeddings": lambda: (resize_embeddings(embeddings, (height, width)), self.cfg.embedding)}
+            available = {
+                "boundary": lambda: 1.0 - inside,
+                "ncut": lambda: self.cfg.ncut,
+                "embeddings": lambda: (resize_embeddings(embeddings, (height, width)), self.cfg.embedding),
+            }
             inputs = {name: available[name]() for name in FUSIONS[self.cfg.fusion].inputs}
             panoptic = fuse(semantic, interior, self.class_set, self.min_pixels, self.cfg.fusion, **inputs)
         kept = None if embeddings is None else embeddings.to(torch.float16).cpu().numpy()
@@ -228,5 +242,11 @@ def write_pseudo_label_shard(
         if spoco is not None:
             if any(p.embeddings is None for p in labels):
                 raise InputError(f"{spoco}: SPOCO outputs need embeddings (pseudo_labels.fusion: embedding)")
-            write_spoco_shard(spoco, ids, np.stack(images), np.stack([p.embeddings for p in labels]), np.stack([p.panoptic for p in labels]))
+            write_spoco_shard(
+                spoco,
+                ids,
+                np.stack(images),
+                np.stack([p.embeddings for p in labels]),
+                np.stack([p.panoptic for p in labels]),
+            )
     return {"shard": index, "images": len(labels), "seconds": dict(generator.timings)}

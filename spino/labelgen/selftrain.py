@@ -49,7 +49,9 @@ class SelfTrainingConfig:
         return load(cls, data)
 
 
-def nearest_neighbours(features: np.ndarray, queries: list[int], pool: list[int], count: int, search: int) -> list[list[int]]:
+def nearest_neighbours(
+    features: np.ndarray, queries: list[int], pool: list[int], count: int, search: int
+) -> list[list[int]]:
     """For each query row, up to ``count`` rows of ``pool`` among its ``search`` most similar (inner
     product), in order of similarity, each pool row given to the first query that finds it."""
     if not pool:

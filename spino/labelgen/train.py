@@ -77,7 +77,9 @@ class HeadTrainer:
     """One head on its frozen backbone, with what a training step needs: the feed size, the output
     grid, the Adam optimiser and the cosine schedule over ``steps``."""
 
-    def __init__(self, cfg: HeadConfig, backbone_spec: BackboneSpec, class_set: ClassSet, steps: int, device: str = "cpu"):
+    def __init__(
+        self, cfg: HeadConfig, backbone_spec: BackboneSpec, class_set: ClassSet, steps: int, device: str = "cpu"
+    ):
         self.cfg, self.class_set, self.device = cfg, class_set, device
         self.backbone = Backbone(backbone_spec).to(device)
         self.feed = self.backbone.round_size(*cfg.input_size)
@@ -86,7 +88,9 @@ class HeadTrainer:
         out_channels = {"semantic": class_set.num_classes, "boundary": 1, "embedding": cfg.dim}[cfg.kind]
         self.head = MLPHead(self.backbone.channels, list(cfg.hidden), out_channels).to(device)
         self.optimizer = torch.optim.Adam(self.head.parameters(), lr=cfg.lr)
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))
+        )
 
     def loss(self, image: np.ndarray, panoptic: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         """The head's loss on one randomly cropped, flipped and jittered (image, panoptic) sample."""
@@ -100,7 +104,9 @@ class HeadTrainer:
             return self._embedding_loss(crop, with_coordinates(logits[0], self.cfg.coordinates), target, rng)
         return boundary_loss(logits[:, 0], target[None])
 
-    def _embedding_loss(self, crop: torch.Tensor, embeddings: torch.Tensor, instances: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    def _embedding_loss(
+        self, crop: torch.Tensor, embeddings: torch.Tensor, instances: torch.Tensor, rng: np.random.Generator
+    ) -> torch.Tensor:
         """Push-pull on the labelled instances; elsewhere, agreement with a flipped, jittered view's
         embeddings taken without gradient (SPOCO's consistency, with the network as its own teacher)."""
         loss = discriminative_loss(embeddings, instances, self.cfg.delta_var, self.cfg.delta_dist)
@@ -144,7 +150,10 @@ def train_head(
     rng = np.random.default_rng(cfg.seed)
     if cfg.kind == "embedding" and cfg.instance_fraction < 1:
         labelled = np.random.default_rng((cfg.seed, 1))  # which instances an annotator labelled: fixed for the run
-        samples = [(image, sparse_instances(panoptic, class_set, cfg.instance_fraction, labelled)) for image, panoptic in samples]
+        samples = [
+            (image, sparse_instances(panoptic, class_set, cfg.instance_fraction, labelled))
+            for image, panoptic in samples
+        ]
     trainer = HeadTrainer(cfg, backbone_spec, class_set, cfg.epochs * len(samples), device)
     rows = []
     order = [int(i) for _ in range(cfg.epochs) for i in rng.permutation(len(samples))]
@@ -156,9 +165,13 @@ def train_head(
     write_csv(loss_csv, ["step", "epoch", "loss", "lr"], rows)
 
 
-
 def save_head(
-    path: str | Path, head: MLPHead, cfg: HeadConfig, backbone_spec: BackboneSpec, class_set: ClassSet, feed: tuple[int, int]
+    path: str | Path,
+    head: MLPHead,
+    cfg: HeadConfig,
+    backbone_spec: BackboneSpec,
+    class_set: ClassSet,
+    feed: tuple[int, int],
 ) -> None:
     payload = {
         "state_dict": head.state_dict(),

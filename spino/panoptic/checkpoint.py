@@ -13,7 +13,9 @@ from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig
 
 
-def save_model(path: str | Path, model: PanopticModel, model_cfg: ModelConfig, class_set: ClassSet, postprocess: PostprocessConfig) -> None:
+def save_model(
+    path: str | Path, model: PanopticModel, model_cfg: ModelConfig, class_set: ClassSet, postprocess: PostprocessConfig
+) -> None:
     """The trained model as one checkpoint: its trainable weights, settings, classes and post-processing."""
     payload = {
         "model": model.trainable_state(),
@@ -24,7 +26,9 @@ def save_model(path: str | Path, model: PanopticModel, model_cfg: ModelConfig, c
     save_checkpoint(path, "panoptic", payload)
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[PanopticModel, ClassSet, PostprocessConfig]:
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[PanopticModel, ClassSet, PostprocessConfig]:
     """A trained panoptic model from its checkpoint (weights_only: no arbitrary unpickling)."""
     state = load_checkpoint(path, "panoptic")
     cfg = state["model_config"]
@@ -33,4 +37,3 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Pa
     model = PanopticModel(model_cfg, class_set.num_classes)
     model.load_trainable_state(state["model"])
     return model.to(device).eval(), class_set, PostprocessConfig(**state["postprocess"])
-

@@ -19,7 +19,16 @@ def relaunch_under_torchrun(gpus: int, argv: list[str]) -> None:
         return
     argv = list(argv)
     argv[argv.index("--gpus") + 1] = "1"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", "-m", "spino", *argv]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={gpus}",
+        "-m",
+        "spino",
+        *argv,
+    ]
     raise SystemExit(subprocess.call(cmd))
 
 

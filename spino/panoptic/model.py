@@ -46,7 +46,9 @@ class ModelConfig:
 
 
 def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 class Adapter(nn.Module):
@@ -57,7 +59,9 @@ class Adapter(nn.Module):
         c = channels
         self.stem = nn.ModuleList(
             [
-                nn.Sequential(conv_bn_relu(3, c // 4, stride=2), conv_bn_relu(c // 4, c // 4), conv_bn_relu(c // 4, c, stride=2)),
+                nn.Sequential(
+                    conv_bn_relu(3, c // 4, stride=2), conv_bn_relu(c // 4, c // 4), conv_bn_relu(c // 4, c, stride=2)
+                ),
                 conv_bn_relu(c, c, stride=2),
                 conv_bn_relu(c, c, stride=2),
                 conv_bn_relu(c, c, stride=2),

@@ -59,7 +59,11 @@ def group_pixels(thing: torch.Tensor, offset: torch.Tensor, centers: torch.Tenso
 
 
 def panoptic_from_outputs(
-    semantic_logits: torch.Tensor, center: torch.Tensor, offset: torch.Tensor, class_set: ClassSet, cfg: PostprocessConfig
+    semantic_logits: torch.Tensor,
+    center: torch.Tensor,
+    offset: torch.Tensor,
+    class_set: ClassSet,
+    cfg: PostprocessConfig,
 ) -> torch.Tensor:
     """Panoptic map (spino encoding, int64) for one image from its head outputs at full resolution.
 
@@ -70,7 +74,9 @@ def panoptic_from_outputs(
     return drop_small_stuff(merge(semantic, center, offset, class_set, cfg), semantic, class_set, cfg.stuff_area)
 
 
-def drop_small_stuff(panoptic: torch.Tensor, semantic: torch.Tensor, class_set: ClassSet, min_area: int) -> torch.Tensor:
+def drop_small_stuff(
+    panoptic: torch.Tensor, semantic: torch.Tensor, class_set: ClassSet, min_area: int
+) -> torch.Tensor:
     """Void where a stuff class covers fewer than ``min_area`` pixels of the image (Panoptic-DeepLab's stuff_area)."""
     if min_area <= 0:
         return panoptic
@@ -83,7 +89,9 @@ def drop_small_stuff(panoptic: torch.Tensor, semantic: torch.Tensor, class_set: 
     return panoptic
 
 
-def merge(semantic: torch.Tensor, center: torch.Tensor, offset: torch.Tensor, class_set: ClassSet, cfg: PostprocessConfig) -> torch.Tensor:
+def merge(
+    semantic: torch.Tensor, center: torch.Tensor, offset: torch.Tensor, class_set: ClassSet, cfg: PostprocessConfig
+) -> torch.Tensor:
     """Stuff/thing merge of a semantic map (train ids) with a centre heatmap and offsets (dy, dx)."""
     thing_lut = torch.as_tensor(class_set.thing_mask(), device=semantic.device)
     thing = thing_lut[semantic.clamp(0, 255)] & (semantic != IGNORE)

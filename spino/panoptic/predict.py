@@ -18,7 +18,11 @@ from spino.transforms import image_tensor
 
 @torch.no_grad()
 def predict_panoptic(
-    model: PanopticModel, image: torch.Tensor, class_set: ClassSet, cfg: PostprocessConfig, size: tuple[int, int] | None = None
+    model: PanopticModel,
+    image: torch.Tensor,
+    class_set: ClassSet,
+    cfg: PostprocessConfig,
+    size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Panoptic map (spino encoding) of one image (3, h, w), float 0..255, at ``size`` (default: h, w).
 
@@ -35,8 +39,12 @@ def predict_panoptic(
         center = (center + mirrored[1].flip(-1)) / 2
         offset = (offset + mirrored[2].flip(-1) * torch.tensor([1.0, -1.0], device=offset.device).view(1, 2, 1, 1)) / 2
     if size is not None and tuple(size) != tuple(semantic.shape[-2:]):
-        scale = torch.tensor([size[0] / offset.shape[-2], size[1] / offset.shape[-1]], device=offset.device).view(1, 2, 1, 1)
-        semantic, center, offset = (F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False) for t in (semantic, center, offset))
+        scale = torch.tensor([size[0] / offset.shape[-2], size[1] / offset.shape[-1]], device=offset.device).view(
+            1, 2, 1, 1
+        )
+        semantic, center, offset = (
+            F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False) for t in (semantic, center, offset)
+        )
         offset = offset * scale
     pan = panoptic_from_outputs(semantic[0], center[0], offset[0], class_set, cfg)
     return pan.cpu().numpy().astype(PANOPTIC_DTYPE)
@@ -48,7 +56,9 @@ def model_outputs(model: PanopticModel, image: torch.Tensor) -> tuple[torch.Tens
     return out["semantic"].float(), out["center"].float(), out["offset"].float()
 
 
-def write_prediction_shard(store: LabelStore, model: PanopticModel, class_set: ClassSet, cfg: PostprocessConfig, index: int) -> int:
+def write_prediction_shard(
+    store: LabelStore, model: PanopticModel, class_set: ClassSet, cfg: PostprocessConfig, index: int
+) -> int:
     """Predict the images of one shard (fed at the model's input size, post-processed at the store's)."""
     device = next(model.parameters()).device
     shard = store.shard(index)

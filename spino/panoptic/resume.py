@@ -31,7 +31,9 @@ class TrainingState:
     validation: list = field(default_factory=list)  # per validation: {step, pq, sq, rq, miou, images}
 
     @classmethod
-    def resume(cls, path: Path, signature: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> TrainingState:
+    def resume(
+        cls, path: Path, signature: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+    ) -> TrainingState:
         """The state to continue from (weights and optimizer loaded into ``model`` and ``optimizer``),
         or a fresh one at step 0."""
         state = cls(path, signature)
@@ -49,7 +51,16 @@ class TrainingState:
         return state
 
     def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, finished: bool = False) -> None:
-        save_checkpoint(self.path, "panoptic-training", {
-            "signature": self.signature, "step": self.step, "finished": finished, "model": model.trainable_state(),
-            "optimizer": optimizer.state_dict(), "history": self.history, "validation": self.validation,
-        })
+        save_checkpoint(
+            self.path,
+            "panoptic-training",
+            {
+                "signature": self.signature,
+                "step": self.step,
+                "finished": finished,
+                "model": model.trainable_state(),
+                "optimizer": optimizer.state_dict(),
+                "history": self.history,
+                "validation": self.validation,
+            },
+        )

@@ -74,9 +74,15 @@ def load(sample: Sample, size: tuple[int, int]) -> tuple[torch.Tensor, np.ndarra
     return image_tensor(image, size), resize_nearest(panoptic, size)
 
 
-def augmented(sample: Sample, size: tuple[int, int], augment: Augment, rng: np.random.Generator) -> tuple[torch.Tensor, np.ndarray]:
+def augmented(
+    sample: Sample, size: tuple[int, int], augment: Augment, rng: np.random.Generator
+) -> tuple[torch.Tensor, np.ndarray]:
     """``sample`` at a random scale of ``size``, cropped (or padded) to ``size``, maybe flipped, jittered."""
-    scale = float(rng.uniform(augment.min_scale, augment.max_scale)) if augment.max_scale > augment.min_scale else augment.min_scale
+    scale = (
+        float(rng.uniform(augment.min_scale, augment.max_scale))
+        if augment.max_scale > augment.min_scale
+        else augment.min_scale
+    )
     h, w = size
     scaled = (max(1, round(h * scale)), max(1, round(w * scale)))
     image, label = load(sample, scaled)
@@ -166,9 +172,15 @@ def rank_slots(batch_size: int, rank: int, world: int) -> range:
     return range(rank * local, (rank + 1) * local)
 
 
-def batch_loader(data: MixedBatchData, start: int, stop: int, slots: range, workers: int, pin_memory: bool) -> DataLoader:
+def batch_loader(
+    data: MixedBatchData, start: int, stop: int, slots: range, workers: int, pin_memory: bool
+) -> DataLoader:
     """Batches of ``slots`` for steps [start, stop), built by ``workers`` processes (0: in this one)."""
     return DataLoader(
-        data, batch_size=len(slots), sampler=StepSlots(start, stop, slots), num_workers=workers,
-        pin_memory=pin_memory, prefetch_factor=2 if workers else None,
+        data,
+        batch_size=len(slots),
+        sampler=StepSlots(start, stop, slots),
+        num_workers=workers,
+        pin_memory=pin_memory,
+        prefetch_factor=2 if workers else None,
     )

@@ -83,12 +83,16 @@ LOSS_TERMS = ("loss", "semantic", "center", "offset")
 def losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: TrainConfig) -> dict[str, torch.Tensor]:
     semantic = top_k_cross_entropy(out["semantic"].float(), batch["semantic"], cfg.top_k, batch["semantic_weights"])
     center = weighted_mean((out["center"].float() - batch["center"]) ** 2, batch["center_weights"])
-    offset = weighted_mean((out["offset"].float() - batch["offset"]).abs(), batch["offset_weights"].expand_as(batch["offset"]))
+    offset = weighted_mean(
+        (out["offset"].float() - batch["offset"]).abs(), batch["offset_weights"].expand_as(batch["offset"])
+    )
     total = semantic + cfg.center_weight * center + cfg.offset_weight * offset
     return {"loss": total, "semantic": semantic, "center": center, "offset": offset}
 
 
-def validate(model: PanopticModel, samples: list[Sample], class_set: ClassSet, cfg: TrainConfig, device: torch.device) -> dict:
+def validate(
+    model: PanopticModel, samples: list[Sample], class_set: ClassSet, cfg: TrainConfig, device: torch.device
+) -> dict:
     """PQ/SQ/RQ/mIoU of the model on ground-truth samples, as the final scores: predicted at full resolution."""
     model.eval()
     stats = PanopticStats(class_set.num_classes)
@@ -129,7 +133,9 @@ def train_panoptic(
     state = TrainingState.resume(Path(workdir) / "last.pt", signature, model, optimizer)
     log_start(state.step, env)
     model, net = env.wrap(model)
-    data = MixedBatchData(ground_truth, pseudo, class_set, model_cfg.input_size, cfg.batch_size, cfg.seed, cfg.augment, cfg.targets)
+    data = MixedBatchData(
+        ground_truth, pseudo, class_set, model_cfg.input_size, cfg.batch_size, cfg.seed, cfg.augment, cfg.targets
+    )
     slots = rank_slots(cfg.batch_size, env.rank, env.world)
     batches = batch_loader(data, state.step, cfg.steps, slots, workers, pin_memory=env.device.type == "cuda")
     model.train()
@@ -157,8 +163,9 @@ def log_start(step: int, env: Distributed) -> None:
         log("no GPU: training on the CPU")
 
 
-def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict, step: int, cfg: TrainConfig,
-               env: Distributed) -> list:
+def train_step(
+    net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict, step: int, cfg: TrainConfig, env: Distributed
+) -> list:
     """One optimiser step at the schedule's learning rate; the history row: step, lr, the loss terms
     averaged over the ranks (what one process on the global batch would log)."""
     batch = {k: v.to(env.device, non_blocking=True) for k, v in batch.items()}
@@ -175,8 +182,15 @@ def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: di
     return [step, lr] + [round(v, 6) for v in logged]
 
 
-def after_step(model: PanopticModel, optimizer: torch.optim.Optimizer, state: TrainingState, validation: list[Sample],
-               class_set: ClassSet, cfg: TrainConfig, device: torch.device) -> None:
+def after_step(
+    model: PanopticModel,
+    optimizer: torch.optim.Optimizer,
+    state: TrainingState,
+    validation: list[Sample],
+    class_set: ClassSet,
+    cfg: TrainConfig,
+    device: torch.device,
+) -> None:
     """The main process's hooks after a step: validation every ``val_every`` steps, the training state
     every ``checkpoint_every`` (and both at the last step)."""
     done, last = state.step, state.step == cfg.steps
@@ -214,9 +228,21 @@ def train_on_stores(
     gt, pseudo = LabelStore(ground_truth), LabelStore(pseudo_labels)
     annotated = [e.image_id for e in entries if e.annotated]
     pseudo_ids = set(pseudo.image_ids)
-    train_ids = [e.image_id for e in entries if e.split in train_splits and not e.annotated and e.image_id in pseudo_ids]
+    train_ids = [
+        e.image_id for e in entries if e.split in train_splits and not e.annotated and e.image_id in pseudo_ids
+    ]
     val_ids = [e.image_id for e in entries if e.split in val_splits and e.has_gt and not e.annotated]
     provenance = {"manifest": file_digest(manifest), "ground_truth": gt.digest, "pseudo_labels": pseudo.digest}
-    train_panoptic(cfg, model_cfg, gt.class_set, samples_from(gt, annotated), samples_from(pseudo, train_ids),
-                   samples_from(gt, val_ids), workdir, out, device, provenance, workers)
-
+    train_panoptic(
+        cfg,
+        model_cfg,
+        gt.class_set,
+        samples_from(gt, annotated),
+        samples_from(pseudo, train_ids),
+        samples_from(gt, val_ids),
+        workdir,
+        out,
+        device,
+        provenance,
+        workers,
+    )
