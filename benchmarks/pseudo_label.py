@@ -29,7 +29,8 @@ from spino.classes import CITYSCAPES_19, DEMO
 from spino.data import open_dataset
 from spino.data.io import write_png
 from spino.labelgen.heads import MLPHead
-from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig, write_pseudo_label_shard
+from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig
+from spino.labelgen.shards import write_pseudo_label_shard
 from spino.labelgen.train import HeadConfig, save_head
 from spino.labelgen.tta import tile_boxes
 from spino.store import create_store

@@ -158,54 +158,38 @@ def _build(
     )
 
 
-# Cityscapes 19 evaluation classes, in trainId order, with their official colours and label ids.
-CITYSCAPES_19 = _build(
-    "cityscapes-19",
-    [
-        ("road", False, (128, 64, 128), 7),
-        ("sidewalk", False, (244, 35, 232), 8),
-        ("building", False, (70, 70, 70), 11),
-        ("wall", False, (102, 102, 156), 12),
-        ("fence", False, (190, 153, 153), 13),
-        ("pole", False, (153, 153, 153), 17),
-        ("traffic light", False, (250, 170, 30), 19),
-        ("traffic sign", False, (220, 220, 0), 20),
-        ("vegetation", False, (107, 142, 35), 21),
-        ("terrain", False, (152, 251, 152), 22),
-        ("sky", False, (70, 130, 180), 23),
-        ("person", True, (220, 20, 60), 24),
-        ("rider", True, (255, 0, 0), 25),
-        ("car", True, (0, 0, 142), 26),
-        ("truck", True, (0, 0, 70), 27),
-        ("bus", True, (0, 60, 100), 28),
-        ("train", True, (0, 80, 100), 31),
-        ("motorcycle", True, (0, 0, 230), 32),
-        ("bicycle", True, (119, 11, 32), 33),
-    ],
-    num_label_ids=34,
-)
+# Cityscapes' labels (name, thing, official colour, label id); the 19 evaluation classes in trainId order.
+CITYSCAPES_ROWS = [
+    ("road", False, (128, 64, 128), 7),
+    ("sidewalk", False, (244, 35, 232), 8),
+    ("building", False, (70, 70, 70), 11),
+    ("wall", False, (102, 102, 156), 12),
+    ("fence", False, (190, 153, 153), 13),
+    ("pole", False, (153, 153, 153), 17),
+    ("traffic light", False, (250, 170, 30), 19),
+    ("traffic sign", False, (220, 220, 0), 20),
+    ("vegetation", False, (107, 142, 35), 21),
+    ("terrain", False, (152, 251, 152), 22),
+    ("sky", False, (70, 130, 180), 23),
+    ("person", True, (220, 20, 60), 24),
+    ("rider", True, (255, 0, 0), 25),
+    ("car", True, (0, 0, 142), 26),
+    ("truck", True, (0, 0, 70), 27),
+    ("bus", True, (0, 60, 100), 28),
+    ("train", True, (0, 80, 100), 31),
+    ("motorcycle", True, (0, 0, 230), 32),
+    ("bicycle", True, (119, 11, 32), 33),
+]
+CITYSCAPES_19 = _build("cityscapes-19", CITYSCAPES_ROWS, num_label_ids=34)
 
-# KITTI-360 14 classes used by SPINO (two-wheeler merges motorcycle and bicycle); label ids follow
-# KITTI-360's own labels.py: bicycle's id 33 stands for the merged class in exports, motorcycle's
+# KITTI-360 14 classes used by SPINO: Cityscapes' without wall, traffic light, bus, train, and with
+# two-wheeler merging motorcycle and bicycle. Label ids follow KITTI-360's own labels.py (the same
+# as Cityscapes' for these): bicycle's id 33 stands for the merged class in exports, motorcycle's
 # 32 joins it.
 KITTI360_14 = _build(
     "kitti360-14",
-    [
-        ("road", False, (128, 64, 128), 7),
-        ("sidewalk", False, (244, 35, 232), 8),
-        ("building", False, (70, 70, 70), 11),
-        ("fence", False, (190, 153, 153), 13),
-        ("pole", False, (153, 153, 153), 17),
-        ("traffic sign", False, (220, 220, 0), 20),
-        ("vegetation", False, (107, 142, 35), 21),
-        ("terrain", False, (152, 251, 152), 22),
-        ("sky", False, (70, 130, 180), 23),
-        ("person", True, (220, 20, 60), 24),
-        ("rider", True, (255, 0, 0), 25),
-        ("car", True, (0, 0, 142), 26),
-        ("truck", True, (0, 0, 70), 27),
-        ("two-wheeler", True, (119, 11, 32), (33, 32)),
-    ],
+    [row for row in CITYSCAPES_ROWS if row[0] not in ("wall", "traffic light", "bus", "train", "motorcycle", "bicycle")]
+    + [("two-wheeler", True, (119, 11, 32), (33, 32))],
     num_label_ids=45,
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+import re
 import typing
 
 import pytest
@@ -102,3 +103,37 @@ def test_check_config_fills_the_defaults_the_sections_use() -> None:
         match=r"^dataset\.kind: 'kitti' is not one of \['demo', 'folder', 'cityscapes', 'kitti360', 'coco'\]",
     ):
         check_config({**config, "dataset": {**config["dataset"], "kind": "kitti"}})
+
+
+def _schema_has(path: str) -> bool:
+    try:
+        section_schema(path)
+    except KeyError:
+        return False
+    return True
+
+
+def test_config_readme_names_only_settings_of_the_schema() -> None:
+    """config/README.md describes the settings; the schema states them: every key the table names exists."""
+    table = [line for line in (REPO / "config" / "README.md").read_text().splitlines() if line.startswith("| `")]
+    named = 0
+    for row in table:
+        keys = re.findall(r"`([^`]+)`", row.split(" | ")[0])
+        prefix = keys[0].rsplit(".", 1)[0] if "." in keys[0] else ""
+        for key in keys:
+            key = key.split(":")[0].strip()
+            if key.startswith("."):
+                key = prefix + key
+            key = key.removesuffix(".*")
+            paths = [key.replace("*", kind) for kind in ("semantic", "boundary", "embedding")] if "*" in key else [key]
+            assert any(_schema_has(p) for p in paths), f"config/README.md names {key!r}, which the schema has not"
+            named += 1
+    assert named >= 60
+    kind_comment = next(
+        line
+        for line in (REPO / "config" / "config.yaml").read_text().splitlines()
+        if line.strip().startswith("kind: demo")
+    )
+    from spino.data import DATASET_KINDS
+
+    assert kind_comment.split("#")[1].split() == " | ".join(DATASET_KINDS).split()

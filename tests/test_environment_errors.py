@@ -41,12 +41,14 @@ def fill(disk: Path, leave: int) -> None:
         f.write(b"\0" * max(0, free - leave))
 
 
-def one_line_naming(err: str, command: str, path: Path) -> None:
+def one_line_naming(
+    err: str, command: str, path: Path, problem: str = "no space left on the device (free space or write elsewhere)"
+) -> None:
     """stderr holds one error line (besides progress bars), naming a path on the disk and the problem."""
     errors = [line for line in err.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and "Traceback" not in err, err
     assert errors[0].startswith(f"spino {command}: error: {path}/"), errors[0]
-    assert errors[0].endswith(": no space left on the device (free space or write elsewhere)"), errors[0]
+    assert errors[0].endswith(f": {problem}"), errors[0]
 
 
 def test_export_into_a_full_disk_ends_with_one_line_and_leaves_nothing(
@@ -57,6 +59,14 @@ def test_export_into_a_full_disk_ends_with_one_line_and_leaves_nothing(
     assert spino(["export", str(gt_store), "--format", "gtfine", "--out", str(small_disk / "gtfine")]) == 1
     one_line_naming(capsys.readouterr().err, "export", small_disk)
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]  # no folder, complete or temporary
+
+
+def test_export_onto_a_read_only_disk_ends_with_one_line(gt_store: Path, small_disk: Path, capsys) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    capsys.readouterr()
+    assert spino(["export", str(gt_store), "--format", "coco", "--out", str(small_disk / "coco")]) == 1
+    one_line_naming(capsys.readouterr().err, "export", small_disk, "read-only file system (write elsewhere)")
+    assert list(small_disk.iterdir()) == []
 
 
 def test_pseudo_label_shard_into_a_full_disk_ends_with_one_line_and_stays_missing(

@@ -31,8 +31,9 @@ from spino.labelgen.fusion import fuse, min_pixels_per_class
 from spino.labelgen.heads import MLPHead, head_grid, interpolation_matrix
 from spino.labelgen.ncut import NcutConfig
 from spino.labelgen.primaps import PrimapsConfig, fit_primaps, load_primaps, principal_masks
-from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig, write_pseudo_label_shard
+from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig
 from spino.labelgen.selftrain import SelfTrainingConfig, nearest_neighbours, pseudo_target, self_train
+from spino.labelgen.shards import write_pseudo_label_shard
 from spino.labelgen.train import HeadConfig, load_head, train_head
 from spino.labelgen.tta import Blend, tile_boxes
 from spino.losses import discriminative_loss, top_k_cross_entropy

@@ -318,6 +318,21 @@ def test_every_shipped_config_passes_a_dry_run(config_file: Path, tmp_path: Path
     assert ("make_demo" in plan) == (config["dataset"]["kind"] == "demo")
 
 
+CONDA_FRONTEND = next((tool for tool in ("mamba", "conda") if shutil.which(tool)), None)
+
+
+@pytest.mark.skipif(
+    CONDA_FRONTEND is None, reason="no conda or mamba here, and neither installs from PyPI (conda-forge unreachable)"
+)
+def test_use_conda_runs_the_tiny_config_in_the_workflow_env(tmp_path: Path) -> None:
+    """Every rule in workflow/envs/spino.yaml (built here once): the run completes and scores its labels."""
+    result = snakemake(tmp_path, TINY, "--use-conda", "--conda-frontend", CONDA_FRONTEND)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Creating conda environment" in result.stderr + result.stdout
+    scores = json.loads((tmp_path / "results/tiny/scores/pseudo_labels.json").read_text())["summary"]
+    assert scores["images"] > 0 and (tmp_path / "results/tiny/report/report.html").is_file()
+
+
 def test_default_config_is_used_without_configfile(tmp_path: Path) -> None:
     shutil.copytree(REPO / "config", tmp_path / "config")
     result = snakemake(tmp_path, None, "-n")

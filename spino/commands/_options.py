@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from spino.data import DATASET_KINDS
+from spino.data import DATASET_KINDS, Dataset
+from spino.data import open_dataset as open_kind
 
 
 def add_dataset(p: argparse.ArgumentParser) -> None:
@@ -17,9 +18,7 @@ def add_dataset(p: argparse.ArgumentParser) -> None:
     p.add_argument("--splits", nargs="+", default=None, help="splits to use (default: all)")
 
 
-def open_dataset(args: argparse.Namespace):
-    from spino.data import open_dataset as open_kind
-
+def open_dataset(args: argparse.Namespace) -> Dataset:
     return open_kind(args.dataset_kind, args.dataset_root, args.splits, args.classes)
 
 

@@ -10,7 +10,7 @@ from spino.commands._options import add_device, add_manifest, add_settings, add_
 from spino.data.manifest import read_manifest
 from spino.devices import resolve_device
 from spino.labelgen.labellers import open_labeller
-from spino.labelgen.pseudolabel import write_pseudo_label_shard
+from spino.labelgen.shards import write_pseudo_label_shard
 from spino.store import LabelStore, mark_shard_done
 
 HELP = "pseudo-label the images of one shard of a store"

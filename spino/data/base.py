@@ -104,6 +104,24 @@ class Dataset(ABC):
         return image, pan
 
 
+class FixedClassesDataset(Dataset):
+    """A published dataset layout with its own class set and splits train and val by default."""
+
+    default_splits = ["train", "val"]
+
+    def __init__(self, root: str | Path, splits: list[str]):
+        self.root = Path(root)
+        self.splits = splits
+
+    @classmethod
+    def open(cls, root: Path, splits: list[str] | None, classes: str | None) -> Dataset:
+        if classes:
+            raise InputError(
+                f"dataset.classes: {cls.__name__} datasets have their own class set ({cls.class_set.name})"
+            )
+        return cls(root, splits or cls.default_splits)
+
+
 def walk_files(folders: list[Path]) -> list[Path]:
     """The files under ``folders`` (hidden ones left out), in a fixed order."""
     files = []

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from spino.classes import CITYSCAPES_19, ClassSet
-from spino.data.base import Dataset, Record, train_ids, walk_files
+from spino.data.base import FixedClassesDataset, Record, train_ids, walk_files
 from spino.data.io import read_label
 from spino.encoding import LABEL_DIVISOR, encode
 from spino.errors import InputError, MissingFileError
@@ -41,18 +41,10 @@ def decode_gtfine(label_path: str | Path, instance_path: str | Path | None, clas
     return encode(semantic, np.where(thing, k, 0))
 
 
-class Cityscapes(Dataset):
+class Cityscapes(FixedClassesDataset):
     """The Cityscapes directory layout (also used by exports and by prediction folders)."""
 
     class_set = CITYSCAPES_19
-
-    def __init__(self, root: str | Path, splits: list[str]):
-        self.root = Path(root)
-        self.splits = splits
-
-    @classmethod
-    def open(cls, root: Path, splits: list[str] | None, classes: str | None) -> Cityscapes:
-        return cls(root, splits or ["train", "val"])
 
     @classmethod
     def listing(cls, root: Path, splits: list[str] | None) -> list[Path]:

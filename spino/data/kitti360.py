@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from spino.classes import KITTI360_14, ClassSet
-from spino.data.base import Dataset, Record, train_ids
+from spino.data.base import FixedClassesDataset, Record, train_ids
 from spino.data.io import read_label
 from spino.encoding import LABEL_DIVISOR, encode
 from spino.errors import InputError, MissingFileError
@@ -64,18 +64,10 @@ def decode_kitti360(semantic_path: str, class_set: ClassSet) -> np.ndarray:
     return encode(semantic, number_instances(semantic, segments, thing))
 
 
-class Kitti360(Dataset):
+class Kitti360(FixedClassesDataset):
     """Frames of KITTI-360's train/val frame lists with their 2D semantic and instance labels."""
 
     class_set = KITTI360_14
-
-    def __init__(self, root: str | Path, splits: list[str]):
-        self.root = Path(root)
-        self.splits = splits
-
-    @classmethod
-    def open(cls, root: Path, splits: list[str] | None, classes: str | None) -> Kitti360:
-        return cls(root, splits or ["train", "val"])
 
     @classmethod
     def listing(cls, root: Path, splits: list[str] | None) -> list[Path]:

@@ -58,12 +58,19 @@ class _Canvas:
 def render_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One scene: (image uint8 HxWx3, semantic uint8 HxW, instance uint16 HxW with 0 = none)."""
     c = _Canvas(height, width, rng)
-    yy, xx = c.yy, c.xx
     horizon = int(height * rng.uniform(0.4, 0.5))
+    _paint_sky_and_buildings(c, rng, height, width, horizon)
+    _paint_trees(c, rng, height, width, horizon)
+    _paint_ground(c, rng, height, width, horizon)
+    _paint_objects(c, rng, height, width, horizon)
+    image = c.image * rng.uniform(0.85, 1.15) + c.noise(4)
+    return np.clip(image, 0, 255).astype(np.uint8), c.semantic, c.instance
 
+
+def _paint_sky_and_buildings(c: _Canvas, rng: np.random.Generator, height: int, width: int, horizon: int) -> None:
+    yy, xx = c.yy, c.xx
     sky = np.array([110, 160, 215], np.float32) + (yy / height * 60)[..., None] + c.noise(3)
     c.paint(np.ones_like(c.semantic, bool), SKY, sky)
-
     x = 0
     while x < width:
         w = int(rng.uniform(0.12, 0.3) * width)
@@ -75,6 +82,9 @@ def render_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.
         c.paint((xx >= x) & (xx < x + w) & (yy >= top) & (yy < horizon), BUILDING, facade)
         x += w + int(rng.integers(0, 8))
 
+
+def _paint_trees(c: _Canvas, rng: np.random.Generator, height: int, width: int, horizon: int) -> None:
+    yy, xx = c.yy, c.xx
     for _ in range(int(rng.integers(1, 4))):
         cx, cy = rng.uniform(0, width), horizon - rng.uniform(0.05, 0.2) * height
         r = rng.uniform(0.07, 0.14) * height
@@ -83,6 +93,9 @@ def render_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.
         leaves = c.tint([60, 120, 40], 25) * rng.uniform(0.8, 1.2)
         c.paint(crown | trunk, VEGETATION, leaves)
 
+
+def _paint_ground(c: _Canvas, rng: np.random.Generator, height: int, width: int, horizon: int) -> None:
+    yy, xx = c.yy, c.xx
     ground = yy >= horizon
     road = c.tint([85, 85, 90], 7)
     road[(abs(xx - width / 2) < 1.5) & ((yy // 6) % 2 == 0)] = 230
@@ -95,6 +108,9 @@ def render_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.
     sides = (xx < left_edge) | ((xx > right_edge) & (rng.random() < 0.7))
     c.paint(ground & sides, SIDEWALK, tiles)
 
+
+def _paint_objects(c: _Canvas, rng: np.random.Generator, height: int, width: int, horizon: int) -> None:
+    """Cars and persons, far ones first."""
     objects = [("car", horizon + rng.uniform(0.15, 1.0) * (height - horizon)) for _ in range(rng.integers(2, 6))]
     objects += [("person", horizon + rng.uniform(0.1, 1.0) * (height - horizon)) for _ in range(rng.integers(1, 5))]
     last_x = {"car": None, "person": None}
@@ -118,9 +134,6 @@ def render_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.
             _draw_car(c, cx, bottom, w, h)
         else:
             _draw_person(c, cx, bottom, w, h)
-
-    image = c.image * rng.uniform(0.85, 1.15) + c.noise(4)
-    return np.clip(image, 0, 255).astype(np.uint8), c.semantic, c.instance
 
 
 def _draw_car(c: _Canvas, cx: float, bottom: float, w: float, h: float) -> None:

@@ -8,21 +8,17 @@ consistency term elsewhere (the embeddings of a flipped, colour-jittered view, t
 gradient as a teacher's, must agree). At labelling time each thing blob of the semantic map is cut
 into instances by mean-shift clustering of its pixels' embeddings (``fusion: embedding``), then
 the same minimum sizes and nearest-part fill as the other fusions apply. Per shard, SPOCO-style
-HDF5 files hold ``/raw`` (the image), ``/embeddings`` and ``/segmentation`` (the panoptic map).
+HDF5 files (spino.labelgen.shards) hold ``/raw`` (the image), ``/embeddings`` and ``/segmentation``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from spino.classes import ClassSet
 from spino.config import section
-from spino.data.io import atomic_path
 from spino.encoding import IGNORE_PANOPTIC, instance_of, semantic_of
 
 
@@ -109,17 +105,3 @@ def with_coordinates(embeddings: torch.Tensor, span: float) -> torch.Tensor:
 def resize_embeddings(embeddings: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """(D, h, w) embeddings bilinearly resized to ``size`` as float32 numpy."""
     return F.interpolate(embeddings[None].float(), size=size, mode="bilinear", align_corners=False)[0].cpu().numpy()
-
-
-def write_spoco_shard(
-    path: str | Path, image_ids: list[str], raw: np.ndarray, embeddings: np.ndarray, segmentation: np.ndarray
-) -> None:
-    """A SPOCO-style prediction file, plain HDF5: ``/raw`` (N, H, W, 3) uint8, ``/embeddings`` (N, D, h, w)
-    float16 at the embedding head's resolution, ``/segmentation`` (N, H, W) uint32 panoptic maps
-    (spino's encoding: class x 1000 + instance), ``/image_ids``."""
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("raw", data=raw, compression="gzip", compression_opts=1)
-        f.create_dataset("embeddings", data=embeddings.astype(np.float16), compression="gzip", compression_opts=1)
-        f.create_dataset("segmentation", data=segmentation, compression="gzip", compression_opts=1)
-        f.create_dataset("image_ids", data=np.array(image_ids, dtype=object), dtype=h5py.string_dtype())
-        f.attrs["encoding"] = "class_id * 1000 + instance (0: none); 255000: void"

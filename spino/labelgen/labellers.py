@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from spino.errors import InputError
-from spino.labelgen.pseudolabel import Labeller
+from spino.labelgen.labeller import Labeller
 
 
 def open_labeller(

@@ -27,7 +27,7 @@ from spino.config import load, section
 from spino.data.io import read_image
 from spino.encoding import encode
 from spino.errors import InputError
-from spino.labelgen.pseudolabel import Labeller, PseudoLabel
+from spino.labelgen.labeller import Labeller, PseudoLabel
 from spino.progress import progress
 from spino.transforms import image_tensor
 

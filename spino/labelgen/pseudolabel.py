@@ -11,12 +11,7 @@ are resized bilinearly onto the tile.
 
 from __future__ import annotations
 
-import time
-from abc import ABC, abstractmethod
-from collections import defaultdict
 from collections.abc import Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,18 +21,16 @@ import torch.nn.functional as F
 from spino.backbone import Backbone, BackboneSpec
 from spino.classes import ClassSet
 from spino.config import load, section
-from spino.data.io import read_image
 from spino.encoding import semantic_of
 from spino.errors import InputError
-from spino.labelgen.embedding import EmbeddingClusterConfig, resize_embeddings, with_coordinates, write_spoco_shard
+from spino.labelgen.embedding import EmbeddingClusterConfig, resize_embeddings, with_coordinates
 from spino.labelgen.fusion import FUSIONS, fuse, min_pixels_per_class
 from spino.labelgen.head_kinds import heads_trained
 from spino.labelgen.heads import MLPHead, head_grid
+from spino.labelgen.labeller import Labeller, PseudoLabel
 from spino.labelgen.ncut import NcutConfig
 from spino.labelgen.train import load_head
 from spino.labelgen.tta import Blend, tile_boxes
-from spino.progress import progress
-from spino.store import LabelStore
 from spino.transforms import image_tensor
 
 
@@ -57,39 +50,6 @@ class PseudoLabelConfig:
     @classmethod
     def from_dict(cls, data: dict) -> PseudoLabelConfig:
         return load(cls, data)
-
-
-@dataclass
-class PseudoLabel:
-    semantic: np.ndarray  # uint8 train ids, 255 ignore (after fusion dropped small blobs)
-    panoptic: np.ndarray  # uint32, spino.encoding
-    confidence: np.ndarray  # float16, mean softmax probability of the chosen class
-    interior: np.ndarray | None = None  # bool, mean boundary probability > threshold (heads only)
-    embeddings: np.ndarray | None = None  # (D, h, w) float16 at the embedding head's resolution (fusion: embedding)
-
-
-class Labeller(ABC):
-    """What labels a store's images: a class set, a device, and seconds spent per stage."""
-
-    class_set: ClassSet
-
-    def __init__(self, device: str):
-        self.device = torch.device(device)
-        self.timings: dict[str, float] = defaultdict(float)
-
-    @contextmanager
-    def timed(self, stage: str):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        yield
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        self.timings[stage] += time.perf_counter() - start
-
-    @abstractmethod
-    def __call__(self, image: np.ndarray) -> PseudoLabel:
-        """The pseudo-label of one RGB image."""
 
 
 class LabelGenerator(Labeller):
@@ -212,41 +172,3 @@ class LabelGenerator(Labeller):
             panoptic = fuse(semantic, interior, self.class_set, self.min_pixels, self.cfg.fusion, **inputs)
         kept = None if embeddings is None else embeddings.to(torch.float16).cpu().numpy()
         return PseudoLabel(semantic_of(panoptic), panoptic, confidence, interior, kept)
-
-
-def write_pseudo_label_shard(
-    store: LabelStore, generator: Labeller, image_paths: dict[str, str], index: int, spoco: str | Path | None = None
-) -> dict:
-    """Label the images of one shard, write the shard whole, and return per-stage timings. ``spoco``:
-    also write the shard's images, embeddings and panoptic maps there (HDF5, fusion: embedding)."""
-    if store.class_set.names != generator.class_set.names:
-        raise InputError(f"{store.path}: class set differs from the labeller's ({generator.class_set.name})")
-    shard = store.shard(index)
-    ids = store.image_ids[shard.start : shard.stop]
-    labels, images = [], []
-    for image_id in progress(ids, f"pseudo-label shard {index}"):
-        path = image_paths[image_id]
-        with generator.timed("read"):
-            image = read_image(path)
-        store.check_size(image.shape, path)
-        labels.append(generator(image))
-        if spoco is not None:
-            images.append(image)
-    with generator.timed("store_write"):
-        store.write_shard(
-            index,
-            np.stack([p.semantic for p in labels]),
-            np.stack([p.panoptic for p in labels]),
-            np.stack([p.confidence for p in labels]),
-        )
-        if spoco is not None:
-            if any(p.embeddings is None for p in labels):
-                raise InputError(f"{spoco}: SPOCO outputs need embeddings (pseudo_labels.fusion: embedding)")
-            write_spoco_shard(
-                spoco,
-                ids,
-                np.stack(images),
-                np.stack([p.embeddings for p in labels]),
-                np.stack([p.panoptic for p in labels]),
-            )
-    return {"shard": index, "images": len(labels), "seconds": dict(generator.timings)}

@@ -1,0 +1,66 @@
+"""A pseudo-label job's output: one shard of the store, and for fusion: embedding its SPOCO HDF5 file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from spino.data.io import atomic_path, read_image
+from spino.errors import InputError
+from spino.labelgen.labeller import Labeller
+from spino.progress import progress
+from spino.store import LabelStore
+
+
+def write_pseudo_label_shard(
+    store: LabelStore, generator: Labeller, image_paths: dict[str, str], index: int, spoco: str | Path | None = None
+) -> dict:
+    """Label the images of one shard, write the shard whole, and return per-stage timings. ``spoco``:
+    also write the shard's images, embeddings and panoptic maps there (HDF5, fusion: embedding)."""
+    if store.class_set.names != generator.class_set.names:
+        raise InputError(f"{store.path}: class set differs from the labeller's ({generator.class_set.name})")
+    shard = store.shard(index)
+    ids = store.image_ids[shard.start : shard.stop]
+    labels, images = [], []
+    for image_id in progress(ids, f"pseudo-label shard {index}"):
+        path = image_paths[image_id]
+        with generator.timed("read"):
+            image = read_image(path)
+        store.check_size(image.shape, path)
+        labels.append(generator(image))
+        if spoco is not None:
+            images.append(image)
+    with generator.timed("store_write"):
+        store.write_shard(
+            index,
+            np.stack([p.semantic for p in labels]),
+            np.stack([p.panoptic for p in labels]),
+            np.stack([p.confidence for p in labels]),
+        )
+        if spoco is not None:
+            if any(p.embeddings is None for p in labels):
+                raise InputError(f"{spoco}: SPOCO outputs need embeddings (pseudo_labels.fusion: embedding)")
+            write_spoco_shard(
+                spoco,
+                ids,
+                np.stack(images),
+                np.stack([p.embeddings for p in labels]),
+                np.stack([p.panoptic for p in labels]),
+            )
+    return {"shard": index, "images": len(labels), "seconds": dict(generator.timings)}
+
+
+def write_spoco_shard(
+    path: str | Path, image_ids: list[str], raw: np.ndarray, embeddings: np.ndarray, segmentation: np.ndarray
+) -> None:
+    """A SPOCO-style prediction file, plain HDF5: ``/raw`` (N, H, W, 3) uint8, ``/embeddings`` (N, D, h, w)
+    float16 at the embedding head's resolution, ``/segmentation`` (N, H, W) uint32 panoptic maps
+    (spino's encoding: class x 1000 + instance), ``/image_ids``."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("raw", data=raw, compression="gzip", compression_opts=1)
+        f.create_dataset("embeddings", data=embeddings.astype(np.float16), compression="gzip", compression_opts=1)
+        f.create_dataset("segmentation", data=segmentation, compression="gzip", compression_opts=1)
+        f.create_dataset("image_ids", data=np.array(image_ids, dtype=object), dtype=h5py.string_dtype())
+        f.attrs["encoding"] = "class_id * 1000 + instance (0: none); 255000: void"
