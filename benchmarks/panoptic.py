@@ -29,10 +29,10 @@ from spino.classes import CITYSCAPES_19, DEMO
 from spino.data.io import write_png
 from spino.data.manifest import read_manifest
 from spino.encoding import LABEL_DIVISOR, semantic_of
+from spino.panoptic.instances import INSTANCE_METHODS
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.predict import predict_panoptic
 from spino.panoptic.sampler import MixedBatchData, Sample, batch_loader, samples_from
-from spino.panoptic.targets import panoptic_targets
 from spino.panoptic.train import TrainConfig, losses
 from spino.store import LabelStore, create_store
 
@@ -96,10 +96,12 @@ def main() -> None:
         "--image-size", type=int, nargs=2, default=(1024, 2048), help="full image size (synthetic files; inference)"
     )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--instance", choices=sorted(INSTANCE_METHODS), help="override panoptic.model.instance")
     args = p.parse_args()
     config = yaml.safe_load(args.config.read_text())
     backbone = {**config["backbone"], **({"weights": args.weights} if args.weights else {})}
-    model_cfg = ModelConfig.from_dict(config["panoptic"]["model"], backbone)
+    model_settings = {**config["panoptic"]["model"], **({"instance": args.instance} if args.instance else {})}
+    model_cfg = ModelConfig.from_dict(model_settings, backbone)
     train_cfg = TrainConfig.from_dict(config["panoptic"]["train"])
     class_set = CITYSCAPES_19 if config["dataset"]["kind"] == "cityscapes" else DEMO
     device = torch.device(args.device)
@@ -107,8 +109,9 @@ def main() -> None:
     optimizer = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=train_cfg.lr)
     rng = np.random.default_rng(0)
     size = model_cfg.input_size
+    method = model.instance_method
     targets = [
-        panoptic_targets(synthetic_label(rng, size, class_set), class_set, train_cfg.targets)
+        method.targets(synthetic_label(rng, size, class_set), class_set, train_cfg.targets)
         for _ in range(train_cfg.batch_size)
     ]
     fixed = {k: torch.stack([t[k] for t in targets]) for k in targets[0]}
@@ -119,7 +122,7 @@ def main() -> None:
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(batch["image"])
-        loss = losses(out, batch, train_cfg)["loss"]
+        loss = losses(out, batch, train_cfg, method)["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -161,7 +164,7 @@ def main() -> None:
             ground_truth, pseudo = synthetic_samples(Path(tmp), 10, tuple(args.image_size), class_set, rng)
             source = f"synthetic {args.image_size[1]}x{args.image_size[0]} PNG files"
         data = MixedBatchData(
-            ground_truth, pseudo, class_set, size, train_cfg.batch_size, 0, train_cfg.augment, train_cfg.targets
+            ground_truth, pseudo, class_set, size, train_cfg.batch_size, 0, train_cfg.augment, train_cfg.targets, method
         )
         pipeline = {workers: through_loader(data, workers) for workers in (0, 2)}
     model.eval()
@@ -170,7 +173,8 @@ def main() -> None:
         lambda: predict_panoptic(model, image, class_set, train_cfg.postprocess, tuple(args.image_size)), args.images
     )
     print(
-        f"config {args.config}  backbone {backbone['name']}  input {size[1]}x{size[0]}  batch {train_cfg.batch_size}  "
+        f"config {args.config}  instance {model_cfg.instance}  backbone {backbone['name']}  input {size[1]}x{size[0]}  "
+        f"batch {train_cfg.batch_size}  "
         f"device {device}  threads {torch.get_num_threads()}  amp {amp}"
     )
     print(f"trainable parameters: {sum(q.numel() for q in model.parameters() if q.requires_grad) / 1e6:.2f} M")

@@ -152,6 +152,18 @@ def _field_default(hint: Any, value: Any, path: str) -> Any:
     return _converted(hint, value, path)
 
 
+def settings_of(obj: Any) -> dict:
+    """A section dataclass as the settings it holds (nested sections as mappings, tuples as lists):
+    what ``load`` takes back."""
+    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return settings_of(value)
+    return [_plain(v) for v in value] if isinstance(value, tuple) else value
+
+
 def load(cls: type, data: dict, path: str | None = None, **extra: Any):
     """A section into its dataclass: validated against the schema at ``path`` (default: the class's),
     missing settings from the schema's defaults, nested sections recursively. Settings of the schema
@@ -179,5 +191,9 @@ def _converted(hint: Any, value: Any, path: str) -> Any:
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return load(hint, value, path)
     if typing.get_origin(hint) is tuple and isinstance(value, list):
-        return tuple(value)
+        return _tupled(value)
     return value
+
+
+def _tupled(value: Any) -> Any:
+    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value

@@ -163,7 +163,9 @@ def write_report(results: str | Path, config_json: str, out: str | Path) -> Path
     stages = "".join(
         f"<tr><td>{html.escape(r)}</td><td>{s:.1f}</td><td>{m:.0f}</td></tr>" for r, s, m in timings(results)
     )
-    config = json.dumps(json.loads(config_json), indent=2)
+    settings = json.loads(config_json)
+    config = json.dumps(settings, indent=2)
+    instance = settings.get("panoptic", {}).get("model", {}).get("instance", "center_offset")
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>spino report: {html.escape(results.name)}</title>
 <style>
@@ -175,7 +177,8 @@ pre {{ background: #f6f6f6; padding: 1em; overflow: auto; }}
 </style></head><body>
 <h1>spino report: {html.escape(results.name)}</h1>
 <h2>Scores</h2>
-<p>PQ, SQ, RQ in % (COCO-panoptic rules, as cityscapesscripts); mIoU in %.</p>
+<p>PQ, SQ, RQ in % (COCO-panoptic rules, as cityscapesscripts); mIoU in %. The panoptic model's
+instance method: <b>{html.escape(instance)}</b> (<code>panoptic.model.instance</code>).</p>
 {score_tables(scores)}
 <h2>Training curves</h2>
 {'<img src="curves.png" alt="training curves">' if has_curves else "<p>No training logs yet.</p>"}

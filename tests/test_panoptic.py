@@ -99,7 +99,9 @@ def tiny_run(demo_root: Path, tmp_path_factory) -> dict:
     return training_inputs(demo_root, tmp_path_factory.mktemp("pan"))
 
 
-def train_command(run: dict, workdir: Path, out: Path, steps: int, workers: int = 2, **train) -> list[str]:
+def train_command(
+    run: dict, workdir: Path, out: Path, steps: int, workers: int = 2, instance: str = "center_offset", **train
+) -> list[str]:
     d = run["dir"]
     return [
         sys.executable,
@@ -117,7 +119,9 @@ def train_command(run: dict, workdir: Path, out: Path, steps: int, workers: int 
         "--val-splits",
         "val",
         "--model",
-        json.dumps({"channels": 16, "decoder_channels": 16, "head_channels": 8, "input_size": [48, 96]}),
+        json.dumps(
+            {"channels": 16, "decoder_channels": 16, "head_channels": 8, "input_size": [48, 96], "instance": instance}
+        ),
         "--train",
         json.dumps(
             {
@@ -146,18 +150,19 @@ def train_command(run: dict, workdir: Path, out: Path, steps: int, workers: int 
     ]
 
 
-def test_training_killed_midway_resumes_to_the_same_weights(tiny_run: dict, tmp_path: Path) -> None:
+@pytest.mark.parametrize("instance", ["center_offset", "solov2"])
+def test_training_killed_midway_resumes_to_the_same_weights(tiny_run: dict, tmp_path: Path, instance: str) -> None:
     """Batches from 2 DataLoader workers, the run SIGKILLed, resumed without workers: bit-identical."""
     steps = 10
     whole = subprocess.run(
-        train_command(tiny_run, tmp_path / "a" / "ck", tmp_path / "a" / "model.pt", steps),
+        train_command(tiny_run, tmp_path / "a" / "ck", tmp_path / "a" / "model.pt", steps, instance=instance),
         capture_output=True,
         text=True,
     )
     assert whole.returncode == 0, whole.stderr[-2000:]
     assert "training from scratch" in whole.stderr and "no GPU: training on the CPU" in whole.stderr
 
-    cmd = train_command(tiny_run, tmp_path / "b" / "ck", tmp_path / "b" / "model.pt", steps)
+    cmd = train_command(tiny_run, tmp_path / "b" / "ck", tmp_path / "b" / "model.pt", steps, instance=instance)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (tmp_path / "b" / "ck" / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
@@ -166,7 +171,9 @@ def test_training_killed_midway_resumes_to_the_same_weights(tiny_run: dict, tmp_
     proc.wait()
     assert not (tmp_path / "b" / "model.pt").exists(), "the run finished before it could be killed"
     resumed = subprocess.run(
-        train_command(tiny_run, tmp_path / "b" / "ck", tmp_path / "b" / "model.pt", steps, workers=0),
+        train_command(
+            tiny_run, tmp_path / "b" / "ck", tmp_path / "b" / "model.pt", steps, workers=0, instance=instance
+        ),
         capture_output=True,
         text=True,
     )

@@ -112,6 +112,54 @@ def finished_run(tmp_path_factory) -> Path:
     return workdir
 
 
+# The tiny run's panoptic model as Panoptic-DeepLab trained it before it moved behind the instance-method
+# interface (commit 9765c70): sha256 of the weights' bytes in state-dict order, and of losses.csv.
+# CPU kernels differ in their last bits between instruction sets, so the check holds where it was recorded.
+FINGERPRINT = {
+    "cpu": "AVX512",
+    "weights": "bd02dcfb0520ef113db30b4ca455c1d9138d53c5f0882743038fcce02a07cf06",
+    "losses": "bb559bf62b0ebbbf05b92b5d539b94409b423df34309cee14b7176b7b1552e33",
+}
+
+
+def test_center_offset_model_is_bit_identical_behind_the_instance_interface(finished_run: Path) -> None:
+    import hashlib
+
+    import torch
+
+    if torch.backends.cpu.get_cpu_capability() != FINGERPRINT["cpu"]:
+        pytest.skip(
+            f"fingerprint recorded with {FINGERPRINT['cpu']} kernels; this CPU runs {torch.backends.cpu.get_cpu_capability()}"
+        )
+    panoptic = finished_run / "results" / "tiny" / "panoptic"
+    weights = hashlib.sha256()
+    for value in torch.load(panoptic / "model.pt", weights_only=True)["model"].values():
+        weights.update(value.contiguous().numpy().tobytes())
+    assert weights.hexdigest() == FINGERPRINT["weights"]
+    assert hashlib.sha256((panoptic / "losses.csv").read_bytes()).hexdigest() == FINGERPRINT["losses"]
+
+
+def test_solov2_instances_run_end_to_end(tmp_path: Path) -> None:
+    """panoptic.model.instance: solov2 trains, predicts, scores and reports with the same machinery."""
+    config = copy.deepcopy(TINY)
+    config["panoptic"]["model"]["instance"] = "solov2"
+    config["panoptic"]["model"]["solov2"] = {
+        "grids": [12, 8, 6],
+        "strides": [8, 16, 32],
+        "scale_ranges": [[0, 0.3], [0.15, 0.6], [0.3, 10]],
+    }
+    result = snakemake(tmp_path, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = tmp_path / "results" / "tiny"
+    header = (results / "panoptic" / "losses.csv").read_text().splitlines()[0]
+    assert header == "step,lr,loss,semantic,category,mask"
+    scores = json.loads((results / "scores" / "predictions.json").read_text())["summary"]
+    assert scores["images"] == 3
+    report = (results / "report" / "report.html").read_text()
+    assert "instance method" in report and "solov2" in report
+    assert "Nothing to be done" in snakemake(tmp_path, config, "-n").stdout
+
+
 def test_workflow_runs_all_stages_and_then_has_nothing_to_do(finished_run: Path) -> None:
     results = finished_run / "results" / "tiny"
     scores = json.loads((results / "scores" / "pseudo_labels.json").read_text())["summary"]

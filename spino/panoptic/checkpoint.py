@@ -9,6 +9,7 @@ import torch
 
 from spino.checkpoint import load_checkpoint, save_checkpoint
 from spino.classes import ClassSet
+from spino.config import load
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig
 
@@ -36,4 +37,4 @@ def load_model(
     class_set = ClassSet.from_dict(state["class_set"], source=str(path))
     model = PanopticModel(model_cfg, class_set.num_classes)
     model.load_trainable_state(state["model"])
-    return model.to(device).eval(), class_set, PostprocessConfig(**state["postprocess"])
+    return model.to(device).eval(), class_set, load(PostprocessConfig, state["postprocess"])

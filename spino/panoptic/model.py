@@ -15,8 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from spino.backbone import Backbone, BackboneSpec
-from spino.config import load, section
+from spino.config import load, section, settings_of
 from spino.errors import InputError
+from spino.panoptic.instances import instance_method
+from spino.panoptic.instances.solov2 import Solov2Config
+from spino.panoptic.layers import conv_bn_relu, head
 
 STRIDES = (4, 8, 16, 32)
 
@@ -28,6 +31,8 @@ class ModelConfig:
     decoder_channels: int
     head_channels: int
     input_size: tuple[int, int]
+    instance: str  # a name of spino.panoptic.instances.INSTANCE_METHODS
+    solov2: Solov2Config
 
     @classmethod
     def from_dict(cls, data: dict, backbone: dict) -> ModelConfig:
@@ -36,19 +41,7 @@ class ModelConfig:
         return load(cls, settings, backbone=BackboneSpec.from_dict(backbone))
 
     def to_dict(self) -> dict:
-        return {
-            "channels": self.channels,
-            "decoder_channels": self.decoder_channels,
-            "head_channels": self.head_channels,
-            "input_size": list(self.input_size),
-            "backbone": self.backbone.to_dict(),
-        }
-
-
-def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
-    )
+        return {**settings_of(self), "backbone": self.backbone.to_dict()}
 
 
 class Adapter(nn.Module):
@@ -95,12 +88,9 @@ class Decoder(nn.Module):
         return x
 
 
-def head(cin: int, hidden: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(conv_bn_relu(cin, hidden, 5), nn.Conv2d(hidden, cout, 1))
-
-
 class PanopticModel(nn.Module):
-    """Forward: uint8-range images (B, 3, H, W) -> dict of semantic (B, C, H, W), center (B, 1, H, W), offset (B, 2, H, W)."""
+    """Forward: uint8-range images (B, 3, H, W) -> dict of semantic logits (B, C, H, W) and the
+    instance method's outputs (centre/offset: center (B, 1, H, W), offset (B, 2, H, W))."""
 
     def __init__(self, cfg: ModelConfig, num_classes: int):
         super().__init__()
@@ -110,8 +100,10 @@ class PanopticModel(nn.Module):
         self.semantic_decoder = Decoder(cfg.channels, cfg.decoder_channels)
         self.instance_decoder = Decoder(cfg.channels, cfg.decoder_channels)
         self.semantic_head = head(cfg.decoder_channels, cfg.head_channels, num_classes)
-        self.center_head = head(cfg.decoder_channels, cfg.head_channels, 1)
-        self.offset_head = head(cfg.decoder_channels, cfg.head_channels, 2)
+        self.instance_method = instance_method(cfg)
+        self.instance_heads = list(self.instance_method.heads(num_classes).items())
+        for name, module in self.instance_heads:  # registered by name: checkpoints keep their keys
+            self.add_module(name, module)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """Everything but the frozen backbone: what checkpoints hold."""
@@ -130,9 +122,6 @@ class PanopticModel(nn.Module):
         maps = self.adapter(normalized, features)
         sem = self.semantic_decoder(maps)
         ins = self.instance_decoder(maps)
-        up = lambda t: F.interpolate(t, size=size, mode="bilinear", align_corners=False)  # noqa: E731
-        return {
-            "semantic": up(self.semantic_head(sem)),
-            "center": up(self.center_head(ins)),
-            "offset": up(self.offset_head(ins)) * 4.0,  # offsets are predicted in stride-4 units
-        }
+        semantic = F.interpolate(self.semantic_head(sem), size=size, mode="bilinear", align_corners=False)
+        heads = {name: getattr(self, name) for name, _ in self.instance_heads}
+        return {"semantic": semantic, **self.instance_method.forward(heads, ins, maps, tuple(size))}

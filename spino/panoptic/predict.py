@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from spino.classes import ClassSet
 from spino.data.io import read_image
 from spino.encoding import PANOPTIC_DTYPE, semantic_of
+from spino.panoptic.instances.center_offset import CenterOffset
 from spino.panoptic.model import PanopticModel
-from spino.panoptic.postprocess import PostprocessConfig, panoptic_from_outputs
+from spino.panoptic.postprocess import PostprocessConfig
 from spino.progress import progress
 from spino.store import LabelStore
 from spino.transforms import image_tensor
@@ -26,34 +26,25 @@ def predict_panoptic(
 ) -> np.ndarray:
     """Panoptic map (spino encoding) of one image (3, h, w), float 0..255, at ``size`` (default: h, w).
 
-    As detectron2's Panoptic-DeepLab: semantic logits, centre heatmap and offsets (scaled to the new
-    pixel size) are resized bilinearly to ``size`` first, and centres and grouping are found there,
-    so boundaries and small instances keep the output resolution. With ``cfg.flip`` the mirrored
-    image's outputs are mirrored back and averaged in (class probabilities, heatmaps, and offsets
-    with their x component negated).
+    The model's instance method post-processes its outputs with the semantic logits at ``size``
+    (a model without one gives Panoptic-DeepLab's centre and offsets). With ``cfg.flip`` the
+    mirrored image's outputs are mirrored back and averaged in: class probabilities here, the
+    instance outputs by the method.
     """
-    semantic, center, offset = model_outputs(model, image)
+    method = getattr(model, "instance_method", None) or CenterOffset(None)
+    outputs = model_outputs(model, image)
     if cfg.flip:
         mirrored = model_outputs(model, image.flip(-1))
-        semantic = torch.log((semantic.softmax(1) + mirrored[0].flip(-1).softmax(1)) / 2)
-        center = (center + mirrored[1].flip(-1)) / 2
-        offset = (offset + mirrored[2].flip(-1) * torch.tensor([1.0, -1.0], device=offset.device).view(1, 2, 1, 1)) / 2
-    if size is not None and tuple(size) != tuple(semantic.shape[-2:]):
-        scale = torch.tensor([size[0] / offset.shape[-2], size[1] / offset.shape[-1]], device=offset.device).view(
-            1, 2, 1, 1
-        )
-        semantic, center, offset = (
-            F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False) for t in (semantic, center, offset)
-        )
-        offset = offset * scale
-    pan = panoptic_from_outputs(semantic[0], center[0], offset[0], class_set, cfg)
+        semantic = torch.log((outputs["semantic"].softmax(1) + mirrored["semantic"].flip(-1).softmax(1)) / 2)
+        outputs = {**method.flip_average(outputs, mirrored), "semantic": semantic}
+    size = tuple(size) if size is not None else tuple(outputs["semantic"].shape[-2:])
+    pan = method.panoptic(outputs["semantic"], outputs, class_set, cfg, size)
     return pan.cpu().numpy().astype(PANOPTIC_DTYPE)
 
 
-def model_outputs(model: PanopticModel, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Semantic logits, centre heatmap and offsets of one image (3, h, w), each (1, C, h, w) float32."""
-    out = model(image[None])
-    return out["semantic"].float(), out["center"].float(), out["offset"].float()
+def model_outputs(model: PanopticModel, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The model's outputs for one image (3, h, w), each a batch of one in float32."""
+    return {name: value.float() for name, value in model(image[None]).items()}
 
 
 def write_prediction_shard(

@@ -24,7 +24,9 @@ from spino.config import section
 from spino.data.io import image_size, read_image
 from spino.encoding import IGNORE_PANOPTIC
 from spino.errors import InputError
-from spino.panoptic.targets import TargetConfig, panoptic_targets
+from spino.panoptic.instances import InstanceMethod
+from spino.panoptic.instances.center_offset import CenterOffset
+from spino.panoptic.targets import TargetConfig
 from spino.store import LabelStore
 from spino.transforms import color_jitter, image_tensor, resize_nearest
 
@@ -114,6 +116,7 @@ class MixedBatchData(Dataset):
         seed: int,
         augment: Augment,
         targets: TargetConfig,
+        method: InstanceMethod | None = None,
     ):
         if not ground_truth:
             raise InputError("mixed batches need at least one ground-truth sample")
@@ -122,6 +125,7 @@ class MixedBatchData(Dataset):
         self.ground_truth, self.pseudo = ground_truth, pseudo
         self.class_set, self.size, self.batch_size = class_set, tuple(size), batch_size
         self.seed, self.augment, self.targets = seed, augment, targets
+        self.method = method or CenterOffset(None)  # whose targets each item carries (Panoptic-DeepLab's by default)
 
     def chosen(self, step: int) -> list[Sample]:
         """The samples of the global batch at ``step``: ground truth in slot 0, pseudo-labels after."""
@@ -134,7 +138,7 @@ class MixedBatchData(Dataset):
         rng = np.random.default_rng([self.seed, step, slot, 1])
         with one_thread():
             image, label = augmented(self.chosen(step)[slot], self.size, self.augment, rng)
-            return {"image": image, **panoptic_targets(label, self.class_set, self.targets)}
+            return {"image": image, **self.method.targets(label, self.class_set, self.targets)}
 
     def batch(self, step: int, slots: range) -> dict[str, torch.Tensor]:
         """The slots of one step's batch, collated as the DataLoader collates them."""

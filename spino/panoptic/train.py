@@ -21,10 +21,11 @@ import torch
 from spino.classes import ClassSet
 from spino.config import load, section
 from spino.data.io import read_image, write_csv
-from spino.losses import top_k_cross_entropy, weighted_mean
+from spino.losses import top_k_cross_entropy
 from spino.metrics import PanopticStats
 from spino.panoptic.checkpoint import save_model
 from spino.panoptic.distributed import Distributed
+from spino.panoptic.instances import InstanceMethod
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig
 from spino.panoptic.predict import predict_panoptic
@@ -77,17 +78,23 @@ class TrainConfig:
         return load(cls, data)
 
 
-LOSS_TERMS = ("loss", "semantic", "center", "offset")
+def loss_terms(method: InstanceMethod) -> tuple[str, ...]:
+    """The columns of losses.csv after step and lr: the total, the semantic loss, the method's terms."""
+    return ("loss", "semantic", *method.loss_terms)
 
 
-def losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: TrainConfig) -> dict[str, torch.Tensor]:
+def losses(
+    out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: TrainConfig, method: InstanceMethod
+) -> dict[str, torch.Tensor]:
+    """The total loss and its terms: the semantic head's top-k cross-entropy and the instance method's
+    terms, each times its weight."""
     semantic = top_k_cross_entropy(out["semantic"].float(), batch["semantic"], cfg.top_k, batch["semantic_weights"])
-    center = weighted_mean((out["center"].float() - batch["center"]) ** 2, batch["center_weights"])
-    offset = weighted_mean(
-        (out["offset"].float() - batch["offset"]).abs(), batch["offset_weights"].expand_as(batch["offset"])
-    )
-    total = semantic + cfg.center_weight * center + cfg.offset_weight * offset
-    return {"loss": total, "semantic": semantic, "center": center, "offset": offset}
+    terms = method.losses(out, batch)
+    weights = method.loss_weights(cfg)
+    total = semantic
+    for name in method.loss_terms:
+        total = total + weights[name] * terms[name]
+    return {"loss": total, "semantic": semantic, **terms}
 
 
 def validate(
@@ -133,20 +140,29 @@ def train_panoptic(
     state = TrainingState.resume(Path(workdir) / "last.pt", signature, model, optimizer)
     log_start(state.step, env)
     model, net = env.wrap(model)
+    method = model.instance_method
     data = MixedBatchData(
-        ground_truth, pseudo, class_set, model_cfg.input_size, cfg.batch_size, cfg.seed, cfg.augment, cfg.targets
+        ground_truth,
+        pseudo,
+        class_set,
+        model_cfg.input_size,
+        cfg.batch_size,
+        cfg.seed,
+        cfg.augment,
+        cfg.targets,
+        method,
     )
     slots = rank_slots(cfg.batch_size, env.rank, env.world)
     batches = batch_loader(data, state.step, cfg.steps, slots, workers, pin_memory=env.device.type == "cuda")
     model.train()
     for step, batch in enumerate(batches, start=state.step):
-        state.history.append(train_step(net, optimizer, batch, step, cfg, env))
+        state.history.append(train_step(net, optimizer, batch, step, cfg, env, method))
         state.step = step + 1
         if env.main:
             after_step(model, optimizer, state, validation, class_set, cfg, env.device)
     if env.main:
         save_model(out, model, model_cfg, class_set, cfg.postprocess)
-        write_csv(Path(out).parent / "losses.csv", ["step", "lr", *LOSS_TERMS], state.history)
+        write_csv(Path(out).parent / "losses.csv", ["step", "lr", *loss_terms(method)], state.history)
         rows = [list(r.values()) for r in state.validation]
         write_csv(Path(out).parent / "validation.csv", ["step", "pq", "sq", "rq", "miou", "images"], rows)
         state.save(model, optimizer, finished=True)  # only now: a run killed before its outputs were written resumes
@@ -164,7 +180,13 @@ def log_start(step: int, env: Distributed) -> None:
 
 
 def train_step(
-    net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict, step: int, cfg: TrainConfig, env: Distributed
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: dict,
+    step: int,
+    cfg: TrainConfig,
+    env: Distributed,
+    method: InstanceMethod,
 ) -> list:
     """One optimiser step at the schedule's learning rate; the history row: step, lr, the loss terms
     averaged over the ranks (what one process on the global batch would log)."""
@@ -174,11 +196,11 @@ def train_step(
         group["lr"] = lr
     with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=cfg.amp and env.device.type == "cuda"):
         outputs = net(batch["image"])
-    parts = losses(outputs, batch, cfg)
+    parts = losses(outputs, batch, cfg, method)
     optimizer.zero_grad(set_to_none=True)
     parts["loss"].backward()
     optimizer.step()
-    logged = env.mean(torch.stack([parts[k].detach().float() for k in LOSS_TERMS])).tolist()
+    logged = env.mean(torch.stack([parts[k].detach().float() for k in loss_terms(method)])).tolist()
     return [step, lr] + [round(v, 6) for v in logged]
 
 

@@ -1,0 +1,75 @@
+"""Panoptic-DeepLab's instances: a centre heatmap and offsets from each thing pixel to its centre.
+
+Targets: spino.panoptic.targets; grouping: spino.panoptic.postprocess (both unchanged since the
+method moved behind the interface: a test keeps the tiny run's weights and losses bit-identical).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spino.classes import ClassSet
+from spino.losses import weighted_mean
+from spino.panoptic.instances.base import InstanceMethod
+from spino.panoptic.layers import head
+from spino.panoptic.postprocess import PostprocessConfig, panoptic_from_outputs
+from spino.panoptic.targets import TargetConfig, panoptic_targets
+
+X_NEGATED = torch.tensor([1.0, -1.0]).view(1, 2, 1, 1)  # a mirror reverses the x component of an offset
+
+
+class CenterOffset(InstanceMethod):
+    name = "center_offset"
+    loss_terms = ("center", "offset")
+
+    def heads(self, num_classes: int) -> dict[str, nn.Module]:
+        c = self.model_cfg
+        return {
+            "center_head": head(c.decoder_channels, c.head_channels, 1),
+            "offset_head": head(c.decoder_channels, c.head_channels, 2),
+        }
+
+    def forward(self, heads, decoded, maps, size):
+        up = lambda t: F.interpolate(t, size=size, mode="bilinear", align_corners=False)  # noqa: E731
+        return {
+            "center": up(heads["center_head"](decoded)),
+            "offset": up(heads["offset_head"](decoded)) * 4.0,  # offsets are predicted in stride-4 units
+        }
+
+    def targets(self, panoptic: np.ndarray, class_set: ClassSet, cfg: TargetConfig) -> dict[str, torch.Tensor]:
+        return panoptic_targets(panoptic, class_set, cfg)
+
+    def losses(self, outputs, batch):
+        center = weighted_mean((outputs["center"].float() - batch["center"]) ** 2, batch["center_weights"])
+        offset = weighted_mean(
+            (outputs["offset"].float() - batch["offset"]).abs(), batch["offset_weights"].expand_as(batch["offset"])
+        )
+        return {"center": center, "offset": offset}
+
+    def loss_weights(self, train_cfg) -> dict[str, float]:
+        return {"center": train_cfg.center_weight, "offset": train_cfg.offset_weight}
+
+    def flip_average(self, outputs, mirrored):
+        return {
+            "center": (outputs["center"] + mirrored["center"].flip(-1)) / 2,
+            "offset": (outputs["offset"] + mirrored["offset"].flip(-1) * X_NEGATED.to(outputs["offset"].device)) / 2,
+        }
+
+    def panoptic(
+        self, semantic: torch.Tensor, outputs, class_set: ClassSet, cfg: PostprocessConfig, size
+    ) -> torch.Tensor:
+        """As detectron2's Panoptic-DeepLab: semantic logits, centre heatmap and offsets (scaled to the
+        new pixel size) are resized bilinearly to ``size`` first, and centres and grouping are found
+        there, so boundaries and small instances keep the output resolution."""
+        center, offset = outputs["center"], outputs["offset"]
+        if tuple(size) != tuple(semantic.shape[-2:]):
+            scale = torch.tensor([size[0] / offset.shape[-2], size[1] / offset.shape[-1]], device=offset.device)
+            semantic, center, offset = (
+                F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False)
+                for t in (semantic, center, offset)
+            )
+            offset = offset * scale.view(1, 2, 1, 1)
+        return panoptic_from_outputs(semantic[0], center[0], offset[0], class_set, cfg)
