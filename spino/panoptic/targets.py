@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spino.classes import IGNORE, ClassSet
+from spino.classes import ClassSet
 from spino.config import section
 from spino.encoding import IGNORE_PANOPTIC, instance_of, semantic_of
 
@@ -27,7 +27,6 @@ def panoptic_targets(panoptic: np.ndarray, class_set: ClassSet, cfg: TargetConfi
     semantic = semantic_of(panoptic).astype(np.int64)
     instance = instance_of(panoptic)
     thing = class_set.thing_mask()[semantic.clip(0, 255)] & (instance > 0)
-    semantic_weights = np.ones((h, w), np.float32)
     center = np.zeros((h, w), np.float32)
     offset = np.zeros((2, h, w), np.float32)
     ids, inverse, areas = np.unique(np.where(thing, panoptic, 0), return_inverse=True, return_counts=True)
@@ -44,18 +43,14 @@ def panoptic_targets(panoptic: np.ndarray, class_set: ClassSet, cfg: TargetConfi
         mask = inverse == k
         offset[0][mask] = cy - ys[mask]
         offset[1][mask] = cx - xs[mask]
-        if area < cfg.small_instance_area:
-            semantic_weights[mask] = cfg.small_instance_weight
         iy, ix = int(round(cy)), int(round(cx))
         y0, y1, x0, x1 = max(0, iy - radius), min(h, iy + radius + 1), max(0, ix - radius), min(w, ix + radius + 1)
         g = np.exp(-((ys[y0:y1, x0:x1] - iy) ** 2 + (xs[y0:y1, x0:x1] - ix) ** 2) / (2 * cfg.sigma**2))
         center[y0:y1, x0:x1] = np.maximum(center[y0:y1, x0:x1], g)
     crowd = class_set.thing_mask()[semantic.clip(0, 255)] & (instance == 0)
     center_weights = ((panoptic != IGNORE_PANOPTIC) & ~crowd).astype(np.float32)
-    semantic[semantic == IGNORE] = IGNORE
     return {
-        "semantic": torch.from_numpy(semantic),
-        "semantic_weights": torch.from_numpy(semantic_weights),
+        **semantic_targets(panoptic, class_set, cfg),
         "center": torch.from_numpy(center)[None],
         "center_weights": torch.from_numpy(center_weights)[None],
         "offset": torch.from_numpy(offset),
