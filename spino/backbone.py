@@ -12,6 +12,7 @@ name of a packaged offline source (``efficientnet-lite0-pypi``), or a path to a 
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
@@ -180,7 +181,10 @@ class Backbone(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images - self.mean) / self.std
         device_type = x.device.type
-        with torch.autocast(device_type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+        # backbone.dtype bfloat16 runs it in bf16 always; float32 runs it as the caller does (under a
+        # training step's autocast, in bf16 too), never forcing fp32 inside an autocast region.
+        precision = torch.autocast(device_type, dtype=self.autocast_dtype) if self.autocast_dtype else nullcontext()
+        with precision:
             if self.vit:
                 last = len(self.model.blocks) - 1
                 feats = self.model.forward_intermediates(

@@ -27,7 +27,19 @@ def save_checkpoint(path: str | Path, kind: str, payload: dict) -> None:
     """Write ``payload`` labelled as ``kind`` (a temporary file renamed into place)."""
     assert kind in KINDS, kind
     with atomic_path(path) as tmp:
-        torch.save({"kind": kind, **payload}, tmp)
+        torch.save(on_cpu({"kind": kind, **payload}), tmp)
+
+
+def on_cpu(value):
+    """``value`` with every tensor in it (nested dicts, lists, tuples: optimizer states too) moved to
+    the CPU: a model trained on a GPU loads with a plain ``torch.load`` on a machine without one."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: on_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(on_cpu(v) for v in value)
+    return value
 
 
 def load_checkpoint(path: str | Path, *kinds: str) -> dict:

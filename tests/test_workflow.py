@@ -62,6 +62,19 @@ TINY = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def on_the_cpu():
+    """The workflow tests run on the CPU on any machine: their exact-weights and fingerprint checks hold
+    on the CPU only (on a GPU, tests/test_panoptic.py and benchmarks/gpu_check.sh run the GPU paths)."""
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    yield
+    if before is None:
+        del os.environ["CUDA_VISIBLE_DEVICES"]
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = before
+
+
 def snakemake(
     workdir: Path, config: dict | Path | None, *args: str, snakefile: Path | None = None, pythonpath: Path | None = None
 ) -> subprocess.CompletedProcess:

@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    relaunch_under_torchrun(args.gpus, sys.argv[1:])  # returns only in a process that trains
+    relaunch_under_torchrun(args.gpus, sys.argv[1:], args.device)  # returns only in a process that trains
     train_on_stores(
         TrainConfig.from_dict(args.train),
         ModelConfig.from_dict(args.model, args.backbone),

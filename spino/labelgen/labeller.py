@@ -35,11 +35,11 @@ class Labeller(ABC):
     @contextmanager
     def timed(self, stage: str):
         if self.device.type == "cuda":
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(self.device)
         start = time.perf_counter()
         yield
         if self.device.type == "cuda":
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(self.device)
         self.timings[stage] += time.perf_counter() - start
 
     @abstractmethod

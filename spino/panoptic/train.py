@@ -13,7 +13,7 @@ learning rate only on the step.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -21,6 +21,7 @@ import torch
 from spino.classes import ClassSet
 from spino.config import load, section
 from spino.data.io import read_image, write_csv
+from spino.devices import amp_dtype
 from spino.losses import top_k_cross_entropy
 from spino.metrics import PanopticStats
 from spino.panoptic.checkpoint import save_model
@@ -66,7 +67,7 @@ class TrainConfig:
     center_weight: float
     offset_weight: float
     augment: Augment
-    amp: bool  # bf16 autocast on GPU
+    amp: bool  # autocast on GPU: bf16, or fp16 with a gradient scaler where bf16 is not native
     checkpoint_every: int
     val_every: int
     val_images: int
@@ -154,18 +155,21 @@ def train_panoptic(
     )
     slots = rank_slots(cfg.batch_size, env.rank, env.world)
     batches = batch_loader(data, state.step, cfg.steps, slots, workers, pin_memory=env.device.type == "cuda")
+    precision = Precision.of(env.device, cfg.amp)
     model.train()
     for step, batch in enumerate(batches, start=state.step):
-        state.history.append(train_step(net, optimizer, batch, step, cfg, env, method))
+        state.history.append(train_step(net, optimizer, batch, step, cfg, env, method, precision))
         state.step = step + 1
         if env.main:
             after_step(model, optimizer, state, validation, class_set, cfg, env.device)
+        env.barrier()
     if env.main:
         save_model(out, model, model_cfg, class_set, cfg.postprocess)
         write_csv(Path(out).parent / "losses.csv", ["step", "lr", *loss_terms(method)], state.history)
         rows = [list(r.values()) for r in state.validation]
         write_csv(Path(out).parent / "validation.csv", ["step", "pq", "sq", "rq", "miou", "images"], rows)
         state.save(model, optimizer, finished=True)  # only now: a run killed before its outputs were written resumes
+    env.barrier()
     env.close()
 
 
@@ -179,6 +183,21 @@ def log_start(step: int, env: Distributed) -> None:
         log("no GPU: training on the CPU")
 
 
+@dataclass
+class Precision:
+    """Autocast dtype (None: fp32) and the gradient scaler fp16 needs (disabled otherwise)."""
+
+    dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler
+
+    @classmethod
+    def of(cls, device: torch.device, amp: bool) -> Precision:
+        dtype = amp_dtype(device) if amp else None
+        if dtype == torch.float16:
+            log(f"{device} computes bf16 only by emulation: mixed precision in fp16 with a gradient scaler")
+        return cls(dtype, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16))
+
+
 def train_step(
     net: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -187,6 +206,7 @@ def train_step(
     cfg: TrainConfig,
     env: Distributed,
     method: InstanceMethod,
+    precision: Precision,
 ) -> list:
     """One optimiser step at the schedule's learning rate; the history row: step, lr, the loss terms
     averaged over the ranks (what one process on the global batch would log)."""
@@ -194,12 +214,13 @@ def train_step(
     lr = cfg.lr * cfg.schedule.factor(step, cfg.steps)
     for group in optimizer.param_groups:
         group["lr"] = lr
-    with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=cfg.amp and env.device.type == "cuda"):
+    with torch.autocast(env.device.type, dtype=precision.dtype, enabled=precision.dtype is not None):
         outputs = net(batch["image"])
     parts = losses(outputs, batch, cfg, method)
     optimizer.zero_grad(set_to_none=True)
-    parts["loss"].backward()
-    optimizer.step()
+    precision.scaler.scale(parts["loss"]).backward()
+    precision.scaler.step(optimizer)
+    precision.scaler.update()
     logged = env.mean(torch.stack([parts[k].detach().float() for k in loss_terms(method)])).tolist()
     return [step, lr] + [round(v, 6) for v in logged]
 

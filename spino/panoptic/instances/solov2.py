@@ -25,6 +25,7 @@ from spino.config import section
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, instance_of, semantic_of
 from spino.errors import InputError
 from spino.panoptic.instances.base import InstanceMethod
+from spino.panoptic.layers import FloatOutput
 from spino.panoptic.postprocess import PostprocessConfig, drop_small_stuff
 from spino.panoptic.targets import TargetConfig, semantic_targets
 
@@ -69,9 +70,9 @@ def conv_gn_relu(cin: int, cout: int) -> nn.Sequential:
     )
 
 
-def tower(cin: int, channels: int, convs: int, cout: int) -> nn.Sequential:
+def tower(cin: int, channels: int, convs: int, cout: int) -> FloatOutput:
     layers = [conv_gn_relu(cin if i == 0 else channels, channels) for i in range(convs)]
-    return nn.Sequential(*layers, nn.Conv2d(channels if convs else cin, cout, 3, padding=1))
+    return FloatOutput(*layers, nn.Conv2d(channels if convs else cin, cout, 3, padding=1))
 
 
 def focal_loss(
@@ -127,7 +128,7 @@ class Solov2Heads(nn.Module):
         self.cfg = cfg
         self.category = tower(in_channels, cfg.tower_channels, cfg.tower_convs, num_classes)
         self.kernel = tower(in_channels + 2, cfg.tower_channels, cfg.tower_convs, cfg.mask_channels)
-        self.mask_features = nn.Sequential(
+        self.mask_features = FloatOutput(
             conv_gn_relu(decoder_channels + 2, decoder_channels), nn.Conv2d(decoder_channels, cfg.mask_channels, 1)
         )
         nn.init.constant_(

@@ -1,0 +1,359 @@
+"""The GPU check's figures: what a first CUDA run of spino needs to show (benchmarks/gpu_check.sh runs it).
+
+    python benchmarks/gpu_check.py            # the paper's sizes on cuda:0
+    python benchmarks/gpu_check.py --cpu      # the same code paths at tiny sizes on the CPU (a test runs it)
+
+Sections, each printing its figures: versions; ``train_panoptic`` (the real function) for each
+instance method with the paper's model sizes (adapter 768, decoders 256, heads 128, 448x896 input,
+ViT-B/14 with random weights, batch 8, 20 steps): step time, the share spent waiting for the
+loader, peak memory, the dtype a ViT block computes in, the devices of the saved checkpoints'
+tensors, whether every loss is finite; NCCL at world size 1 with SyncBatchNorm and DDP, two bf16
+steps; ``predict_panoptic`` at 1024x2048 with flip off and on; the label generator on one
+2048x1024 image at the paper's widths, fp32 against bf16 heads and backbone (seconds, memory and
+how many pixels agree); 20 steps of every head kind. Random weights: the costs do not depend on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from panoptic import synthetic_label, synthetic_samples  # noqa: E402  (benchmarks/panoptic.py)
+from pseudo_label import untrained_heads  # noqa: E402  (benchmarks/pseudo_label.py)
+
+import spino.panoptic.train as training  # noqa: E402
+from spino.backbone import BackboneSpec  # noqa: E402
+from spino.classes import CITYSCAPES_19  # noqa: E402
+from spino.labelgen.head_kinds import HEAD_KINDS  # noqa: E402
+from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig  # noqa: E402
+from spino.labelgen.train import HeadConfig, train_head  # noqa: E402
+from spino.panoptic.checkpoint import load_model  # noqa: E402
+from spino.panoptic.distributed import process_group_options, sync_batchnorm  # noqa: E402
+from spino.panoptic.instances import INSTANCE_METHODS  # noqa: E402
+from spino.panoptic.model import ModelConfig, PanopticModel  # noqa: E402
+from spino.panoptic.predict import predict_panoptic  # noqa: E402
+from spino.panoptic.train import TrainConfig, losses  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+PAPER = {
+    "model": {"channels": 768, "decoder_channels": 256, "head_channels": 128, "input_size": [448, 896]},
+    "backbone": {"name": "vit_base_patch14_dinov2.lvd142m", "weights": "none", "out_indices": [-1]},
+    "batch_size": 8,
+    "steps": 20,
+    "image": (1024, 2048),
+    "labelgen_config": "config/cityscapes.yaml",
+    "heads": {},  # the config's own head settings
+    "head_steps": 20,
+}
+TINY = {
+    "model": {"channels": 16, "decoder_channels": 16, "head_channels": 8, "input_size": [28, 56]},
+    "backbone": {"name": "vit_small_patch14_dinov2.lvd142m", "weights": "none", "out_indices": [-1]},
+    "batch_size": 2,
+    "steps": 3,
+    "image": (64, 128),
+    "labelgen_config": "config/config.yaml",
+    "heads": {"hidden": [16, 16], "input_size": [64, 128]},
+    "head_steps": 4,
+}
+
+
+def section(title: str) -> None:
+    print(f"\n== {title}", flush=True)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> str:
+    rss = f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
+    if device.type == "cuda":
+        return f"peak CUDA {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB, {rss}"
+    return rss
+
+
+def tensor_devices(value) -> set[str]:
+    """The devices of every tensor in a loaded checkpoint (nested dicts and lists: optimizer states too)."""
+    if isinstance(value, torch.Tensor):
+        return {str(value.device)}
+    if isinstance(value, dict):
+        return set().union(*(tensor_devices(v) for v in value.values()))
+    if isinstance(value, (list, tuple)):
+        return set().union(*(tensor_devices(v) for v in value))
+    return set()
+
+
+@contextmanager
+def vit_block_dtypes(seen: list[torch.dtype]):
+    """Record the output dtype of every timm ViT block that runs inside the context."""
+    from timm.models.vision_transformer import Block
+
+    def hook(module, args, output):
+        if isinstance(module, Block):
+            seen.append(output.dtype)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def timed_training(times: dict[str, float]):
+    """Time ``train_panoptic``'s steps and its waits for batches (``train_step`` and ``batch_loader``
+    of spino.panoptic.train wrapped for the duration; a step ends in ``.tolist()``, which waits for the GPU)."""
+    step, loader = training.train_step, training.batch_loader
+
+    def timed_step(*args, **kwargs):
+        start = time.perf_counter()
+        row = step(*args, **kwargs)
+        times["steps"].append(time.perf_counter() - start)
+        return row
+
+    def timed_loader(*args, **kwargs):
+        batches = iter(loader(*args, **kwargs))
+        while True:
+            start = time.perf_counter()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            times["waits"].append(time.perf_counter() - start)
+            yield batch
+
+    training.train_step, training.batch_loader = timed_step, timed_loader
+    try:
+        yield
+    finally:
+        training.train_step, training.batch_loader = step, loader
+
+
+def train_config(sizes: dict, steps: int) -> TrainConfig:
+    paper = yaml.safe_load((REPO / "config/cityscapes.yaml").read_text())["panoptic"]["train"]
+    return TrainConfig.from_dict(
+        {
+            **paper,
+            "steps": steps,
+            "batch_size": sizes["batch_size"],
+            "checkpoint_every": max(1, steps // 2),
+            "val_every": steps,
+            "val_images": 2,
+        }
+    )
+
+
+def check_training(sizes: dict, device: torch.device, tmp: Path, workers: int) -> Path:
+    """train_panoptic for each instance method; returns the centre/offset model's checkpoint."""
+    rng = np.random.default_rng(0)
+    ground_truth, pseudo = synthetic_samples(tmp / "images", 10, sizes["image"], CITYSCAPES_19, rng)
+    cfg = train_config(sizes, sizes["steps"])
+    print(f"global batch {cfg.batch_size}, {cfg.steps} steps, amp {cfg.amp}, {workers} loader workers")
+    first = None
+    for instance in sorted(INSTANCE_METHODS):
+        model_cfg = ModelConfig.from_dict({**sizes["model"], "instance": instance}, sizes["backbone"])
+        out = tmp / instance / "model.pt"
+        times: dict[str, list[float]] = {"steps": [], "waits": []}
+        seen: list[torch.dtype] = []
+        reset_peak(device)
+        start = time.perf_counter()
+        with timed_training(times), vit_block_dtypes(seen):
+            training.train_panoptic(
+                cfg,
+                model_cfg,
+                CITYSCAPES_19,
+                ground_truth,
+                pseudo,
+                ground_truth,
+                tmp / instance / "work",
+                out,
+                str(device),
+                workers=workers,
+            )
+        total = time.perf_counter() - start
+        steps = times["steps"][1:] or times["steps"]  # the first step compiles kernels and warms the allocator
+        step_s = sum(steps) / len(steps)
+        waited = sum(times["waits"][1:]) / max(1, sum(times["steps"][1:]) + sum(times["waits"][1:]))
+        rows = np.loadtxt(out.parent / "losses.csv", delimiter=",", skiprows=1, ndmin=2)
+        saved = {p.name: tensor_devices(torch.load(p, weights_only=True)) for p in (out, out.parent / "work/last.pt")}
+        dtypes = sorted({str(d).removeprefix("torch.") for d in seen})
+        print(
+            f"{instance}: {step_s:.3f} s/step ({1 / step_s:.2f} steps/s, first step {times['steps'][0]:.2f} s), "
+            f"{100 * waited:.1f} % waiting for batches, {total:.1f} s in all incl. validation; {peak_memory(device)}"
+        )
+        print(
+            f"{instance}: ViT block outputs in {dtypes}; saved tensors on {saved}; "
+            f"losses finite: {bool(np.isfinite(rows[:, 2:]).all())} (last total {rows[-1, 2]:.4f})"
+        )
+        first = first or out
+    return first
+
+
+def check_ddp(sizes: dict, device: torch.device) -> None:
+    """DDP over a world of one (NCCL on a GPU, gloo on the CPU), SyncBatchNorm on a GPU, two steps."""
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29533")
+    options = process_group_options(device)
+    dist.init_process_group(**options, rank=0, world_size=1)
+    cfg = train_config(sizes, 2)
+    model_cfg = ModelConfig.from_dict(sizes["model"], sizes["backbone"])
+    model = PanopticModel(model_cfg, CITYSCAPES_19.num_classes).to(device)
+    if device.type == "cuda":
+        model = sync_batchnorm(model)
+    synced = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    method = model.instance_method
+    rng = np.random.default_rng(1)
+    size = tuple(model_cfg.input_size)
+    targets = [method.targets(synthetic_label(rng, size, CITYSCAPES_19), CITYSCAPES_19, cfg.targets) for _ in range(2)]
+    batch = {k: torch.stack([t[k] for t in targets]).to(device) for k in targets[0]}
+    batch["image"] = torch.rand((2, 3, *size), device=device) * 255
+    model.train()
+    values = []
+    for _ in range(2):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = net(batch["image"])
+        loss = losses(out, batch, cfg, method)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        values.append(loss.item())
+    dist.barrier(device_ids=[device.index] if device.type == "cuda" else None)
+    dist.destroy_process_group()
+    print(f"{options['backend']}, timeout {options['timeout']}, {synced} SyncBatchNorm layers, losses {values}")
+
+
+def check_prediction(checkpoint: Path, sizes: dict, device: torch.device) -> None:
+    model, class_set, post = load_model(checkpoint, device)
+    image = torch.rand((3, *sizes["model"]["input_size"]), device=device) * 255
+    for flip in (False, True):
+        cfg = type(post)(**{**post.__dict__, "flip": flip})
+        predict_panoptic(model, image, class_set, cfg, sizes["image"])  # warm-up
+        reset_peak(device)
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(3):
+            predict_panoptic(model, image, class_set, cfg, sizes["image"])
+        synchronize(device)
+        print(
+            f"flip {flip}: {(time.perf_counter() - start) / 3:.3f} s per image at "
+            f"{sizes['image'][1]}x{sizes['image'][0]}; {peak_memory(device)}"
+        )
+
+
+def check_label_generator(sizes: dict, device: torch.device, tmp: Path) -> None:
+    """fp32 against bf16 (heads and backbone) on one image of the full size, the config's scales."""
+    config = head_settings(sizes)
+    image = np.random.default_rng(2).integers(0, 256, (*sizes["image"], 3), dtype=np.uint8)
+    labels = {}
+    for dtype in ("float32", "bfloat16"):
+        variant = {**config, "backbone": {**config["backbone"], "dtype": dtype}}
+        folder = tmp / f"heads-{dtype}"
+        folder.mkdir()
+        weights = "none" if device.type == "cuda" else config["backbone"]["weights"]
+        torch.manual_seed(0)  # the same heads in both precisions
+        sem, bnd = untrained_heads(variant, weights, folder, CITYSCAPES_19)
+        cfg = PseudoLabelConfig.from_dict({**config["pseudo_labels"], "head_dtype": dtype})
+        generator = LabelGenerator(sem, bnd, cfg, str(device))
+        generator(image[:64, :128])  # warm-up
+        reset_peak(device)
+        start = time.perf_counter()
+        labels[dtype] = generator(image)
+        seconds = time.perf_counter() - start
+        print(
+            f"{dtype} heads and backbone: {seconds:.2f} s per {image.shape[1]}x{image.shape[0]} image; "
+            f"{peak_memory(device)}"
+        )
+    a, b = labels["float32"], labels["bfloat16"]
+    print(
+        f"bf16 vs fp32: semantic agrees on {100 * np.mean(a.semantic == b.semantic):.2f} % of pixels, "
+        f"panoptic on {100 * np.mean(a.panoptic == b.panoptic):.2f} %"
+    )
+
+
+def head_settings(sizes: dict) -> dict:
+    """The label generator's config with the sizes' head settings over its heads'."""
+    config = yaml.safe_load((REPO / sizes["labelgen_config"]).read_text())
+    for kind in HEAD_KINDS:
+        key = f"{kind}_head"
+        config[key] = {**config.get(key, {"input_size": config["semantic_head"]["input_size"]}), **sizes["heads"]}
+    return config
+
+
+def check_heads(sizes: dict, device: torch.device, tmp: Path) -> None:
+    config = head_settings(sizes)
+    rng = np.random.default_rng(3)
+    h, w = sizes["image"]
+    samples = [
+        (rng.integers(0, 256, (h, w, 3), dtype=np.uint8), synthetic_label(rng, (h, w), CITYSCAPES_19)) for _ in range(4)
+    ]
+    spec = BackboneSpec.from_dict(
+        config["backbone"] if device.type == "cpu" else {**config["backbone"], "weights": "none"}
+    )
+    for kind in HEAD_KINDS:
+        cfg = HeadConfig.from_dict(kind, {**config[f"{kind}_head"], "epochs": sizes["head_steps"] // len(samples)})
+        reset_peak(device)
+        start = time.perf_counter()
+        train_head(cfg, spec, samples, CITYSCAPES_19, tmp / f"{kind}.pt", tmp / f"{kind}.csv", str(device))
+        rows = np.loadtxt(tmp / f"{kind}.csv", delimiter=",", skiprows=1, ndmin=2)
+        seconds = time.perf_counter() - start
+        print(
+            f"{kind} head: {len(rows)} steps in {seconds:.2f} s ({seconds / len(rows):.3f} s/step), losses finite: "
+            f"{bool(np.isfinite(rows[:, -1]).all())}; {peak_memory(device)}"
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cpu", action="store_true", help="tiny sizes on the CPU: the same code paths, quickly")
+    args = p.parse_args()
+    sizes = TINY if args.cpu else PAPER
+    device = torch.device("cpu" if args.cpu else "cuda:0")
+    section("versions")
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
+        f"threads {torch.get_num_threads()}"
+    )
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        print(
+            f"{torch.cuda.get_device_name(device)}: bf16 native {torch.cuda.is_bf16_supported(including_emulation=False)}, "
+            f"with emulation {torch.cuda.is_bf16_supported()}"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        section(f"train_panoptic at {sizes['model']['input_size']} ({sizes['backbone']['name']}, random weights)")
+        checkpoint = check_training(sizes, device, tmp, workers=0 if args.cpu else 4)
+        section("DDP at world size 1")
+        check_ddp(sizes, device)
+        section(f"predict_panoptic at {sizes['image']}")
+        check_prediction(checkpoint, sizes, device)
+        section(f"label generator ({sizes['labelgen_config']}), fp32 and bf16")
+        check_label_generator(sizes, device, tmp)
+        section("head training, every kind")
+        check_heads(sizes, device, tmp)
+    print(f"\ngpu check done ({'cpu, tiny sizes' if args.cpu else device})")
+
+
+if __name__ == "__main__":
+    main()
