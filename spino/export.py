@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from spino.classes import ClassSet
 from spino.data.cityscapes import INSTANCE_SUFFIX, LABEL_SUFFIX
-from spino.data.io import atomic_folder, write_png
+from spino.data.io import atomic_folder, write_json, write_png
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, instance_of, semantic_of
 from spino.store import LabelStore
 
@@ -33,18 +32,21 @@ def gtfine_dir(out: Path, image_id: str, class_set: ClassSet) -> Path:
     return out
 
 
+def write_gtfine(folder: Path, image_id: str, panoptic: np.ndarray, class_set: ClassSet) -> None:
+    """``<image_id>_gtFine_labelIds.png``, ``_instanceIds.png`` and ``_labelTrainIds.png`` in ``folder``."""
+    label_ids, instance_ids = to_gtfine(panoptic, class_set)
+    write_png(folder / f"{image_id}{LABEL_SUFFIX}", label_ids)
+    write_png(folder / f"{image_id}{INSTANCE_SUFFIX}", instance_ids)
+    write_png(folder / f"{image_id}{TRAIN_SUFFIX}", semantic_of(panoptic))
+
+
 def export_gtfine(store: LabelStore, out: str | Path) -> int:
-    """Write ``*_gtFine_labelIds.png``, ``*_gtFine_instanceIds.png`` and ``*_gtFine_labelTrainIds.png``."""
+    """Every map of the store in gtFine form (Cityscapes ids in per-city folders)."""
     store.require_complete()
     class_set = store.class_set
     with atomic_folder(out) as tmp:
         for index, image_id in enumerate(store.image_ids):
-            pan = store.panoptic(index)
-            label_ids, instance_ids = to_gtfine(pan, class_set)
-            folder = gtfine_dir(tmp, image_id, class_set)
-            write_png(folder / f"{image_id}{LABEL_SUFFIX}", label_ids)
-            write_png(folder / f"{image_id}{INSTANCE_SUFFIX}", instance_ids)
-            write_png(folder / f"{image_id}{TRAIN_SUFFIX}", semantic_of(pan))
+            write_gtfine(gtfine_dir(tmp, image_id, class_set), image_id, store.panoptic(index), class_set)
     return store.num_images
 
 
@@ -89,17 +91,38 @@ def export_coco(store: LabelStore, out: str | Path) -> int:
     """Write ``<out>/panoptic/<id>.png`` and ``<out>/panoptic.json`` (COCO panoptic format)."""
     store.require_complete()
     class_set = store.class_set
-    images, annotations = [], []
     with atomic_folder(out) as tmp:
+        coco = CocoPanoptic(tmp, class_set)
         for index, image_id in enumerate(store.image_ids):
-            rgb, segments = to_coco_png(store.panoptic(index), class_set)
-            file_name = f"{image_id}.png"
-            write_png(tmp / "panoptic" / file_name, rgb)
-            images.append({"id": image_id, "file_name": file_name, "height": store.height, "width": store.width})
-            annotations.append({"image_id": image_id, "file_name": file_name, "segments_info": segments})
-        payload = {"images": images, "annotations": annotations, "categories": coco_categories(class_set)}
-        (tmp / "panoptic.json").write_text(json.dumps(payload))
+            coco.add(image_id, store.panoptic(index))
+        coco.close()
     return store.num_images
+
+
+class CocoPanoptic:
+    """A COCO panoptic folder being written: ``panoptic/<id>.png`` per map as it comes, and
+    ``panoptic.json`` (images, annotations with segments_info, categories) at ``close``."""
+
+    def __init__(self, folder: Path, class_set: ClassSet):
+        self.folder, self.class_set = folder, class_set
+        self.images: list[dict] = []
+        self.annotations: list[dict] = []
+
+    def add(self, image_id: str, panoptic: np.ndarray) -> None:
+        rgb, segments = to_coco_png(panoptic, self.class_set)
+        file_name = f"{image_id}.png"
+        write_png(self.folder / "panoptic" / file_name, rgb)
+        height, width = panoptic.shape
+        self.images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
+        self.annotations.append({"image_id": image_id, "file_name": file_name, "segments_info": segments})
+
+    def close(self) -> None:
+        payload = {
+            "images": self.images,
+            "annotations": self.annotations,
+            "categories": coco_categories(self.class_set),
+        }
+        write_json(self.folder / "panoptic.json", payload)
 
 
 # `spino export --format <name>`: the writer of each format.

@@ -12,13 +12,14 @@ from tqdm import tqdm
 T = TypeVar("T")
 
 
-def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
+def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
     interactive = sys.stderr.isatty()
     return iter(
         tqdm(
             items,
             desc=desc,
             total=total,
+            unit=unit,
             file=sys.stderr,
             mininterval=0.2 if interactive else 30.0,
             ascii=not interactive,

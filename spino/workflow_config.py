@@ -4,6 +4,7 @@ spino.config.check_config. Only the Snakefile imports this (no command's code di
 from __future__ import annotations
 
 import spino.data  # noqa: F401  (registers the dataset kinds)
+import spino.deploy.outputs  # noqa: F401  (registers the segment formats)
 import spino.labelgen.fusion  # noqa: F401  (registers the fusion methods)
 from spino.config import check_config
 

@@ -40,3 +40,11 @@ def add_shard(p: argparse.ArgumentParser, done_help: str = "marker file written 
     p.add_argument("--store", required=True, type=Path)
     p.add_argument("--shard", required=True, type=int)
     p.add_argument("--done", type=Path, help=done_help)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
 from spino.classes import ClassSet
 from spino.data.io import read_image
 from spino.encoding import PANOPTIC_DTYPE, semantic_of
+from spino.panoptic.instances.base import InstanceMethod
 from spino.panoptic.instances.center_offset import CenterOffset
 from spino.panoptic.model import PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig
@@ -27,24 +30,31 @@ def predict_panoptic(
     """Panoptic map (spino encoding) of one image (3, h, w), float 0..255, at ``size`` (default: h, w).
 
     The model's instance method post-processes its outputs with the semantic logits at ``size``
-    (a model without one gives Panoptic-DeepLab's centre and offsets). With ``cfg.flip`` the
-    mirrored image's outputs are mirrored back and averaged in: class probabilities here, the
-    instance outputs by the method.
+    (a model without one gives Panoptic-DeepLab's centre and offsets).
     """
     method = getattr(model, "instance_method", None) or CenterOffset(None)
-    outputs = model_outputs(model, image)
-    if cfg.flip:
-        mirrored = model_outputs(model, image.flip(-1))
-        semantic = torch.log((outputs["semantic"].softmax(1) + mirrored["semantic"].flip(-1).softmax(1)) / 2)
-        outputs = {**method.flip_average(outputs, mirrored), "semantic": semantic}
+    outputs = batch_outputs(model, image[None], method, cfg.flip)
     size = tuple(size) if size is not None else tuple(outputs["semantic"].shape[-2:])
     pan = method.panoptic(outputs["semantic"], outputs, class_set, cfg, size)
     return pan.cpu().numpy().astype(PANOPTIC_DTYPE)
 
 
-def model_outputs(model: PanopticModel, image: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The model's outputs for one image (3, h, w), each a batch of one in float32."""
-    return {name: value.float() for name, value in model(image[None]).items()}
+@torch.no_grad()
+def batch_outputs(
+    network: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    images: torch.Tensor,
+    method: InstanceMethod,
+    flip: bool,
+) -> dict[str, torch.Tensor]:
+    """The outputs of ``network`` (the model, or its exported form) for a batch (B, 3, h, w), in
+    float32. With ``flip`` the mirrored images' outputs are mirrored back and averaged in: class
+    probabilities here, the instance outputs by the method."""
+    outputs = {name: value.float() for name, value in network(images).items()}
+    if flip:
+        mirrored = {name: value.float() for name, value in network(images.flip(-1)).items()}
+        semantic = torch.log((outputs["semantic"].softmax(1) + mirrored["semantic"].flip(-1).softmax(1)) / 2)
+        outputs = {**method.flip_average(outputs, mirrored), "semantic": semantic}
+    return outputs
 
 
 def write_prediction_shard(

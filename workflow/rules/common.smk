@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from spino.data import dataset_files
+from spino.deploy.media import sources
 from spino.labelgen.head_kinds import HEAD_KINDS, heads_trained
 from spino.provenance import command_code_digest, listing_digest
 from spino.store import STORE_NAMES, remove_damaged_markers, shard_count
@@ -89,6 +90,19 @@ def dataset_listing():
 def generated_dataset():
     """The demo dataset as an input (make_demo writes it); a real dataset is no job's output."""
     return config["dataset"]["root"] if config["dataset"]["kind"] == "demo" else []
+
+
+def segment_media(wildcards):
+    """The files `snakemake segment` reads (config `segment.inputs`), listed when its job is planned:
+    a new or changed image reruns it. Inputs inside the generated demo dataset are covered by the
+    dataset itself (make_demo's output), whose files do not exist before it runs."""
+    inputs = config["segment"]["inputs"]
+    if not inputs:
+        raise ValueError("segment.inputs is empty: name the images, folders, globs or videos to segment")
+    generated = generated_dataset()
+    root = Path(generated).resolve() if generated else None
+    own = [i for i in inputs if root is None or not Path(i).resolve().is_relative_to(root)]
+    return ([generated] if len(own) < len(inputs) else []) + [str(s.path) for s in sources(own)]
 
 
 def dataset_args():

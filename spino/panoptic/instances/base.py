@@ -74,3 +74,15 @@ class InstanceMethod(ABC):
     ) -> torch.Tensor:
         """The panoptic map (spino encoding, int64) of one image at ``size`` from its semantic logits
         (1, C, h, w) and its instance outputs (batch of one)."""
+
+    def scored_panoptic(
+        self,
+        semantic: torch.Tensor,
+        outputs: dict[str, torch.Tensor],
+        class_set: ClassSet,
+        cfg: PostprocessConfig,
+        size: tuple[int, int],
+    ) -> tuple[torch.Tensor, dict[int, float]]:
+        """``panoptic``'s map and the method's confidence of each thing segment (panoptic id -> score;
+        empty for a method that scores none)."""
+        return self.panoptic(semantic, outputs, class_set, cfg, size), {}

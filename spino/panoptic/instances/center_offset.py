@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spino.classes import ClassSet
+from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR
 from spino.losses import weighted_mean
 from spino.panoptic.instances.base import InstanceMethod
 from spino.panoptic.layers import head
@@ -19,6 +20,15 @@ from spino.panoptic.postprocess import PostprocessConfig, panoptic_from_outputs
 from spino.panoptic.targets import TargetConfig, panoptic_targets
 
 X_NEGATED = torch.tensor([1.0, -1.0]).view(1, 2, 1, 1)  # a mirror reverses the x component of an offset
+
+
+def peak_per_instance(panoptic: torch.Tensor, heatmap: torch.Tensor) -> dict[int, float]:
+    """Panoptic id -> the heatmap's maximum over that instance's pixels, for every thing instance."""
+    instance = (panoptic % LABEL_DIVISOR > 0) & (panoptic != IGNORE_PANOPTIC)
+    ids, index = panoptic[instance].unique(return_inverse=True)
+    peaks = torch.full((len(ids),), -torch.inf, device=heatmap.device)
+    peaks = peaks.scatter_reduce(0, index, heatmap[instance].float(), reduce="amax")
+    return dict(zip(ids.tolist(), peaks.tolist()))
 
 
 class CenterOffset(InstanceMethod):
@@ -61,9 +71,13 @@ class CenterOffset(InstanceMethod):
     def panoptic(
         self, semantic: torch.Tensor, outputs, class_set: ClassSet, cfg: PostprocessConfig, size
     ) -> torch.Tensor:
+        return self.scored_panoptic(semantic, outputs, class_set, cfg, size)[0]
+
+    def scored_panoptic(self, semantic, outputs, class_set, cfg, size):
         """As detectron2's Panoptic-DeepLab: semantic logits, centre heatmap and offsets (scaled to the
         new pixel size) are resized bilinearly to ``size`` first, and centres and grouping are found
-        there, so boundaries and small instances keep the output resolution."""
+        there, so boundaries and small instances keep the output resolution. An instance's score is
+        the heatmap's peak over its pixels: the height of the centre that gathered it."""
         center, offset = outputs["center"], outputs["offset"]
         if tuple(size) != tuple(semantic.shape[-2:]):
             scale = torch.tensor([size[0] / offset.shape[-2], size[1] / offset.shape[-1]], device=offset.device)
@@ -72,4 +86,5 @@ class CenterOffset(InstanceMethod):
                 for t in (semantic, center, offset)
             )
             offset = offset * scale.view(1, 2, 1, 1)
-        return panoptic_from_outputs(semantic[0], center[0], offset[0], class_set, cfg)
+        panoptic = panoptic_from_outputs(semantic[0], center[0], offset[0], class_set, cfg)
+        return panoptic, peak_per_instance(panoptic, center[0, 0])

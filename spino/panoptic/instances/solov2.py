@@ -198,13 +198,18 @@ class Solov2(InstanceMethod):
         return {**outputs, "category": torch.logit(mean, eps=1e-6)}
 
     def panoptic(self, semantic, outputs, class_set, cfg: PostprocessConfig, size) -> torch.Tensor:
+        return self.scored_panoptic(semantic, outputs, class_set, cfg, size)[0]
+
+    def scored_panoptic(self, semantic, outputs, class_set, cfg, size):
+        """Instances detected at ``size``, fused with the semantic logits there; each instance's score
+        is its detection's (category score x maskness, after Matrix NMS)."""
         semantic = F.interpolate(semantic, size=tuple(size), mode="bilinear", align_corners=False)[0]
         instances = detect(outputs, class_set, self.cfg, tuple(size))
         if self.cfg.fusion == "efficientps":
-            pan = fuse_efficientps(semantic, instances, class_set)
+            pan, scores = fuse_efficientps(semantic, instances, class_set)
         else:
-            pan = paste_instances(semantic, instances, class_set, self.cfg.overlap_threshold)
-        return drop_small_stuff(pan, semantic.argmax(0), class_set, cfg.stuff_area)
+            pan, scores = paste_instances(semantic, instances, class_set, self.cfg.overlap_threshold)
+        return drop_small_stuff(pan, semantic.argmax(0), class_set, cfg.stuff_area), scores
 
 
 def flip_cells(values: torch.Tensor, grids: tuple[int, ...]) -> torch.Tensor:
@@ -342,14 +347,19 @@ def detect(outputs: dict[str, torch.Tensor], class_set: ClassSet, cfg: Solov2Con
     }
 
 
-def _numbered(panoptic: torch.Tensor, masks: list[torch.Tensor], classes: list[int]) -> torch.Tensor:
+def _numbered(
+    panoptic: torch.Tensor, masks: list[torch.Tensor], classes: list[int], scores: list[float]
+) -> tuple[torch.Tensor, dict[int, float]]:
+    """The masks painted as instances numbered per class in the order given; panoptic id -> score."""
     count: dict[int, int] = {}
-    for mask, cls in zip(masks, classes):
+    scored = {}
+    for mask, cls, score in zip(masks, classes, scores):
         count[cls] = count.get(cls, 0) + 1
         if count[cls] >= LABEL_DIVISOR:
             raise InputError(f"more than {LABEL_DIVISOR - 1} instances of one class")
         panoptic[mask] = cls * LABEL_DIVISOR + count[cls]
-    return panoptic
+        scored[cls * LABEL_DIVISOR + count[cls]] = score
+    return panoptic, scored
 
 
 def _stuff_base(semantic: torch.Tensor, class_set: ClassSet) -> tuple[torch.Tensor, torch.Tensor]:
@@ -361,14 +371,16 @@ def _stuff_base(semantic: torch.Tensor, class_set: ClassSet) -> tuple[torch.Tens
     return panoptic, labels
 
 
-def paste_instances(semantic: torch.Tensor, instances: dict, class_set: ClassSet, overlap: float) -> torch.Tensor:
+def paste_instances(
+    semantic: torch.Tensor, instances: dict, class_set: ClassSet, overlap: float
+) -> tuple[torch.Tensor, dict[int, float]]:
     """Instances pasted by descending score where no higher-scored one is (an instance whose mask lies
     more than ``overlap`` under those is dropped), stuff from the semantic argmax elsewhere, thing
     pixels no instance takes void."""
     panoptic, _ = _stuff_base(semantic, class_set)
     taken = torch.zeros(panoptic.shape, dtype=torch.bool, device=panoptic.device)
-    masks, classes = [], []
-    for mask, cls in zip(instances["masks"], instances["classes"].tolist()):
+    masks, classes, scores = [], [], []
+    for mask, cls, score in zip(instances["masks"], instances["classes"].tolist(), instances["scores"].tolist()):
         area = int(mask.sum())
         if area == 0 or int((mask & taken).sum()) / area > overlap:
             continue
@@ -376,10 +388,13 @@ def paste_instances(semantic: torch.Tensor, instances: dict, class_set: ClassSet
         taken |= mask
         masks.append(mask)
         classes.append(cls)
-    return _numbered(panoptic, masks, classes)
+        scores.append(score)
+    return _numbered(panoptic, masks, classes, scores)
 
 
-def fuse_efficientps(semantic: torch.Tensor, instances: dict, class_set: ClassSet) -> torch.Tensor:
+def fuse_efficientps(
+    semantic: torch.Tensor, instances: dict, class_set: ClassSet
+) -> tuple[torch.Tensor, dict[int, float]]:
     """EfficientPS's fusion: each instance's logits m with its class's semantic logits s as
     (sigmoid(m) + sigmoid(s)) * (m + s), then a per-pixel argmax against the stuff logits."""
     panoptic, labels = _stuff_base(semantic, class_set)
@@ -397,5 +412,6 @@ def fuse_efficientps(semantic: torch.Tensor, instances: dict, class_set: ClassSe
     panoptic[winner >= 0] = IGNORE_PANOPTIC  # thing pixels of the semantic map stay void unless an instance wins them
     panoptic[(winner < 0) & stuff[labels]] = labels[(winner < 0) & stuff[labels]].long() * LABEL_DIVISOR
     masks = [winner == k for k in range(len(instances["classes"]))]
-    kept = [(m, c) for m, c in zip(masks, instances["classes"].tolist()) if m.any()]
-    return _numbered(panoptic, [m for m, _ in kept], [c for _, c in kept])
+    kept = [k for k, m in enumerate(masks) if m.any()]
+    classes, scores = instances["classes"].tolist(), instances["scores"].tolist()
+    return _numbered(panoptic, [masks[k] for k in kept], [classes[k] for k in kept], [scores[k] for k in kept])

@@ -1,0 +1,49 @@
+"""`spino segment`: a trained model on new images, folders, globs and videos.
+
+Outputs mirror the input tree under --out: COCO panoptic (``panoptic/<name>.png`` + ``panoptic.json``)
+or Cityscapes gtFine PNGs, overlays with --overlay, and for each video its frames and an overlay
+video. ``segment.json`` is written last.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from spino.commands._options import add_device, positive_int
+from spino.deploy.outputs import OUTPUT_FORMATS
+
+HELP = "segment new images and videos with a trained model (checkpoint, bundle or ONNX)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", type=Path, help="model.pt, a .safetensors bundle or an .onnx file (spino export-model)")
+    p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively), globs, video files")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--format", choices=list(OUTPUT_FORMATS), default="coco")
+    p.add_argument("--overlay", action="store_true", help="also write overlay/<name>.png for each image")
+    p.add_argument("--batch-size", type=positive_int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="DataLoader processes reading images (0: none)")
+    p.add_argument("--keep-going", action="store_true", help="skip unreadable inputs, list them at the end, exit 1")
+    p.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
+    add_device(p)
+
+
+def run(args: argparse.Namespace) -> None:
+    from spino.deploy.segment_files import segment_files
+    from spino.deploy.segmenter import Segmenter
+
+    segmenter = Segmenter.from_checkpoint(args.model, args.device)
+    summary = segment_files(
+        segmenter,
+        args.inputs,
+        args.out,
+        args.format,
+        args.overlay,
+        args.batch_size,
+        args.workers,
+        args.keep_going,
+        args.overwrite,
+        str(args.model),
+    )
+    print(f"{args.out}: {summary['frames']} images segmented ({args.format})")

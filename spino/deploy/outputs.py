@@ -1,0 +1,96 @@
+"""What ``spino segment`` writes for each image or frame, named after its input.
+
+- ``coco``: ``panoptic/<name>.png`` (COCO panoptic RGB ids) and ``panoptic.json`` (segments_info,
+  the model's classes as categories), written last: a folder without it is incomplete.
+- ``gtfine``: ``<name>_gtFine_labelIds.png``, ``_instanceIds.png`` and ``_labelTrainIds.png``
+  (a trailing ``_leftImg8bit`` of the name dropped, as Cityscapes names its labels), which
+  ``spino evaluate`` scores.
+- ``overlay/<name>.png`` with ``--overlay``; a video's frames also as ``overlay/<video>.mp4``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from spino.classes import ClassSet
+from spino.config import register_choices
+from spino.data.io import atomic_path, write_png
+from spino.errors import with_path
+from spino.export import CocoPanoptic, write_gtfine
+from spino.viz import overlay
+
+CITYSCAPES_IMAGE_TAG = "_leftImg8bit"
+
+
+class CocoOutput:
+    def __init__(self, out: Path, class_set: ClassSet):
+        self.coco = CocoPanoptic(out, class_set)
+
+    def write(self, name: str, panoptic: np.ndarray) -> None:
+        self.coco.add(name, panoptic)
+
+    def close(self) -> None:
+        self.coco.close()
+
+
+class GtfineOutput:
+    def __init__(self, out: Path, class_set: ClassSet):
+        self.out, self.class_set = out, class_set
+
+    def write(self, name: str, panoptic: np.ndarray) -> None:
+        path = PurePosixPath(name)
+        image_id = path.name.removesuffix(CITYSCAPES_IMAGE_TAG)
+        write_gtfine(self.out / path.parent, image_id, panoptic, self.class_set)
+
+    def close(self) -> None:
+        pass
+
+
+# `spino segment --format <name>`: the writer of each format.
+OUTPUT_FORMATS = {"coco": CocoOutput, "gtfine": GtfineOutput}
+register_choices("segment.format", OUTPUT_FORMATS)
+
+
+class OverlayVideo:
+    """An overlay video being encoded frame by frame (H.264 where PyAV has it, else MPEG-4 Part 2),
+    at the input video's frame rate; renamed into place when closed."""
+
+    def __init__(self, path: Path, rate: float):
+        import av
+
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._atomic = atomic_path(path)
+        tmp = self._atomic.__enter__()
+        self.container = av.open(str(tmp), mode="w", format="mp4")
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        self.stream = self.container.add_stream(codec, rate=round(rate))
+        self.stream.pix_fmt = "yuv420p"
+        self.started = False
+
+    def add(self, rgb: np.ndarray) -> None:
+        import av
+
+        h, w = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2  # yuv420p needs even sizes
+        if not self.started:
+            self.stream.height, self.stream.width = h, w
+            self.started = True
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:h, :w]), format="rgb24")
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def close(self, ok: bool = True) -> None:
+        try:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+            self.container.close()
+        except OSError as err:
+            raise with_path(err, self.path) from err
+        finally:
+            self._atomic.__exit__(None if ok else RuntimeError, None, None)
+
+
+def write_overlay(out: Path, name: str, image: np.ndarray, panoptic: np.ndarray, class_set: ClassSet) -> None:
+    write_png(out / "overlay" / f"{name}.png", overlay(image, panoptic, class_set))

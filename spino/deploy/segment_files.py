@@ -1,0 +1,165 @@
+"""``spino segment``'s loop: frames read by a DataLoader worker, the model on batches, results written
+by a thread, so that reading, the network and writing overlap and memory stays bounded (a few
+batches in flight, whatever the number of images).
+
+``<out>/segment.json`` (the model, the format, how many images, which inputs failed) is written
+last: a folder without it was not finished.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from spino.classes import ClassSet
+from spino.data.io import write_json
+from spino.deploy.media import Frame, Source, frame_rate, frames, sources
+from spino.deploy.outputs import OUTPUT_FORMATS, CocoOutput, GtfineOutput, OverlayVideo, write_overlay
+from spino.deploy.segmenter import Segmentation, Segmenter
+from spino.errors import InputError
+from spino.progress import progress
+from spino.transforms import image_tensor
+from spino.viz import overlay
+
+
+class FrameStream(IterableDataset):
+    """Each worker's share of the sources (whole sources, so a video's frames stay in order), as
+    (frame, the network's input) pairs."""
+
+    def __init__(self, items: list[Source], input_size: tuple[int, int]):
+        self.items, self.input_size = items, input_size
+
+    def __iter__(self):
+        info = get_worker_info()
+        mine = self.items[info.id :: info.num_workers] if info else self.items
+        for source in mine:
+            for frame in frames(source):
+                yield frame, None if frame.image is None else image_tensor(frame.image, self.input_size)
+
+
+@dataclass
+class Writer:
+    """The outputs of each segmented frame, written in a background thread (one, so files of a video
+    are written in frame order); at most ``limit`` frames wait."""
+
+    out: Path
+    output: CocoOutput | GtfineOutput
+    class_set: ClassSet
+    overlays: bool
+    limit: int
+    pending: deque = field(default_factory=deque)
+    videos: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spino-writer")
+
+    def submit(self, frame: Frame, result: Segmentation) -> None:
+        self.pending.append(self.pool.submit(self._write, frame, result))
+        while len(self.pending) > self.limit:
+            self.pending.popleft().result()
+
+    def _write(self, frame: Frame, result: Segmentation) -> None:
+        self.output.write(frame.name, result.panoptic)
+        if frame.source.is_video:
+            video = self.videos.get(frame.source.path)
+            if video is None:
+                path = self.out / "overlay" / f"{frame.source.name}.mp4"
+                video = self.videos[frame.source.path] = OverlayVideo(path, frame_rate(frame.source.path))
+            video.add(overlay(frame.image, result.panoptic, self.class_set))
+            if frame.last:
+                self.videos.pop(frame.source.path).close()
+        elif self.overlays:
+            write_overlay(self.out, frame.name, frame.image, result.panoptic, self.class_set)
+
+    def finish(self) -> None:
+        while self.pending:
+            self.pending.popleft().result()
+        self.pool.submit(self.output.close).result()
+        self.pool.shutdown()
+
+
+def segment_files(
+    segmenter: Segmenter,
+    inputs: list[str],
+    out: Path,
+    fmt: str = "coco",
+    overlays: bool = False,
+    batch_size: int = 1,
+    workers: int = 1,
+    keep_going: bool = False,
+    overwrite: bool = False,
+    model_name: str = "",
+) -> dict:
+    """Segment every image and video frame of ``inputs`` into ``out``; returns the summary written
+    to ``segment.json``. An unreadable input stops it with its one line, or with ``keep_going`` is
+    listed and the others written (then InputError after the summary)."""
+    items = sources(inputs)
+    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not overwrite):
+        raise InputError(f"{out}: already exists and is not empty; pass --overwrite or choose another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    writer = Writer(out, OUTPUT_FORMATS[fmt](out, segmenter.class_set), segmenter.class_set, overlays, 4 * batch_size)
+    loader = DataLoader(
+        FrameStream(items, segmenter.input_size),
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=2 * batch_size if workers else None,
+    )
+    failed: list[str] = []
+    count = 0
+    batch: list[tuple[Frame, torch.Tensor]] = []
+    for frame, tensor in progress(loader, "segment", total=expected_frames(items), unit="img"):
+        if frame.error is not None:
+            if not keep_going:
+                raise InputError(frame.error)
+            print(f"spino segment: skipped: {frame.error}", file=sys.stderr)
+            failed.append(frame.error)
+            continue
+        batch.append((frame, tensor))
+        if len(batch) == batch_size:
+            count += run_batch(segmenter, batch, writer)
+    count += run_batch(segmenter, batch, writer)
+    writer.finish()
+    summary = {"model": model_name, "format": fmt, "inputs": list(inputs), "frames": count, "failed": failed}
+    write_json(out / "segment.json", summary)
+    if failed:
+        listed = "\n".join(f"  {line}" for line in failed)
+        raise InputError(f"{len(failed)} input(s) could not be read, the other {count} frames were written:\n{listed}")
+    return summary
+
+
+def run_batch(segmenter: Segmenter, batch: list[tuple[Frame, torch.Tensor]], writer: Writer) -> int:
+    """Segment and hand to the writer the frames of ``batch`` (emptied); returns how many."""
+    if not batch:
+        return 0
+    results = segmenter.segment_prepared(torch.stack([t for _, t in batch]), [f.image.shape[:2] for f, _ in batch])
+    for (frame, _), result in zip(batch, results):
+        writer.submit(frame, result)
+    n = len(batch)
+    batch.clear()
+    return n
+
+
+def expected_frames(items: list[Source]) -> int | None:
+    """Images plus the frames videos declare (None when a video does not say)."""
+    total = 0
+    for source in items:
+        if not source.is_video:
+            total += 1
+            continue
+        try:
+            import av
+
+            with av.open(str(source.path)) as container:
+                frames_declared = container.streams.video[0].frames
+        except Exception:  # an unreadable video fails later, with its own message
+            return None
+        if not frames_declared:
+            return None
+        total += frames_declared
+    return total
