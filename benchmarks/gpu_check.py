@@ -10,7 +10,7 @@ loader, peak memory, the dtype a ViT block computes in, the devices of the saved
 tensors, whether every loss is finite; NCCL at world size 1 with SyncBatchNorm and DDP, two bf16
 steps; ``predict_panoptic`` at 1024x2048 with flip off and on; the label generator on one
 2048x1024 image at the paper's widths, fp32 against bf16 heads and backbone (seconds, memory and
-how many pixels agree); 20 steps of every head kind. Random weights: the costs do not depend on them.
+how many pixels agree); 20 steps of every head kind; ``spino segment``'s images/s at 1024x2048. Random weights: the costs do not depend on them.
 """
 
 from __future__ import annotations
@@ -261,6 +261,28 @@ def check_prediction(checkpoint: Path, sizes: dict, device: torch.device) -> Non
         )
 
 
+def check_segment(checkpoint: Path, sizes: dict, device: torch.device, tmp: Path) -> None:
+    """``spino segment``'s loop (read, network, post-processing, COCO writes) on synthetic images of the
+    full size: images/s at batch 1 and 4."""
+    from spino.deploy.segment_files import segment_files
+    from spino.deploy.segmenter import Segmenter
+
+    rng = np.random.default_rng(4)
+    folder = tmp / "segment-images"
+    synthetic_samples(folder, 12, sizes["image"], CITYSCAPES_19, rng)
+    images = sorted(str(p) for p in folder.glob("*.png"))
+    segmenter = Segmenter.from_checkpoint(checkpoint, str(device))
+    for batch_size in (1, 4):
+        reset_peak(device)
+        start = time.perf_counter()
+        segment_files(segmenter, images, tmp / f"segmented-{batch_size}", batch_size=batch_size, workers=2)
+        seconds = time.perf_counter() - start
+        print(
+            f"batch {batch_size}: {len(images) / seconds:.2f} images/s at {sizes['image'][1]}x{sizes['image'][0]}; "
+            f"{peak_memory(device)}"
+        )
+
+
 def check_label_generator(sizes: dict, device: torch.device, tmp: Path) -> None:
     """fp32 against bf16 (heads and backbone) on one image of the full size, the config's scales."""
     config = head_settings(sizes)
@@ -348,6 +370,8 @@ def main() -> None:
         check_ddp(sizes, device)
         section(f"predict_panoptic at {sizes['image']}")
         check_prediction(checkpoint, sizes, device)
+        section(f"spino segment at {sizes['image']}")
+        check_segment(checkpoint, sizes, device, tmp)
         section(f"label generator ({sizes['labelgen_config']}), fp32 and bf16")
         check_label_generator(sizes, device, tmp)
         section("head training, every kind")

@@ -190,7 +190,7 @@ def test_gpu_check_runs_green_at_tiny_sizes_on_the_cpu() -> None:
             f"{method}: ViT block outputs in ['float32']; saved tensors on {{'model.pt': {{'cpu'}}, 'last.pt': {{'cpu'}}}}; losses finite: True"
             in out
         )
-    assert "gloo, timeout 1:00:00" in out and "flip True:" in out
+    assert "gloo, timeout 1:00:00" in out and "flip True:" in out and "batch 4: " in out
     agree = float(out.split("bf16 vs fp32: semantic agrees on ")[1].split(" %")[0])
     assert 80 < agree <= 100, agree  # the same heads in both precisions: rounding moves only near-ties
     for kind in ("semantic", "boundary", "embedding"):

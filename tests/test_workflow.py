@@ -833,3 +833,90 @@ def test_label_free_run_scores_clusters_after_matching(tmp_path: Path) -> None:
     assert refused.returncode != 0 and "which labelgen: primaps does not train" in refused.stdout + refused.stderr
     refused = snakemake(tmp_path, {k: v for k, v in TINY.items() if k != "panoptic"}, "-n")
     assert refused.returncode != 0 and "'panoptic' is a required property" in refused.stdout + refused.stderr
+
+
+# -- the trained model on new images ---------------------------------------------------------------
+def test_segment_on_the_val_images_scores_exactly_as_the_predictions(finished_run: Path, tmp_path: Path) -> None:
+    """`spino segment --format gtfine` on the run's val images (one thread, as the predict rule runs)
+    scores under `spino evaluate` as results/tiny/predictions.zarr does: the deployed path and the
+    workflow's are the same predictions."""
+    import pandas as pd
+
+    results = finished_run / "results" / "tiny"
+    manifest = pd.read_csv(results / "manifest.csv", keep_default_na=False)
+    val = [str(finished_run / p) for p in manifest[manifest.split == "val"].image]
+    out = tmp_path / "segmented"
+    result = spino_cli(
+        finished_run,
+        "--threads",
+        "1",
+        "segment",
+        str(results / "panoptic/model.pt"),
+        *val,
+        "--out",
+        str(out),
+        "--format",
+        "gtfine",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = {}
+    for name, prediction in (("workflow", results / "predictions.zarr"), ("segment", out)):
+        args = [
+            str(prediction),
+            "--gt",
+            str(results / "ground_truth.zarr"),
+            "--manifest",
+            str(results / "manifest.csv"),
+        ]
+        args += [
+            "--exclude-annotated",
+            "--json",
+            str(tmp_path / f"{name}.json"),
+            "--csv",
+            str(tmp_path / f"{name}.csv"),
+        ]
+        assert spino_cli(finished_run, "evaluate", *args).returncode == 0
+        scores[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert scores["segment"]["summary"]["images"] == scores["workflow"]["summary"]["images"] == len(val)
+    assert_same_numbers(scores["segment"], scores["workflow"])
+
+
+def assert_same_numbers(a, b, where: str = "") -> None:
+    """The same structure, the same ints and strings, floats within 1e-9 (NaN equal to NaN)."""
+    assert type(a) is type(b), where
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same_numbers(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_numbers(x, y, f"{where}[{i}]")
+    elif isinstance(a, float):
+        assert abs(a - b) <= 1e-9 or (np.isnan(a) and np.isnan(b)), (where, a, b)
+    else:
+        assert a == b, where
+
+
+def test_snakemake_segment_reruns_for_a_new_image_and_for_nothing_else(finished_run: Path, tmp_path: Path) -> None:
+    run = copy_of(finished_run, tmp_path)
+    photos = run / "photos"
+    photos.mkdir()
+    images = sorted((run / "resources/demo-tiny/images").glob("*.png"))
+    for image in images[:2]:
+        shutil.copy(image, photos / image.name)
+    config = {**copy.deepcopy(TINY), "segment": {"inputs": ["photos"], "format": "coco"}}
+    result = snakemake(run, config, "segment")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = run / "results/tiny/segment"
+    payload = json.loads((out / "panoptic.json").read_text())
+    assert [a["image_id"] for a in payload["annotations"]] == [p.stem for p in images[:2]]
+    assert len(list((out / "overlay").glob("*.png"))) == 2  # segment.overlay: true by default
+    assert planned_rules(snakemake(run, config, "segment", "-n")) == set()
+    other = {**config, "suggest": {"k": 3}}
+    assert planned_rules(snakemake(run, other, "segment", "-n")) == set()
+    shutil.copy(images[2], photos / images[2].name)
+    assert planned_rules(snakemake(run, config, "segment", "-n")) == {"segment"}
+    result = snakemake(run, config, "segment")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(json.loads((out / "panoptic.json").read_text())["annotations"]) == 3

@@ -120,7 +120,7 @@ def export_onnx(model: PanopticModel, class_set: ClassSet, postprocess: Postproc
     import onnx
 
     model = model.cpu().eval()
-    wrapped = OutputsInOrder(model)
+    wrapped = OutputsInOrder(model).eval()
     example = torch.zeros(2, 3, *model.cfg.input_size)
     program = torch.onnx.export(
         wrapped,

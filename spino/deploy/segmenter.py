@@ -122,7 +122,7 @@ def as_array(image) -> np.ndarray:
             raise InputError(f"an image tensor must be (3, H, W), got {tuple(image.shape)}")
         return image.detach().cpu().permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
     if hasattr(image, "convert"):  # PIL
-        return np.asarray(image.convert("RGB"))
+        return np.array(image.convert("RGB"))
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise InputError(f"an image array must be (H, W, 3) RGB, got {image.shape}")

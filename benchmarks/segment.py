@@ -1,0 +1,132 @@
+"""`spino segment` throughput against the network's forward alone, and its memory over many images.
+
+    python benchmarks/segment.py                      # 200 images of 1024 x 512, eager and ONNX, batch 1 and 4
+    python benchmarks/segment.py --images 40 --batch-sizes 1 --no-onnx
+
+The model is config/examples/cityscapes-mini.yaml's architecture (EfficientNet-Lite0 with its ImageNet
+weights, adapter 96, decoders 64, heads 48, 256 x 512 input) with random heads: the cost does not
+depend on the head weights. Images are synthetic PNGs (street-like bands and boxes, plus noise, so
+they decode like photos). For each runtime and batch size it prints: images/s of the whole command
+(read, resize, network, post-processing at 1024 x 512, COCO PNG writes) and of the forward passes
+alone on the same batches, their ratio (target <= 1.25), and the main process's peak RSS after a
+run of 20 images and after a run of all of them (target: within 5 %; the reader process is apart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from panoptic import synthetic_label  # noqa: E402  (benchmarks/panoptic.py)
+
+from spino.classes import CITYSCAPES_19  # noqa: E402
+from spino.config import load  # noqa: E402
+from spino.data.io import write_png  # noqa: E402
+from spino.deploy.model_files import export_onnx  # noqa: E402
+from spino.deploy.segment_files import segment_files  # noqa: E402
+from spino.deploy.segmenter import Segmenter  # noqa: E402
+from spino.encoding import semantic_of  # noqa: E402
+from spino.panoptic.checkpoint import save_model  # noqa: E402
+from spino.panoptic.model import ModelConfig, PanopticModel  # noqa: E402
+from spino.panoptic.postprocess import PostprocessConfig  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def reset_peak_rss() -> None:
+    """Linux: start this process's peak resident memory (VmHWM) afresh."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_gib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def write_images(folder: Path, n: int, size: tuple[int, int]) -> list[Path]:
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 232, (256, 3), dtype=np.uint8)
+    paths = []
+    for i in range(n):
+        label = synthetic_label(rng, size, CITYSCAPES_19)
+        paths.append(folder / f"{i:04d}.png")
+        write_png(paths[-1], colours[semantic_of(label)] + rng.integers(0, 24, (*size, 3), dtype=np.uint8))
+    return paths
+
+
+def forward_only(segmenter: Segmenter, paths: list[Path], batch_size: int) -> float:
+    """Seconds of the network's forward passes alone over the images (prepared up front, not timed)."""
+    from spino.data.io import read_image
+
+    batches = [
+        torch.stack([segmenter.prepare(read_image(p)) for p in paths[i : i + batch_size]])
+        for i in range(0, len(paths), batch_size)
+    ]
+    start = time.perf_counter()
+    with torch.no_grad():
+        for batch in batches:
+            segmenter.model.network(batch)
+    return time.perf_counter() - start
+
+
+def whole_command(segmenter: Segmenter, paths: list[Path], batch_size: int, out: Path) -> float:
+    start = time.perf_counter()
+    segment_files(segmenter, [str(p) for p in paths], out, "coco", batch_size=batch_size, workers=1)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=200)
+    p.add_argument("--size", type=int, nargs=2, default=(512, 1024), help="image height and width")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
+    p.add_argument("--no-onnx", action="store_true")
+    args = p.parse_args()
+    config = yaml.safe_load((REPO / "config/examples/cityscapes-mini.yaml").read_text())
+    torch.manual_seed(0)
+    model_cfg = ModelConfig.from_dict(config["panoptic"]["model"], config["backbone"])
+    model = PanopticModel(model_cfg, CITYSCAPES_19.num_classes).eval()
+    post = load(PostprocessConfig, config["panoptic"]["train"].get("postprocess", {}))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        paths = write_images(tmp / "images", args.images, tuple(args.size))
+        models = {"eager": tmp / "model.pt"}
+        save_model(models["eager"], model, model_cfg, CITYSCAPES_19, post)
+        if not args.no_onnx:
+            models["onnx"] = tmp / "model.onnx"
+            export_onnx(model, CITYSCAPES_19, post, models["onnx"])
+        print(
+            f"{args.images} images of {args.size[1]}x{args.size[0]}, model input {model_cfg.input_size[1]}x"
+            f"{model_cfg.input_size[0]} ({model_cfg.instance}), threads {torch.get_num_threads()}"
+        )
+        for runtime, path in models.items():
+            segmenter = Segmenter.from_checkpoint(path, device="cpu")
+            for batch_size in args.batch_sizes:
+                reset_peak_rss()
+                few = whole_command(segmenter, paths[:20], batch_size, tmp / f"few-{runtime}-{batch_size}")
+                rss_few = peak_rss_gib()
+                total = whole_command(segmenter, paths, batch_size, tmp / f"all-{runtime}-{batch_size}")
+                rss_all = peak_rss_gib()
+                forward = forward_only(segmenter, paths, batch_size)
+                n = len(paths)
+                print(
+                    f"{runtime:<6} batch {batch_size}: segment {n / total:.2f} images/s, forward alone "
+                    f"{n / forward:.2f} images/s, ratio {total / forward:.2f} (target <= 1.25); "
+                    f"20 images {20 / few:.2f} images/s; peak RSS {rss_few:.2f} GiB after 20, {rss_all:.2f} GiB "
+                    f"after {n} ({100 * (rss_all / rss_few - 1):+.1f} %)"
+                )
+
+
+if __name__ == "__main__":
+    main()
