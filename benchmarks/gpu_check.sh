@@ -30,7 +30,7 @@ case "${1:-}" in
   *) echo "usage: $0 [--cpu | --fetch-wheels]" >&2; exit 2 ;;
 esac
 
-if [[ -d .whl ]]; then
+if [[ -d .whl && "${1:-}" != --cpu ]]; then  # the GPU machine's Python 3.12 wheels
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site
 fi
