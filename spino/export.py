@@ -57,6 +57,16 @@ def coco_categories(class_set: ClassSet) -> list[dict]:
     ]
 
 
+def bounding_boxes(labels: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
+    """(x min, x max, y min, y max) of each label 0..n-1 of a map, from which rows and columns hold
+    it: two passes over the map whatever the number of segments."""
+    h, w = labels.shape
+    rows, cols = np.zeros((n, h), dtype=bool), np.zeros((n, w), dtype=bool)
+    rows[labels, np.arange(h)[:, None]] = True
+    cols[labels, np.arange(w)[None, :]] = True
+    return cols.argmax(1), w - 1 - cols[:, ::-1].argmax(1), rows.argmax(1), h - 1 - rows[:, ::-1].argmax(1)
+
+
 def to_coco_png(panoptic: np.ndarray, class_set: ClassSet) -> tuple[np.ndarray, list[dict]]:
     """COCO panoptic RGB map (id = R + 256 G + 256^2 B, 0 = void) and its segments_info.
 
@@ -65,20 +75,20 @@ def to_coco_png(panoptic: np.ndarray, class_set: ClassSet) -> tuple[np.ndarray, 
     thing = class_set.thing_mask()
     ids, inverse, areas = np.unique(panoptic, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(panoptic.shape)
+    x0, x1, y0, y1 = bounding_boxes(inverse, len(ids))
     segments, seg_ids = [], np.zeros(len(ids), dtype=np.uint32)
     for n, (pid, area) in enumerate(zip(ids.tolist(), areas.tolist())):
         if pid == IGNORE_PANOPTIC:
             continue
         seg_id = len(segments) + 1
         seg_ids[n] = seg_id
-        ys, xs = np.nonzero(inverse == n)
         cls, inst = divmod(pid, LABEL_DIVISOR)
         segments.append(
             {
                 "id": seg_id,
                 "category_id": cls,
                 "area": area,
-                "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
+                "bbox": [int(x0[n]), int(y0[n]), int(x1[n] - x0[n] + 1), int(y1[n] - y0[n] + 1)],
                 "iscrowd": int(thing[cls] and inst == 0),
             }
         )
