@@ -64,17 +64,6 @@ class InstanceMethod(ABC):
         """The instance outputs averaged with those of the mirrored image, mapped back."""
 
     @abstractmethod
-    def panoptic(
-        self,
-        semantic: torch.Tensor,
-        outputs: dict[str, torch.Tensor],
-        class_set: ClassSet,
-        cfg: PostprocessConfig,
-        size: tuple[int, int],
-    ) -> torch.Tensor:
-        """The panoptic map (spino encoding, int64) of one image at ``size`` from its semantic logits
-        (1, C, h, w) and its instance outputs (batch of one)."""
-
     def scored_panoptic(
         self,
         semantic: torch.Tensor,
@@ -83,6 +72,10 @@ class InstanceMethod(ABC):
         cfg: PostprocessConfig,
         size: tuple[int, int],
     ) -> tuple[torch.Tensor, dict[int, float]]:
-        """``panoptic``'s map and the method's confidence of each thing segment (panoptic id -> score;
-        empty for a method that scores none)."""
-        return self.panoptic(semantic, outputs, class_set, cfg, size), {}
+        """The panoptic map (spino encoding, int64) of one image at ``size`` from its semantic logits
+        (1, C, h, w) and its instance outputs (batch of one), and the method's confidence of each
+        thing instance (panoptic id -> score; empty for a method that scores none)."""
+
+    def panoptic(self, *args) -> torch.Tensor:
+        """``scored_panoptic``'s map alone (what ``spino predict`` stores)."""
+        return self.scored_panoptic(*args)[0]

@@ -16,7 +16,7 @@ from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR
 from spino.losses import weighted_mean
 from spino.panoptic.instances.base import InstanceMethod
 from spino.panoptic.layers import head
-from spino.panoptic.postprocess import PostprocessConfig, panoptic_from_outputs
+from spino.panoptic.postprocess import panoptic_from_outputs
 from spino.panoptic.targets import TargetConfig, panoptic_targets
 
 X_NEGATED = torch.tensor([1.0, -1.0]).view(1, 2, 1, 1)  # a mirror reverses the x component of an offset
@@ -67,11 +67,6 @@ class CenterOffset(InstanceMethod):
             "center": (outputs["center"] + mirrored["center"].flip(-1)) / 2,
             "offset": (outputs["offset"] + mirrored["offset"].flip(-1) * X_NEGATED.to(outputs["offset"].device)) / 2,
         }
-
-    def panoptic(
-        self, semantic: torch.Tensor, outputs, class_set: ClassSet, cfg: PostprocessConfig, size
-    ) -> torch.Tensor:
-        return self.scored_panoptic(semantic, outputs, class_set, cfg, size)[0]
 
     def scored_panoptic(self, semantic, outputs, class_set, cfg, size):
         """As detectron2's Panoptic-DeepLab: semantic logits, centre heatmap and offsets (scaled to the

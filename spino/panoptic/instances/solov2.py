@@ -26,7 +26,7 @@ from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, instance_of, semantic
 from spino.errors import InputError
 from spino.panoptic.instances.base import InstanceMethod
 from spino.panoptic.layers import FloatOutput
-from spino.panoptic.postprocess import PostprocessConfig, drop_small_stuff
+from spino.panoptic.postprocess import drop_small_stuff
 from spino.panoptic.targets import TargetConfig, semantic_targets
 
 MASK_STRIDE = 4  # the mask features' stride (the instance decoder's output)
@@ -196,9 +196,6 @@ class Solov2(InstanceMethod):
         and mask features stay the image's own (a mirrored kernel belongs to mirrored features)."""
         mean = (outputs["category"].sigmoid() + flip_cells(mirrored["category"], self.cfg.grids).sigmoid()) / 2
         return {**outputs, "category": torch.logit(mean, eps=1e-6)}
-
-    def panoptic(self, semantic, outputs, class_set, cfg: PostprocessConfig, size) -> torch.Tensor:
-        return self.scored_panoptic(semantic, outputs, class_set, cfg, size)[0]
 
     def scored_panoptic(self, semantic, outputs, class_set, cfg, size):
         """Instances detected at ``size``, fused with the semantic logits there; each instance's score
