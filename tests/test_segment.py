@@ -294,6 +294,11 @@ def test_bad_inputs_stop_with_one_line_naming_them(trained: dict, tmp_path: Path
         spino("segment", model, str(tmp_path / "missing.png"), "--out", str(tmp_path / "e"))
     )
 
+    video = tmp_path / "corrupt.mp4"
+    video.write_bytes(b"not a video")
+    line = error_line(spino("segment", model, str(video), "--out", str(tmp_path / "v")))
+    assert str(video) in line and ("cannot be decoded as a video" in line or "needs PyAV" in line)
+
     head = tmp_path / "semantic.pt"
     from spino.checkpoint import save_checkpoint
 
