@@ -41,11 +41,11 @@ from spino.labelgen.head_kinds import HEAD_KINDS  # noqa: E402
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig  # noqa: E402
 from spino.labelgen.train import HeadConfig, train_head  # noqa: E402
 from spino.panoptic.checkpoint import load_model  # noqa: E402
-from spino.panoptic.distributed import process_group_options, sync_batchnorm  # noqa: E402
+from spino.panoptic.distributed import Distributed, process_group_options, sync_batchnorm  # noqa: E402
 from spino.panoptic.instances import INSTANCE_METHODS  # noqa: E402
 from spino.panoptic.model import ModelConfig, PanopticModel  # noqa: E402
 from spino.panoptic.predict import predict_panoptic  # noqa: E402
-from spino.panoptic.train import TrainConfig, losses  # noqa: E402
+from spino.panoptic.train import TrainConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER = {
@@ -229,15 +229,8 @@ def check_ddp(sizes: dict, device: torch.device) -> None:
     batch = {k: torch.stack([t[k] for t in targets]).to(device) for k in targets[0]}
     batch["image"] = torch.rand((2, 3, *size), device=device) * 255
     model.train()
-    values = []
-    for _ in range(2):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out = net(batch["image"])
-        loss = losses(out, batch, cfg, method)["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        values.append(loss.item())
+    env, precision = Distributed(str(device)), training.Precision.of(device, cfg.amp)  # bf16 on a GPU
+    values = [training.train_step(net, optimizer, batch, step, cfg, env, method, precision)[2] for step in range(2)]
     dist.barrier(device_ids=[device.index] if device.type == "cuda" else None)
     dist.destroy_process_group()
     print(f"{options['backend']}, timeout {options['timeout']}, {synced} SyncBatchNorm layers, losses {values}")

@@ -37,7 +37,6 @@ class Frame:
 
     source: Source
     name: str  # output name: the source's, or "<video>/<frame number, 6 digits>"
-    index: int  # frame number within a video (0 for an image)
     last: bool  # the last frame of its source
     image: np.ndarray | None
     error: str | None = None
@@ -96,15 +95,15 @@ def frames(source: Source) -> Iterator[Frame]:
     source that cannot be read gives one frame with its error instead."""
     if not source.is_video:
         try:
-            yield Frame(source, source.name, 0, True, read_image(source.path))
+            yield Frame(source, source.name, True, read_image(source.path))
         except (InputError, OSError) as err:
-            yield Frame(source, source.name, 0, True, None, str(err))
+            yield Frame(source, source.name, True, None, str(err))
         return
     try:
         import av
     except ImportError:
         yield Frame(
-            source, source.name, 0, True, None, f"{source.path}: reading videos needs PyAV: pip install 'spino[video]'"
+            source, source.name, True, None, f"{source.path}: reading videos needs PyAV: pip install 'spino[video]'"
         )
         return
     try:
@@ -113,18 +112,19 @@ def frames(source: Source) -> Iterator[Frame]:
             for number, frame in enumerate(container.decode(video=0)):
                 if previous is not None:
                     yield previous
-                previous = Frame(source, f"{source.name}/{number:06d}", number, False, frame.to_ndarray(format="rgb24"))
+                previous = Frame(source, f"{source.name}/{number:06d}", False, frame.to_ndarray(format="rgb24"))
             if previous is None:
                 raise InputError("no video frames")
             previous.last = True
             yield previous
     except (av.FFmpegError, InputError, OSError) as err:
-        yield Frame(source, source.name, 0, True, None, f"{source.path}: cannot be decoded as a video ({err})")
+        yield Frame(source, source.name, True, None, f"{source.path}: cannot be decoded as a video ({err})")
 
 
-def frame_rate(path: Path) -> float:
+def video_info(path: Path) -> tuple[int, float]:
+    """(frames the video declares, 0 where it does not; frames per second, 25 where it does not say)."""
     import av
 
     with av.open(str(path)) as container:
-        rate = container.streams.video[0].average_rate
-    return float(rate) if rate else 25.0
+        stream = container.streams.video[0]
+        return stream.frames, float(stream.average_rate) if stream.average_rate else 25.0

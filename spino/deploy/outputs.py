@@ -61,7 +61,6 @@ class OverlayVideo:
         import av
 
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._atomic = atomic_path(path)
         tmp = self._atomic.__enter__()
         self.container = av.open(str(tmp), mode="w", format="mp4")
@@ -81,15 +80,14 @@ class OverlayVideo:
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
 
-    def close(self, ok: bool = True) -> None:
+    def close(self) -> None:
         try:
             for packet in self.stream.encode():
                 self.container.mux(packet)
             self.container.close()
         except OSError as err:
             raise with_path(err, self.path) from err
-        finally:
-            self._atomic.__exit__(None if ok else RuntimeError, None, None)
+        self._atomic.__exit__(None, None, None)
 
 
 def write_overlay(out: Path, name: str, image: np.ndarray, panoptic: np.ndarray, class_set: ClassSet) -> None:

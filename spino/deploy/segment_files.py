@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from spino.classes import ClassSet
 from spino.data.io import write_json
-from spino.deploy.media import Frame, Source, frame_rate, frames, sources
+from spino.deploy.media import Frame, Source, frames, sources, video_info
 from spino.deploy.outputs import OUTPUT_FORMATS, CocoOutput, GtfineOutput, OverlayVideo, write_overlay
 from spino.deploy.segmenter import Segmentation, Segmenter
 from spino.errors import InputError
@@ -70,7 +70,7 @@ class Writer:
             video = self.videos.get(frame.source.path)
             if video is None:
                 path = self.out / "overlay" / f"{frame.source.name}.mp4"
-                video = self.videos[frame.source.path] = OverlayVideo(path, frame_rate(frame.source.path))
+                video = self.videos[frame.source.path] = OverlayVideo(path, video_info(frame.source.path)[1])
             video.add(overlay(frame.image, result.panoptic, self.class_set))
             if frame.last:
                 self.videos.pop(frame.source.path).close()
@@ -78,9 +78,13 @@ class Writer:
             write_overlay(self.out, frame.name, frame.image, result.panoptic, self.class_set)
 
     def finish(self) -> None:
+        """Wait for every write, then close the output and any overlay video whose source stopped
+        before its last frame (a video that failed to decode midway, with --keep-going)."""
         while self.pending:
             self.pending.popleft().result()
         self.pool.submit(self.output.close).result()
+        for video in self.videos.values():
+            self.pool.submit(video.close).result()
         self.pool.shutdown()
 
 
@@ -153,13 +157,10 @@ def expected_frames(items: list[Source]) -> int | None:
             total += 1
             continue
         try:
-            import av
-
-            with av.open(str(source.path)) as container:
-                frames_declared = container.streams.video[0].frames
-        except Exception:  # an unreadable video fails later, with its own message
+            declared = video_info(source.path)[0]
+        except Exception:  # an unreadable video (or no PyAV) fails later, with its own message
             return None
-        if not frames_declared:
+        if not declared:
             return None
-        total += frames_declared
+        total += declared
     return total

@@ -23,7 +23,7 @@ import torch
 from spino.classes import IGNORE
 from spino.deploy.model_files import LoadedModel, open_model
 from spino.devices import resolve_device
-from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, PANOPTIC_DTYPE, semantic_of
+from spino.encoding import LABEL_DIVISOR, PANOPTIC_DTYPE, semantic_of
 from spino.errors import InputError
 from spino.panoptic.instances import instance_method
 from spino.panoptic.predict import batch_outputs
@@ -70,11 +70,7 @@ class Segmenter:
     def __call__(self, images) -> Segmentation | list[Segmentation]:
         """One image (numpy (H, W, 3) uint8, PIL image, tensor (3, H, W) 0..255) gives one Segmentation;
         a list of them, a (B, 3, H, W) tensor or a (B, H, W, 3) array gives a list."""
-        if isinstance(images, list):
-            return self.segment([as_array(image) for image in images])
-        if (isinstance(images, np.ndarray) and images.ndim == 4) or (
-            isinstance(images, torch.Tensor) and images.dim() == 4
-        ):
+        if isinstance(images, list) or (isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4):
             return self.segment([as_array(image) for image in images])
         return self.segment([as_array(images)])[0]
 
@@ -107,7 +103,7 @@ class Segmenter:
         segments = []
         for pid, area in zip(ids.tolist(), areas.tolist()):
             cls = pid // LABEL_DIVISOR
-            if pid == IGNORE_PANOPTIC or cls == IGNORE:
+            if cls == IGNORE:  # void (IGNORE_PANOPTIC)
                 continue
             is_thing = bool(thing[cls])
             score = scores.get(pid) if is_thing else None

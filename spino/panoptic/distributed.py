@@ -36,7 +36,8 @@ def relaunch_under_torchrun(gpus: int, argv: list[str], device: str = "auto") ->
     Otherwise return."""
     if gpus <= 1 or "LOCAL_RANK" in os.environ:
         return
-    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, torch.get_num_threads() // gpus)))
+    rank_argv = torchrun_argv(argv, gpus, torch.get_num_threads())
+    env = dict(os.environ, OMP_NUM_THREADS=rank_argv[rank_argv.index("--threads") + 1])
     if device in ("auto", "cuda") and torch.cuda.is_available():
         env["CUDA_VISIBLE_DEVICES"] = claim_visible_gpus(gpus)
     cmd = [
@@ -47,7 +48,7 @@ def relaunch_under_torchrun(gpus: int, argv: list[str], device: str = "auto") ->
         f"--nproc_per_node={gpus}",
         "-m",
         "spino",
-        *torchrun_argv(argv, gpus, torch.get_num_threads()),
+        *rank_argv,
     ]
     raise SystemExit(subprocess.call(cmd, env=env))
 
