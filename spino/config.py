@@ -88,19 +88,41 @@ def schema_default(path: str) -> Any:
 
 
 def check_config(config: dict) -> dict:
-    """The config validated against the schema, with every default filled in (a new dict). The
-    workflow calls it through spino.workflow_config, which loads the registries first."""
-    _validate(config, "")
-    return _with_defaults(copy.deepcopy(config), schema())
+    """The config validated against the schema, with every default filled in (a new dict): the
+    schema's, then those derived from other settings. The workflow calls it through
+    spino.workflow_config, which loads the registries first."""
+    if not isinstance(config, dict):
+        raise InputError(f"the config: expected a mapping of settings, got {type(config).__name__}")
+    _validate(config, "", every=True)
+    return derived_defaults(_with_defaults(copy.deepcopy(config), schema()))
 
 
-def _validate(data: Any, path: str) -> None:
-    """Raise an InputError naming the first wrong setting of ``data``, the setting at ``path`` ("": all)."""
+def derived_defaults(config: dict) -> dict:
+    """The settings whose default (``null`` in the schema) follows from others: the annotated images
+    come from the first split, every split is pseudo-labelled, the panoptic model trains on the
+    annotation split and is scored on the others (none left: trained, not scored)."""
+    splits = config["dataset"]["splits"]
+    annotation = config["annotation"]
+    annotation["split"] = annotation["split"] or splits[0]
+    pseudo = config["pseudo_labels"]
+    pseudo["splits"] = pseudo["splits"] or list(splits)
+    panoptic = config["panoptic"]
+    if panoptic["train_splits"] is None:
+        panoptic["train_splits"] = [annotation["split"]]
+    if panoptic["eval_splits"] is None:
+        panoptic["eval_splits"] = [s for s in splits if s != annotation["split"]]
+    return config
+
+
+def _validate(data: Any, path: str, every: bool = False) -> None:
+    """Raise an InputError naming the first wrong setting of ``data`` (the setting at ``path``; "":
+    all), or with ``every``, every wrong setting, one line each."""
     node = section_schema(path, registries=True) if path else schema()
     validator = Draft202012Validator({"definitions": schema()["definitions"], **node})
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
-        raise InputError(_message(errors[0], path))
+        lines = list(dict.fromkeys(_message(e, path) for e in errors))
+        raise InputError("\n".join(lines if every else lines[:1]))
 
 
 def _message(error, prefix: str) -> str:
@@ -110,6 +132,12 @@ def _message(error, prefix: str) -> str:
         extra = sorted(set(error.instance) - set(known))
         key = f"{where}.{extra[0]}" if where else extra[0]
         return f"{key}: unknown setting; {where or 'the config'} takes {', '.join(known)}"
+    if error.validator == "oneOf" and all("required" in alt for alt in error.validator_value):
+        names = " or ".join(alt["required"][0] for alt in error.validator_value)
+        return f"{where or 'config'}: give exactly one of {names}"
+    if error.validator == "required":
+        name = error.message.split("'")[1]  # jsonschema: "'<name>' is a required property", one error per name
+        return f"{where + '.' if where else ''}{name}: required setting missing"
     return f"{where or 'config'}: {error.message}"
 
 

@@ -131,8 +131,13 @@ def scored_ids(
         if not (exclude_annotated and entries[i].annotated) and (not splits or entries[i].split in splits)
     ]
     if not ids:
-        raise InputError(
-            f"{prediction.path}: no images left to score in splits {splits or 'all'} "
-            f"{'without the annotated ones' if exclude_annotated else ''}"
+        raise NothingToScoreError(
+            f"{prediction.path}: no images left to score in splits {splits or 'all'}"
+            + (" without the annotated ones (every labelled image was annotated)" if exclude_annotated else "")
         )
     return ids
+
+
+class NothingToScoreError(InputError):
+    """Every image a store could be scored on was trained on (or none has labels): with few labels,
+    a run may have nothing left to score its pseudo-labels on."""

@@ -190,6 +190,18 @@ class PanopticStats:
         return cls(**data)
 
 
+def write_not_scored(reason: str, json_path: str | Path, csv_path: str | Path) -> None:
+    """Scores that could not be counted, and why (the report shows the reason): a JSON with
+    ``"not_scored"`` instead of a summary, and a CSV with only the header."""
+    with atomic_path(json_path) as tmp:
+        tmp.write_text(json.dumps({"not_scored": reason}, indent=2))
+    with atomic_path(csv_path) as tmp:
+        tmp.write_text(CSV_HEADER + "\n")
+
+
+CSV_HEADER = "class,thing,pq,sq,rq,iou,tp,fp,fn"
+
+
 def write_scores(
     stats: PanopticStats,
     class_set: ClassSet,
@@ -207,7 +219,7 @@ def write_scores(
         summary["clusters"] = {str(cluster): class_set.names[c] for cluster, c in enumerate(mapping.tolist())}
     with atomic_path(json_path) as tmp:
         tmp.write_text(json.dumps({"summary": summary, "stats": stats.to_dict()}, indent=2))
-    rows = ["class,thing,pq,sq,rq,iou,tp,fp,fn"]
+    rows = [CSV_HEADER]
     for name, v in summary["per_class"].items():
         iou = "" if v["iou"] is None else f"{v['iou']:.6f}"
         rows.append(

@@ -33,18 +33,27 @@ def _read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _scores(results: Path) -> dict[str, dict]:
-    out = {}
+def _scores(results: Path) -> tuple[dict[str, dict], dict[str, str]]:
+    """Each stage's score summary, and for stages that were not scored, why (spino evaluate --none-ok)."""
+    out, not_scored = {}, {}
     for stage in STAGES:
         path = results / "scores" / f"{stage}.json"
         if path.is_file():
-            out[stage] = json.loads(path.read_text())["summary"]
-    return out
+            data = json.loads(path.read_text())
+            if "not_scored" in data:
+                not_scored[stage] = data["not_scored"]
+            else:
+                out[stage] = data["summary"]
+    return out, not_scored
+
+
+def not_scored_notes(not_scored: dict[str, str]) -> str:
+    return "".join(f"<p><b>{TITLES[s]} not scored</b>: {html.escape(why)}</p>" for s, why in not_scored.items())
 
 
 def score_tables(scores: dict[str, dict]) -> str:
     if not scores:
-        return "<p>No scores yet.</p>"
+        return "<p>No scores.</p>"
     head = "".join(f"<th colspan=4>{TITLES[s]} ({scores[s]['images']} images)</th>" for s in scores)
     sub = "<th>PQ</th><th>SQ</th><th>RQ</th><th>mIoU</th>" * len(scores)
     rows = []
@@ -157,7 +166,7 @@ def gallery(results: Path, out: Path, count: int = 4) -> list[str]:
 def write_report(results: str | Path, config_json: str, out: str | Path) -> Path:
     results, out = Path(results), Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    scores = _scores(results)
+    scores, not_scored = _scores(results)
     has_curves = plot_curves(results, out / "curves.png")
     columns = gallery(results, out / "gallery.png")
     stages = "".join(
@@ -179,7 +188,7 @@ pre {{ background: #f6f6f6; padding: 1em; overflow: auto; }}
 <h2>Scores</h2>
 <p>PQ, SQ, RQ in % (COCO-panoptic rules, as cityscapesscripts); mIoU in %. The panoptic model's
 instance method: <b>{html.escape(instance)}</b> (<code>panoptic.model.instance</code>).</p>
-{score_tables(scores)}
+{not_scored_notes(not_scored)}{score_tables(scores)}
 <h2>Training curves</h2>
 {'<img src="curves.png" alt="training curves">' if has_curves else "<p>No training logs yet.</p>"}
 <h2>Time per stage</h2>

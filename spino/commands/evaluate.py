@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from spino.classes import load_class_set
-from spino.evaluate import MATCHINGS, LabelSource, score, scored_ids
-from spino.metrics import format_summary, write_scores
+from spino.evaluate import MATCHINGS, LabelSource, NothingToScoreError, score, scored_ids
+from spino.metrics import format_summary, write_not_scored, write_scores
 
 HELP = "PQ/SQ/RQ and mIoU of a store or gtFine folder against ground truth"
 
@@ -25,6 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=MATCHINGS,
         help="hungarian: the prediction's ids are clusters (label-free labels), matched one-to-one to the classes first",
     )
+    p.add_argument(
+        "--none-ok",
+        action="store_true",
+        help="when no image is left to score, write scores that say why instead of failing (few labels)",
+    )
     p.add_argument("--json", required=True, type=Path)
     p.add_argument("--csv", required=True, type=Path)
 
@@ -32,7 +37,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     gt = LabelSource(args.gt, load_class_set(args.classes) if args.classes else None)
     pred = LabelSource(args.prediction, gt.class_set)
-    ids = scored_ids(pred, gt, args.manifest, args.exclude_annotated, args.splits)
+    try:
+        ids = scored_ids(pred, gt, args.manifest, args.exclude_annotated, args.splits)
+    except NothingToScoreError as err:
+        if not args.none_ok:
+            raise
+        write_not_scored(str(err), args.json, args.csv)
+        print(f"not scored: {err}")
+        return
     stats, mapping = score(pred, gt, ids, args.matching)
     summary = write_scores(stats, gt.class_set, args.json, args.csv, mapping)
     print(f"{args.prediction}: {stats.images} images  {format_summary(summary)}")

@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pseudo-labels", required=True, type=Path)
     p.add_argument("--ground-truth", required=True, type=Path)
     p.add_argument("--train-splits", nargs="+", required=True)
-    p.add_argument("--val-splits", nargs="+", default=[])
+    p.add_argument("--val-splits", nargs="*", default=[], help="splits of the validation images (none: no validation)")
     add_settings(p, "--model", "panoptic.model")
     add_settings(p, "--train", "panoptic.train")
     add_settings(p, "--backbone", "backbone")

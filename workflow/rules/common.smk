@@ -28,7 +28,10 @@ LOGS = f"logs/{RUN}"
 STORES = list(STORE_NAMES)
 # Label-free pseudo-labels are clusters without instances: scored after matching, no panoptic stages.
 LABEL_FREE = config["labelgen"] == "primaps"
-STORES_IN_USE = STORES[:2] if LABEL_FREE else STORES
+# A model with no split to be scored on (panoptic.eval_splits: []) is trained, not predicted.
+SCORES_MODEL = not LABEL_FREE and bool(config["panoptic"]["eval_splits"])
+STORES_IN_USE = STORES if SCORES_MODEL else STORES[:2]
+SCORED_STORES = STORES_IN_USE[1:]  # pseudo_labels, and predictions where the model is scored
 HEADS = f"{RESULTS}/heads"
 SELF_TRAINING = f"{RESULTS}/self_training"
 PRIMAPS = f"{RESULTS}/primaps/prototypes.pt"
@@ -167,9 +170,9 @@ def final_targets():
             else []
         ),
         *expand(f"{PANOPTIC}/{{name}}", name=["model.pt", "losses.csv", "validation.csv"]),
-        *expand(f"{RESULTS}/scores/{{store}}.{{ext}}", store=["pseudo_labels", "predictions"], ext=["json", "csv"]),
+        *expand(f"{RESULTS}/scores/{{store}}.{{ext}}", store=SCORED_STORES, ext=["json", "csv"]),
         f"{RESULTS}/report/report.html",
-        *expand(f"{RESULTS}/{{store}}.complete.json", store=STORES),
+        *expand(f"{RESULTS}/{{store}}.complete.json", store=STORES_IN_USE),
     ]
 
 

@@ -20,8 +20,10 @@ rule evaluate:
         exclude=["--exclude-annotated"] if config["evaluation"]["exclude_annotated"] else [],
         splits=["--splits", *config["evaluation"]["splits"]] if config["evaluation"].get("splits") else [],
         matching=lambda w: "hungarian" if LABEL_FREE and w.store == "pseudo_labels" else "none",
+        # with few labels every labelled image may be annotated: the pseudo-labels are then not scored (a note)
+        none_ok=lambda w: ["--none-ok"] if w.store == "pseudo_labels" else [],
         code=code("evaluate"),
     shell:
         "spino evaluate {params.prediction:q} --gt {params.gt:q} --manifest {input.manifest:q} {params.exclude:q} {params.splits:q}"
-        " --matching {params.matching}"
+        " --matching {params.matching} {params.none_ok:q}"
         " --json {output.json:q} --csv {output.csv:q} > {log:q} 2>&1"

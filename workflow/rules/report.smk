@@ -3,7 +3,7 @@
 
 rule report:
     input:
-        scores=expand(f"{RESULTS}/scores/{{store}}.json", store=["pseudo_labels", "predictions"]),
+        scores=expand(f"{RESULTS}/scores/{{store}}.json", store=SCORED_STORES),
         losses=f"{PANOPTIC}/losses.csv",
     output:
         html=report(
