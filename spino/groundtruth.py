@@ -19,15 +19,17 @@ from spino.store import LabelStore, create_store
 def create_store_for(
     path: str | Path,
     entries: list[Entry],
+    size: tuple[int, int],
     class_set: ClassSet,
     images_per_shard: int,
     kind: str,
     with_confidence: bool = False,
 ) -> LabelStore:
-    """An empty store for these manifest entries, sized by the first image; kind says what it holds."""
+    """An empty store for these manifest entries at the working size (H, W); kind says what it holds.
+    Each image's own size is recorded, so exports can give labels back at it."""
     if not entries:
         raise InputError(f"{path}: no images selected for this store")
-    height, width = image_size(entries[0].image)
+    height, width = size
     return create_store(
         path,
         [e.image_id for e in entries],
@@ -36,7 +38,11 @@ def create_store_for(
         class_set,
         images_per_shard,
         with_confidence=with_confidence,
-        extra_attrs={"kind": kind, "image_paths": [e.image for e in entries]},
+        extra_attrs={
+            "kind": kind,
+            "image_paths": [e.image for e in entries],
+            "image_sizes": [[e.height, e.width] for e in entries],
+        },
     )
 
 
@@ -46,9 +52,7 @@ def write_ground_truth_shard(store: LabelStore, dataset: Dataset, entries: dict[
     pans = []
     for image_id in progress(store.image_ids[shard.start : shard.stop], f"ground truth shard {index}"):
         entry = entries[image_id]
-        pan = dataset.read_panoptic(entry.record)
-        store.check_size(pan.shape, entry.semantic)
-        store.check_size(image_size(entry.image), entry.image)
-        pans.append(pan)
+        image_size(entry.image)  # the image its labels belong to is still there and readable
+        pans.append(store.fit_labels(dataset.read_panoptic(entry.record)))
     panoptic = np.stack(pans)
     store.write_shard(index, semantic_of(panoptic), panoptic)

@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from spino.data.io import atomic_path, read_image, write_png  # noqa: E402
+from spino.data.io import atomic_path, write_png  # noqa: E402
 from spino.labelgen.head_kinds import HEAD_KINDS
 from spino.store import LabelStore  # noqa: E402
 from spino.viz import colorize, overlay  # noqa: E402
@@ -149,7 +149,7 @@ def gallery(results: Path, out: Path, count: int = 4) -> list[str]:
     rows = []
     for image_id in ids[:count]:
         gt = stores["ground_truth"]
-        image = read_image(gt.meta["image_paths"][gt.index_of(image_id)])
+        image = gt.read_image(gt.meta["image_paths"][gt.index_of(image_id)])
         panels = [image]
         for store in stores.values():
             pan = store.panoptic(store.index_of(image_id))

@@ -33,6 +33,7 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from spino.classes import IGNORE, ClassSet
+from spino.data.io import read_image, resize_image, resize_nearest
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, PANOPTIC_DTYPE, semantic_of
 from spino.errors import InputError, MissingFileError, with_path
 from spino.provenance import file_digest, text_digest
@@ -149,13 +150,18 @@ class LabelStore:
         start = index * self.images_per_shard
         return Shard(index, start, min(start + self.images_per_shard, self.num_images))
 
-    def check_size(self, shape: tuple[int, ...], source: str) -> None:
-        """Raise naming ``source`` unless an image or label of this (H, W[, 3]) shape fits the store."""
-        if tuple(shape[:2]) != (self.height, self.width):
-            raise InputError(
-                f"{source}: size {shape[1]}x{shape[0]} differs from the store's {self.width}x{self.height} "
-                "(all images of a store must have one size)"
-            )
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W): every map of the store has it (the dataset's working size, spino.data.manifest)."""
+        return self.height, self.width
+
+    def read_image(self, path: str | Path) -> np.ndarray:
+        """An image of this store at the store's size: images of another camera are resized bilinearly."""
+        return resize_image(read_image(path), self.size)
+
+    def fit_labels(self, label: np.ndarray) -> np.ndarray:
+        """A label map at the store's size (nearest neighbour where its image's size differs)."""
+        return label if label.shape == self.size else resize_nearest(label, self.size)
 
     def index_of(self, image_id: str) -> int:
         try:

@@ -30,14 +30,6 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).unsqueeze(0)
 
 
-def resize_nearest(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of an integer map (pixel centres, as F.interpolate 'nearest-exact')."""
-    h, w = label.shape
-    ys = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64), h - 1)
-    xs = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(np.int64), w - 1)
-    return label[ys[:, None], xs[None, :]]
-
-
 def image_tensor(
     image: np.ndarray, size: tuple[int, int] | None = None, device: str | torch.device = "cpu"
 ) -> torch.Tensor:

@@ -3,12 +3,12 @@ spino.config.check_config. Only the Snakefile imports this (no command's code di
 
 from __future__ import annotations
 
-import spino.data  # noqa: F401  (registers the dataset kinds)
-import spino.deploy.outputs  # noqa: F401  (registers the segment formats)
-import spino.labelgen.fusion  # noqa: F401  (registers the fusion methods)
 import sys
 from pathlib import Path
 
+import spino.data  # noqa: F401  (registers the dataset kinds)
+import spino.deploy.outputs  # noqa: F401  (registers the segment formats)
+import spino.labelgen.fusion  # noqa: F401  (registers the fusion methods)
 from spino.config import check_config
 from spino.errors import InputError
 from spino.weight_sources import weights_file

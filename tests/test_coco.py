@@ -147,7 +147,7 @@ def test_polygons_and_rle_of_the_same_masks_give_the_same_labels(tmp_path: Path)
         (root / "images" / "train").mkdir(parents=True)
         for image in ("a.png", "b.png", "c.png"):  # c.png is in no JSON: unlabelled too
             Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(root / "images" / "train" / image)
-        dataset = open_dataset("coco", root, ["train"])
+        dataset = open_dataset("coco", root, ["train"], things=["car", "person"])
         records = dataset.scan()
         assert [(r.image_id, r.has_gt) for r in records] == [("a", True), ("b", False), ("c", False)]
         dataset.check_sizes(records)
@@ -160,3 +160,74 @@ def test_polygons_and_rle_of_the_same_masks_give_the_same_labels(tmp_path: Path)
     assert semantic[8, 25] == 0 and instance[8, 25] == 1 and semantic[20, 45] == 0 and instance[20, 45] == 2
     assert semantic[3, 50] == 1 and instance[3, 50] == 0  # crowd: the class without an instance
     assert semantic[0, 0] == 255  # covered by no annotation: void
+
+
+def _instances_dataset(root: Path, segmentations: list, size: tuple[int, int] = (40, 60)) -> Path:
+    _instances_file(root / "annotations" / "instances_train.json", segmentations, size)
+    (root / "images" / "train").mkdir(parents=True)
+    for image in ("a.png", "b.png"):
+        Image.fromarray(np.zeros((*size, 3), np.uint8)).save(root / "images" / "train" / image)
+    return root
+
+
+def _index(root: Path, tmp_path: Path, *extra: str) -> int:
+    args = ["--dataset-kind", "coco", "--dataset-root", str(root), "--splits", "train", *extra]
+    return spino(["index", *args, "--k", "1", "--out", str(tmp_path / "m.csv")])
+
+
+def test_categories_without_isthing_are_named_until_dataset_things_decides(tmp_path: Path, capsys) -> None:
+    """No guess: an instances file's categories lack isthing, so the index names them and asks for
+    dataset.things; with it, the named ones are things and the others stuff."""
+    root = _instances_dataset(tmp_path / "coco", [(7, [[5, 5, 30, 5, 30, 25, 5, 25]], 0)])
+    assert _index(root, tmp_path) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "instances_train.json: categories without isthing: car, person; set dataset.things" in err
+    assert _index(root, tmp_path, "--things", "car") == 0
+    dataset = open_dataset("coco", root, ["train"], things=["car"])
+    assert dataset.class_set.thing == (True, False)
+    assert _index(root, tmp_path, "--things", "bus") == 1
+    assert "dataset.things: ['bus'] are not categories of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("segmentation", "message"),
+    [
+        ([[5, 5, 30, 5]], "annotation 1 (image 1): polygon of 4 coordinates (a polygon needs at least 3 x, y points)"),
+        ([], "annotation 1 (image 1): polygon of 0 coordinates"),
+        ({"counts": "x"}, "annotation 1 (image 1): segmentation is neither polygons nor RLE"),
+        ({"size": [40, 60], "counts": [1, 2, "a"]}, "annotation 1 (image 1): cannot decode its segmentation"),
+    ],
+)
+def test_a_malformed_segmentation_stops_the_index_naming_file_and_annotation(
+    segmentation, message: str, tmp_path: Path, capsys
+) -> None:
+    """A 2-point polygon used to pass the index and crash the boundary head's training with a
+    pycocotools TypeError naming neither file nor annotation."""
+    root = _instances_dataset(tmp_path / "coco", [(7, segmentation, 0)])
+    assert _index(root, tmp_path, "--things", "car", "person") == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "instances_train.json: " + message in err, err
+
+
+def test_annotations_of_images_the_file_does_not_list_are_named(tmp_path: Path, capsys) -> None:
+    root = _instances_dataset(tmp_path / "coco", [(7, [[5, 5, 30, 5, 30, 25, 5, 25]], 0)])
+    path = root / "annotations" / "instances_train.json"
+    data = json.loads(path.read_text())
+    data["images"] = []  # a labelling tool's export cut short
+    path.write_text(json.dumps(data))
+    assert _index(root, tmp_path, "--things", "car") == 1
+    err = capsys.readouterr().err.strip()
+    assert "instances_train.json: annotations of images the file does not list (image ids [1]" in err
+    assert "annotation 1" in err and len(err.splitlines()) == 1
+
+
+def test_a_truncated_image_stops_the_index(tmp_path: Path, capsys) -> None:
+    """Its header reads; only decoding it whole finds the cut, at the index, not after the heads trained."""
+    root = _instances_dataset(tmp_path / "coco", [(7, [[5, 5, 30, 5, 30, 25, 5, 25]], 0)])
+    jpeg = root / "images" / "train" / "b.png"  # a JPEG under a .png name, as exports sometimes have
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(jpeg, "JPEG")
+    jpeg.write_bytes(jpeg.read_bytes()[:-600])
+    assert _index(root, tmp_path, "--things", "car") == 1
+    err = capsys.readouterr().err.strip()
+    assert f"{jpeg}: cannot decode image" in err and len(err.splitlines()) == 1, err

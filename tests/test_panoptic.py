@@ -19,7 +19,7 @@ from spino.classes import CITYSCAPES_19, DEMO, ClassSet
 from spino.cli import main as spino
 from spino.data import open_dataset
 from spino.data.cityscapes import Cityscapes
-from spino.data.io import read_image
+from spino.data.io import read_image, resize_nearest
 from spino.data.manifest import build_manifest, write_manifest
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, instance_of, semantic_of
 from spino.errors import InputError
@@ -29,7 +29,7 @@ from spino.panoptic.postprocess import PostprocessConfig, merge
 from spino.panoptic.predict import write_prediction_shard
 from spino.panoptic.targets import TargetConfig, panoptic_targets
 from spino.store import LabelStore, create_store
-from spino.transforms import image_tensor, resize_nearest
+from spino.transforms import image_tensor
 
 from helpers import assert_same_pq, class_ious, official_pq, store_from_maps
 

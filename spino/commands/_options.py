@@ -15,11 +15,14 @@ def add_dataset(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset-kind", required=True, help=", ".join(DATASET_KINDS))
     p.add_argument("--dataset-root", required=True, type=Path)
     p.add_argument("--classes", default=None, help="class set name or YAML (folder datasets)")
+    p.add_argument(
+        "--things", nargs="*", default=None, help="coco: the thing categories, where the categories lack isthing"
+    )
     p.add_argument("--splits", nargs="+", default=None, help="splits to use (default: all)")
 
 
 def open_dataset(args: argparse.Namespace) -> Dataset:
-    return open_kind(args.dataset_kind, args.dataset_root, args.splits, args.classes)
+    return open_kind(args.dataset_kind, args.dataset_root, args.splits, args.classes, args.things)
 
 
 def add_device(p: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from spino.commands._options import add_dataset, add_manifest, open_dataset
-from spino.data.manifest import read_manifest, select
+from spino.data.manifest import read_manifest, select, working_size
 from spino.groundtruth import create_store_for
 from spino.store import STORE_NAMES
 
@@ -20,11 +20,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", required=True, choices=STORE_NAMES)
     p.add_argument("--images-per-shard", type=int, required=True)
     p.add_argument("--confidence", action="store_true", help="add a per-pixel confidence array")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="the size every image is held at (config dataset.image_size; default: the most common)",
+    )
     p.add_argument("--out", required=True, type=Path)
 
 
 def run(args: argparse.Namespace) -> None:
-    entries = select(read_manifest(args.manifest), args.store_splits, with_gt=args.kind == "ground_truth")
+    every = read_manifest(args.manifest)
+    entries = select(every, args.store_splits, with_gt=args.kind == "ground_truth")
     class_set = open_dataset(args).class_set
-    store = create_store_for(args.out, entries, class_set, args.images_per_shard, args.kind, args.confidence)
-    print(f"{args.out}: {store.num_images} images in {store.num_shards} shards of {store.images_per_shard}")
+    size = working_size(every, args.image_size)  # of the whole manifest: every store of a run has one size
+    store = create_store_for(args.out, entries, size, class_set, args.images_per_shard, args.kind, args.confidence)
+    print(
+        f"{args.out}: {store.num_images} images at {size[1]}x{size[0]} in {store.num_shards} shards of {store.images_per_shard}"
+    )

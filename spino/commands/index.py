@@ -7,7 +7,15 @@ from pathlib import Path
 
 from spino.commands._options import add_dataset, open_dataset
 from spino.config import schema_default
-from spino.data.manifest import build_manifest, check_splits, choose_annotated, describe, write_manifest
+from spino.data.manifest import (
+    build_manifest,
+    check_splits,
+    choose_annotated,
+    describe,
+    describe_sizes,
+    working_size,
+    write_manifest,
+)
 
 HELP = "list a dataset's images and choose the annotated ones (manifest CSV)"
 
@@ -24,15 +32,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--need-labels", nargs="*", default=[], metavar="SPLIT", help="splits that must have labelled images"
     )
+    p.add_argument(
+        "--image-size", type=int, nargs=2, metavar=("H", "W"), help="working size (default: the most common)"
+    )
     p.add_argument("--out", required=True, type=Path)
 
 
 def run(args: argparse.Namespace) -> None:
     dataset = open_dataset(args)
     records = dataset.scan()
-    dataset.check_sizes(records)
+    dataset.check_sizes(records)  # headers first: a wrong size is named without decoding anything
+    dataset.verify(records)
     annotated = choose_annotated(records, args.annotate_split, args.indices, args.ids, args.k, args.seed)
     entries = build_manifest(records, annotated)
     check_splits(entries, args.need_images, args.need_labels)  # choose_annotated took labelled images only
     write_manifest(args.out, entries)
     print(f"{args.out}: {describe(entries, annotated)}")
+    print(describe_sizes(entries, working_size(entries, args.image_size)))

@@ -34,9 +34,21 @@ def dataset_kind(kind: str) -> type[Dataset]:
     return DATASET_KINDS[kind]
 
 
-def open_dataset(kind: str, root: str | Path, splits: list[str] | None = None, classes: str | None = None) -> Dataset:
-    """The adapter of a dataset kind for the dataset at ``root``."""
-    return dataset_kind(kind).open(Path(root), splits, classes)
+def open_dataset(
+    kind: str,
+    root: str | Path,
+    splits: list[str] | None = None,
+    classes: str | None = None,
+    things: list[str] | None = None,
+) -> Dataset:
+    """The adapter of a dataset kind for the dataset at ``root``; ``things`` (config ``dataset.things``)
+    says which categories are things, for kinds whose files may not (coco)."""
+    cls = dataset_kind(kind)
+    if things is None:
+        return cls.open(Path(root), splits, classes)
+    if not cls.takes_things:
+        raise InputError(f"dataset.things: a {kind} dataset says which classes are things itself; leave it out")
+    return cls.open(Path(root), splits, classes, things=things)
 
 
 def dataset_files(kind: str, root: str | Path, splits: list[str] | None = None) -> list[Path]:

@@ -9,8 +9,9 @@ Layout, per split (the first annotation file found is used)::
     <root>/<split>/_annotations.coco.json     Roboflow's export, images beside it
     images: <root>/images/<split>/, <root>/<split>/, <root>/images/ or beside the JSON
 
-The class set comes from the categories, in their order (``isthing``; instance files without it
-count every category as a thing), and must be the same in every split. ``iscrowd`` regions are
+The class set comes from the categories, in their order, and must be the same in every split;
+which are things, from each category's ``isthing`` or, where the categories lack it (instance
+files usually do), from ``dataset.things``. ``iscrowd`` regions are
 crowd (a thing class without instance). Images with no annotation (listed without segments, or
 present in the image folder but not in the JSON) are unlabelled: pseudo-labelled, never scored.
 Pixels no annotation covers are void.
@@ -58,16 +59,37 @@ class CocoFile:
                 self.annotations[ann["image_id"]] = ann
             else:
                 self.annotations.setdefault(ann["image_id"], []).append(ann)
+        orphans = sorted(set(self.annotations) - set(self.images), key=str)
+        if orphans:
+            first = self.annotations[orphans[0]]
+            ann_id = first.get("file_name") if self.panoptic else first[0].get("id")
+            raise InputError(
+                f"{path}: annotations of images the file does not list (image ids {orphans[:5]}"
+                f"{' ...' if len(orphans) > 5 else ''}; e.g. annotation {ann_id}): an image entry is missing from 'images'"
+            )
 
-    def class_set(self, name: str) -> ClassSet:
-        default_thing = not self.panoptic  # instance annotations are things unless a category says otherwise
+    def class_set(self, name: str, things: list[str] | None = None) -> ClassSet:
+        """The categories as classes. Which are things: ``things`` (config ``dataset.things``) where
+        given, else each category's ``isthing``; a category without it is an error, never a guess
+        (labelling tools leave it out, and a car taken for stuff would silently lose its instances)."""
+        names = [c["name"] for c in self.categories]
+        if things is not None:
+            unknown = sorted(set(things) - set(names))
+            if unknown:
+                raise InputError(f"dataset.things: {unknown} are not categories of {self.path} ({', '.join(names)})")
+            thing = [n in things for n in names]
+        else:
+            undecided = [c["name"] for c in self.categories if "isthing" not in c]
+            if undecided:
+                raise InputError(
+                    f"{self.path}: categories without isthing: {', '.join(undecided)}; set dataset.things to the "
+                    "names of the countable ones (e.g. things: [car, person]), the others are stuff (spino init "
+                    "writes this choice for you to confirm)"
+                )
+            thing = [bool(c["isthing"]) for c in self.categories]
         classes = [
-            {
-                "name": c["name"],
-                "thing": bool(c.get("isthing", default_thing)),
-                **({"color": c["color"]} if "color" in c else {}),
-            }
-            for c in self.categories
+            {"name": c["name"], "thing": t, **({"color": c["color"]} if "color" in c else {})}
+            for c, t in zip(self.categories, thing)
         ]
         return ClassSet.from_dict({"name": name, "classes": classes}, source=str(self.path))
 
@@ -77,13 +99,15 @@ class CocoFile:
 
 
 class CocoDataset(Dataset):
-    def __init__(self, root: str | Path, splits: list[str]):
+    takes_things = True
+
+    def __init__(self, root: str | Path, splits: list[str], things: list[str] | None = None):
         self.root = Path(root)
         self.splits = splits
         files = {split: self._annotation_file(split) for split in splits}
         self.files = {split: CocoFile(path) for split, path in files.items()}
         first = next(iter(self.files.values()))
-        self.class_set = first.class_set(f"coco:{self.root.name}")
+        self.class_set = first.class_set(f"coco:{self.root.name}", things)
         for coco in self.files.values():
             if [c["name"] for c in coco.categories] != [c["name"] for c in first.categories]:
                 raise InputError(
@@ -91,10 +115,12 @@ class CocoDataset(Dataset):
                 )
 
     @classmethod
-    def open(cls, root: Path, splits: list[str] | None, classes: str | None) -> CocoDataset:
+    def open(
+        cls, root: Path, splits: list[str] | None, classes: str | None, things: list[str] | None = None
+    ) -> CocoDataset:
         if classes:
             raise InputError(f"dataset.classes: a coco dataset takes its classes from the categories of {root}")
-        return cls(root, splits or ["train", "val"])
+        return cls(root, splits or ["train", "val"], things)
 
     def _annotation_file(self, split: str) -> Path:
         candidates = [self.root / name.format(split=split) for name in ANNOTATION_FILES]
@@ -199,6 +225,22 @@ def decode_coco_panoptic(
     return _numbered(np.full(shape, 255, np.uint8), np.zeros(shape, np.uint16), segments, class_set)
 
 
+def _rle(segmentation, h: int, w: int, coco_mask) -> dict:
+    """A segmentation (polygons, RLE or uncompressed RLE) as compressed RLE; malformed ones refused."""
+    if isinstance(segmentation, list):  # polygons: [x1, y1, x2, y2, ...] each, at least 3 points
+        bad = [p for p in segmentation if not isinstance(p, list) or len(p) < 6 or len(p) % 2]
+        if not segmentation or bad:
+            sizes = [len(p) if isinstance(p, list) else type(p).__name__ for p in bad] or [0]
+            raise InputError(f"polygon of {sizes[0]} coordinates (a polygon needs at least 3 x, y points)")
+        return coco_mask.merge(coco_mask.frPyObjects(segmentation, h, w))
+    if not isinstance(segmentation, dict) or "counts" not in segmentation or "size" not in segmentation:
+        raise InputError("segmentation is neither polygons nor RLE ({'size', 'counts'})")
+    if isinstance(segmentation["counts"], list):  # uncompressed RLE
+        return coco_mask.frPyObjects(segmentation, h, w)
+    counts = segmentation["counts"]
+    return {"size": segmentation["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
+
+
 def decode_coco_instances(
     annotations: list[dict], class_of: dict[int, int], class_set: ClassSet, shape: tuple[int, int], source: str
 ) -> np.ndarray:
@@ -213,23 +255,17 @@ def decode_coco_instances(
             raise InputError(
                 f"{source}: annotation {ann.get('id')} has category {ann['category_id']}, which is not among the categories"
             )
-        segmentation = ann["segmentation"]
-        if isinstance(segmentation, list):  # polygons
-            rle = coco_mask.merge(coco_mask.frPyObjects(segmentation, h, w))
-        elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE
-            rle = coco_mask.frPyObjects(segmentation, h, w)
-        else:
-            rle = {
-                "size": segmentation["size"],
-                "counts": segmentation["counts"].encode()
-                if isinstance(segmentation["counts"], str)
-                else segmentation["counts"],
-            }
-        if list(rle["size"]) != [h, w]:
-            raise InputError(
-                f"{source}: annotation {ann.get('id')} is {rle['size'][1]}x{rle['size'][0]}, its image {w}x{h}"
-            )
-        mask = coco_mask.decode(rle).astype(bool)
+        where = f"{source}: annotation {ann.get('id')} (image {ann.get('image_id')})"
+        try:
+            rle = _rle(ann.get("segmentation"), h, w, coco_mask)
+            size = list(rle["size"])
+            mask = coco_mask.decode(rle).astype(bool) if size == [h, w] else None
+        except InputError as err:
+            raise InputError(f"{where}: {err}") from err
+        except Exception as err:  # pycocotools raises TypeError, ValueError or a bare Exception on malformed input
+            raise InputError(f"{where}: cannot decode its segmentation ({type(err).__name__}: {err})") from err
+        if mask is None:
+            raise InputError(f"{where} is {size[1]}x{size[0]}, its image {w}x{h}")
         segments.append((int(mask.sum()), mask, class_of[ann["category_id"]], bool(ann.get("iscrowd", 0))))
     segments.sort(key=lambda s: -s[0])
     return _numbered(np.full(shape, 255, np.uint8), np.zeros(shape, np.uint16), [s[1:] for s in segments], class_set)

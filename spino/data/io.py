@@ -146,6 +146,21 @@ def _umask() -> int:
     return umask
 
 
+def resize_nearest(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of an integer map (pixel centres, as F.interpolate 'nearest-exact')."""
+    h, w = label.shape
+    ys = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64), h - 1)
+    xs = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(np.int64), w - 1)
+    return label[ys[:, None], xs[None, :]]
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An RGB uint8 image at ``size`` (H, W), bilinearly resized where it differs (mixed cameras)."""
+    if image.shape[:2] == tuple(size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR))
+
+
 def check_same_size(image: np.ndarray, label: np.ndarray, image_path: str, label_path: str) -> None:
     if image.shape[:2] != label.shape[:2]:
         raise InputError(

@@ -1,19 +1,25 @@
-"""The manifest: one CSV row per image (id, split, files, ground truth?, annotated?).
+"""The manifest: one CSV row per image (id, split, files, ground truth?, annotated?, its size).
 
 It is the first artifact of a run, and every later stage reads its image lists from it, so the
 choice of the k annotated images is made once, deterministically, and can be read by a person.
+
+Images may differ in size (mixed cameras, labelling tools that export each image as it came): the
+label stores hold every image at one working size, the most common one (``working_size``), or
+``dataset.image_size``. Images of another size are resized to it (labels nearest); ``spino
+segment`` and the exports work at each image's own size.
 """
 
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from spino.data.base import Dataset, Record
-from spino.data.io import atomic_path
+from spino.data.io import atomic_path, image_size
 from spino.errors import InputError, MissingFileError
 
 
@@ -26,6 +32,8 @@ class Entry:
     instance: str
     has_gt: bool
     annotated: bool
+    height: int
+    width: int
 
     @property
     def record(self) -> Record:
@@ -79,8 +87,32 @@ def build_manifest(records: list[Record], annotated: list[str]) -> list[Entry]:
         raise InputError(f"image ids must be unique across splits; repeated: {dup[:5]}")
     chosen = set(annotated)
     return [
-        Entry(r.image_id, r.split, r.image, r.semantic, r.instance, r.has_gt, r.image_id in chosen) for r in records
+        Entry(
+            r.image_id, r.split, r.image, r.semantic, r.instance, r.has_gt, r.image_id in chosen, *image_size(r.image)
+        )
+        for r in records
     ]
+
+
+def working_size(entries: list[Entry], override: tuple[int, int] | list[int] | None = None) -> tuple[int, int]:
+    """The (H, W) the label stores hold every image at: ``override`` (config ``dataset.image_size``),
+    else the most common image size (ties: the larger, then the taller)."""
+    if override:
+        return int(override[0]), int(override[1])
+    if not entries:
+        raise InputError("no images, so no working size")
+    sizes = Counter((e.height, e.width) for e in entries)
+    return max(sizes, key=lambda s: (sizes[s], s[0] * s[1], s[0]))
+
+
+def describe_sizes(entries: list[Entry], size: tuple[int, int]) -> str:
+    """What the index chose for mixed sizes, in a line: the working size and how many are resized."""
+    other = Counter((e.height, e.width) for e in entries if (e.height, e.width) != size)
+    text = f"working size {size[1]}x{size[0]} (W x H)"
+    if other:
+        listed = ", ".join(f"{n} at {w}x{h}" for (h, w), n in other.most_common(5))
+        text += f"; {sum(other.values())} images of other sizes are resized to it for the stores ({listed})"
+    return text
 
 
 def check_splits(entries: list[Entry], need_images: list[str], need_labels: list[str]) -> None:
@@ -122,6 +154,8 @@ def read_manifest(path: str | Path) -> list[Entry]:
                 r["instance"],
                 r["has_gt"] == "1",
                 r["annotated"] == "1",
+                int(r["height"]),
+                int(r["width"]),
             )
             for r in reader
         ]

@@ -7,7 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from spino.data.io import atomic_path, read_image
+from spino.data.io import atomic_path
 from spino.errors import InputError
 from spino.labelgen.labeller import Labeller
 from spino.progress import progress
@@ -27,8 +27,7 @@ def write_pseudo_label_shard(
     for image_id in progress(ids, f"pseudo-label shard {index}"):
         path = image_paths[image_id]
         with generator.timed("read"):
-            image = read_image(path)
-        store.check_size(image.shape, path)
+            image = store.read_image(path)
         labels.append(generator(image))
         if spoco is not None:
             images.append(image)

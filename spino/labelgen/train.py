@@ -14,7 +14,7 @@ from spino.backbone import Backbone, BackboneSpec
 from spino.checkpoint import load_checkpoint, save_checkpoint
 from spino.classes import ClassSet
 from spino.config import load
-from spino.data.io import write_csv
+from spino.data.io import resize_nearest, write_csv
 from spino.encoding import semantic_of
 from spino.errors import InputError
 from spino.labelgen.augment import augment
@@ -24,7 +24,7 @@ from spino.labelgen.head_kinds import HEAD_KINDS
 from spino.labelgen.heads import MLPHead, head_grid
 from spino.losses import boundary_loss, discriminative_loss, top_k_cross_entropy
 from spino.progress import progress
-from spino.transforms import color_jitter, resize_nearest
+from spino.transforms import color_jitter
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from spino.classes import ClassSet
-from spino.data.io import read_image
 from spino.encoding import PANOPTIC_DTYPE, semantic_of
 from spino.panoptic.instances.base import InstanceMethod
 from spino.panoptic.instances.center_offset import CenterOffset
@@ -66,8 +65,7 @@ def write_prediction_shard(
     paths = store.meta["image_paths"]
     maps = []
     for i in progress(range(shard.start, shard.stop), f"predict shard {index}"):
-        image = read_image(paths[i])
-        store.check_size(image.shape, paths[i])
+        image = store.read_image(paths[i])
         img = image_tensor(image, model.cfg.input_size, device)
         maps.append(predict_panoptic(model, img, class_set, cfg, (store.height, store.width)))
     panoptic = np.stack(maps)

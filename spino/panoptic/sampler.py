@@ -21,14 +21,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from spino.classes import ClassSet
 from spino.config import section
-from spino.data.io import image_size, read_image
+from spino.data.io import image_size, resize_nearest
 from spino.encoding import IGNORE_PANOPTIC
 from spino.errors import InputError
 from spino.panoptic.instances import InstanceMethod
 from spino.panoptic.instances.center_offset import CenterOffset
 from spino.panoptic.targets import TargetConfig
 from spino.store import LabelStore
-from spino.transforms import color_jitter, image_tensor, resize_nearest
+from spino.transforms import color_jitter, image_tensor
 
 # Crops that reach past a scaled-down image are filled with the ImageNet mean colour (zero after the
 # backbone's normalisation) and void labels (no loss), as Panoptic-DeepLab pads.
@@ -46,14 +46,14 @@ class Sample:
 def samples_from(store: LabelStore, image_ids: list[str]) -> list[Sample]:
     """Samples for the given ids of a complete store, with the image paths the store records.
 
-    Each image's header is read here, so that a missing, unreadable or wrongly sized image stops
-    training before it starts, with its name (not later, from inside a DataLoader worker).
+    Each image's header is read here, so that a missing or unreadable image stops training before
+    it starts, with its name (not later, from inside a DataLoader worker).
     """
     store.require_complete()
     paths = store.meta["image_paths"]
     samples = [Sample(i, paths[store.index_of(i)], store, store.index_of(i)) for i in image_ids]
     for sample in samples:
-        store.check_size(image_size(sample.image_path), sample.image_path)
+        image_size(sample.image_path)
     return samples
 
 
@@ -70,9 +70,8 @@ class Augment:
 
 def load(sample: Sample, size: tuple[int, int]) -> tuple[torch.Tensor, np.ndarray]:
     """Image (3, H, W) float in 0..255 and panoptic label resized to ``size`` (label: nearest)."""
-    image = read_image(sample.image_path)
+    image = sample.store.read_image(sample.image_path)
     panoptic = sample.store.panoptic(sample.index)
-    sample.store.check_size(image.shape, sample.image_path)
     return image_tensor(image, size), resize_nearest(panoptic, size)
 
 

@@ -114,7 +114,15 @@ def dataset_args():
     args = ["--dataset-kind", d["kind"], "--dataset-root", d["root"], "--splits", *d["splits"]]
     if d.get("classes"):
         args += ["--classes", d["classes"]]
+    if d.get("things") is not None:
+        args += ["--things", *d["things"]]
     return args
+
+
+def image_size_args():
+    """The working size every store holds its images at (dataset.image_size; default: the most common)."""
+    size = config["dataset"]["image_size"]
+    return ["--image-size", *map(str, size)] if size else []
 
 
 def splits_needing_images():

@@ -40,10 +40,11 @@ checkpoint index:
         # splits the later stages use: an empty one fails here, not after hours of training
         need_images=splits_needing_images(),
         need_labels=splits_needing_labels(),
+        image_size=image_size_args(),
         code=code("index"),
     shell:
         "spino index {params.dataset:q} --annotate-split {params.split:q} {params.annotation:q}"
-        " --need-images {params.need_images:q} --need-labels {params.need_labels:q}"
+        " --need-images {params.need_images:q} --need-labels {params.need_labels:q} {params.image_size}"
         " --out {output.manifest:q} > {log:q} 2>&1"
 
 
@@ -60,9 +61,10 @@ rule create_ground_truth_store:
     params:
         dataset=dataset_args(),
         per_shard=config["stores"]["images_per_shard"],
+        image_size=image_size_args(),
         code=code("create-store"),
     shell:
-        "spino create-store {params.dataset:q} --manifest {input.manifest:q} --kind ground_truth"
+        "spino create-store {params.dataset:q} --manifest {input.manifest:q} {params.image_size} --kind ground_truth"
         " --images-per-shard {params.per_shard} --out {output.store:q} > {log:q} 2>&1"
 
 

@@ -56,9 +56,10 @@ rule create_prediction_store:
         dataset=dataset_args(),
         splits=config["panoptic"]["eval_splits"],
         per_shard=config["stores"]["images_per_shard"],
+        image_size=image_size_args(),
         code=code("create-store"),
     shell:
-        "spino create-store {params.dataset:q} --manifest {input.manifest:q} --kind predictions"
+        "spino create-store {params.dataset:q} --manifest {input.manifest:q} {params.image_size} --kind predictions"
         " --store-splits {params.splits:q} --images-per-shard {params.per_shard}"
         " --out {output.store:q} > {log:q} 2>&1"
 
