@@ -133,7 +133,12 @@ def scored_ids(
     if not ids:
         raise NothingToScoreError(
             f"{prediction.path}: no images left to score in splits {splits or 'all'}"
-            + (" without the annotated ones (every labelled image was annotated)" if exclude_annotated else "")
+            + (
+                " without the annotated ones (every labelled image was annotated: to score the pseudo-labels,"
+                " annotate fewer than are labelled, e.g. annotation.k)"
+                if exclude_annotated
+                else ""
+            )
         )
     return ids
 

@@ -146,3 +146,65 @@ def assert_suggestion_figure(path: Path, k: int) -> None:
     assert picture.shape == (round((2.0 * rows + 4.5) * 80), round(3.2 * columns * 80))
     thumbnails = picture[-round(2.0 * rows * 80) :]
     assert (thumbnails < 200).mean() > 0.3, (thumbnails < 200).mean()
+
+
+def cvat_export(demo_root: Path, out: Path, labelled: int, resized: int, size: tuple[int, int]) -> Path:
+    """A demo dataset as CVAT exports a labelling job in COCO 1.0: ``annotations/instances_default.json``
+    (split ``default``; categories without ``isthing``; one RLE annotation per thing instance and per
+    connected stuff region) for the first ``labelled`` images, every image in ``images/default/``
+    (the rest unlabelled), and the last ``resized`` images (labelled ones among them) at another ``size``
+    (H, W), as a second camera would give them."""
+    import json
+
+    from PIL import Image
+    from pycocotools import mask as coco_mask
+    from scipy import ndimage
+
+    from spino.classes import DEMO
+    from spino.data import open_dataset
+    from spino.data.io import resize_nearest
+
+    demo = open_dataset("demo", demo_root)
+    records = sorted(demo.scan(), key=lambda r: r.image_id)
+    names = [r.image_id for r in records]
+    chosen = set(names[: labelled - 1] + names[-1:])  # the last one is of the other size
+    images_dir = out / "images" / "default"
+    images_dir.mkdir(parents=True)
+    images, annotations = [], []
+    for n, (name, record) in enumerate(zip(names, records)):
+        image, pan = demo.read_sample(record)
+        if n >= len(names) - resized:
+            image = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR))
+            pan = resize_nearest(pan, size)
+        Image.fromarray(image).save(images_dir / f"{name}.png")
+        if name not in chosen:
+            continue
+        image_id = len(images) + 1
+        h, w = pan.shape
+        images.append({"id": image_id, "file_name": f"{name}.png", "height": h, "width": w})
+        semantic, instance = semantic_of(pan), instance_of(pan)
+        for cls in np.unique(semantic[semantic != 255]):
+            if DEMO.thing[cls]:
+                parts = [(instance == i) & (semantic == cls) for i in np.unique(instance[semantic == cls]) if i]
+            else:
+                regions, count = ndimage.label(semantic == cls)
+                parts = [regions == r for r in range(1, count + 1)]
+            for mask in parts:
+                rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": int(cls) + 1,
+                        "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
+                        "area": int(mask.sum()),
+                        "bbox": [0, 0, 0, 0],
+                        "iscrowd": 0,
+                    }
+                )
+    categories = [{"id": k + 1, "name": name, "supercategory": ""} for k, name in enumerate(DEMO.names)]
+    (out / "annotations").mkdir()
+    (out / "annotations" / "instances_default.json").write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
+    return out

@@ -929,3 +929,130 @@ def test_snakemake_segment_reruns_for_a_new_image_and_for_nothing_else(finished_
     result = snakemake(run, config, "segment")
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(json.loads((out / "panoptic.json").read_text())["annotations"]) == 3
+
+
+# -- your own data: the three-line config, spino init, a CVAT export ----------------------------------
+def test_three_settings_plan_the_whole_workflow_with_the_papers_settings(tmp_path: Path) -> None:
+    """run, dataset and annotation: {k: 10} are all a config needs; the rest are the paper's settings."""
+    from spino.workflow_config import check_config
+
+    (tmp_path / "data").mkdir()
+    config = {"run": "mine", "dataset": {"kind": "cityscapes", "root": "data"}, "annotation": {"k": 10}}
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {"index", "train_semantic_head", "train_boundary_head", "train_panoptic", "report"} <= planned_rules(result)
+    full = check_config(config)
+    assert full["backbone"]["name"] == "vit_base_patch14_dinov2.lvd142m"
+    assert full["semantic_head"]["hidden"] == [300, 300, 200] and full["boundary_head"]["hidden"] == [600, 600, 400]
+    assert full["semantic_head"]["input_size"] == [1008, 2016] and full["semantic_head"]["epochs"] == 50
+    assert full["boundary_head"]["epochs"] == 40 and full["pseudo_labels"]["semantic_scales"] == [1, 2, 3]
+    assert full["pseudo_labels"]["boundary_scales"] == [3, 4, 5] and full["pseudo_labels"]["splits"] == ["train", "val"]
+    assert full["panoptic"]["model"]["channels"] == 768 and full["panoptic"]["model"]["input_size"] == [448, 896]
+    assert full["panoptic"]["train_splits"] == ["train"] and full["panoptic"]["eval_splits"] == ["val"]
+    assert full["annotation"]["split"] == "train"
+
+
+def test_every_config_error_is_one_line_and_none_has_a_traceback(tmp_path: Path) -> None:
+    config = {
+        "dataset": {"kind": "coco"},
+        "annotation": {"k": 10, "ids": ["a"]},
+        "panoptic": {"train": {"steps": 0, "augment": {"flipp": True}}},
+    }
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("Using workflow specific profile")]
+    assert lines == [
+        "spino: the config is not valid:",
+        "run: required setting missing",
+        "annotation: give exactly one of ids or indices or k",
+        "dataset.root: required setting missing",
+        "panoptic.train.augment.flipp: unknown setting; panoptic.train.augment takes flip, color_jitter, min_scale,"
+        " max_scale",
+        "panoptic.train.steps: 0 is less than the minimum of 1",
+    ], result.stderr
+
+
+def test_a_missing_dataset_root_or_weights_file_stops_the_plan_in_one_line_each(tmp_path: Path) -> None:
+    config = {
+        "run": "mine",
+        "dataset": {"kind": "cityscapes", "root": "nowhere"},
+        "annotation": {"k": 10},
+        "backbone": {"weights": "weights/vitb14.safetensors"},
+    }
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("Using workflow specific profile")]
+    assert lines == [
+        "spino: nowhere: dataset.root is not a folder",
+        "spino: weights/vitb14.safetensors: backbone.weights file not found (`spino fetch-weights --name"
+        " vit_base_patch14_dinov2.lvd142m --out weights/vitb14.safetensors` writes it)",
+    ], result.stderr
+
+
+def test_a_cvat_export_of_ten_labelled_images_runs_end_to_end_from_spino_init(tmp_path: Path) -> None:
+    """The story of docs/your-data.md: 10 images labelled in CVAT (COCO 1.0: instances_default.json,
+    split default, categories without isthing, stuff as regions), the robot's other images unlabelled,
+    three from a second camera of another size (one of them labelled); the config from spino init
+    (the test shrinks its model sizes, nothing else); snakemake to the end; spino segment on new images."""
+    from PIL import Image
+
+    from helpers import cvat_export
+    from spino.cli import main as spino
+    from spino.data import open_dataset
+    from spino.data.io import resize_nearest
+    from spino.data.synthetic import DemoSpec, write_demo
+    from spino.store import LabelStore
+
+    write_demo(tmp_path / "demo", DemoSpec(n_train=20, n_val=4, height=64, width=128, seed=1))
+    cvat_export(tmp_path / "demo", tmp_path / "cvat", labelled=10, resized=3, size=(96, 160))
+    work = tmp_path / "work"
+    work.mkdir()
+    assert spino(["init", str(tmp_path / "cvat"), "--run", "robot", "--out", str(work / "robot.yaml")]) == 0
+    text = (work / "robot.yaml").read_text()
+    assert "things: [person, car]   # CONFIRM" in text and "k: 10" in text and "eval_splits: []" in text
+    config = yaml.safe_load(text)
+    assert config["dataset"] == {
+        "kind": "coco",
+        "root": str(tmp_path / "cvat"),
+        "splits": ["default"],
+        "things": ["person", "car"],
+    }
+    tiny = {  # the test's sizes (seconds, not minutes): the model's widths and lengths only
+        "backbone": {"out_indices": [2, 3]},
+        "semantic_head": {"hidden": [16, 16], "epochs": 5, "lr": 1e-2},
+        "boundary_head": {"hidden": [16, 8], "epochs": 5, "lr": 1e-2},
+    }
+    for section, values in tiny.items():
+        config[section].update(values)
+    config["panoptic"]["model"].update({"channels": 16, "decoder_channels": 16, "head_channels": 8})
+    config["panoptic"]["train"].update({"steps": 4, "batch_size": 2, "checkpoint_every": 2, "val_every": 2})
+    result = snakemake(work, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = work / "results" / "robot"
+    manifest = (work / "logs" / "robot" / "index.log").read_text()
+    assert "24 images, 10 with ground truth, 10 annotated" in manifest
+    assert (
+        "working size 128x64 (W x H); 3 images of other sizes are resized to it for the stores (3 at 160x96)"
+        in manifest
+    )
+    for store in ("ground_truth", "pseudo_labels"):
+        opened = LabelStore(results / f"{store}.zarr")
+        assert (opened.height, opened.width) == (64, 128)
+        assert sorted(map(tuple, opened.meta["image_sizes"]))[-1] == (96, 160)  # each image's own size, recorded
+    gt = LabelStore(results / "ground_truth.zarr")
+    coco = open_dataset("coco", tmp_path / "cvat", ["default"], things=["person", "car"])
+    own = coco.read_panoptic(next(r for r in coco.scan() if r.image_id == "demo_0023"))  # the second camera's
+    assert own.shape == (96, 160)
+    assert np.array_equal(gt.panoptic(gt.index_of("demo_0023")), resize_nearest(own, (64, 128)))
+    scores = json.loads((results / "scores" / "pseudo_labels.json").read_text())
+    assert "every labelled image was annotated" in scores["not_scored"]
+    assert not (results / "scores" / "predictions.json").exists()  # one split: trained, not scored
+    report = (results / "report" / "report.html").read_text()
+    assert "pseudo-labels not scored</b>: " in report
+    new = tmp_path / "new"
+    new.mkdir()
+    shutil.copy(tmp_path / "demo" / "images" / "demo_0005.png", new / "a.png")
+    Image.open(new / "a.png").resize((200, 120)).save(new / "wide.png")
+    assert spino(["segment", str(results / "panoptic" / "model.pt"), str(new), "--out", str(tmp_path / "seg")]) == 0
+    assert Image.open(tmp_path / "seg" / "panoptic" / "wide.png").size == (200, 120)
+    assert len(json.loads((tmp_path / "seg" / "panoptic.json").read_text())["annotations"]) == 2

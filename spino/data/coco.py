@@ -7,7 +7,9 @@ Layout, per split (the first annotation file found is used)::
     <root>/annotations/instances_<split>.json COCO instances (polygons or RLE, decoded by pycocotools)
     <root>/annotations/<split>.json           either of the two (told apart by ``segments_info``)
     <root>/<split>/_annotations.coco.json     Roboflow's export, images beside it
-    images: <root>/images/<split>/, <root>/<split>/, <root>/images/ or beside the JSON
+    <root>/<split>.json                       e.g. Label Studio's result.json (split "result")
+    images: <root>/images/<split>/, <root>/<split>/, <root>/images/ or beside the JSON; a
+    file_name may also be relative to the JSON's folder (Label Studio's "images/<name>")
 
 The class set comes from the categories, in their order, and must be the same in every split;
 which are things, from each category's ``isthing`` or, where the categories lack it (instance
@@ -37,6 +39,7 @@ ANNOTATION_FILES = (
     "annotations/instances_{split}.json",
     "annotations/{split}.json",
     "{split}/_annotations.coco.json",
+    "{split}.json",
 )
 IMAGE_FOLDERS = ("images/{split}", "{split}", "images")
 
@@ -147,7 +150,10 @@ class CocoDataset(Dataset):
             listed = set()
             for coco_id, image in coco.images.items():
                 path = folder / image["file_name"]
+                if not path.is_file():  # Label Studio: file_name relative to the JSON's folder ("images/x.jpg")
+                    path = coco.path.parent / image["file_name"]
                 if not path.is_file():
+                    path = folder / image["file_name"]
                     raise MissingFileError(f"{path}: image {image['file_name']!r} of {coco.path} not found")
                 listed.add(path.resolve())
                 labelled = bool(coco.annotations.get(coco_id)) and (
