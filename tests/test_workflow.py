@@ -996,12 +996,13 @@ def test_a_cvat_export_of_ten_labelled_images_runs_end_to_end_from_spino_init(tm
     (the test shrinks its model sizes, nothing else); snakemake to the end; spino segment on new images."""
     from PIL import Image
 
-    from helpers import cvat_export
     from spino.cli import main as spino
     from spino.data import open_dataset
     from spino.data.io import resize_nearest
     from spino.data.synthetic import DemoSpec, write_demo
     from spino.store import LabelStore
+
+    from helpers import cvat_export
 
     write_demo(tmp_path / "demo", DemoSpec(n_train=20, n_val=4, height=64, width=128, seed=1))
     cvat_export(tmp_path / "demo", tmp_path / "cvat", labelled=10, resized=3, size=(96, 160))
