@@ -75,16 +75,32 @@ def resolve_device(name: str) -> str:
     the current one, so that nothing else opens a context on GPU 0."""
     import torch
 
+    check_device_name(name)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if not name.startswith("cuda"):
         return name
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise InputError(f"--device {name}: no CUDA GPU is visible here; use --device cpu (or auto)")
+    if name != "cuda" and "LOCAL_RANK" not in os.environ and int(name[5:]) >= count:
+        raise InputError(f"--device {name}: {count} GPU{'s' * (count > 1)} visible here (cuda:0..cuda:{count - 1})")
     if "LOCAL_RANK" in os.environ:
         name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     elif name == "cuda":
         name = f"cuda:{claim_gpus(1, gpu_keys())[0]}"
     torch.cuda.set_device(name)
     return name
+
+
+DEVICE_NAMES = "auto, cpu, cuda or cuda:N"
+
+
+def check_device_name(name: str) -> str:
+    """``name`` if it names a device spino runs on (also an argparse ``type``), else an InputError."""
+    if name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit()):
+        return name
+    raise InputError(f"--device {name}: expected {DEVICE_NAMES}")
 
 
 def claim_visible_gpus(count: int) -> str:

@@ -26,6 +26,7 @@ ENVIRONMENT_PROBLEMS = {
     errno.EACCES: "permission denied (choose a path you may write, or fix its permissions)",
     errno.EPERM: "operation not permitted (choose a path you may write, or fix its permissions)",
     errno.EROFS: "read-only file system (write elsewhere)",
+    errno.ENOTDIR: "a part of the path is a file, not a folder (choose another path)",
 }
 
 

@@ -69,15 +69,16 @@ def test_every_section_default_is_the_schema_default() -> None:
 def test_the_command_line_defaults_are_the_config_defaults() -> None:
     from spino.cli import build_parser
 
-    parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # argparse keeps the subparsers here
+    def command(name: str):
+        return build_parser(name)._subparsers._group_actions[0].choices[name]  # argparse keeps the subparsers here
+
     demo = {
         a.dest: a.default
-        for a in commands["make-demo"]._actions
+        for a in command("make-demo")._actions
         if a.dest in ("n_train", "n_val", "height", "width", "seed")
     }
     assert demo == {key: schema_default(f"demo.{key}") for key in demo} and len(demo) == 5
-    workers = next(a.default for a in commands["train-panoptic"]._actions if a.dest == "workers")
+    workers = next(a.default for a in command("train-panoptic")._actions if a.dest == "workers")
     assert workers == schema_default("panoptic.loader_workers")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from spino.data import DATASET_KINDS, Dataset
 from spino.data import open_dataset as open_kind
+from spino.errors import InputError
 
 
 def add_dataset(p: argparse.ArgumentParser) -> None:
@@ -26,7 +27,17 @@ def open_dataset(args: argparse.Namespace) -> Dataset:
 
 
 def add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", type=_device, help="auto (a GPU when there is one), cpu, cuda or cuda:N")
+
+
+def _device(text: str) -> str:
+    """An argparse type: a device name spino knows (whether that device exists is checked when used)."""
+    from spino.devices import check_device_name
+
+    try:
+        return check_device_name(text)
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err).split(": ", 1)[1]) from err
 
 
 def add_settings(p: argparse.ArgumentParser, option: str, section: str, required: bool = True) -> None:

@@ -10,6 +10,7 @@ from spino.evaluate import MATCHINGS, LabelSource, NothingToScoreError, score, s
 from spino.metrics import format_summary, write_not_scored, write_scores
 
 HELP = "PQ/SQ/RQ and mIoU of a store or gtFine folder against ground truth"
+GROUP = "tool"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ from spino.export import EXPORT_FORMATS
 from spino.store import LabelStore
 
 HELP = "export a store as Cityscapes gtFine PNGs or COCO panoptic"
+GROUP = "tool"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

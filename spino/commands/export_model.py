@@ -15,6 +15,7 @@ from spino.deploy.model_files import MODEL_FORMATS, write_model
 from spino.errors import InputError
 
 HELP = "export a trained model as a self-contained .safetensors bundle or as ONNX"
+GROUP = "tool"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

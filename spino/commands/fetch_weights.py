@@ -8,6 +8,7 @@ from pathlib import Path
 from spino.backbone import fetch_weights
 
 HELP = "download a timm backbone's weights for offline compute nodes"
+GROUP = "tool"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

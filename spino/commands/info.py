@@ -9,6 +9,7 @@ from pathlib import Path
 from spino.store import LabelStore, class_counts, store_summary
 
 HELP = "shape, shards, completeness and class set of a label store"
+GROUP = "tool"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

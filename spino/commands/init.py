@@ -13,6 +13,7 @@ from spino.errors import InputError
 from spino.starter_config import PROFILES, starter_config
 
 HELP = "survey your dataset (layout, splits, classes, labels, sizes) and write a config for it"
+GROUP = "tool"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -10,6 +10,7 @@ from spino.store import LabelStore
 from spino.viz import store_panel
 
 HELP = "picture of one image of a store: image | labels | overlay"
+GROUP = "tool"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

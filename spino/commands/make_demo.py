@@ -9,6 +9,7 @@ from pathlib import Path
 from spino.data.synthetic import DemoSpec, write_demo
 
 HELP = "write the synthetic demo dataset (folder layout)"
+GROUP = "tool"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ from spino.commands._options import add_device, positive_int
 from spino.deploy.outputs import OUTPUT_FORMATS
 
 HELP = "segment new images and videos with a trained model (checkpoint, bundle or ONNX)"
+GROUP = "tool"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

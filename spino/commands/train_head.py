@@ -12,7 +12,7 @@ from spino.devices import resolve_device
 from spino.labelgen.head_kinds import HEAD_KINDS
 from spino.labelgen.train import HeadConfig, train_head
 
-HELP = f"train the {', '.join(HEAD_KINDS)} head on the annotated images"
+HELP = "train one of the label generator's heads (--kind) on the annotated images"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -90,6 +90,7 @@ class atomic_path:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
+            os.chmod(self.tmp, 0o666 & ~_umask())  # again: a writer may have replaced the file (safetensors: 0600)
             os.replace(self.tmp, self.path)
             return
         self.tmp.unlink(missing_ok=True)
