@@ -19,6 +19,7 @@ KINDS = {
     **{name: kind.description for name, kind in HEAD_KINDS.items()},
     "panoptic": "a panoptic model",
     "panoptic-training": "a panoptic training state",
+    "head-training": "a head's training state",
     "primaps": "PriMaPs class prototypes",
 }
 

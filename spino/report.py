@@ -163,6 +163,20 @@ def gallery(results: Path, out: Path, count: int = 4) -> list[str]:
     return ["image", "ground truth"] + [TITLES[name] for name in stores if name != "ground_truth"]
 
 
+def legend_html(results: Path) -> str:
+    """The class colours of the gallery, each a swatch and its name (things marked *)."""
+    path = results / "ground_truth.zarr"
+    if not path.is_dir():
+        return ""
+    class_set = LabelStore(path).class_set
+    items = "".join(
+        f'<span class="swatch"><i style="background: rgb{tuple(int(v) for v in class_set.palette()[c])}"></i>'
+        f"{html.escape(name)}{'*' if class_set.thing[c] else ''}</span>"
+        for c, name in enumerate(class_set.names)
+    )
+    return f'<p class="legend">{items}<br><small>* things: each instance a shade of its class colour</small></p>'
+
+
 def write_report(results: str | Path, config_json: str, out: str | Path) -> Path:
     results, out = Path(results), Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -183,6 +197,8 @@ table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
 th {{ background: #f3f3f3; }} img {{ max-width: 100%; border: 1px solid #ddd; }}
 pre {{ background: #f6f6f6; padding: 1em; overflow: auto; }}
+.swatch {{ margin-right: 1em; white-space: nowrap; }}
+.swatch i {{ display: inline-block; width: 0.9em; height: 0.9em; margin-right: 0.3em; border: 1px solid #333; }}
 </style></head><body>
 <h1>spino report: {html.escape(results.name)}</h1>
 <h2>Scores</h2>
@@ -195,6 +211,7 @@ instance method: <b>{html.escape(instance)}</b> (<code>panoptic.model.instance</
 <table><tr><th>rule</th><th>seconds (all jobs)</th><th>peak RSS (MB)</th></tr>{stages}</table>
 <h2>Gallery</h2>
 <p>{" | ".join(columns)}</p>
+{legend_html(results) if columns else ""}
 {'<img src="gallery.png" alt="overlays">' if columns else "<p>No labels to show yet.</p>"}
 <h2>Configuration</h2>
 <pre>{html.escape(config)}</pre>

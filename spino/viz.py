@@ -36,6 +36,44 @@ def overlay(image: np.ndarray | None, panoptic: np.ndarray, class_set: ClassSet,
     return out.astype(np.uint8)
 
 
+LEGEND_ROW = 16  # pixels per row of the legend strip
+
+
+def legend(class_set: ClassSet, width: int, classes: list[int] | None = None) -> np.ndarray:
+    """A strip naming the class colours (of ``classes``, default all), wrapped to ``width``: the
+    swatch, then the name, ``*`` after things (whose instances are shades of the colour)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=11)
+    palette = class_set.palette()
+    entries = []
+    for c in range(class_set.num_classes) if classes is None else classes:
+        text = class_set.names[c] + ("*" if class_set.thing[c] else "")
+        entries.append((c, text, 14 + int(font.getlength(text)) + 10))
+    rows, x = [[]], 0
+    for entry in entries:
+        if x and x + entry[2] > width:
+            rows.append([])
+            x = 0
+        rows[-1].append((x, *entry))
+        x += entry[2]
+    strip = Image.new("RGB", (width, LEGEND_ROW * len(rows)), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    for r, row in enumerate(rows):
+        y = r * LEGEND_ROW
+        for x, c, text, _ in row:
+            draw.rectangle([x + 2, y + 3, x + 11, y + 12], fill=tuple(int(v) for v in palette[c]), outline=(0, 0, 0))
+            draw.text((x + 14, y + 2), text, fill=(0, 0, 0), font=font)
+    return np.asarray(strip)
+
+
+def with_legend(picture: np.ndarray, panoptic: np.ndarray, class_set: ClassSet) -> np.ndarray:
+    """The picture with a legend of the classes present in ``panoptic`` below it."""
+    semantic = semantic_of(panoptic)
+    present = [int(c) for c in np.unique(semantic) if c < class_set.num_classes]
+    return np.concatenate([picture, legend(class_set, picture.shape[1], present)], axis=0)
+
+
 def panel(image: np.ndarray | None, panoptic: np.ndarray, class_set: ClassSet) -> np.ndarray:
     """Side by side: image (if any), colourised map, overlay with borders."""
     parts = ([image] if image is not None else []) + [

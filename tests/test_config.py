@@ -143,3 +143,30 @@ def test_config_readme_names_only_settings_of_the_schema() -> None:
     from spino.data import DATASET_KINDS
 
     assert kind_comment.split("#")[1].split() == " | ".join(DATASET_KINDS).split()
+
+
+def test_the_your_coco_example_is_what_spino_init_writes_for_such_an_export() -> None:
+    """config/examples/your-coco.yaml, the file a user copies, holds the cpu profile spino init writes
+    for a CVAT export of 1024x512 images (one split, categories without isthing): the two stay in step."""
+    from collections import Counter
+    from pathlib import Path
+
+    from spino.data.survey import Survey
+    from spino.starter_config import starter_config
+
+    found = Survey(
+        Path("data/my-export"),
+        "coco",
+        ["default"],
+        class_names=["road", "sky", "person", "car"],
+        things=["person", "car"],
+        things_proposed=True,
+        labelled=Counter(default=12),
+        unlabelled=Counter(default=40),
+        sizes=Counter({(512, 1024): 52}),
+    )
+    written = yaml.safe_load(starter_config(found, "cpu", "your-coco"))
+    example = yaml.safe_load((REPO / "config" / "examples" / "your-coco.yaml").read_text())
+    assert written == example
+    profile = starter_config(found, "cpu", "your-coco").split("# profile cpu")[1]
+    assert profile in (REPO / "config" / "examples" / "your-coco.yaml").read_text()

@@ -278,6 +278,51 @@ def _tiny_heads(demo_root: Path, out: Path) -> tuple[Path, Path]:
     return out / "semantic.pt", out / "boundary.pt"
 
 
+@pytest.mark.parametrize("kind", ["semantic", "boundary"])
+def test_head_training_killed_midway_resumes_to_the_same_weights(demo_root: Path, tmp_path: Path, kind: str) -> None:
+    """The real `spino train-head` process SIGKILLed after a training state was written, then run
+    again: it resumes there and ends with the weights and losses of an uninterrupted run, bit for bit."""
+    import os
+    import signal
+    import time
+
+    from spino.cli import main as spino
+
+    dataset = ["--dataset-kind", "demo", "--dataset-root", str(demo_root)]
+    assert spino(["index", *dataset, "--k", "2", "--out", str(tmp_path / "m.csv")]) == 0
+    settings = {"input_size": [64, 128], "epochs": 60, "lr": 1e-3, "hidden": [16, 8]}  # 120 steps
+    backbone = {"name": "tf_efficientnet_lite0", "weights": "none", "out_indices": [1, 2]}
+
+    def command(name: str) -> list[str]:
+        return [
+            *(sys.executable, "-m", "spino", "--threads", "1", "train-head", kind, *dataset),
+            *("--manifest", str(tmp_path / "m.csv"), "--head", json.dumps(settings)),
+            *("--backbone", json.dumps(backbone), "--device", "cpu", "--workdir", str(tmp_path / name / "ck")),
+            *("--checkpoint", str(tmp_path / name / "head.pt"), "--losses", str(tmp_path / name / "losses.csv")),
+        ]
+
+    whole = subprocess.run(command("a"), capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    proc = subprocess.Popen(command("b"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (tmp_path / "b" / "ck" / f"{kind}.last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert not (tmp_path / "b" / "head.pt").exists(), "the run finished before it could be killed"
+    resumed = subprocess.run(command("b"), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    step = int(resumed.stderr.split("resuming from checkpoint")[1].split("at step")[1].split()[0])
+    assert 25 <= step < 120 and step % 25 == 0
+    a, _ = load_head(tmp_path / "a" / "head.pt", kind)
+    b, _ = load_head(tmp_path / "b" / "head.pt", kind)
+    for (name, wa), wb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(wa, wb), name
+    assert (tmp_path / "a" / "losses.csv").read_text() == (tmp_path / "b" / "losses.csv").read_text()
+    again = subprocess.run(command("b"), capture_output=True, text=True)  # a finished state is not resumed
+    assert "that run finished" in again.stderr
+
+
 def test_head_training_is_deterministic_for_a_seed(demo_root: Path, tmp_path: Path) -> None:
     a = _tiny_heads(demo_root, tmp_path / "a")
     b = _tiny_heads(demo_root, tmp_path / "b")

@@ -28,6 +28,7 @@ from spino.panoptic.sampler import samples_from
 from spino.panoptic.train import TrainConfig, train_panoptic
 from spino.store import LabelStore
 from spino.transforms import image_tensor
+from spino.viz import LEGEND_ROW
 
 from conftest import REPO
 
@@ -142,7 +143,15 @@ def test_segment_writes_coco_panoptic_that_decodes_to_the_segmentation(
         assert sorted(np.unique(decoded).tolist()) == sorted(np.unique(expected.panoptic).tolist())
         assert np.array_equal(decoded // LABEL_DIVISOR, expected.panoptic.astype(np.int64) // LABEL_DIVISOR)
         overlay = np.asarray(Image.open(out / "overlay" / f"{Path(path).stem}.png"))
-        assert overlay.shape == read_image(path).shape
+        image = read_image(path)
+        assert overlay[: image.shape[0]].shape == image.shape  # the overlay, then the legend of its classes
+        legend_rows = overlay.shape[0] - image.shape[0]
+        assert legend_rows > 0 and legend_rows % LEGEND_ROW == 0
+        strip = overlay[image.shape[0] :].reshape(-1, 3)
+        present = np.unique(expected.panoptic // LABEL_DIVISOR)
+        swatch = 64  # the inside of a swatch, in its class colour (text is black on white)
+        shown = {c for c in range(DEMO.num_classes) if (strip == DEMO.palette()[c]).all(axis=1).sum() >= swatch}
+        assert shown == {int(c) for c in present if c < DEMO.num_classes}
     assert json.loads((out / "segment.json").read_text())["frames"] == len(trained["val"])
 
 

@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_settings(p, "--backbone", "backbone")
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--losses", required=True, type=Path, help="per-step loss CSV")
+    p.add_argument("--workdir", type=Path, help="training state, saved as it trains: a killed run resumes from it")
     add_device(p)
 
 
@@ -31,5 +32,6 @@ def run(args: argparse.Namespace) -> None:
     samples = annotated_samples(dataset, args.manifest)
     cfg = HeadConfig.from_dict(args.kind, args.head)
     spec = BackboneSpec.from_dict(args.backbone)
-    train_head(cfg, spec, samples, dataset.class_set, args.checkpoint, args.losses, resolve_device(args.device))
+    device = resolve_device(args.device)
+    train_head(cfg, spec, samples, dataset.class_set, args.checkpoint, args.losses, device, args.workdir)
     print(f"{args.checkpoint}: {args.kind} head trained on {len(samples)} images")

@@ -19,7 +19,7 @@ from spino.config import register_choices
 from spino.data.io import atomic_path, write_png
 from spino.errors import with_path
 from spino.export import CocoPanoptic, write_gtfine
-from spino.viz import overlay
+from spino.viz import overlay, with_legend
 
 CITYSCAPES_IMAGE_TAG = "_leftImg8bit"
 
@@ -91,4 +91,4 @@ class OverlayVideo:
 
 
 def write_overlay(out: Path, name: str, image: np.ndarray, panoptic: np.ndarray, class_set: ClassSet) -> None:
-    write_png(out / "overlay" / f"{name}.png", overlay(image, panoptic, class_set))
+    write_png(out / "overlay" / f"{name}.png", with_legend(overlay(image, panoptic, class_set), panoptic, class_set))

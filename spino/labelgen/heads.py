@@ -27,6 +27,13 @@ class MLPHead(nn.Module):
             layers += [nn.ReLU(inplace=False), nn.Conv2d(a, b, 1)]
         self.rest = nn.Sequential(*layers)
 
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Every weight trains (the backbone is not part of the head): what a training state saves."""
+        return self.state_dict()
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.load_state_dict(state)
+
     def forward(
         self, features: torch.Tensor, size: tuple[int, int], grid: tuple[int, int] | None = None
     ) -> torch.Tensor:

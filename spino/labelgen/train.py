@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from spino.labelgen.head_kinds import HEAD_KINDS
 from spino.labelgen.heads import MLPHead, head_grid
 from spino.losses import boundary_loss, discriminative_loss, top_k_cross_entropy
 from spino.progress import progress
+from spino.training_state import TrainingState, settings_hash
 from spino.transforms import color_jitter
 
 
@@ -134,6 +136,9 @@ class HeadTrainer:
         save_head(path, copy.deepcopy(self.head).cpu(), self.cfg, backbone_spec, self.class_set, self.feed)
 
 
+CHECKPOINT_EVERY = 25  # steps between training states: a head step is short, the state small
+
+
 def train_head(
     cfg: HeadConfig,
     backbone_spec: BackboneSpec,
@@ -142,8 +147,12 @@ def train_head(
     checkpoint: str | Path,
     loss_csv: str | Path,
     device: str = "cpu",
+    workdir: str | Path | None = None,
 ) -> None:
-    """Train one head on (image, panoptic) samples; write its checkpoint and a per-step loss CSV."""
+    """Train one head on (image, panoptic) samples; write its checkpoint and a per-step loss CSV.
+    With ``workdir``, the training state is saved there every CHECKPOINT_EVERY steps and a killed
+    run resumes from it (on the CPU to the same weights, bit for bit: the weights, Adam's moments,
+    the schedule and the random generator's state are all saved)."""
     if not samples:
         raise InputError("no annotated images to train on")
     torch.manual_seed(cfg.seed)
@@ -155,14 +164,45 @@ def train_head(
             for image, panoptic in samples
         ]
     trainer = HeadTrainer(cfg, backbone_spec, class_set, cfg.epochs * len(samples), device)
-    rows = []
     order = [int(i) for _ in range(cfg.epochs) for i in rng.permutation(len(samples))]
-    for step, index in enumerate(progress(order, f"train {cfg.kind} head")):
-        loss = trainer.loss(*samples[index], rng)
+    state = _training_state(trainer, backbone_spec, samples, workdir, rng)
+    for step in progress(range(state.step, len(order)), f"train {cfg.kind} head"):
+        loss = trainer.loss(*samples[order[step]], rng)
         lr = trainer.step(loss)
-        rows.append((step, step // len(samples), loss.item(), lr))
+        state.history.append((step, step // len(samples), loss.item(), lr))
+        state.step = step + 1
+        if workdir is not None and (state.step % CHECKPOINT_EVERY == 0 or state.step == len(order)):
+            state.extra = {"schedule": trainer.schedule.state_dict(), "rng": rng.bit_generator.state}
+            state.save(trainer.head, trainer.optimizer, finished=state.step == len(order))
     trainer.save(checkpoint, backbone_spec)
-    write_csv(loss_csv, ["step", "epoch", "loss", "lr"], rows)
+    write_csv(loss_csv, ["step", "epoch", "loss", "lr"], state.history)
+
+
+def _training_state(
+    trainer: HeadTrainer,
+    backbone_spec: BackboneSpec,
+    samples: list[tuple[np.ndarray, np.ndarray]],
+    workdir: str | Path | None,
+    rng: np.random.Generator,
+) -> TrainingState:
+    """Where an interrupted run of this head left off (weights, optimizer, schedule and ``rng``
+    restored), or step 0: the same settings, backbone, classes and samples, not finished."""
+    if workdir is None:
+        return TrainingState(Path(), "")
+    contents = hashlib.sha256()
+    for image, panoptic in samples:
+        contents.update(image.tobytes())
+        contents.update(panoptic.tobytes())
+    signature = settings_hash(
+        asdict(trainer.cfg), backbone_spec.to_dict(), trainer.class_set.to_dict(), contents.hexdigest()
+    )
+    path = Path(workdir) / f"{trainer.cfg.kind}.last.pt"
+    state = TrainingState.resume(path, signature, trainer.head, trainer.optimizer, kind="head-training")
+    if state.step:
+        trainer.schedule.load_state_dict(state.extra["schedule"])
+        rng.bit_generator.state = state.extra["rng"]
+        state.history = [tuple(row) for row in state.history]
+    return state
 
 
 def save_head(

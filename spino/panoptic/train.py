@@ -30,10 +30,10 @@ from spino.panoptic.instances import InstanceMethod
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig
 from spino.panoptic.predict import predict_panoptic
-from spino.panoptic.resume import TrainingState, settings_hash
 from spino.panoptic.sampler import Augment, MixedBatchData, Sample, batch_loader, rank_slots
 from spino.panoptic.targets import TargetConfig
 from spino.progress import log
+from spino.training_state import TrainingState, settings_hash
 from spino.transforms import image_tensor
 
 

@@ -30,11 +30,12 @@ for kind in HEAD_KINDS:
             dataset=dataset_args(),
             head=json.dumps(config[f"{kind}_head"], sort_keys=True),
             backbone=json.dumps(config["backbone"], sort_keys=True),
+            workdir=f"{HEADS}/checkpoints",  # not an output: it survives a killed job, which resumes from it
             code=code("train-head"),
         shell:
             "spino --threads {threads} train-head {params.kind} {params.dataset:q} --manifest {input.manifest:q}"
             " --head {params.head:q} --backbone {params.backbone:q} --device {resources.device}"
-            " --checkpoint {output.checkpoint:q} --losses {output.losses:q} > {log:q} 2>&1"
+            " --checkpoint {output.checkpoint:q} --losses {output.losses:q} --workdir {params.workdir:q} > {log:q} 2>&1"
 
 
 rule self_train:

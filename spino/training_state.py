@@ -1,8 +1,11 @@
-"""The panoptic training state in ``<workdir>/last.pt``: what an interrupted run resumes from.
+"""A training job's state in ``<workdir>/last.pt``: what an interrupted run resumes from (the panoptic
+model, and each head of the label generator).
 
 A run continues from it only if it is the same run, interrupted: the same signature (settings,
 image ids and the content digests of what it trains on) and not finished. Anything else starts at
-step 0, and says why in the log.
+step 0, and says why in the log. The model is anything with ``trainable_state()`` and
+``load_trainable_state()`` (the weights that train, not a frozen backbone); ``extra`` holds what
+else the loop needs to go on exactly (a schedule's state, a random generator's).
 """
 
 from __future__ import annotations
@@ -27,18 +30,25 @@ class TrainingState:
     path: Path
     signature: str
     step: int = 0
+    kind: str = "panoptic-training"  # the checkpoint's kind: a head's state is not a panoptic model's
     history: list = field(default_factory=list)  # per step: step, lr, loss terms
     validation: list = field(default_factory=list)  # per validation: {step, pq, sq, rq, miou, images}
+    extra: dict = field(default_factory=dict)
 
     @classmethod
     def resume(
-        cls, path: Path, signature: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+        cls,
+        path: Path,
+        signature: str,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        kind: str = "panoptic-training",
     ) -> TrainingState:
         """The state to continue from (weights and optimizer loaded into ``model`` and ``optimizer``),
         or a fresh one at step 0."""
-        state = cls(path, signature)
+        state = cls(path, signature, kind=kind)
         if path.is_file():
-            saved = load_checkpoint(path, "panoptic-training")
+            saved = load_checkpoint(path, kind)
             if saved["signature"] != signature:
                 log(f"ignoring checkpoint {path}: it was trained with other settings or on other labels")
             elif saved["finished"]:
@@ -47,13 +57,14 @@ class TrainingState:
                 model.load_trainable_state(saved["model"])
                 optimizer.load_state_dict(saved["optimizer"])
                 state.step, state.history, state.validation = saved["step"], saved["history"], saved["validation"]
+                state.extra = saved.get("extra", {})
                 log(f"resuming from checkpoint {path} at step {state.step}")
         return state
 
     def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, finished: bool = False) -> None:
         save_checkpoint(
             self.path,
-            "panoptic-training",
+            self.kind,
             {
                 "signature": self.signature,
                 "step": self.step,
@@ -62,5 +73,6 @@ class TrainingState:
                 "optimizer": optimizer.state_dict(),
                 "history": self.history,
                 "validation": self.validation,
+                "extra": self.extra,
             },
         )
