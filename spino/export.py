@@ -41,12 +41,12 @@ def write_gtfine(folder: Path, image_id: str, panoptic: np.ndarray, class_set: C
 
 
 def export_gtfine(store: LabelStore, out: str | Path) -> int:
-    """Every map of the store in gtFine form (Cityscapes ids in per-city folders)."""
+    """Every map of the store in gtFine form (Cityscapes ids in per-city folders), each at its image's size."""
     store.require_complete()
     class_set = store.class_set
     with atomic_folder(out) as tmp:
         for index, image_id in enumerate(store.image_ids):
-            write_gtfine(gtfine_dir(tmp, image_id, class_set), image_id, store.panoptic(index), class_set)
+            write_gtfine(gtfine_dir(tmp, image_id, class_set), image_id, store.panoptic_at_image_size(index), class_set)
     return store.num_images
 
 
@@ -98,13 +98,14 @@ def to_coco_png(panoptic: np.ndarray, class_set: ClassSet) -> tuple[np.ndarray, 
 
 
 def export_coco(store: LabelStore, out: str | Path) -> int:
-    """Write ``<out>/panoptic/<id>.png`` and ``<out>/panoptic.json`` (COCO panoptic format)."""
+    """Write ``<out>/panoptic/<id>.png`` and ``<out>/panoptic.json`` (COCO panoptic format), each map at
+    its image's size."""
     store.require_complete()
     class_set = store.class_set
     with atomic_folder(out) as tmp:
         coco = CocoPanoptic(tmp, class_set)
         for index, image_id in enumerate(store.image_ids):
-            coco.add(image_id, store.panoptic(index))
+            coco.add(image_id, store.panoptic_at_image_size(index))
         coco.close()
     return store.num_images
 

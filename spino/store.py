@@ -275,6 +275,14 @@ class LabelStore:
     def panoptic(self, index: int) -> np.ndarray:
         return self._read("panoptic", index, index + 1)[0]
 
+    def panoptic_at_image_size(self, index: int) -> np.ndarray:
+        """The map at its image's own size (nearest neighbour), where the store holds it at another
+        (mixed cameras): what exports write, so each label lies on its image."""
+        sizes = self.meta.get("image_sizes")
+        size = tuple(sizes[index]) if sizes else self.size
+        panoptic = self.panoptic(index)
+        return panoptic if panoptic.shape == size else resize_nearest(panoptic, size)
+
     def read_shard(self, index: int, name: str = "panoptic") -> np.ndarray:
         shard = self.shard(index)
         return self._read(name, shard.start, shard.stop)

@@ -231,3 +231,24 @@ def test_a_truncated_image_stops_the_index(tmp_path: Path, capsys) -> None:
     assert _index(root, tmp_path, "--things", "car") == 1
     err = capsys.readouterr().err.strip()
     assert f"{jpeg}: cannot decode image" in err and len(err.splitlines()) == 1, err
+
+
+def test_panoptic_categories_without_isthing_are_named_too(
+    gt_store: Path, demo_root: Path, tmp_path: Path, capsys
+) -> None:
+    """A panoptic category without isthing used to become stuff silently (a car class included)."""
+    assert spino(["export", str(gt_store), "--format", "coco", "--out", str(tmp_path / "export")]) == 0
+    root = coco_layout(tmp_path / "export", demo_root / "images", tmp_path / "coco")
+    path = root / "annotations" / "panoptic_train.json"
+    data = json.loads(path.read_text())
+    for category in data["categories"]:
+        if category["name"] == "car":
+            del category["isthing"]
+    path.write_text(json.dumps(data))
+    assert _index(root, tmp_path) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        "set dataset.things to the names of the countable ones (e.g. things: [car, person]), the "
+        "others are stuff (spino init writes this choice for you to confirm)"
+    )
+    assert "panoptic_train.json: categories without isthing: car;" in err and len(err.splitlines()) == 1

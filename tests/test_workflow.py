@@ -1058,6 +1058,10 @@ def test_a_cvat_export_of_ten_labelled_images_runs_end_to_end_from_spino_init(tm
     assert not (results / "scores" / "predictions.json").exists()  # one split: trained, not scored
     report = (results / "report" / "report.html").read_text()
     assert "pseudo-labels not scored</b>: " in report
+    export = tmp_path / "export"
+    assert spino(["export", str(results / "pseudo_labels.zarr"), "--format", "coco", "--out", str(export)]) == 0
+    assert Image.open(export / "panoptic" / "demo_0023.png").size == (160, 96)  # at its own image's size
+    assert Image.open(export / "panoptic" / "demo_0000.png").size == (128, 64)
     new = tmp_path / "new"
     new.mkdir()
     shutil.copy(tmp_path / "demo" / "images" / "demo_0005.png", new / "a.png")
