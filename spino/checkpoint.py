@@ -20,6 +20,7 @@ KINDS = {
     "panoptic": "a panoptic model",
     "panoptic-training": "a panoptic training state",
     "head-training": "a head's training state",
+    "self-training": "a self-training state",
     "primaps": "PriMaPs class prototypes",
 }
 

@@ -46,20 +46,31 @@ class TrainingState:
     ) -> TrainingState:
         """The state to continue from (weights and optimizer loaded into ``model`` and ``optimizer``),
         or a fresh one at step 0."""
-        state = cls(path, signature, kind=kind)
-        if path.is_file():
-            saved = load_checkpoint(path, kind)
-            if saved["signature"] != signature:
-                log(f"ignoring checkpoint {path}: it was trained with other settings or on other labels")
-            elif saved["finished"]:
-                log(f"ignoring checkpoint {path}: that run finished; this one is asked to train again")
-            else:
-                model.load_trainable_state(saved["model"])
-                optimizer.load_state_dict(saved["optimizer"])
-                state.step, state.history, state.validation = saved["step"], saved["history"], saved["validation"]
-                state.extra = saved.get("extra", {})
-                log(f"resuming from checkpoint {path} at step {state.step}")
+        state, saved = cls.load(path, signature, kind)
+        if saved is not None:
+            model.load_trainable_state(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
         return state
+
+    @classmethod
+    def load(cls, path: Path, signature: str, kind: str) -> tuple[TrainingState, dict | None]:
+        """The state to continue from, and the saved weights and optimizer state for the caller to
+        load once it has built them (None, and a fresh state at step 0, where there is nothing to
+        continue: the log says why)."""
+        state = cls(path, signature, kind=kind)
+        if not path.is_file():
+            return state, None
+        saved = load_checkpoint(path, kind)
+        if saved["signature"] != signature:
+            log(f"ignoring checkpoint {path}: it was trained with other settings or on other labels")
+            return state, None
+        if saved["finished"]:
+            log(f"ignoring checkpoint {path}: that run finished; this one is asked to train again")
+            return state, None
+        state.step, state.history, state.validation = saved["step"], saved["history"], saved["validation"]
+        state.extra = saved.get("extra", {})
+        log(f"resuming from checkpoint {path} at step {state.step}")
+        return state, saved
 
     def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, finished: bool = False) -> None:
         save_checkpoint(

@@ -567,6 +567,64 @@ def test_self_training_rounds_continue_from_the_previous_round(demo_root: Path, 
         assert not torch.equal(one_round[key], start[key]) and not torch.equal(runs[2][0][key], one_round[key]), key
 
 
+SELF_TRAIN_PROCESS = """
+import sys
+from pathlib import Path
+from spino.data import open_dataset
+from spino.labelgen.pseudolabel import PseudoLabelConfig
+from spino.labelgen.selftrain import SelfTrainingConfig, self_train
+demo, heads, out, workdir = map(Path, sys.argv[1:5])
+ds = open_dataset("demo", demo)
+records = ds.scan()
+self_train(
+    SelfTrainingConfig(enabled=True, rounds=2, epochs=30, lr=1e-3),
+    PseudoLabelConfig(semantic_scales=(1,), boundary_scales=(1,), min_pixels=4),
+    heads / "semantic.pt", heads / "boundary.pt",
+    [ds.read_sample(r) for r in records[:2]], [r.image for r in records[2:5]],
+    out / "semantic.pt", out / "losses.csv", "cpu", None if str(workdir) == "-" else workdir,
+)
+"""
+
+
+def test_self_training_killed_twice_resumes_to_the_same_weights(demo_root: Path, tmp_path: Path) -> None:
+    """Two rounds of 60 steps in a real process, SIGKILLed after its first training state (round 1)
+    and again once round 1's head is written (round 2), each time run again: it ends with the weights
+    and losses of a run never interrupted (and of one that keeps no state), bit for bit."""
+    import os
+    import signal
+    import time
+
+    _tiny_heads(demo_root, tmp_path / "heads")
+
+    def run(name: str, workdir: str) -> subprocess.CompletedProcess:
+        args = [str(demo_root), str(tmp_path / "heads"), str(tmp_path / name), workdir]
+        return subprocess.run([sys.executable, "-c", SELF_TRAIN_PROCESS, *args], capture_output=True, text=True)
+
+    def kill_when(path: Path, name: str, workdir: Path) -> None:
+        args = [str(demo_root), str(tmp_path / "heads"), str(tmp_path / name), str(workdir)]
+        proc = subprocess.Popen([sys.executable, "-c", SELF_TRAIN_PROCESS, *args], stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while not path.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+
+    for name, workdir in (("whole", "-"), ("kept", str(tmp_path / "kept-state"))):
+        assert run(name, workdir).returncode == 0
+    state = tmp_path / "ck"
+    kill_when(state / "self-training.last.pt", "b", state)
+    kill_when(state / "round1.pt", "b", state)
+    resumed = run("b", str(state))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from checkpoint" in resumed.stderr
+    whole = load_head(tmp_path / "whole" / "semantic.pt", "semantic")[0].state_dict()
+    for name in ("kept", "b"):
+        other = load_head(tmp_path / name / "semantic.pt", "semantic")[0].state_dict()
+        assert all(torch.equal(whole[k], other[k]) for k in whole), name
+        assert (tmp_path / name / "losses.csv").read_text() == (tmp_path / "whole" / "losses.csv").read_text()
+    assert len((tmp_path / "b" / "losses.csv").read_text().splitlines()) == 1 + 2 * 60
+
+
 # -- label-free pseudo-labels (PriMaPs) -----------------------------------------------------------
 def test_principal_masks_separate_distinct_feature_groups() -> None:
     """Three groups of patches with distinct directions (plus noise): every mask lies within one group,

@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="the self-trained semantic head")
     p.add_argument("--neighbours", required=True, type=Path, help="CSV: each annotated image's neighbours")
     p.add_argument("--losses", required=True, type=Path, help="per-step loss CSV")
+    p.add_argument("--workdir", type=Path, help="each round's head and the training state: a killed run resumes")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> None:
         args.neighbours,
         args.losses,
         resolve_device(args.device),
+        args.workdir,
     )
     print(
         f"{args.out}: semantic head self-trained for {cfg.rounds} round(s) on {labelled} annotated and {unlabelled} neighbour images"

@@ -13,7 +13,7 @@ mean softmax probability of their class) is under ``confidence_threshold`` carry
 from __future__ import annotations
 
 import tempfile
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +28,10 @@ from spino.data.manifest import Entry
 from spino.encoding import encode
 from spino.errors import InputError
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig
-from spino.labelgen.train import HeadConfig, HeadTrainer, load_head
+from spino.labelgen.train import CHECKPOINT_EVERY, HeadConfig, HeadTrainer, load_head, samples_digest
 from spino.progress import progress
+from spino.provenance import file_digest
+from spino.training_state import TrainingState, settings_hash
 
 
 @section("self_training")
@@ -108,9 +110,13 @@ def self_train(
     out: str | Path,
     loss_csv: str | Path,
     device: str = "cpu",
+    workdir: str | Path | None = None,
 ) -> None:
     """``cfg.rounds`` rounds of labelling the neighbours and fine-tuning the semantic head on them and
-    on the labelled samples; the last round's head is written to ``out``, every step to ``loss_csv``."""
+    on the labelled samples; the last round's head is written to ``out``, every step to ``loss_csv``.
+    With ``workdir``, each round's head and, every CHECKPOINT_EVERY steps, the training state are
+    kept there: a killed run resumes in the round it was in (relabelling its neighbours with the
+    round's first head, which gives the same labels) at its last state, to the same weights."""
     if not labelled:
         raise InputError("no annotated images to self-train on")
     _, meta = load_head(semantic_checkpoint, "semantic")
@@ -123,10 +129,20 @@ def self_train(
     semantic_only = replace(labels, fusion="cca")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    rows = []
     with tempfile.TemporaryDirectory(prefix="spino-self-training-") as scratch:
-        current = Path(semantic_checkpoint)
-        for round_ in range(1, cfg.rounds + 1):
+        rounds_dir = Path(workdir or scratch)
+        signature = settings_hash(
+            asdict(cfg),
+            asdict(semantic_only),
+            file_digest(semantic_checkpoint),
+            file_digest(boundary_checkpoint),
+            samples_digest(labelled),
+            neighbour_paths,
+        )
+        state, saved = TrainingState.load(rounds_dir / "self-training.last.pt", signature, "self-training")
+        first_round = state.extra["round"] if saved else 1
+        current = Path(semantic_checkpoint) if first_round == 1 else rounds_dir / f"round{first_round - 1}.pt"
+        for round_ in range(first_round, cfg.rounds + 1):
             generator = LabelGenerator(current, boundary_checkpoint, semantic_only, device)
             pseudo = []
             for path in progress(neighbour_paths, f"self-training round {round_}: label neighbours"):
@@ -134,16 +150,38 @@ def self_train(
                 pseudo.append((path, pseudo_target(label.semantic, label.confidence, cfg.confidence_threshold)))
             trainer = HeadTrainer(head_cfg, spec, class_set, cfg.epochs * len(labelled), device)
             trainer.head.load_state_dict(load_head(current, "semantic")[0].state_dict())
-            order = [int(i) for _ in range(cfg.epochs) for i in rng.permutation(len(labelled))]
-            for step, index in enumerate(progress(order, f"self-training round {round_}: fine-tune")):
+            resumed = state.extra if saved and round_ == first_round else {}  # the interrupted round
+            if resumed:
+                rng.bit_generator.state = resumed["rng"]
+            if resumed.get("round_step"):  # interrupted inside the round: its head, Adam and schedule too
+                trainer.head.load_trainable_state(saved["model"])
+                trainer.optimizer.load_state_dict(saved["optimizer"])
+                trainer.schedule.load_state_dict(resumed["schedule"])
+                order, done = resumed["order"], resumed["round_step"]
+            else:
+                order, done = [int(i) for _ in range(cfg.epochs) for i in rng.permutation(len(labelled))], 0
+            for step in progress(range(done, len(order)), f"self-training round {round_}: fine-tune"):
                 path, target = pseudo[int(rng.integers(len(pseudo)))]
-                labelled_loss = trainer.loss(*labelled[index], rng)
+                labelled_loss = trainer.loss(*labelled[order[step]], rng)
                 pseudo_loss = trainer.loss(read_image(path), target, rng)
                 lr = trainer.step(cfg.labelled_weight * labelled_loss + pseudo_loss)
-                rows.append((round_, step, labelled_loss.item(), pseudo_loss.item(), lr))
-            current = Path(out) if round_ == cfg.rounds else Path(scratch) / f"round{round_}.pt"
+                state.history.append((round_, step, labelled_loss.item(), pseudo_loss.item(), lr))
+                state.step += 1
+                if workdir is not None and (step + 1) % CHECKPOINT_EVERY == 0 and step + 1 < len(order):
+                    state.extra = {
+                        "round": round_,
+                        "round_step": step + 1,
+                        "order": order,
+                        "schedule": trainer.schedule.state_dict(),
+                        "rng": rng.bit_generator.state,
+                    }
+                    state.save(trainer.head, trainer.optimizer)
+            current = Path(out) if round_ == cfg.rounds else rounds_dir / f"round{round_}.pt"
             trainer.save(current, spec)
-    write_csv(loss_csv, ["round", "step", "labelled_loss", "pseudo_loss", "lr"], rows)
+            if workdir is not None:  # the next round starts from this head, with this generator state
+                state.extra = {"round": round_ + 1, "round_step": 0, "rng": rng.bit_generator.state}
+                state.save(trainer.head, trainer.optimizer, finished=round_ == cfg.rounds)
+    write_csv(loss_csv, ["round", "step", "labelled_loss", "pseudo_loss", "lr"], state.history)
 
 
 def self_train_on_neighbours(
@@ -158,6 +196,7 @@ def self_train_on_neighbours(
     neighbours_csv: str | Path,
     loss_csv: str | Path,
     device: str = "cpu",
+    workdir: str | Path | None = None,
 ) -> tuple[int, int]:
     """Self-training as the workflow runs it: each annotated image's neighbours found among the
     descriptors (written to ``neighbours_csv``), then ``self_train``. The counts of annotated and
@@ -172,5 +211,7 @@ def self_train_on_neighbours(
     paths = {e.image_id: e.image for e in entries}
     labelled = [dataset.read_sample(e.record) for e in entries if e.annotated]
     unlabelled = [paths[n] for found in neighbours.values() for n, _ in found]
-    self_train(cfg, labels, semantic_checkpoint, boundary_checkpoint, labelled, unlabelled, out, loss_csv, device)
+    self_train(
+        cfg, labels, semantic_checkpoint, boundary_checkpoint, labelled, unlabelled, out, loss_csv, device, workdir
+    )
     return len(labelled), len(unlabelled)

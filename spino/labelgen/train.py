@@ -178,6 +178,16 @@ def train_head(
     write_csv(loss_csv, ["step", "epoch", "loss", "lr"], state.history)
 
 
+def samples_digest(samples: list[tuple[np.ndarray, np.ndarray]]) -> str:
+    """sha256 of the training samples' pixels and labels: part of a training state's key, so that a
+    relabelled image starts training again instead of resuming."""
+    contents = hashlib.sha256()
+    for image, panoptic in samples:
+        contents.update(image.tobytes())
+        contents.update(panoptic.tobytes())
+    return contents.hexdigest()
+
+
 def _training_state(
     trainer: HeadTrainer,
     backbone_spec: BackboneSpec,
@@ -189,12 +199,8 @@ def _training_state(
     restored), or step 0: the same settings, backbone, classes and samples, not finished."""
     if workdir is None:
         return TrainingState(Path(), "")
-    contents = hashlib.sha256()
-    for image, panoptic in samples:
-        contents.update(image.tobytes())
-        contents.update(panoptic.tobytes())
     signature = settings_hash(
-        asdict(trainer.cfg), backbone_spec.to_dict(), trainer.class_set.to_dict(), contents.hexdigest()
+        asdict(trainer.cfg), backbone_spec.to_dict(), trainer.class_set.to_dict(), samples_digest(samples)
     )
     path = Path(workdir) / f"{trainer.cfg.kind}.last.pt"
     state = TrainingState.resume(path, signature, trainer.head, trainer.optimizer, kind="head-training")

@@ -62,9 +62,10 @@ rule self_train:
         dataset=dataset_args(),
         settings=json.dumps(config["self_training"], sort_keys=True),
         labels=PSEUDO_LABEL_SETTINGS,  # the neighbours are labelled as the store would label them
+        workdir=f"{SELF_TRAINING}/checkpoints",  # not an output: it survives a killed job, which resumes from it
         code=code("self-train"),
     shell:
         "spino --threads {threads} self-train {params.dataset:q} --manifest {input.manifest:q} --features {input.features:q}"
         " --semantic-head {input.semantic_head:q} --boundary-head {input.boundary_head:q} --settings {params.settings:q}"
         " --labels {params.labels:q} --device {resources.device} --out {output.checkpoint:q}"
-        " --neighbours {output.neighbours:q} --losses {output.losses:q} > {log:q} 2>&1"
+        " --neighbours {output.neighbours:q} --losses {output.losses:q} --workdir {params.workdir:q} > {log:q} 2>&1"
