@@ -25,7 +25,8 @@ import numpy as np
 import yaml
 
 from spino.data.manifest import read_manifest
-from spino.suggest import coverage, read_features
+from spino.features import read_features
+from spino.suggest import coverage
 
 
 def snakemake(config: Path, targets: list[str], cores: int) -> None:

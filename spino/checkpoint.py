@@ -1,8 +1,10 @@
 """spino's checkpoints: written atomically, read safely (``weights_only``), and labelled by kind.
 
-Every checkpoint holds a ``kind`` entry, so that a file given in the wrong place (a head where a
-panoptic model is expected, a log file, a truncated download) fails with one line that names the
-file and says what it holds, instead of a traceback from deep inside ``torch.load``.
+Every checkpoint holds a ``kind`` entry and what that kind is in words (``holds``), so that a file
+given in the wrong place (a head where a panoptic model is expected, a log file, a truncated
+download) fails with one line that names the file and says what it holds, instead of a traceback
+from deep inside ``torch.load``. The kinds are registered by the modules that write them (heads,
+training states, the panoptic model, PriMaPs): this module sits below all of them.
 """
 
 from __future__ import annotations
@@ -13,23 +15,20 @@ import torch
 
 from spino.data.io import atomic_path
 from spino.errors import InputError, MissingFileError
-from spino.labelgen.head_kinds import HEAD_KINDS
 
-KINDS = {
-    **{name: kind.description for name, kind in HEAD_KINDS.items()},
-    "panoptic": "a panoptic model",
-    "panoptic-training": "a panoptic training state",
-    "head-training": "a head's training state",
-    "self-training": "a self-training state",
-    "primaps": "PriMaPs class prototypes",
-}
+KINDS: dict[str, str] = {}  # checkpoint kind -> what a file of it holds, in words
+
+
+def register_checkpoint_kind(kind: str, description: str) -> None:
+    """A kind of checkpoint its owner writes and reads (``description``: "a semantic head")."""
+    KINDS[kind] = description
 
 
 def save_checkpoint(path: str | Path, kind: str, payload: dict) -> None:
     """Write ``payload`` labelled as ``kind`` (a temporary file renamed into place)."""
     assert kind in KINDS, kind
     with atomic_path(path) as tmp:
-        torch.save(on_cpu({"kind": kind, **payload}), tmp)
+        torch.save(on_cpu({"kind": kind, "holds": KINDS[kind], **payload}), tmp)
 
 
 def on_cpu(value):
@@ -57,6 +56,7 @@ def load_checkpoint(path: str | Path, *kinds: str) -> dict:
         raise InputError(f"{path}: not a spino checkpoint, cannot be read by torch.load ({reason[:200]})") from err
     kind = state.get("kind") if isinstance(state, dict) else None
     if kind not in kinds:
-        holds = KINDS.get(kind, "no spino checkpoint") if isinstance(kind, str) else "no spino checkpoint"
+        holds = state.get("holds", KINDS.get(kind, f"a {kind} checkpoint")) if isinstance(kind, str) else None
+        holds = holds or "no spino checkpoint"
         raise InputError(f"{path}: expected {wanted}, but the file holds {holds}")
     return state

@@ -1,16 +1,13 @@
-"""The workflow's config check: the registries that fill the schema's choices loaded, then
-spino.config.check_config. Only the Snakefile imports this (no command's code digest includes it)."""
+"""The workflow's config check: spino.config.check_config with the registries loaded (spino.registries),
+then the files the config names. Only the Snakefile imports this (no command's code digest includes it)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-import spino.data  # noqa: F401  (registers the dataset kinds)
-import spino.deploy.outputs  # noqa: F401  (registers the segment formats)
-import spino.labelgen.fusion  # noqa: F401  (registers the fusion methods)
-from spino.config import check_config
 from spino.errors import InputError
+from spino.registries import check_config
 from spino.weight_sources import weights_file
 
 __all__ = ["check_config", "check_config_or_exit"]

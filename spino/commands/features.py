@@ -9,7 +9,7 @@ from pathlib import Path
 from spino.backbone import Backbone, BackboneSpec
 from spino.commands._options import add_dataset, add_device, add_settings, open_dataset
 from spino.devices import resolve_device
-from spino.suggest import pooled_features, write_features
+from spino.features import pooled_features, write_features
 
 HELP = "one descriptor per image: frozen backbone features, mean-pooled, L2-normalised (HDF5)"
 

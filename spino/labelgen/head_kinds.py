@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from spino.checkpoint import register_checkpoint_kind
+
 
 @dataclass(frozen=True)
 class HeadKind:
@@ -18,6 +20,10 @@ HEAD_KINDS: dict[str, HeadKind] = {
     "boundary": HeadKind("a boundary head"),
     "embedding": HeadKind("an embedding head", fusions=("embedding",)),
 }
+
+
+for _name, _kind in HEAD_KINDS.items():
+    register_checkpoint_kind(_name, _kind.description)
 
 
 def heads_trained(fusion: str) -> list[str]:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from spino.backbone import Backbone, BackboneSpec
-from spino.checkpoint import load_checkpoint, save_checkpoint
+from spino.checkpoint import load_checkpoint, register_checkpoint_kind, save_checkpoint
 from spino.classes import IGNORE, ClassSet
 from spino.config import load, section
 from spino.data.io import read_image
@@ -30,6 +30,8 @@ from spino.errors import InputError
 from spino.labelgen.labeller import Labeller, PseudoLabel
 from spino.progress import progress
 from spino.transforms import image_tensor
+
+register_checkpoint_kind("primaps", "PriMaPs class prototypes")
 
 
 @section("primaps")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from spino.backbone import BackboneSpec
+from spino.checkpoint import register_checkpoint_kind
 from spino.classes import IGNORE, ClassSet
 from spino.config import load, section, section_schema
 from spino.data.base import Dataset
@@ -32,6 +33,8 @@ from spino.labelgen.train import CHECKPOINT_EVERY, HeadConfig, HeadTrainer, load
 from spino.progress import progress
 from spino.provenance import file_digest
 from spino.training_state import TrainingState, settings_hash
+
+register_checkpoint_kind("self-training", "a self-training state")
 
 
 @section("self_training")
@@ -202,7 +205,7 @@ def self_train_on_neighbours(
     descriptors (written to ``neighbours_csv``), then ``self_train``. The counts of annotated and
     neighbour images it trained on."""
     from spino.data.manifest import read_manifest
-    from spino.suggest import read_features
+    from spino.features import read_features
 
     entries = read_manifest(manifest)
     ids, _, descriptors = read_features(features)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from spino.backbone import Backbone, BackboneSpec
-from spino.checkpoint import load_checkpoint, save_checkpoint
+from spino.checkpoint import load_checkpoint, register_checkpoint_kind, save_checkpoint
 from spino.classes import ClassSet
 from spino.config import load
 from spino.data.io import resize_nearest, write_csv
@@ -137,6 +137,7 @@ class HeadTrainer:
 
 
 CHECKPOINT_EVERY = 25  # steps between training states: a head step is short, the state small
+register_checkpoint_kind("head-training", "a head's training state")
 
 
 def train_head(

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import torch
 
-from spino.checkpoint import load_checkpoint, save_checkpoint
+from spino.checkpoint import load_checkpoint, register_checkpoint_kind, save_checkpoint
 from spino.classes import ClassSet
 from spino.config import load
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig
+
+register_checkpoint_kind("panoptic", "a panoptic model")
 
 
 def save_model(

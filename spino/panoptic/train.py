@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from spino.checkpoint import register_checkpoint_kind
 from spino.classes import ClassSet
 from spino.config import load, section
 from spino.data.io import read_image, write_csv
@@ -35,6 +36,8 @@ from spino.panoptic.targets import TargetConfig
 from spino.progress import log
 from spino.training_state import TrainingState, settings_hash
 from spino.transforms import image_tensor
+
+register_checkpoint_kind("panoptic-training", "a panoptic training state")
 
 
 @section("panoptic.train.schedule")

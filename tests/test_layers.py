@@ -1,0 +1,38 @@
+"""The layers contract of pyproject.toml ([tool.importlinter]) holds, and it is not a contract that
+holds for anything: an upward import, added to a copy of the package, breaks it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def lint_imports(package_parent: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(package_parent)}
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache", "--config", str(REPO / "pyproject.toml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=package_parent,
+    )
+
+
+@pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is not installed (pip install -e '.[test]')")
+def test_the_layers_hold_and_an_upward_import_breaks_them(tmp_path: Path) -> None:
+    assert lint_imports(REPO).returncode == 0
+    shutil.copytree(REPO / "spino", tmp_path / "spino", ignore=shutil.ignore_patterns("__pycache__"))
+    store = tmp_path / "spino" / "store.py"
+    store.write_text(store.read_text() + "\nimport spino.commands.index  # an upward import, on purpose\n")
+    broken = lint_imports(tmp_path)
+    assert broken.returncode != 0
+    assert "spino.store is not allowed to import spino.commands" in broken.stdout, broken.stdout[-2000:]
