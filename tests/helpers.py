@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
 
 import numpy as np
 
-from spino.classes import ClassSet
+from spino.classes import DEMO, ClassSet
+from spino.data import open_dataset
+from spino.data.manifest import build_manifest, write_manifest
 from spino.encoding import IGNORE_PANOPTIC, instance_of, semantic_of
 from spino.store import LabelStore, create_store
 
@@ -208,3 +211,31 @@ def cvat_export(demo_root: Path, out: Path, labelled: int, resized: int, size: t
         json.dumps({"images": images, "annotations": annotations, "categories": categories})
     )
     return out
+
+
+def one_line_error(result: subprocess.CompletedProcess, command: str, *fragments: str) -> None:
+    """Exit 1, no traceback, and the message (the last line; progress bars may precede it) names the file."""
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"spino {command}: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in last, (fragment, last)
+
+
+def training_inputs(demo_root: Path, out: Path, images: Path | None = None) -> dict:
+    """Ground-truth and 'pseudo-label' stores (here: the ground truth itself) and a manifest; the
+    stores point at the demo's images, or at copies of them in ``images``."""
+    ds = open_dataset("demo", demo_root)
+    records = ds.scan()
+    maps = [ds.read_panoptic(r) for r in records]
+    ids = [r.image_id for r in records]
+    paths = [r.image for r in records]
+    if images:
+        images.mkdir()
+        paths = [shutil.copy(path, images / Path(path).name) for path in paths]
+    for name in ("gt", "pseudo"):
+        store_from_maps(out / f"{name}.zarr", ids, maps, DEMO, image_paths=[str(p) for p in paths])
+    train = [r.image_id for r in records if r.split == "train"]
+    write_manifest(out / "m.csv", build_manifest(records, train[:2]))
+    return {"dir": out, "ids": ids, "images": paths}

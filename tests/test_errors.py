@@ -13,19 +13,11 @@ import yaml
 from spino.checkpoint import save_checkpoint
 from spino.cli import main as spino
 
+from helpers import one_line_error
+
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "spino", *args], capture_output=True, text=True)
-
-
-def one_line_error(result: subprocess.CompletedProcess, command: str, *fragments: str) -> None:
-    """Exit 1, no traceback, and the message (the last line; progress bars may precede it) names the file."""
-    assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"spino {command}: error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in last, (fragment, last)
 
 
 def corrupted_copy(store: Path, tmp_path: Path) -> Path:
@@ -70,6 +62,7 @@ def test_failed_export_leaves_nothing_behind(gt_store: Path, tmp_path: Path) -> 
     assert (taken / "mine.txt").read_text() == "a file of the user's"
 
 
+@pytest.mark.slow
 def test_checkpoint_errors_say_what_the_file_is(gt_store: Path, tmp_path: Path) -> None:
     text = tmp_path / "notes.pt"
     text.write_text("not a checkpoint\n")

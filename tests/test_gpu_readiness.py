@@ -173,6 +173,7 @@ def test_mixed_precision_falls_back_to_fp16_where_bf16_is_emulated(monkeypatch: 
     assert precision.dtype is None and not precision.scaler.is_enabled()
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_green_at_tiny_sizes_on_the_cpu() -> None:
     """benchmarks/gpu_check.sh --cpu: the script the first GPU runs, on the same code paths."""
     result = subprocess.run(

@@ -179,6 +179,7 @@ def _oracle_pq(
     return _scores(gts, _oracle_maps(gts, class_set, min_pixels, ncut, split), class_set)
 
 
+@pytest.mark.slow
 def test_fusion_of_ground_truth_reproduces_the_authors_scores_on_cityscapes(exact8: Path) -> None:
     """Where each constant comes from: 94.4 / 82.1 / 100.0 (min 500) and 96.3 / 88.2 (min 100) are
     what the authors' own fusion code scored on these 8 images with the same inputs, measured with
@@ -278,6 +279,7 @@ def _tiny_heads(demo_root: Path, out: Path) -> tuple[Path, Path]:
     return out / "semantic.pt", out / "boundary.pt"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["semantic", "boundary"])
 def test_head_training_killed_midway_resumes_to_the_same_weights(demo_root: Path, tmp_path: Path, kind: str) -> None:
     """The real `spino train-head` process SIGKILLed after a training state was written, then run
@@ -422,6 +424,7 @@ def test_folded_batchnorm_gives_the_same_features() -> None:
     assert torch.allclose(got, ref, atol=1e-4 * ref.abs().max()) and not torch.equal(got, ref)
 
 
+@pytest.mark.slow
 def test_pseudo_label_shards_killed_job_and_rerun(demo_root: Path, tmp_path: Path) -> None:
     sem_ckpt, bnd_ckpt = _tiny_heads(demo_root, tmp_path)
     ds = open_dataset("demo", demo_root)
@@ -586,6 +589,7 @@ self_train(
 """
 
 
+@pytest.mark.slow
 def test_self_training_killed_twice_resumes_to_the_same_weights(demo_root: Path, tmp_path: Path) -> None:
     """Two rounds of 60 steps in a real process, SIGKILLed after its first training state (round 1)
     and again once round 1's head is written (round 2), each time run again: it ends with the weights

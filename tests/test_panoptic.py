@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,6 @@ from spino.cli import main as spino
 from spino.data import open_dataset
 from spino.data.cityscapes import Cityscapes
 from spino.data.io import read_image, resize_nearest
-from spino.data.manifest import build_manifest, write_manifest
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, instance_of, semantic_of
 from spino.errors import InputError
 from spino.metrics import PanopticStats
@@ -31,7 +29,7 @@ from spino.panoptic.targets import TargetConfig, panoptic_targets
 from spino.store import LabelStore, create_store
 from spino.transforms import image_tensor
 
-from helpers import assert_same_pq, class_ious, official_pq, store_from_maps
+from helpers import assert_same_pq, class_ious, official_pq, one_line_error, store_from_maps, training_inputs
 
 
 def test_targets_point_every_thing_pixel_at_its_centroid() -> None:
@@ -61,6 +59,7 @@ def _reproduce(gts: list[np.ndarray], class_set, sigma: float, nms: int) -> dict
     return stats.summary(class_set)
 
 
+@pytest.mark.slow
 def test_postprocessing_of_ground_truth_targets_reproduces_cityscapes_at_full_resolution(exact8: Path) -> None:
     """Centres and offsets of the real 1024x2048 ground truth, grouped at 1024x2048 (in chunks of
     pixels, as prediction does): measured PQ 0.9992."""
@@ -74,24 +73,6 @@ def test_postprocessing_of_ground_truth_targets_reproduces_synthetic(demo_root: 
     ds = open_dataset("demo", demo_root)
     gts = [ds.read_panoptic(r) for r in ds.scan()]
     assert _reproduce(gts, DEMO, sigma=3.0, nms=5)["all"]["pq"] >= 0.99
-
-
-def training_inputs(demo_root: Path, out: Path, images: Path | None = None) -> dict:
-    """Ground-truth and 'pseudo-label' stores (here: the ground truth itself) and a manifest; the
-    stores point at the demo's images, or at copies of them in ``images``."""
-    ds = open_dataset("demo", demo_root)
-    records = ds.scan()
-    maps = [ds.read_panoptic(r) for r in records]
-    ids = [r.image_id for r in records]
-    paths = [r.image for r in records]
-    if images:
-        images.mkdir()
-        paths = [shutil.copy(path, images / Path(path).name) for path in paths]
-    for name in ("gt", "pseudo"):
-        store_from_maps(out / f"{name}.zarr", ids, maps, DEMO, image_paths=[str(p) for p in paths])
-    train = [r.image_id for r in records if r.split == "train"]
-    write_manifest(out / "m.csv", build_manifest(records, train[:2]))
-    return {"dir": out, "ids": ids, "images": paths}
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +131,7 @@ def train_command(
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("instance", ["center_offset", "solov2"])
 def test_training_killed_midway_resumes_to_the_same_weights(tiny_run: dict, tmp_path: Path, instance: str) -> None:
     """Batches from 2 DataLoader workers, the run SIGKILLed, resumed without workers: bit-identical."""
@@ -264,11 +246,10 @@ def test_learning_rate_schedules() -> None:
     assert Schedule().factor(0, 100) == Schedule().factor(99, 100) == 1.0  # the default: constant, as the paper
 
 
+@pytest.mark.slow
 def test_training_names_a_missing_or_truncated_image(demo_root: Path, tmp_path: Path) -> None:
     """A missing image stops training before it starts; a truncated one (its header intact) fails in
     the DataLoader worker that decodes it, and the message still names it on one line."""
-    from test_errors import one_line_error
-
     run = training_inputs(demo_root, tmp_path, images=tmp_path / "images")
     missing = Path(run["images"][5])
     data = missing.read_bytes()
@@ -352,6 +333,7 @@ def initial_model(checkpoint: Path) -> torch.nn.Module:
     )
 
 
+@pytest.mark.slow
 def test_two_process_training_matches_one_process_on_the_same_global_batch(tiny_run: dict, tmp_path: Path) -> None:
     """--gpus 2 launches torchrun (here two CPU processes under gloo; on GPUs NCCL with SyncBatchNorm).
     Each process trains on its half of the global batch one process trains on (bit-exact, see

@@ -31,6 +31,9 @@ from spino.transforms import image_tensor
 from spino.viz import LEGEND_ROW
 
 from conftest import REPO
+from helpers import training_inputs
+
+pytestmark = pytest.mark.slow  # one trained model per method, and ONNX exports, for the whole module
 
 METHODS = ("center_offset", "solov2")
 
@@ -39,8 +42,6 @@ METHODS = ("center_offset", "solov2")
 def trained(demo_root: Path, tmp_path_factory) -> dict:
     """A tiny model of each instance method, trained 30 steps on the demo's ground truth (Lite0's
     ImageNet weights: real features, so the outputs have structure to disagree on)."""
-    from test_panoptic import training_inputs
-
     out = tmp_path_factory.mktemp("segment")
     run = training_inputs(demo_root, out / "data")
     store = LabelStore(run["dir"] / "gt.zarr")

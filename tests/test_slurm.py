@@ -22,9 +22,8 @@ import numpy as np
 import pytest
 import yaml
 import zarr
-from test_workflow import TINY
 
-from conftest import REPO
+from conftest import REPO, TINY
 
 pytestmark = pytest.mark.slurm
 

@@ -116,6 +116,7 @@ def round_trip_pq(labels: list[np.ndarray], class_set, settings: dict) -> dict:
 CITYSCAPES_GRIDS = [80, 72, 48, 32, 24]  # twice the official (COCO) grids, as SOLO's authors advise for Cityscapes
 
 
+@pytest.mark.slow
 def test_targets_of_the_real_ground_truth_decode_back_at_full_resolution(exact8: Path) -> None:
     """SOLOv2 targets of the 8 real Cityscapes images (1024 x 2048), decoded by the same point NMS,
     Matrix NMS and paste fusion, give back the ground truth: PQ >= 0.99 with the doubled grids.

