@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from spino.data.io import atomic_path, write_png  # noqa: E402
 from spino.labelgen.head_kinds import HEAD_KINDS
 from spino.store import LabelStore  # noqa: E402
-from spino.viz import colorize, overlay  # noqa: E402
+from spino.viz import colorize, legend, overlay  # noqa: E402
 
 STAGES = ("pseudo_labels", "predictions")
 TITLES = {"pseudo_labels": "pseudo-labels", "predictions": "panoptic model"}
@@ -159,22 +159,9 @@ def gallery(results: Path, out: Path, count: int = 4) -> list[str]:
         rows.append(np.concatenate(panels, axis=1))
     if not rows:
         return []
-    write_png(out, np.concatenate(rows, axis=0))
+    picture = np.concatenate(rows, axis=0)
+    write_png(out, np.concatenate([picture, legend(gt.class_set, picture.shape[1])], axis=0))
     return ["image", "ground truth"] + [TITLES[name] for name in stores if name != "ground_truth"]
-
-
-def legend_html(results: Path) -> str:
-    """The class colours of the gallery, each a swatch and its name (things marked *)."""
-    path = results / "ground_truth.zarr"
-    if not path.is_dir():
-        return ""
-    class_set = LabelStore(path).class_set
-    items = "".join(
-        f'<span class="swatch"><i style="background: rgb{tuple(int(v) for v in class_set.palette()[c])}"></i>'
-        f"{html.escape(name)}{'*' if class_set.thing[c] else ''}</span>"
-        for c, name in enumerate(class_set.names)
-    )
-    return f'<p class="legend">{items}<br><small>* things: each instance a shade of its class colour</small></p>'
 
 
 def write_report(results: str | Path, config_json: str, out: str | Path) -> Path:
@@ -197,8 +184,6 @@ table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
 th {{ background: #f3f3f3; }} img {{ max-width: 100%; border: 1px solid #ddd; }}
 pre {{ background: #f6f6f6; padding: 1em; overflow: auto; }}
-.swatch {{ margin-right: 1em; white-space: nowrap; }}
-.swatch i {{ display: inline-block; width: 0.9em; height: 0.9em; margin-right: 0.3em; border: 1px solid #333; }}
 </style></head><body>
 <h1>spino report: {html.escape(results.name)}</h1>
 <h2>Scores</h2>
@@ -210,8 +195,7 @@ instance method: <b>{html.escape(instance)}</b> (<code>panoptic.model.instance</
 <h2>Time per stage</h2>
 <table><tr><th>rule</th><th>seconds (all jobs)</th><th>peak RSS (MB)</th></tr>{stages}</table>
 <h2>Gallery</h2>
-<p>{" | ".join(columns)}</p>
-{legend_html(results) if columns else ""}
+<p>{" | ".join(columns)} (the class colours below the pictures; * things, each instance a shade of its colour)</p>
 {'<img src="gallery.png" alt="overlays">' if columns else "<p>No labels to show yet.</p>"}
 <h2>Configuration</h2>
 <pre>{html.escape(config)}</pre>
