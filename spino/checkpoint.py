@@ -18,6 +18,19 @@ from spino.errors import InputError, MissingFileError
 
 KINDS: dict[str, str] = {}  # checkpoint kind -> what a file of it holds, in words
 
+# The layout of the checkpoint dict. A change to it (a renamed entry, a moved setting) raises FORMAT
+# and adds the step from the previous layout to UPGRADES, as timm's checkpoint_filter_fn does, so
+# that models users trained before still load. Format 0: the files of spino 0.1.0 before versions.
+FORMAT = 1
+
+
+def _holds_what_it_is(state: dict) -> dict:
+    """0 -> 1: the file says what it holds (before, only the reader's table did)."""
+    return {**state, "holds": KINDS.get(state["kind"], f"a {state['kind']} checkpoint")}
+
+
+UPGRADES = {0: _holds_what_it_is}  # format -> the step to the next one
+
 
 def register_checkpoint_kind(kind: str, description: str) -> None:
     """A kind of checkpoint its owner writes and reads (``description``: "a semantic head")."""
@@ -28,7 +41,7 @@ def save_checkpoint(path: str | Path, kind: str, payload: dict) -> None:
     """Write ``payload`` labelled as ``kind`` (a temporary file renamed into place)."""
     assert kind in KINDS, kind
     with atomic_path(path) as tmp:
-        torch.save(on_cpu({"kind": kind, "holds": KINDS[kind], **payload}), tmp)
+        torch.save(on_cpu({"kind": kind, "holds": KINDS[kind], "format": FORMAT, **payload}), tmp)
 
 
 def on_cpu(value):
@@ -55,8 +68,21 @@ def load_checkpoint(path: str | Path, *kinds: str) -> dict:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"{path}: not a spino checkpoint, cannot be read by torch.load ({reason[:200]})") from err
     kind = state.get("kind") if isinstance(state, dict) else None
+    if not isinstance(kind, str):
+        raise InputError(f"{path}: expected {wanted}, but the file holds no spino checkpoint")
+    state = upgraded(state, path)
     if kind not in kinds:
-        holds = state.get("holds", KINDS.get(kind, f"a {kind} checkpoint")) if isinstance(kind, str) else None
-        holds = holds or "no spino checkpoint"
-        raise InputError(f"{path}: expected {wanted}, but the file holds {holds}")
+        raise InputError(f"{path}: expected {wanted}, but the file holds {state['holds']}")
     return state
+
+
+def upgraded(state: dict, path: str | Path) -> dict:
+    """A checkpoint in today's layout, whatever spino version wrote it (the UPGRADES steps, in order)."""
+    version = state.get("format", 0)
+    if version > FORMAT:
+        raise InputError(
+            f"{path}: written by a newer spino (checkpoint format {version}; this one reads up to {FORMAT}); upgrade spino"
+        )
+    for step in range(version, FORMAT):
+        state = UPGRADES[step](state)
+    return {**state, "format": FORMAT}
