@@ -170,3 +170,27 @@ def test_the_your_coco_example_is_what_spino_init_writes_for_such_an_export() ->
     assert written == example
     profile = starter_config(found, "cpu", "your-coco").split("# profile cpu")[1]
     assert profile in (REPO / "config" / "examples" / "your-coco.yaml").read_text()
+
+
+REGISTRIES = {  # schema setting -> the registry whose names are its choices
+    "dataset.kind": "spino.data:DATASET_KINDS",
+    "pseudo_labels.fusion": "spino.labelgen.fusion:FUSIONS",
+    "segment.format": "spino.deploy.outputs:OUTPUT_FORMATS",
+    "panoptic.model.instance": "spino.panoptic.instances:INSTANCE_METHODS",
+}
+
+
+@pytest.mark.parametrize("path", sorted(REGISTRIES))
+def test_the_schema_files_choice_lists_are_the_registries_names(path: str) -> None:
+    """The registries fill the schema's choices when they load; the file states the same names, so
+    that a reader of the file (and the workflow, which loads no torch-backed registry) sees them all."""
+    from spino.config import CHOICES, raw_schema
+
+    loaded = {
+        p: list(getattr(importlib.import_module(r.split(":")[0]), r.split(":")[1])) for p, r in REGISTRIES.items()
+    }
+    node = raw_schema()
+    for part in path.split("."):
+        node = node["properties"][part]
+    assert node["enum"] == loaded[path] == CHOICES[path]
+    assert set(CHOICES) == set(REGISTRIES)  # no registry fills a setting this test does not know
