@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from spino.data.io import atomic_path
 from spino.errors import InputError, MissingFileError
 
@@ -39,6 +37,8 @@ def register_checkpoint_kind(kind: str, description: str) -> None:
 
 def save_checkpoint(path: str | Path, kind: str, payload: dict) -> None:
     """Write ``payload`` labelled as ``kind`` (a temporary file renamed into place)."""
+    import torch  # here, not at the top: the workflow imports the head kinds, which register here
+
     assert kind in KINDS, kind
     with atomic_path(path) as tmp:
         torch.save(on_cpu({"kind": kind, "holds": KINDS[kind], "format": FORMAT, **payload}), tmp)
@@ -47,6 +47,8 @@ def save_checkpoint(path: str | Path, kind: str, payload: dict) -> None:
 def on_cpu(value):
     """``value`` with every tensor in it (nested dicts, lists, tuples: optimizer states too) moved to
     the CPU: a model trained on a GPU loads with a plain ``torch.load`` on a machine without one."""
+    import torch
+
     if isinstance(value, torch.Tensor):
         return value.detach().cpu()
     if isinstance(value, dict):
@@ -58,6 +60,8 @@ def on_cpu(value):
 
 def load_checkpoint(path: str | Path, *kinds: str) -> dict:
     """The checkpoint at ``path``, which must be of one of ``kinds``; raises naming the file otherwise."""
+    import torch
+
     path = Path(path)
     wanted = " or ".join(KINDS[k] for k in kinds)
     if not path.is_file():

@@ -36,3 +36,18 @@ def test_the_layers_hold_and_an_upward_import_breaks_them(tmp_path: Path) -> Non
     broken = lint_imports(tmp_path)
     assert broken.returncode != 0
     assert "spino.store is not allowed to import spino.commands" in broken.stdout, broken.stdout[-2000:]
+
+
+def test_planning_the_workflow_loads_no_torch() -> None:
+    """What the Snakefile and its rule files import stays light: every `snakemake` (a dry run too)
+    parses them, and torch alone costs a second or two of it."""
+    imported = sorted(
+        line.split()[1]
+        for path in [REPO / "workflow" / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+        for line in path.read_text().splitlines()
+        if line.startswith("from spino")
+    )
+    assert "spino.workflow_config" in imported and "spino.labelgen.head_kinds" in imported
+    code = f"import sys\nfor m in {imported!r}: __import__(m)\nprint('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
