@@ -21,8 +21,10 @@ import torch
 import yaml
 
 from spino.backbone import Backbone, BackboneSpec
+from spino.classes import CITYSCAPES_19
+from spino.labelgen.head_kinds import HEAD_KINDS
 from spino.labelgen.heads import MLPHead, head_grid
-from spino.labelgen.train import HeadConfig, output_size
+from spino.labelgen.train import HeadConfig
 from spino.losses import boundary_loss, top_k_cross_entropy
 
 
@@ -46,7 +48,7 @@ def main() -> None:
     spec = BackboneSpec.from_dict({**config["backbone"], **({"weights": args.weights} if args.weights else {})})
     backbone = Backbone(spec)
     feed = backbone.round_size(*cfg.input_size)
-    out = output_size(cfg, backbone, feed)
+    out = HEAD_KINDS[args.kind].training_class()(cfg, CITYSCAPES_19).output_size(backbone, feed)
     grid = head_grid(out, cfg.output_stride)
     n_out = args.classes if args.kind == "semantic" else 1
     head = MLPHead(backbone.channels, list(cfg.hidden), n_out)

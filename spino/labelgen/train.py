@@ -1,4 +1,5 @@
-"""Training of the semantic and boundary heads on the k annotated images (batch 1, Adam, cosine)."""
+"""Training of a head on the k annotated images (batch 1, Adam, cosine); what each kind of head learns
+(channels, output size, target, loss) is its class in spino.labelgen.head_kinds."""
 
 from __future__ import annotations
 
@@ -16,17 +17,12 @@ from spino.checkpoint import load_checkpoint, register_checkpoint_kind, save_che
 from spino.classes import ClassSet
 from spino.config import load
 from spino.data.io import resize_nearest, write_csv
-from spino.encoding import semantic_of
 from spino.errors import InputError
 from spino.labelgen.augment import augment
-from spino.labelgen.boundaries import boundary_ids, interior
-from spino.labelgen.embedding import instance_targets, sparse_instances, with_coordinates
 from spino.labelgen.head_kinds import HEAD_KINDS
 from spino.labelgen.heads import MLPHead, head_grid
-from spino.losses import boundary_loss, discriminative_loss, top_k_cross_entropy
 from spino.progress import progress
 from spino.training_state import TrainingState, settings_hash
-from spino.transforms import color_jitter
 
 
 @dataclass(frozen=True)
@@ -59,22 +55,6 @@ class HeadConfig:
         return load(cls, data, f"{kind}_head", kind=kind)
 
 
-def output_size(cfg: HeadConfig, backbone: Backbone, feed: tuple[int, int]) -> tuple[int, int]:
-    """Semantic logits come at the input size; boundary logits and embeddings at ``upsample`` x the feature size."""
-    if cfg.kind == "semantic":
-        return feed
-    return (feed[0] // backbone.stride * cfg.upsample, feed[1] // backbone.stride * cfg.upsample)
-
-
-def make_target(cfg: HeadConfig, panoptic: np.ndarray, size: tuple[int, int], class_set: ClassSet) -> torch.Tensor:
-    label = resize_nearest(panoptic, size)
-    if cfg.kind == "semantic":
-        return torch.from_numpy(semantic_of(label).astype(np.int64))
-    if cfg.kind == "embedding":
-        return torch.from_numpy(instance_targets(label, class_set))
-    return torch.from_numpy(interior(boundary_ids(label, class_set)))
-
-
 class HeadTrainer:
     """One head on its frozen backbone, with what a training step needs: the feed size, the output
     grid, the Adam optimiser and the cosine schedule over ``steps``."""
@@ -83,12 +63,12 @@ class HeadTrainer:
         self, cfg: HeadConfig, backbone_spec: BackboneSpec, class_set: ClassSet, steps: int, device: str = "cpu"
     ):
         self.cfg, self.class_set, self.device = cfg, class_set, device
+        self.kind = HEAD_KINDS[cfg.kind].training_class()(cfg, class_set)  # what this kind of head learns
         self.backbone = Backbone(backbone_spec).to(device)
         self.feed = self.backbone.round_size(*cfg.input_size)
-        self.out_size = output_size(cfg, self.backbone, self.feed)
+        self.out_size = self.kind.output_size(self.backbone, self.feed)
         self.grid = head_grid(self.out_size, cfg.output_stride)
-        out_channels = {"semantic": class_set.num_classes, "boundary": 1, "embedding": cfg.dim}[cfg.kind]
-        self.head = MLPHead(self.backbone.channels, list(cfg.hidden), out_channels).to(device)
+        self.head = MLPHead(self.backbone.channels, list(cfg.hidden), self.kind.out_channels()).to(device)
         self.optimizer = torch.optim.Adam(self.head.parameters(), lr=cfg.lr)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))
@@ -97,31 +77,10 @@ class HeadTrainer:
     def loss(self, image: np.ndarray, panoptic: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         """The head's loss on one randomly cropped, flipped and jittered (image, panoptic) sample."""
         crop, label = augment(image, panoptic, self.feed, rng, self.cfg.crop_scale, self.cfg.color_jitter)
-        target = make_target(self.cfg, label, self.out_size, self.class_set).to(self.device)
+        target = self.kind.target(resize_nearest(label, self.out_size)).to(self.device)
         crop = crop[None].to(self.device)
         logits = self.head(self.backbone(crop), self.out_size, self.grid)
-        if self.cfg.kind == "semantic":
-            return top_k_cross_entropy(logits, target[None], self.cfg.top_k)
-        if self.cfg.kind == "embedding":
-            return self._embedding_loss(crop, with_coordinates(logits[0], self.cfg.coordinates), target, rng)
-        return boundary_loss(logits[:, 0], target[None])
-
-    def _embedding_loss(
-        self, crop: torch.Tensor, embeddings: torch.Tensor, instances: torch.Tensor, rng: np.random.Generator
-    ) -> torch.Tensor:
-        """Push-pull on the labelled instances; elsewhere, agreement with a flipped, jittered view's
-        embeddings taken without gradient (SPOCO's consistency, with the network as its own teacher)."""
-        loss = discriminative_loss(embeddings, instances, self.cfg.delta_var, self.cfg.delta_dist)
-        unlabelled = instances == 0
-        if self.cfg.consistency > 0 and unlabelled.any():
-            with torch.no_grad():
-                view = color_jitter(crop[0].flip(-1).cpu(), rng, self.cfg.color_jitter)[None].to(self.device)
-                mirrored = self.head(self.backbone(view), self.out_size, self.grid)[0].flip(-1)
-                if self.cfg.coordinates > 0:  # channel 0 is then an x offset, which a mirror reverses
-                    mirrored[0] = -mirrored[0]
-                teacher = with_coordinates(mirrored, self.cfg.coordinates)
-            loss = loss + self.cfg.consistency * ((embeddings - teacher) ** 2).sum(0)[unlabelled].mean()
-        return loss
+        return self.kind.loss(self, crop, logits, target, rng)
 
     def step(self, loss: torch.Tensor) -> float:
         """One optimiser and schedule step; the learning rate the step used."""
@@ -158,13 +117,8 @@ def train_head(
         raise InputError("no annotated images to train on")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    if cfg.kind == "embedding" and cfg.instance_fraction < 1:
-        labelled = np.random.default_rng((cfg.seed, 1))  # which instances an annotator labelled: fixed for the run
-        samples = [
-            (image, sparse_instances(panoptic, class_set, cfg.instance_fraction, labelled))
-            for image, panoptic in samples
-        ]
     trainer = HeadTrainer(cfg, backbone_spec, class_set, cfg.epochs * len(samples), device)
+    samples = trainer.kind.training_samples(samples)
     order = [int(i) for _ in range(cfg.epochs) for i in rng.permutation(len(samples))]
     state = _training_state(trainer, backbone_spec, samples, workdir, rng)
     for step in progress(range(state.step, len(order)), f"train {cfg.kind} head"):
