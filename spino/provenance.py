@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+import re
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -49,12 +50,20 @@ def module_path(module: str) -> Path | None:
     return None
 
 
+# A registry entry that loads its class when used names it as "spino.module:Class" (a head kind's
+# training): such a reference counts as an import, so that editing that module reruns what uses it.
+LAZY_REFERENCE = re.compile(r"^(spino(?:\.\w+)+):\w+$")
+
+
 def _imports(nodes: Iterable[ast.AST]) -> set[str]:
-    """spino modules named by the import statements anywhere inside ``nodes`` (also function-local ones)."""
+    """spino modules named by the import statements anywhere inside ``nodes`` (also function-local
+    ones), and by lazy references ("spino.module:Class" strings)."""
     found: set[str] = set()
     for node in nodes:
         for sub in ast.walk(node):
-            if isinstance(sub, ast.Import):
+            if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and LAZY_REFERENCE.match(sub.value):
+                found.add(sub.value.split(":")[0])
+            elif isinstance(sub, ast.Import):
                 found.update(alias.name for alias in sub.names)
             elif isinstance(sub, ast.ImportFrom) and sub.module and sub.level == 0:
                 found.add(sub.module)

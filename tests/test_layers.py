@@ -51,3 +51,15 @@ def test_planning_the_workflow_loads_no_torch() -> None:
     code = f"import sys\nfor m in {imported!r}: __import__(m)\nprint('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_a_command_digest_follows_lazy_references_to_the_classes_it_runs() -> None:
+    """The head kinds' registry names their classes as "spino.module:Class" strings (loaded when a head
+    trains): the code digest of `spino train-head` covers those modules all the same, so that
+    editing one reruns the heads; `spino index` runs none of them."""
+    from spino.labelgen.head_kinds import HEAD_KINDS
+    from spino.provenance import module_closure
+
+    kinds = {kind.training.split(":")[0] for kind in HEAD_KINDS.values()}
+    assert kinds <= set(module_closure(["spino.commands.train_head"]))
+    assert not kinds & set(module_closure(["spino.commands.index"]))
