@@ -68,6 +68,20 @@ def spino(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "spino", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
+def spino_here(*args: str) -> subprocess.CompletedProcess:
+    """``spino`` run by its entry point in this process (what the console script calls; no interpreter
+    and torch start-up per call), its exit code and what it printed."""
+    import contextlib
+    import io
+
+    from spino.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["spino", *args], code, out.getvalue(), err.getvalue())
+
+
 def error_line(result: subprocess.CompletedProcess) -> str:
     """The command failed with exactly one line on stderr past its progress bar; that line."""
     assert result.returncode == 1, result.stderr[-2000:]
@@ -276,15 +290,17 @@ def test_a_video_gives_a_panoptic_png_per_frame_and_an_overlay_video(trained: di
 
 
 def test_bad_inputs_stop_with_one_line_naming_them(trained: dict, tmp_path: Path) -> None:
+    """Each bad input ends `spino segment` with one line naming it (in this process, by the command's
+    entry point: thirteen runs; the console script's own exit codes are the subprocess tests' above)."""
     model = str(trained["models"]["center_offset"])
     good = trained["val"][:2]
     truncated = tmp_path / "broken" / "truncated.png"
     truncated.parent.mkdir()
     truncated.write_bytes(Path(good[0]).read_bytes()[:300])
-    line = error_line(spino("segment", model, *good, str(truncated), "--out", str(tmp_path / "a")))
+    line = error_line(spino_here("segment", model, *good, str(truncated), "--out", str(tmp_path / "a")))
     assert str(truncated) in line and "cannot decode image" in line
 
-    kept = spino("segment", model, good[0], str(truncated), good[1], "--out", str(tmp_path / "b"), "--keep-going")
+    kept = spino_here("segment", model, good[0], str(truncated), good[1], "--out", str(tmp_path / "b"), "--keep-going")
     assert kept.returncode == 1 and str(truncated) in kept.stderr and "1 input(s) could not be read" in kept.stderr
     written = json.loads((tmp_path / "b" / "panoptic.json").read_text())
     assert [a["image_id"] for a in written["annotations"]] == [Path(p).stem for p in good]
@@ -293,42 +309,43 @@ def test_bad_inputs_stop_with_one_line_naming_them(trained: dict, tmp_path: Path
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert error_line(spino("segment", model, str(empty), "--out", str(tmp_path / "c"))).endswith(
+    assert error_line(spino_here("segment", model, str(empty), "--out", str(tmp_path / "c"))).endswith(
         f"{empty}: no images (.png, .jpg, .jpeg) or videos found"
     )
     pattern = str(tmp_path / "nothing*.png")
     assert f"{pattern}: matches no image or video" in error_line(
-        spino("segment", model, pattern, "--out", str(tmp_path / "d"))
+        spino_here("segment", model, pattern, "--out", str(tmp_path / "d"))
     )
     assert f"{tmp_path / 'missing.png'}: not found" in error_line(
-        spino("segment", model, str(tmp_path / "missing.png"), "--out", str(tmp_path / "e"))
+        spino_here("segment", model, str(tmp_path / "missing.png"), "--out", str(tmp_path / "e"))
     )
 
     video = tmp_path / "corrupt.mp4"
     video.write_bytes(b"not a video")
-    line = error_line(spino("segment", model, str(video), "--out", str(tmp_path / "v")))
+    line = error_line(spino_here("segment", model, str(video), "--out", str(tmp_path / "v")))
     assert str(video) in line and ("cannot be decoded as a video" in line or "needs PyAV" in line)
 
     head = tmp_path / "semantic.pt"
+    import spino.labelgen.head_kinds  # noqa: F401  (the owner of the head kinds registers them)
     from spino.checkpoint import save_checkpoint
 
     save_checkpoint(head, "semantic", {"state": {}})
-    line = error_line(spino("segment", str(head), good[0], "--out", str(tmp_path / "f")))
+    line = error_line(spino_here("segment", str(head), good[0], "--out", str(tmp_path / "f")))
     assert str(head) in line and "expected a panoptic model, but the file holds a semantic head" in line
     text = tmp_path / "notes.txt"
     text.write_text("not a model")
-    assert str(text) in error_line(spino("segment", str(text), good[0], "--out", str(tmp_path / "g")))
+    assert str(text) in error_line(spino_here("segment", str(text), good[0], "--out", str(tmp_path / "g")))
     for suffix in (".safetensors", ".onnx"):
         fake = tmp_path / f"fake{suffix}"
         fake.write_text("not a model")
-        assert str(fake) in error_line(spino("segment", str(fake), good[0], "--out", str(tmp_path / "h")))
+        assert str(fake) in error_line(spino_here("segment", str(fake), good[0], "--out", str(tmp_path / "h")))
 
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "keep.txt").write_text("mine")
-    line = error_line(spino("segment", model, good[0], "--out", str(busy)))
+    line = error_line(spino_here("segment", model, good[0], "--out", str(busy)))
     assert f"{busy}: already exists and is not empty; pass --overwrite" in line
-    assert spino("segment", model, good[0], "--out", str(busy), "--overwrite").returncode == 0
+    assert spino_here("segment", model, good[0], "--out", str(busy), "--overwrite").returncode == 0
     assert (busy / "keep.txt").read_text() == "mine" and (busy / "panoptic.json").is_file()
 
 
