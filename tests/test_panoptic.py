@@ -23,6 +23,8 @@ from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, instance_of, semantic
 from spino.errors import InputError
 from spino.metrics import PanopticStats
 from spino.panoptic.checkpoint import load_model
+from spino.panoptic.instances import INSTANCE_METHODS, InstanceMethod
+from spino.panoptic.model import ModelConfig
 from spino.panoptic.postprocess import PostprocessConfig, merge
 from spino.panoptic.predict import write_prediction_shard
 from spino.panoptic.targets import TargetConfig, panoptic_targets
@@ -186,6 +188,7 @@ def mixed_data(run: dict, augment=None, batch_size: int = 4):
         seed=5,
         augment=augment or Augment(min_scale=0.5, max_scale=2.0),
         targets=TargetConfig(sigma=2.0),
+        method=center_offset(),
     )
 
 
@@ -323,7 +326,7 @@ def test_prediction_shard_is_written_and_scored(tiny_run: dict, tmp_path: Path) 
 
 def initial_model(checkpoint: Path) -> torch.nn.Module:
     """The model a training run of this checkpoint's model started from (seed 0, as TrainConfig's default)."""
-    from spino.panoptic.model import ModelConfig, PanopticModel
+    from spino.panoptic.model import PanopticModel
 
     state = torch.load(checkpoint, weights_only=True)
     cfg = state["model_config"]
@@ -381,12 +384,23 @@ def test_two_process_training_matches_one_process_on_the_same_global_batch(tiny_
     assert max(output_gap.values()) < 0.3, output_gap
 
 
+def center_offset() -> InstanceMethod:
+    """Panoptic-DeepLab's instance method of a tiny model, for the stand-ins below."""
+    model_cfg = ModelConfig.from_dict(
+        {"channels": 16, "decoder_channels": 16, "head_channels": 8, "input_size": [48, 96]},
+        {"name": "tf_efficientnet_lite0", "weights": "none", "out_indices": [2, 3]},
+    )
+    return INSTANCE_METHODS["center_offset"](model_cfg)
+
+
 class _Outputs(torch.nn.Module):
-    """Stands in for a trained model: returns fixed head outputs (here: ground truth at low resolution)."""
+    """Stands in for a trained centre/offset model: returns fixed head outputs (here: ground truth at
+    low resolution)."""
 
     def __init__(self, outputs: dict[str, torch.Tensor]):
         super().__init__()
         self.outputs = outputs
+        self.instance_method = center_offset()
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.outputs
@@ -431,6 +445,7 @@ class _Oracle(torch.nn.Module):
     def __init__(self, image: torch.Tensor, gt: np.ndarray, sigma: float):
         super().__init__()
         self.image, self.outputs = image, {}
+        self.instance_method = center_offset()
         for flipped, label in ((False, gt), (True, np.ascontiguousarray(gt[:, ::-1]))):
             t = panoptic_targets(label, DEMO, TargetConfig(sigma=sigma))
             logits = torch.nn.functional.one_hot(

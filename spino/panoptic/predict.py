@@ -10,7 +10,6 @@ import torch
 from spino.classes import ClassSet
 from spino.encoding import PANOPTIC_DTYPE, semantic_of
 from spino.panoptic.instances.base import InstanceMethod
-from spino.panoptic.instances.center_offset import CenterOffset
 from spino.panoptic.model import PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig
 from spino.progress import progress
@@ -28,10 +27,9 @@ def predict_panoptic(
 ) -> np.ndarray:
     """Panoptic map (spino encoding) of one image (3, h, w), float 0..255, at ``size`` (default: h, w).
 
-    The model's instance method post-processes its outputs with the semantic logits at ``size``
-    (a model without one gives Panoptic-DeepLab's centre and offsets).
+    The model's instance method post-processes its outputs with the semantic logits at ``size``.
     """
-    method = getattr(model, "instance_method", None) or CenterOffset(None)
+    method = model.instance_method
     outputs = batch_outputs(model, image[None], method, cfg.flip)
     size = tuple(size) if size is not None else tuple(outputs["semantic"].shape[-2:])
     pan = method.panoptic(outputs["semantic"], outputs, class_set, cfg, size)

@@ -25,7 +25,6 @@ from spino.data.io import image_size, resize_nearest
 from spino.encoding import IGNORE_PANOPTIC
 from spino.errors import InputError
 from spino.panoptic.instances import InstanceMethod
-from spino.panoptic.instances.center_offset import CenterOffset
 from spino.panoptic.targets import TargetConfig
 from spino.store import LabelStore
 from spino.transforms import color_jitter, image_tensor
@@ -115,7 +114,7 @@ class MixedBatchData(Dataset):
         seed: int,
         augment: Augment,
         targets: TargetConfig,
-        method: InstanceMethod | None = None,
+        method: InstanceMethod,
     ):
         if not ground_truth:
             raise InputError("mixed batches need at least one ground-truth sample")
@@ -124,7 +123,7 @@ class MixedBatchData(Dataset):
         self.ground_truth, self.pseudo = ground_truth, pseudo
         self.class_set, self.size, self.batch_size = class_set, tuple(size), batch_size
         self.seed, self.augment, self.targets = seed, augment, targets
-        self.method = method or CenterOffset(None)  # whose targets each item carries (Panoptic-DeepLab's by default)
+        self.method = method  # whose targets each item carries
 
     def chosen(self, step: int) -> list[Sample]:
         """The samples of the global batch at ``step``: ground truth in slot 0, pseudo-labels after."""
