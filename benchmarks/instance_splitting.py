@@ -64,8 +64,8 @@ def main() -> None:
         semantic = semantic_of(truth)
         nothing_inside = np.zeros(semantic.shape, bool)
         cuts = {
-            "one instance per blob": fuse(semantic, nothing_inside, class_set, minimum),
-            "boundary head, cca": fuse(semantic, boundary(image).interior, class_set, minimum),
+            "one instance per blob": fuse(semantic, nothing_inside, class_set, minimum, "cca"),
+            "boundary head, cca": fuse(semantic, boundary(image).interior, class_set, minimum, "cca"),
         }
         for name, embedder in embedders.items():
             with torch.no_grad():
@@ -73,7 +73,7 @@ def main() -> None:
             for b in bandwidths:
                 clustering = (embeddings, clusterings[name, b])
                 cuts[f"embedding head {name}, bandwidth {b}"] = fuse(
-                    semantic, nothing_inside, class_set, minimum, embeddings=clustering
+                    semantic, nothing_inside, class_set, minimum, "embedding", embeddings=clustering
                 )
         for method, found in cuts.items():
             stats[method].update(truth, found, class_set)

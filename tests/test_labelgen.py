@@ -128,7 +128,7 @@ def test_fusion_invariants_and_small_blobs() -> None:
     inner = np.zeros_like(sem, bool)
     inner[7:23, 7:22] = True
     inner[7:23, 28:43] = True
-    pan = fuse(sem, inner, DEMO, {5: 10, 6: 10})
+    pan = fuse(sem, inner, DEMO, {5: 10, 6: 10}, "cca")
     s, i = semantic_of(pan), instance_of(pan)
     assert (s[30:32, 50:52] == 255).all()
     assert len(np.unique(i[5:25, 5:45])) == 2 and (i[5:25, 5:45] > 0).all()
@@ -159,6 +159,7 @@ def _oracle_maps(
                 inner,
                 class_set,
                 min_pixels_per_class(min_pixels, class_set),
+                "cca" if ncut is None else "ncut",
                 boundary=1.0 - inner,
                 ncut=ncut,
             )
@@ -234,8 +235,8 @@ def _touching_cars(gap: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_ncut_splits_instances_whose_boundary_has_a_gap() -> None:
     semantic, inner = _touching_cars(gap=2)  # 2 of 18 rows open: cut cost 0.006 (4 rows: 0.015, kept whole)
-    cca = fuse(semantic, inner, DEMO, {5: 10, 6: 10})
-    ncut = fuse(semantic, inner, DEMO, {5: 10, 6: 10}, boundary=1.0 - inner, ncut=NcutConfig())
+    cca = fuse(semantic, inner, DEMO, {5: 10, 6: 10}, "cca")
+    ncut = fuse(semantic, inner, DEMO, {5: 10, 6: 10}, "ncut", boundary=1.0 - inner, ncut=NcutConfig())
     assert len(np.unique(instance_of(cca)[semantic == 6])) == 1  # the gap joins them
     left, right = instance_of(ncut)[15, 10], instance_of(ncut)[15, 40]
     assert (
@@ -251,7 +252,7 @@ def test_ncut_keeps_a_whole_instance_whole() -> None:
     inner = np.zeros(semantic.shape, bool)
     inner[6:34, 6:54] = True
     inner[12:14, 20:30] = False  # a stray boundary fragment inside it
-    pan = fuse(semantic, inner, DEMO, {5: 10, 6: 10}, boundary=1.0 - inner, ncut=NcutConfig(max_nodes=200))
+    pan = fuse(semantic, inner, DEMO, {5: 10, 6: 10}, "ncut", boundary=1.0 - inner, ncut=NcutConfig(max_nodes=200))
     assert len(np.unique(instance_of(pan)[semantic == 6])) == 1
 
 
@@ -732,8 +733,15 @@ def test_embedding_fusion_separates_touching_instances() -> None:
     embeddings = np.zeros((4, 20, 40), np.float32)
     embeddings[0, :, 20:] = 4.0
     interior = semantic == 6
-    one = fuse(semantic, interior, DEMO, {5: 4, 6: 4})
-    two = fuse(semantic, interior, DEMO, {5: 4, 6: 4}, embeddings=(embeddings, EmbeddingClusterConfig(bandwidth=1.0)))
+    one = fuse(semantic, interior, DEMO, {5: 4, 6: 4}, "cca")
+    two = fuse(
+        semantic,
+        interior,
+        DEMO,
+        {5: 4, 6: 4},
+        "embedding",
+        embeddings=(embeddings, EmbeddingClusterConfig(bandwidth=1.0)),
+    )
     assert len(np.unique(instance_of(one)[semantic == 6])) == 1
     parts = instance_of(two)
     assert (
@@ -773,8 +781,9 @@ def test_embedding_head_separates_touching_demo_instances(demo_root: Path, tmp_p
             nothing_inside,
             DEMO,
             minimum,
+            "embedding",
             embeddings=(resize_embeddings(embeddings, image.shape[:2]), EmbeddingClusterConfig()),
         )
         clustered.update(gt, found, DEMO)
-        whole_blobs.update(gt, fuse(semantic, nothing_inside, DEMO, minimum), DEMO)
+        whole_blobs.update(gt, fuse(semantic, nothing_inside, DEMO, minimum, "cca"), DEMO)
     assert clustered.summary(DEMO)["things"]["pq"] >= whole_blobs.summary(DEMO)["things"]["pq"] + 0.05

@@ -98,20 +98,15 @@ def fuse(
     interior: np.ndarray,
     class_set: ClassSet,
     min_pixels: Mapping[int, int],
-    fusion: str | None = None,
+    fusion: str,
     **inputs,
 ) -> np.ndarray:
     """Panoptic map (spino encoding) from train ids (255 ignore) and a boolean interior map.
 
     ``fusion`` names the splitter (FUSIONS) and ``inputs`` are the ones it declares, e.g.
-    ``boundary=`` and ``ncut=`` for normalised cuts (None counts as not given); without a name, the
-    fusion whose inputs are all given, else cca.
+    ``boundary=`` and ``ncut=`` for normalised cuts (None counts as not given; others are ignored).
     """
     given = {name: value for name, value in inputs.items() if value is not None}
-    if fusion is None:
-        fusion = next(
-            (name for name, kind in FUSIONS.items() if kind.inputs and set(kind.inputs) <= given.keys()), "cca"
-        )
     if fusion not in FUSIONS:
         raise InputError(f"unknown fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
     missing = [name for name in FUSIONS[fusion].inputs if name not in given]
