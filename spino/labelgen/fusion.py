@@ -1,10 +1,12 @@
-"""Fusion of a semantic map and an interior (not-boundary) map into a panoptic map.
+"""Fusion of a semantic map and what splits its thing blobs into a panoptic map.
 
-For every thing class: its 4-connected blobs; blobs under ``min_pixels`` become ignore; inside a
-blob, the interior pixels split it into 4-connected parts, parts under ``min_pixels`` are dropped;
-no surviving part means the blob is one instance; otherwise every other pixel of the blob joins
-the nearest surviving part (Euclidean, in pixel coordinates). Every thing pixel ends with an
-instance, no stuff pixel has one.
+For every thing class: its 4-connected blobs; blobs under ``min_pixels`` become ignore; a splitter
+cuts each blob into parts (``FUSIONS``, one class each: ``cca``, SPINO's 4-connected parts of the
+interior (not-boundary) pixels; ``ncut``, PASTEL's normalised cuts of the boundary head's
+affinities; ``embedding``, SPOCO's mean-shift clusters of pixel embeddings); parts under
+``min_pixels`` are dropped; no surviving part means the blob is one instance; otherwise every other
+pixel of the blob joins the nearest surviving part (Euclidean, in pixel coordinates). Every thing
+pixel ends with an instance, no stuff pixel has one.
 """
 
 from __future__ import annotations

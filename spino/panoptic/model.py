@@ -1,11 +1,13 @@
-"""Frozen backbone + multi-scale adapter + Panoptic-DeepLab heads, in plain PyTorch.
+"""Frozen backbone + multi-scale adapter + decoders + a semantic head and an instance method's heads,
+in plain PyTorch.
 
 The adapter stands in for ViT-Adapter without its deformable-attention CUDA op: a small
 convolutional stem on the image (the "spatial prior": detail a stride-14 ViT lacks) gives maps at
 strides 4/8/16/32, and the projected backbone features, resampled to each stride, are added to
 them. Two light top-down decoders (semantic; instance) fuse the four strides into a stride-4 map,
-as Panoptic-DeepLab's dual decoder does; the heads predict semantic logits, an instance-centre
-heatmap and centre offsets, upsampled to the input size.
+as Panoptic-DeepLab's dual decoder does; the semantic head predicts class logits, and the instance
+method (spino.panoptic.instances: Panoptic-DeepLab's centre heatmap and offsets, or SOLOv2's
+category and kernel grids with mask features) adds its own heads on the instance decoder.
 """
 
 from __future__ import annotations
