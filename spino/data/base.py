@@ -97,9 +97,10 @@ class Dataset(ABC):
                 pass
 
     def _verify_one(self, record: Record) -> None:
-        image = self.read_image(record)
         if record.has_gt:
-            check_same_size(image, self.read_panoptic(record), record.image, record.semantic)
+            self.read_sample(record)
+        else:
+            self.read_image(record)
 
     def read_image(self, record: Record) -> np.ndarray:
         return read_image(record.image)

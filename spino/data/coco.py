@@ -149,12 +149,11 @@ class CocoDataset(Dataset):
             folder = self._image_folder(split)
             listed = set()
             for coco_id, image in coco.images.items():
-                path = folder / image["file_name"]
-                if not path.is_file():  # Label Studio: file_name relative to the JSON's folder ("images/x.jpg")
-                    path = coco.path.parent / image["file_name"]
-                if not path.is_file():
-                    path = folder / image["file_name"]
-                    raise MissingFileError(f"{path}: image {image['file_name']!r} of {coco.path} not found")
+                # in the image folder, or relative to the JSON's folder (Label Studio's "images/x.jpg")
+                candidates = [folder / image["file_name"], coco.path.parent / image["file_name"]]
+                path = next((p for p in candidates if p.is_file()), None)
+                if path is None:
+                    raise MissingFileError(f"{candidates[0]}: image {image['file_name']!r} of {coco.path} not found")
                 listed.add(path.resolve())
                 labelled = bool(coco.annotations.get(coco_id)) and (
                     not coco.panoptic or self._png(split, coco_id).is_file()

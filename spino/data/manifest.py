@@ -101,7 +101,11 @@ def working_size(entries: list[Entry], override: tuple[int, int] | list[int] | N
         return int(override[0]), int(override[1])
     if not entries:
         raise InputError("no images, so no working size")
-    sizes = Counter((e.height, e.width) for e in entries)
+    return most_common_size(Counter((e.height, e.width) for e in entries))
+
+
+def most_common_size(sizes: Counter) -> tuple[int, int]:
+    """The (H, W) most images have (ties: the larger, then the taller): the default working size."""
     return max(sizes, key=lambda s: (sizes[s], s[0] * s[1], s[0]))
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from spino.data import open_dataset
 from spino.data.coco import ANNOTATION_FILES
 from spino.data.io import image_size
+from spino.data.manifest import most_common_size
 from spino.errors import InputError, MissingFileError
 
 # Names that usually are countable objects (things): COCO's thing categories, Cityscapes' and
@@ -55,7 +56,7 @@ class Survey:
 
     @property
     def working_size(self) -> tuple[int, int]:
-        return max(self.sizes, key=lambda s: (self.sizes[s], s[0] * s[1], s[0]))
+        return most_common_size(self.sizes)
 
 
 def detect_layout(root: Path) -> tuple[str, list[str]]:
