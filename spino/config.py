@@ -31,7 +31,17 @@ from spino.errors import InputError
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 SECTIONS: dict[str, type] = {}  # schema path -> the dataclass holding that section
-CHOICES: dict[str, list[str]] = {}  # setting path -> the names of the registry that fills it
+# Settings that moved, old path -> new path: a config that still has one fails naming the new place.
+MOVED = {
+    "panoptic.train.center_weight": "panoptic.model.center_offset.center_weight",
+    "panoptic.train.offset_weight": "panoptic.model.center_offset.offset_weight",
+    "panoptic.train.targets.sigma": "panoptic.model.center_offset.sigma",
+    **{
+        f"panoptic.train.postprocess.{name}": f"panoptic.model.center_offset.{name}"
+        for name in ("center_threshold", "nms_kernel", "top_k", "chunk_pixels")
+    },
+}
+CHOICES: dict[str, Iterable[str]] = {}  # setting path -> the registry whose names are its choices (live)
 
 
 @cache
@@ -44,7 +54,12 @@ def register_choices(path: str, registry: Iterable[str]) -> None:
     """A registry's names as the choices of the setting at ``path`` (dataset kinds, fusions): the
     registry calls this, so that this module imports none of them (a command's code digest, the
     closure of its imports, then does not grow with every registry)."""
-    CHOICES[path] = list(registry)
+    CHOICES[path] = registry
+    schema.cache_clear()
+
+
+def choices_changed() -> None:
+    """A registry gained an entry: the schema's choice lists are read again."""
     schema.cache_clear()
 
 
@@ -57,7 +72,7 @@ def schema() -> dict:
         node = data
         for part in parents:
             node = node["properties"][part]
-        node["properties"][name]["enum"] = names
+        node["properties"][name]["enum"] = list(names)
     return data
 
 
@@ -129,9 +144,13 @@ def _message(error, prefix: str) -> str:
     where = ".".join([prefix] * bool(prefix) + [str(p) for p in error.absolute_path])
     if error.validator == "additionalProperties":
         known = error.schema.get("properties", {})
-        extra = sorted(set(error.instance) - set(known))
-        key = f"{where}.{extra[0]}" if where else extra[0]
-        return f"{key}: unknown setting; {where or 'the config'} takes {', '.join(known)}"
+        keys = [f"{where}.{name}" if where else name for name in sorted(set(error.instance) - set(known))]
+        return "\n".join(
+            f"{key}: moved to {MOVED[key]}"
+            if key in MOVED
+            else f"{key}: unknown setting; {where or 'the config'} takes {', '.join(known)}"
+            for key in keys
+        )
     if error.validator == "oneOf" and all("required" in alt for alt in error.validator_value):
         names = " or ".join(alt["required"][0] for alt in error.validator_value)
         return f"{where or 'config'}: give exactly one of {names}"

@@ -1,4 +1,4 @@
-"""The workflow's config check: spino.config.check_config with the registries loaded (spino.registries),
+"""The workflow's config check: spino.config.check_config with the registries loaded (spino.choices),
 then the files the config names. Only the Snakefile imports this (no command's code digest includes it)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from spino.choices import check_config
 from spino.errors import InputError
-from spino.registries import check_config
 from spino.weight_sources import weights_file
 
 __all__ = ["check_config", "check_config_or_exit"]

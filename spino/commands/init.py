@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from spino.registries import check_config  # with the registries that fill the schema's choices
+    from spino.choices import check_config  # with the registries that fill the schema's choices
 
     found = survey(args.root)
     text = starter_config(found, args.profile, args.run)

@@ -1,37 +1,36 @@
 """Datasets: adapters that list images and decode their ground truth into spino's encoding.
 
-``DATASET_KINDS`` is the one list of dataset kinds: the config schema's ``dataset.kind``, the
+``DATASET_KINDS`` is the one registry of dataset kinds: the config schema's ``dataset.kind``, the
 ``--dataset-kind`` option and the workflow's listing digest read it. A new kind is a ``Dataset``
-subclass (``open``, ``scan``, ``decode_panoptic``, optionally ``listing``) and one entry here.
+subclass (``open``, ``scan``, ``decode_panoptic``, optionally ``listing``) and one registration.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from spino.config import register_choices
 from spino.data.base import Dataset, Record
 from spino.data.cityscapes import Cityscapes
 from spino.data.coco import CocoDataset
 from spino.data.folder import FolderDataset
 from spino.data.kitti360 import Kitti360
 from spino.errors import InputError
+from spino.registry import Registry
 
 # "demo" is the folder layout that spino.data.synthetic writes (the workflow generates it).
-DATASET_KINDS: dict[str, type[Dataset]] = {
-    "demo": FolderDataset,
-    "folder": FolderDataset,
-    "cityscapes": Cityscapes,
-    "kitti360": Kitti360,
-    "coco": CocoDataset,
-}
-register_choices("dataset.kind", DATASET_KINDS)
+DATASET_KINDS: Registry[type[Dataset]] = Registry("dataset kind", choices="dataset.kind")
+for _name, _cls in [
+    ("demo", FolderDataset),
+    ("folder", FolderDataset),
+    ("cityscapes", Cityscapes),
+    ("kitti360", Kitti360),
+    ("coco", CocoDataset),
+]:
+    DATASET_KINDS.register(_name, _cls)
 
 
 def dataset_kind(kind: str) -> type[Dataset]:
-    if kind not in DATASET_KINDS:
-        raise InputError(f"unknown dataset kind {kind!r}; expected one of {', '.join(DATASET_KINDS)}")
-    return DATASET_KINDS[kind]
+    return DATASET_KINDS.get(kind)
 
 
 def open_dataset(

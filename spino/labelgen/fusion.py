@@ -19,10 +19,10 @@ import numpy as np
 from scipy import ndimage
 
 from spino.classes import IGNORE, ClassSet
-from spino.config import register_choices
 from spino.encoding import LABEL_DIVISOR, encode
 from spino.errors import InputError
 from spino.labelgen.ncut import NcutConfig, ncut_parts
+from spino.registry import Registry
 
 if TYPE_CHECKING:  # the embedding splitter imports torch only when used
     from spino.labelgen.embedding import EmbeddingClusterConfig
@@ -91,8 +91,10 @@ class EmbeddingClusters(Splitter):
 
 
 # config `pseudo_labels.fusion`: the splitter of each fusion method.
-FUSIONS: dict[str, type[Splitter]] = {"cca": ConnectedInterior, "ncut": NormalisedCuts, "embedding": EmbeddingClusters}
-register_choices("pseudo_labels.fusion", FUSIONS)
+FUSIONS: Registry[type[Splitter]] = Registry("fusion", choices="pseudo_labels.fusion")
+FUSIONS.register("cca", ConnectedInterior)
+FUSIONS.register("ncut", NormalisedCuts)
+FUSIONS.register("embedding", EmbeddingClusters)
 
 
 def fuse(
@@ -109,12 +111,11 @@ def fuse(
     ``boundary=`` and ``ncut=`` for normalised cuts (None counts as not given; others are ignored).
     """
     given = {name: value for name, value in inputs.items() if value is not None}
-    if fusion not in FUSIONS:
-        raise InputError(f"unknown fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
-    missing = [name for name in FUSIONS[fusion].inputs if name not in given]
+    kind = FUSIONS.get(fusion)
+    missing = [name for name in kind.inputs if name not in given]
     if missing:
         raise InputError(f"fusion {fusion!r} needs {', '.join(missing)}")
-    splitter = FUSIONS[fusion](**{name: given[name] for name in FUSIONS[fusion].inputs})
+    splitter = kind(**{name: given[name] for name in kind.inputs})
     semantic = semantic.copy()
     instance = np.zeros(semantic.shape, dtype=np.int64)
     for cls in class_set.thing_ids:
