@@ -9,17 +9,22 @@ training states, the panoptic model, PriMaPs): this module sits below all of the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from spino.data.io import atomic_path
 from spino.errors import InputError, MissingFileError
 
 KINDS: dict[str, str] = {}  # checkpoint kind -> what a file of it holds, in words
+Upgrade = Callable[[dict], dict]
+KIND_UPGRADES: dict[tuple[str, int], Upgrade] = {}  # (kind, format) -> its owner's step to the next format
 
 # The layout of the checkpoint dict. A change to it (a renamed entry, a moved setting) raises FORMAT
 # and adds the step from the previous layout to UPGRADES, as timm's checkpoint_filter_fn does, so
-# that models users trained before still load. Format 0: the files of spino 0.1.0 before versions.
-FORMAT = 1
+# that models users trained before still load; a step that concerns one kind's payload is registered
+# by the kind's owner. Format 0: the files of spino 0.1.0 before versions; 1: files say what they hold;
+# 2: the panoptic model's instance method holds its own settings.
+FORMAT = 2
 
 
 def _holds_what_it_is(state: dict) -> dict:
@@ -27,12 +32,19 @@ def _holds_what_it_is(state: dict) -> dict:
     return {**state, "holds": KINDS.get(state["kind"], f"a {state['kind']} checkpoint")}
 
 
-UPGRADES = {0: _holds_what_it_is}  # format -> the step to the next one
+def _unchanged(state: dict) -> dict:
+    return state
 
 
-def register_checkpoint_kind(kind: str, description: str) -> None:
-    """A kind of checkpoint its owner writes and reads (``description``: "a semantic head")."""
+UPGRADES: dict[int, Upgrade] = {0: _holds_what_it_is, 1: _unchanged}  # format -> the step to the next one
+
+
+def register_checkpoint_kind(kind: str, description: str, upgrades: dict[int, Upgrade] | None = None) -> None:
+    """A kind of checkpoint its owner writes and reads (``description``: "a semantic head"), with the
+    steps that bring its payload from an older format (format -> step to the next)."""
     KINDS[kind] = description
+    for version, step in (upgrades or {}).items():
+        KIND_UPGRADES[kind, version] = step
 
 
 def save_checkpoint(path: str | Path, kind: str, payload: dict) -> None:
@@ -89,4 +101,5 @@ def upgraded(state: dict, path: str | Path) -> dict:
         )
     for step in range(version, FORMAT):
         state = UPGRADES[step](state)
+        state = KIND_UPGRADES.get((state["kind"], step), _unchanged)(state)
     return {**state, "format": FORMAT}

@@ -60,3 +60,30 @@ def discriminative_loss(
         off_diagonal = ~torch.eye(len(ids), dtype=torch.bool, device=distance.device)
         push = (F.relu(2 * delta_dist - distance[off_diagonal]) ** 2).mean()
     return pull + push + regularisation * means.norm(dim=1).mean()
+
+
+def focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, alpha: float, gamma: float
+) -> torch.Tensor:
+    """Sigmoid focal loss summed over cells and classes, normalised by the positive cells (+1).
+    ``targets`` (N,) hold a class or -1 (background); ``weights`` (N,) are 0 where a cell carries no loss."""
+    onehot = torch.zeros_like(logits)
+    positive = targets >= 0
+    onehot[positive.nonzero()[:, 0], targets[positive]] = 1.0
+    p = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
+    p_t = p * onehot + (1 - p) * (1 - onehot)
+    alpha_t = alpha * onehot + (1 - alpha) * (1 - onehot)
+    loss = alpha_t * (1 - p_t) ** gamma * ce
+    return (loss.sum(1) * weights).sum() / (positive.sum() + 1)
+
+
+def dice_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean over masks of 1 - 2 sum(p t) / (sum(p^2) + sum(t^2)), each sum over the pixels that carry
+    loss (``weights``), with SOLO's 0.001 added to both squares."""
+    p = logits.sigmoid().flatten(1) * weights.flatten(1)
+    t = targets.float().flatten(1) * weights.flatten(1)
+    a = (p * t).sum(1)
+    b = (p * p).sum(1) + 0.001
+    c = (t * t).sum(1) + 0.001
+    return (1 - 2 * a / (b + c)).mean()

@@ -14,6 +14,7 @@ import yaml
 import spino
 from spino.config import SECTIONS, load, schema_default, section, section_schema
 from spino.errors import InputError
+from spino.panoptic.model import ModelConfig
 from spino.panoptic.train import TrainConfig
 from spino.workflow_config import check_config
 
@@ -35,10 +36,10 @@ def _tupled(value):
 def test_a_default_in_the_class_and_in_the_schema_is_refused() -> None:
     with pytest.raises(
         TypeError,
-        match=r"nms_kernel: default stated in the class and in the schema \(panoptic.train.postprocess.nms_kernel\)",
+        match=r"nms_kernel: default stated in the class and in the schema \(panoptic.model.center_offset.nms_kernel\)",
     ):
 
-        @section("panoptic.train.postprocess")
+        @section("panoptic.model.center_offset")
         class Twice:
             nms_kernel: int = 5
 
@@ -101,8 +102,8 @@ def test_check_config_fills_the_defaults_the_sections_use() -> None:
     config = check_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
     assert config["pseudo_labels"]["ncut"] == {"max_cost": 0.01, "radius": 3, "sigma": 0.1, "max_nodes": 1500}
     assert (
-        TrainConfig.from_dict(config["panoptic"]["train"]).postprocess.nms_kernel
-        == config["panoptic"]["train"]["postprocess"]["nms_kernel"]
+        ModelConfig.from_dict(config["panoptic"]["model"], config["backbone"]).instance_settings.nms_kernel
+        == config["panoptic"]["model"]["center_offset"]["nms_kernel"]
     )
     with pytest.raises(
         InputError,
@@ -175,7 +176,7 @@ def test_the_your_coco_example_is_what_spino_init_writes_for_such_an_export() ->
 REGISTRIES = {  # schema setting -> the registry whose names are its choices
     "dataset.kind": "spino.data:DATASET_KINDS",
     "pseudo_labels.fusion": "spino.labelgen.fusion:FUSIONS",
-    "segment.format": "spino.deploy.outputs:OUTPUT_FORMATS",
+    "segment.format": "spino.export:LABEL_FORMATS",
     "panoptic.model.instance": "spino.panoptic.instances:INSTANCE_METHODS",
 }
 
@@ -192,5 +193,5 @@ def test_the_schema_files_choice_lists_are_the_registries_names(path: str) -> No
     node = raw_schema()
     for part in path.split("."):
         node = node["properties"][part]
-    assert node["enum"] == loaded[path] == CHOICES[path]
+    assert node["enum"] == loaded[path] == list(CHOICES[path])
     assert set(CHOICES) == set(REGISTRIES)  # no registry fills a setting this test does not know

@@ -23,11 +23,14 @@ from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, instance_of, semantic
 from spino.errors import InputError
 from spino.metrics import PanopticStats
 from spino.panoptic.checkpoint import load_model
-from spino.panoptic.instances import INSTANCE_METHODS, InstanceMethod
+from spino.panoptic.instances import CenterOffset, InstanceMethod, Widths
+from spino.panoptic.instances.center_offset.grouping import merge
+from spino.panoptic.instances.center_offset.settings import CenterOffsetConfig
+from spino.panoptic.instances.center_offset.targets import panoptic_targets
 from spino.panoptic.model import ModelConfig
-from spino.panoptic.postprocess import PostprocessConfig, merge
+from spino.panoptic.postprocess import PostprocessConfig
 from spino.panoptic.predict import write_prediction_shard
-from spino.panoptic.targets import TargetConfig, panoptic_targets
+from spino.panoptic.targets import TargetConfig
 from spino.store import LabelStore, create_store
 from spino.transforms import image_tensor
 
@@ -39,7 +42,7 @@ def test_targets_point_every_thing_pixel_at_its_centroid() -> None:
     pan[10:20, 10:30] = 6 * LABEL_DIVISOR + 1
     pan[25:27, 40:42] = 5 * LABEL_DIVISOR + 1
     pan[30:35, 0:5] = 6 * LABEL_DIVISOR  # crowd: no centre, no offset
-    t = panoptic_targets(pan, DEMO, TargetConfig(sigma=2.0, small_instance_area=10, small_instance_weight=3.0))
+    t = panoptic_targets(pan, DEMO, TargetConfig(small_instance_area=10, small_instance_weight=3.0), sigma=2.0)
     ys, xs = np.nonzero(pan == 6001)
     cy, cx = ys.mean(), xs.mean()
     assert torch.allclose(t["offset"][0][10:20, 10:30], torch.from_numpy(cy - np.mgrid[10:20, 10:30][0]).float())
@@ -54,9 +57,9 @@ def test_targets_point_every_thing_pixel_at_its_centroid() -> None:
 def _reproduce(gts: list[np.ndarray], class_set, sigma: float, nms: int) -> dict:
     stats = PanopticStats(class_set.num_classes)
     for gt in gts:
-        t = panoptic_targets(gt, class_set, TargetConfig(sigma=sigma))
+        t = panoptic_targets(gt, class_set, TargetConfig(), sigma)
         sem = torch.from_numpy(semantic_of(gt).astype(np.int64))
-        pred = merge(sem, t["center"], t["offset"], class_set, PostprocessConfig(nms_kernel=nms)).numpy()
+        pred = merge(sem, t["center"], t["offset"], class_set, CenterOffsetConfig(nms_kernel=nms)).numpy()
         stats.update(gt, pred, class_set)
     return stats.summary(class_set)
 
@@ -103,7 +106,14 @@ def train_command(
         "val",
         "--model",
         json.dumps(
-            {"channels": 16, "decoder_channels": 16, "head_channels": 8, "input_size": [48, 96], "instance": instance}
+            {
+                "channels": 16,
+                "decoder_channels": 16,
+                "head_channels": 8,
+                "input_size": [48, 96],
+                "instance": instance,
+                "center_offset": {"sigma": 2.0},
+            }
         ),
         "--train",
         json.dumps(
@@ -114,7 +124,7 @@ def train_command(
                 "checkpoint_every": 2,
                 "val_every": 4,
                 "val_images": 2,
-                "targets": {"sigma": 2.0, "small_instance_area": 100},
+                "targets": {"small_instance_area": 100},
                 "schedule": {"kind": "poly", "warmup_steps": 2},
                 "augment": {"min_scale": 0.5, "max_scale": 2.0},
                 **train,
@@ -187,8 +197,8 @@ def mixed_data(run: dict, augment=None, batch_size: int = 4):
         batch_size,
         seed=5,
         augment=augment or Augment(min_scale=0.5, max_scale=2.0),
-        targets=TargetConfig(sigma=2.0),
-        method=center_offset(),
+        targets=TargetConfig(),
+        method=center_offset(sigma=2.0),
     )
 
 
@@ -235,7 +245,7 @@ def test_scale_augmentation_crops_or_pads_with_void(tiny_run: dict) -> None:
     assert np.array_equal(label[:24, :48], load(sample, (24, 48))[1])
     assert (label[24:] == IGNORE_PANOPTIC).all() and (label[:, 48:] == IGNORE_PANOPTIC).all()
     assert torch.equal(image[:, 30, 60], torch.tensor(PAD_COLOUR))
-    t = panoptic_targets(label, DEMO, TargetConfig(sigma=2.0))
+    t = panoptic_targets(label, DEMO, TargetConfig(), sigma=2.0)
     assert t["center_weights"][0, 24:].sum() == 0 and (t["semantic"][24:] == 255).all()  # padding carries no loss
 
 
@@ -270,7 +280,7 @@ def test_prediction_shard_is_written_and_scored(tiny_run: dict, tmp_path: Path) 
     """A prediction shard in the store encoding, its thing pixels grouped into instances, scored by
     `spino evaluate` as independent counts say: every class's IoU from the pixels here, every PQ/SQ/RQ
     by cityscapesscripts' evaluator on COCO exports of both."""
-    from spino.export import export_coco
+    from spino.export import export_store
 
     subprocess.run(
         train_command(tiny_run, tmp_path / "w", tmp_path / "m.pt", 40, lr=3e-3), check=True, capture_output=True
@@ -315,8 +325,8 @@ def test_prediction_shard_is_written_and_scored(tiny_run: dict, tmp_path: Path) 
     assert summary["miou"] == pytest.approx(np.mean(ious)) and sum(iou > 0 for iou in ious) >= 3
 
     gt_store = store_from_maps(tmp_path / "gt3.zarr", tiny_run["ids"][:3], list(gt_maps), class_set)
-    export_coco(gt_store, tmp_path / "gt_coco")
-    export_coco(store, tmp_path / "pred_coco")
+    export_store(gt_store, tmp_path / "gt_coco", "coco")
+    export_store(store, tmp_path / "pred_coco", "coco")
     official = official_pq(
         tmp_path / "gt_coco" / "panoptic.json", tmp_path / "gt_coco" / "panoptic", tmp_path / "pred_coco", tmp_path
     )
@@ -384,13 +394,9 @@ def test_two_process_training_matches_one_process_on_the_same_global_batch(tiny_
     assert max(output_gap.values()) < 0.3, output_gap
 
 
-def center_offset() -> InstanceMethod:
+def center_offset(**settings) -> InstanceMethod:
     """Panoptic-DeepLab's instance method of a tiny model, for the stand-ins below."""
-    model_cfg = ModelConfig.from_dict(
-        {"channels": 16, "decoder_channels": 16, "head_channels": 8, "input_size": [48, 96]},
-        {"name": "tf_efficientnet_lite0", "weights": "none", "out_indices": [2, 3]},
-    )
-    return INSTANCE_METHODS["center_offset"](model_cfg)
+    return CenterOffset(CenterOffsetConfig(**settings), Widths(adapter=16, decoder=16, head=8))
 
 
 class _Outputs(torch.nn.Module):
@@ -400,7 +406,7 @@ class _Outputs(torch.nn.Module):
     def __init__(self, outputs: dict[str, torch.Tensor]):
         super().__init__()
         self.outputs = outputs
-        self.instance_method = center_offset()
+        self.instance_method = center_offset(nms_kernel=5)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.outputs
@@ -414,11 +420,11 @@ def test_full_resolution_grouping_beats_resizing_the_label_map(demo_root: Path) 
 
     ds = open_dataset("demo", demo_root)
     full, low = PanopticStats(DEMO.num_classes), PanopticStats(DEMO.num_classes)
-    cfg = PostprocessConfig(nms_kernel=5)
+    cfg = PostprocessConfig()
     for record in ds.scan():
         gt = ds.read_panoptic(record)
         small = resize_nearest(gt, (gt.shape[0] // 2, gt.shape[1] // 2))
-        t = panoptic_targets(small, DEMO, TargetConfig(sigma=2.0))
+        t = panoptic_targets(small, DEMO, TargetConfig(), sigma=2.0)
         logits = (
             torch.nn.functional.one_hot(t["semantic"].clamp(max=DEMO.num_classes - 1), DEMO.num_classes)
             .permute(2, 0, 1)
@@ -445,9 +451,9 @@ class _Oracle(torch.nn.Module):
     def __init__(self, image: torch.Tensor, gt: np.ndarray, sigma: float):
         super().__init__()
         self.image, self.outputs = image, {}
-        self.instance_method = center_offset()
+        self.instance_method = center_offset(nms_kernel=5)
         for flipped, label in ((False, gt), (True, np.ascontiguousarray(gt[:, ::-1]))):
-            t = panoptic_targets(label, DEMO, TargetConfig(sigma=sigma))
+            t = panoptic_targets(label, DEMO, TargetConfig(), sigma)
             logits = torch.nn.functional.one_hot(
                 t["semantic"].clamp(max=DEMO.num_classes - 1), DEMO.num_classes
             ).permute(2, 0, 1)
@@ -473,7 +479,7 @@ def test_flip_test_time_augmentation_mirrors_back_and_keeps_instances(demo_root:
     for record in ds.scan():
         gt = ds.read_panoptic(record)
         image = torch.rand(3, *gt.shape)
-        pred = predict_panoptic(_Oracle(image, gt, 3.0), image, DEMO, PostprocessConfig(nms_kernel=5, flip=True))
+        pred = predict_panoptic(_Oracle(image, gt, 3.0), image, DEMO, PostprocessConfig(flip=True))
         stats.update(gt, pred, DEMO)
     assert stats.summary(DEMO)["all"]["pq"] >= 0.99
 

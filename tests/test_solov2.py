@@ -12,15 +12,11 @@ import torch
 from spino.classes import CITYSCAPES_19, DEMO
 from spino.data import open_dataset
 from spino.data.cityscapes import Cityscapes
+from spino.losses import dice_loss, focal_loss
 from spino.metrics import PanopticStats
-from spino.panoptic.instances.solov2 import (
-    Solov2,
-    Solov2Config,
-    dice_loss,
-    focal_loss,
-    matrix_nms,
-    solov2_targets,
-)
+from spino.panoptic.instances.solov2.detection import matrix_nms
+from spino.panoptic.instances.solov2.settings import Solov2Config
+from spino.panoptic.instances.solov2.targets import solov2_targets
 from spino.panoptic.model import ModelConfig
 from spino.panoptic.postprocess import PostprocessConfig
 
@@ -102,7 +98,7 @@ def semantic_logits(panoptic: np.ndarray, class_set) -> torch.Tensor:
 
 def round_trip_pq(labels: list[np.ndarray], class_set, settings: dict) -> dict:
     """Scores of the panoptic maps decoded from each label's oracle outputs against the labels."""
-    method = Solov2(ModelConfig.from_dict({"instance": "solov2", "solov2": settings}, BACKBONE))
+    method = ModelConfig.from_dict({"instance": "solov2", "solov2": settings}, BACKBONE).method()
     cfg = method.cfg
     stats = PanopticStats(class_set.num_classes)
     for gt in labels:

@@ -23,10 +23,13 @@ from spino.classes import ClassSet
 from spino.config import load
 from spino.data.io import atomic_path
 from spino.errors import InputError, MissingFileError
+from spino.panoptic.checkpoint import load_model, settings_of_format_1
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig
+from spino.registry import Registry
 
-FORMAT = "spino-panoptic/1"  # the metadata's format tag: what a bundle or ONNX file of spino holds
+FORMAT = "spino-panoptic/2"  # the metadata's format tag: what a bundle or ONNX file of spino holds
+FORMAT_1 = "spino-panoptic/1"  # before each instance method held its own settings: read, upgraded
 METADATA_KEY = "spino"
 
 Network = Callable[[torch.Tensor], dict[str, torch.Tensor]]  # images (B, 3, h, w) 0..255 -> outputs
@@ -59,13 +62,15 @@ def parse_metadata(text: str | None, path: Path) -> tuple[ModelConfig, ClassSet,
         meta = json.loads(text) if text else {}
     except json.JSONDecodeError:
         meta = {}
-    if meta.get("format") != FORMAT:
+    if meta.get("format") not in (FORMAT, FORMAT_1):
         raise InputError(f"{path}: not a spino model file (no '{METADATA_KEY}' metadata of format {FORMAT})")
-    cfg = meta["model_config"]
+    cfg, postprocess = meta["model_config"], meta["postprocess"]
+    if meta["format"] == FORMAT_1:
+        cfg, postprocess = settings_of_format_1(cfg, postprocess)
     return (
         ModelConfig.from_dict(cfg, cfg["backbone"]),
         ClassSet.from_dict(meta["class_set"], source=str(path)),
-        load(PostprocessConfig, meta["postprocess"]),
+        load(PostprocessConfig, postprocess),
     )
 
 
@@ -168,19 +173,38 @@ def load_onnx(path: Path, device: torch.device) -> LoadedModel:
 
 
 def load_checkpoint_model(path: Path, device: torch.device) -> LoadedModel:
-    from spino.panoptic.checkpoint import load_model
-
     model, class_set, postprocess = load_model(path, device)
     return LoadedModel(model, model.cfg, class_set, postprocess, device)
 
 
+@dataclass(frozen=True)
+class ModelFormat:
+    """A file a trained model can live in: its suffix, how it is read, and how it is written from a
+    PyTorch model (None: written by training only)."""
+
+    suffix: str
+    load: Callable[[Path, torch.device], LoadedModel]
+    save: Callable[[PanopticModel, ClassSet, PostprocessConfig, Path], None] | None = None
+
+
+MODEL_FORMATS: Registry[ModelFormat] = Registry("model file format")
+MODEL_FORMATS.register("checkpoint", ModelFormat(".pt", load_checkpoint_model))
+MODEL_FORMATS.register("safetensors", ModelFormat(".safetensors", load_bundle, save_bundle))
+MODEL_FORMATS.register("onnx", ModelFormat(".onnx", load_onnx, export_onnx))
+
+
+def writable_formats() -> list[str]:
+    """The formats ``spino export-model`` writes."""
+    return [name for name, fmt in MODEL_FORMATS.items() if fmt.save is not None]
+
+
 def open_model(path: str | Path, device: torch.device) -> LoadedModel:
-    """A model from any of its files, by suffix: ``.onnx``, ``.safetensors``, else a spino checkpoint."""
+    """A model from any of its files, by suffix (MODEL_FORMATS); any other suffix is read as a spino checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: model file not found")
-    loaders = {".onnx": load_onnx, ".safetensors": load_bundle}
-    return loaders.get(path.suffix.lower(), load_checkpoint_model)(path, device)
+    by_suffix = {fmt.suffix: fmt for fmt in MODEL_FORMATS.values()}
+    return by_suffix.get(path.suffix.lower(), MODEL_FORMATS.get("checkpoint")).load(path, device)
 
 
 def write_model(path: str | Path, out: Path, fmt: str) -> None:
@@ -188,8 +212,4 @@ def write_model(path: str | Path, out: Path, fmt: str) -> None:
     loaded = open_model(path, torch.device("cpu"))
     if not isinstance(loaded.network, PanopticModel):
         raise InputError(f"{path}: an ONNX model cannot be exported again; give the checkpoint or the bundle")
-    MODEL_FORMATS[fmt](loaded.network, loaded.class_set, loaded.postprocess, out)
-
-
-# `spino export-model --format <name>`: the writer of each form.
-MODEL_FORMATS = {"safetensors": save_bundle, "onnx": export_onnx}
+    MODEL_FORMATS.get(fmt).save(loaded.network, loaded.class_set, loaded.postprocess, out)

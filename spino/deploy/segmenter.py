@@ -25,7 +25,6 @@ from spino.deploy.model_files import LoadedModel, open_model
 from spino.devices import resolve_device
 from spino.encoding import LABEL_DIVISOR, PANOPTIC_DTYPE, semantic_of
 from spino.errors import InputError
-from spino.panoptic.instances import instance_method
 from spino.panoptic.predict import batch_outputs
 from spino.transforms import image_tensor
 
@@ -59,7 +58,7 @@ class Segmenter:
         self.model = model
         self.class_set = model.class_set
         self.input_size = tuple(model.model_cfg.input_size)
-        self.method = instance_method(model.model_cfg)
+        self.method = model.model_cfg.method()
         self.amp = amp and model.device.type == "cuda" and isinstance(model.network, torch.nn.Module)
 
     @classmethod

@@ -13,7 +13,26 @@ from spino.config import load
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig
 
-register_checkpoint_kind("panoptic", "a panoptic model")
+# Settings of format 1 files that moved into the centre/offset method's own section.
+CENTER_OFFSET_POSTPROCESS = ("center_threshold", "nms_kernel", "top_k", "chunk_pixels")
+
+
+def settings_of_format_1(model_config: dict, postprocess: dict) -> tuple[dict, dict]:
+    """A format-1 model's settings (before each instance method held its own) in today's layout: the
+    centre grouping's settings move from the post-processing into ``center_offset``; the training
+    settings that moved with them (sigma, loss weights) were never in a model file and take the
+    schema's defaults. Also used for the metadata of safetensors and ONNX files."""
+    moved = {k: postprocess[k] for k in CENTER_OFFSET_POSTPROCESS if k in postprocess}
+    model_config = {**model_config, "center_offset": {**model_config.get("center_offset", {}), **moved}}
+    return model_config, {k: v for k, v in postprocess.items() if k not in CENTER_OFFSET_POSTPROCESS}
+
+
+def _format_1_to_2(state: dict) -> dict:
+    model_config, postprocess = settings_of_format_1(state["model_config"], state["postprocess"])
+    return {**state, "model_config": model_config, "postprocess": postprocess}
+
+
+register_checkpoint_kind("panoptic", "a panoptic model", upgrades={1: _format_1_to_2})
 
 
 def save_model(

@@ -12,15 +12,16 @@ category and kernel grids with mask features) adds its own heads on the instance
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from spino.backbone import Backbone, BackboneSpec
-from spino.config import load, section, settings_of
+from spino.config import load, schema_default, section, settings_of
 from spino.errors import InputError
-from spino.panoptic.instances import instance_method
-from spino.panoptic.instances.solov2 import Solov2Config
+from spino.panoptic.instances import INSTANCE_METHODS, InstanceMethod, Widths
 from spino.panoptic.layers import conv_bn_relu, head
 
 STRIDES = (4, 8, 16, 32)
@@ -29,21 +30,39 @@ STRIDES = (4, 8, 16, 32)
 @section("panoptic.model")
 class ModelConfig:
     backbone: BackboneSpec  # config `backbone`, beside the section
+    instance_settings: Any  # the instance method's settings (config panoptic.model.<instance>); None: its defaults
     channels: int  # adapter width at every stride (the paper: 768)
     decoder_channels: int
     head_channels: int
     input_size: tuple[int, int]
     instance: str  # a name of spino.panoptic.instances.INSTANCE_METHODS
-    solov2: Solov2Config
+
+    def __post_init__(self) -> None:
+        method = INSTANCE_METHODS.get(self.instance)
+        if self.instance_settings is None and method.settings is not None:
+            object.__setattr__(self, "instance_settings", load(method.settings, {}))
 
     @classmethod
     def from_dict(cls, data: dict, backbone: dict) -> ModelConfig:
-        """From config ``panoptic.model`` and ``backbone`` (a checkpoint's to_dict carries its backbone too)."""
+        """From config ``panoptic.model`` and ``backbone`` (a checkpoint's to_dict carries its backbone too).
+        Of the methods' sections, the chosen method's is loaded; the others are left to the workflow."""
         settings = {k: v for k, v in data.items() if k != "backbone"}
-        return load(cls, settings, backbone=BackboneSpec.from_dict(backbone))
+        method = INSTANCE_METHODS.get(settings.get("instance", schema_default("panoptic.model.instance")))
+        own = settings.pop(method.name, {})
+        loaded = load(method.settings, own, f"panoptic.model.{method.name}") if method.settings else None
+        return load(cls, settings, backbone=BackboneSpec.from_dict(backbone), instance_settings=loaded)
 
     def to_dict(self) -> dict:
-        return {**settings_of(self), "backbone": self.backbone.to_dict()}
+        plain = settings_of(self)
+        own = plain.pop("instance_settings")
+        return {**plain, **({self.instance: own} if own is not None else {}), "backbone": self.backbone.to_dict()}
+
+    def widths(self) -> Widths:
+        return Widths(adapter=self.channels, decoder=self.decoder_channels, head=self.head_channels)
+
+    def method(self) -> InstanceMethod:
+        """The instance method these settings choose, built from its own settings and the widths."""
+        return INSTANCE_METHODS.get(self.instance)(self.instance_settings, self.widths())
 
 
 class Adapter(nn.Module):
@@ -102,7 +121,7 @@ class PanopticModel(nn.Module):
         self.semantic_decoder = Decoder(cfg.channels, cfg.decoder_channels)
         self.instance_decoder = Decoder(cfg.channels, cfg.decoder_channels)
         self.semantic_head = head(cfg.decoder_channels, cfg.head_channels, num_classes)
-        self.instance_method = instance_method(cfg)
+        self.instance_method = cfg.method()
         self.instance_heads = list(self.instance_method.heads(num_classes).items())
         for name, module in self.instance_heads:  # registered by name: checkpoints keep their keys
             self.add_module(name, module)

@@ -67,8 +67,6 @@ class TrainConfig:
     schedule: Schedule
     seed: int
     top_k: float
-    center_weight: float
-    offset_weight: float
     augment: Augment
     amp: bool  # autocast on GPU: bf16, or fp16 with a gradient scaler where bf16 is not native
     checkpoint_every: int
@@ -94,7 +92,7 @@ def losses(
     terms, each times its weight."""
     semantic = top_k_cross_entropy(out["semantic"].float(), batch["semantic"], cfg.top_k, batch["semantic_weights"])
     terms = method.losses(out, batch)
-    weights = method.loss_weights(cfg)
+    weights = method.loss_weights()
     total = semantic
     for name in method.loss_terms:
         total = total + weights[name] * terms[name]

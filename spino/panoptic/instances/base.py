@@ -4,34 +4,50 @@ A method owns its heads (on the instance decoder's stride-4 map and the adapter'
 its training targets from a panoptic label map, its loss terms, how the outputs of a mirrored image
 are averaged in (flip TTA), and the post-processing of its outputs with the semantic logits into a
 panoptic map. Model, sampler, training and prediction talk to this interface only.
+
+A method is one class registered in ``INSTANCE_METHODS`` under its name (the choice of config
+``panoptic.model.instance``) with its settings section ``panoptic.model.<name>`` (``settings``, a
+``@section`` class, or None for a method without settings). It is built from those settings and the
+model's widths, never from the whole model config: the model imports the methods, not the reverse.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from spino.classes import ClassSet
+from spino.registry import Registry
 
 if TYPE_CHECKING:
-    from spino.panoptic.model import ModelConfig
     from spino.panoptic.postprocess import PostprocessConfig
     from spino.panoptic.targets import TargetConfig
 
 
+@dataclass(frozen=True)
+class Widths:
+    """The model's channel counts a method's heads build on."""
+
+    adapter: int  # the adapter's maps at strides 4-32 (config panoptic.model.channels)
+    decoder: int  # the instance decoder's stride-4 map
+    head: int  # the hidden width of a head
+
+
 class InstanceMethod(ABC):
-    """One way of finding instances (``panoptic.model.instance``); holds the model's settings only,
-    so that it pickles into DataLoader workers."""
+    """One way of finding instances (``panoptic.model.instance``); holds its settings and the model's
+    widths only, so that it pickles into DataLoader workers."""
 
     name: ClassVar[str]
+    settings: ClassVar[type | None]  # its @section("panoptic.model.<name>") class; None: no settings
     loss_terms: ClassVar[tuple[str, ...]]  # the columns of losses.csv after loss and semantic
 
-    def __init__(self, model_cfg: ModelConfig):
-        self.model_cfg = model_cfg
+    def __init__(self, cfg: Any, widths: Widths):
+        self.cfg, self.widths = cfg, widths
 
     @abstractmethod
     def heads(self, num_classes: int) -> dict[str, nn.Module]:
@@ -54,8 +70,8 @@ class InstanceMethod(ABC):
         """The method's loss terms (``loss_terms``), unweighted."""
 
     @abstractmethod
-    def loss_weights(self, train_cfg) -> dict[str, float]:
-        """The factor of each loss term in the total loss (from the training settings)."""
+    def loss_weights(self) -> dict[str, float]:
+        """The factor of each loss term in the total loss."""
 
     @abstractmethod
     def flip_average(
@@ -69,7 +85,7 @@ class InstanceMethod(ABC):
         semantic: torch.Tensor,
         outputs: dict[str, torch.Tensor],
         class_set: ClassSet,
-        cfg: PostprocessConfig,
+        post: PostprocessConfig,
         size: tuple[int, int],
     ) -> tuple[torch.Tensor, dict[int, float]]:
         """The panoptic map (spino encoding, int64) of one image at ``size`` from its semantic logits
@@ -79,3 +95,11 @@ class InstanceMethod(ABC):
     def panoptic(self, *args) -> torch.Tensor:
         """``scored_panoptic``'s map alone (what ``spino predict`` stores)."""
         return self.scored_panoptic(*args)[0]
+
+
+INSTANCE_METHODS: Registry[type[InstanceMethod]] = Registry("instance method", choices="panoptic.model.instance")
+
+
+def register_instance_method(cls: type[InstanceMethod]) -> type[InstanceMethod]:
+    """Class decorator: ``cls`` is the instance method named ``cls.name``."""
+    return INSTANCE_METHODS.register(cls.name, cls)

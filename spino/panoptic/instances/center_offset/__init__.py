@@ -1,7 +1,8 @@
 """Panoptic-DeepLab's instances: a centre heatmap and offsets from each thing pixel to its centre.
 
-Targets: spino.panoptic.targets; grouping: spino.panoptic.postprocess (both unchanged since the
-method moved behind the interface: a test keeps the tiny run's weights and losses bit-identical).
+Settings: ``settings.py`` (config ``panoptic.model.center_offset``); targets: ``targets.py``;
+grouping: ``grouping.py`` (all unchanged since the method moved behind the interface: a test keeps
+the tiny run's weights and losses bit-identical).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from torch import nn
 from spino.classes import ClassSet
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR
 from spino.losses import weighted_mean
-from spino.panoptic.instances.base import InstanceMethod
+from spino.panoptic.instances.base import InstanceMethod, register_instance_method
+from spino.panoptic.instances.center_offset.grouping import panoptic_from_outputs
+from spino.panoptic.instances.center_offset.settings import CenterOffsetConfig
+from spino.panoptic.instances.center_offset.targets import panoptic_targets
 from spino.panoptic.layers import head
-from spino.panoptic.postprocess import panoptic_from_outputs
-from spino.panoptic.targets import TargetConfig, panoptic_targets
+from spino.panoptic.targets import TargetConfig
 
 X_NEGATED = torch.tensor([1.0, -1.0]).view(1, 2, 1, 1)  # a mirror reverses the x component of an offset
 
@@ -31,16 +34,16 @@ def peak_per_instance(panoptic: torch.Tensor, heatmap: torch.Tensor) -> dict[int
     return dict(zip(ids.tolist(), peaks.tolist()))
 
 
+@register_instance_method
 class CenterOffset(InstanceMethod):
     name = "center_offset"
+    settings = CenterOffsetConfig
     loss_terms = ("center", "offset")
+    cfg: CenterOffsetConfig
 
     def heads(self, num_classes: int) -> dict[str, nn.Module]:
-        c = self.model_cfg
-        return {
-            "center_head": head(c.decoder_channels, c.head_channels, 1),
-            "offset_head": head(c.decoder_channels, c.head_channels, 2),
-        }
+        w = self.widths
+        return {"center_head": head(w.decoder, w.head, 1), "offset_head": head(w.decoder, w.head, 2)}
 
     def forward(self, heads, decoded, maps, size):
         up = lambda t: F.interpolate(t, size=size, mode="bilinear", align_corners=False)  # noqa: E731
@@ -50,7 +53,7 @@ class CenterOffset(InstanceMethod):
         }
 
     def targets(self, panoptic: np.ndarray, class_set: ClassSet, cfg: TargetConfig) -> dict[str, torch.Tensor]:
-        return panoptic_targets(panoptic, class_set, cfg)
+        return panoptic_targets(panoptic, class_set, cfg, self.cfg.sigma)
 
     def losses(self, outputs, batch):
         center = weighted_mean((outputs["center"].float() - batch["center"]) ** 2, batch["center_weights"])
@@ -59,8 +62,8 @@ class CenterOffset(InstanceMethod):
         )
         return {"center": center, "offset": offset}
 
-    def loss_weights(self, train_cfg) -> dict[str, float]:
-        return {"center": train_cfg.center_weight, "offset": train_cfg.offset_weight}
+    def loss_weights(self) -> dict[str, float]:
+        return {"center": self.cfg.center_weight, "offset": self.cfg.offset_weight}
 
     def flip_average(self, outputs, mirrored):
         return {
@@ -68,7 +71,7 @@ class CenterOffset(InstanceMethod):
             "offset": (outputs["offset"] + mirrored["offset"].flip(-1) * X_NEGATED.to(outputs["offset"].device)) / 2,
         }
 
-    def scored_panoptic(self, semantic, outputs, class_set, cfg, size):
+    def scored_panoptic(self, semantic, outputs, class_set, post, size):
         """As detectron2's Panoptic-DeepLab: semantic logits, centre heatmap and offsets (scaled to the
         new pixel size) are resized bilinearly to ``size`` first, and centres and grouping are found
         there, so boundaries and small instances keep the output resolution. An instance's score is
@@ -81,5 +84,5 @@ class CenterOffset(InstanceMethod):
                 for t in (semantic, center, offset)
             )
             offset = offset * scale.view(1, 2, 1, 1)
-        panoptic = panoptic_from_outputs(semantic[0], center[0], offset[0], class_set, cfg)
+        panoptic = panoptic_from_outputs(semantic[0], center[0], offset[0], class_set, self.cfg, post.stuff_area)
         return panoptic, peak_per_instance(panoptic, center[0, 0])
