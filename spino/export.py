@@ -1,8 +1,11 @@
-"""Export label stores to formats other training code reads: Cityscapes gtFine and COCO panoptic."""
+"""Panoptic labels in the formats other code reads, Cityscapes gtFine and COCO panoptic: one writer
+per format (``LABEL_FORMATS``), which ``spino export`` (a whole store) and ``spino segment`` (map by
+map, as frames come) share. A new format is a ``LabelWriter`` subclass and one registration."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from abc import ABC, abstractmethod
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -10,9 +13,43 @@ from spino.classes import ClassSet
 from spino.data.cityscapes import INSTANCE_SUFFIX, LABEL_SUFFIX
 from spino.data.io import atomic_folder, write_json, write_png
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, instance_of, semantic_of
+from spino.registry import Registry
 from spino.store import LabelStore
 
 TRAIN_SUFFIX = "_gtFine_labelTrainIds.png"
+CITYSCAPES_IMAGE_TAG = "_leftImg8bit"  # dropped from an image's name to name its labels, as Cityscapes does
+
+
+class LabelWriter(ABC):
+    """A folder of panoptic maps in one format, written map by map and finished by ``close`` (a
+    format with an index file writes it there: a folder without it is incomplete)."""
+
+    def __init__(self, folder: Path, class_set: ClassSet):
+        self.folder, self.class_set = folder, class_set
+
+    @abstractmethod
+    def write(self, name: str, panoptic: np.ndarray) -> None:
+        """One map (spino encoding) under ``name``: an image id, or an input's relative path without suffix."""
+
+    def close(self) -> None:
+        """Finish the folder (by default nothing is left to write)."""
+        return None
+
+
+LABEL_FORMATS: Registry[type[LabelWriter]] = Registry("label format", choices="segment.format")
+
+
+def export_store(store: LabelStore, out: str | Path, fmt: str) -> int:
+    """``spino export``: every map of a complete store, each at its image's size, in format ``fmt``
+    (a temporary folder renamed into place); the number of maps."""
+    store.require_complete()
+    writer_class = LABEL_FORMATS.get(fmt)
+    with atomic_folder(out) as tmp:
+        writer = writer_class(tmp, store.class_set)
+        for index, image_id in enumerate(store.image_ids):
+            writer.write(image_id, store.panoptic_at_image_size(index))
+        writer.close()
+    return store.num_images
 
 
 def to_gtfine(panoptic: np.ndarray, class_set: ClassSet) -> tuple[np.ndarray, np.ndarray]:
@@ -40,14 +77,17 @@ def write_gtfine(folder: Path, image_id: str, panoptic: np.ndarray, class_set: C
     write_png(folder / f"{image_id}{TRAIN_SUFFIX}", semantic_of(panoptic))
 
 
-def export_gtfine(store: LabelStore, out: str | Path) -> int:
-    """Every map of the store in gtFine form (Cityscapes ids in per-city folders), each at its image's size."""
-    store.require_complete()
-    class_set = store.class_set
-    with atomic_folder(out) as tmp:
-        for index, image_id in enumerate(store.image_ids):
-            write_gtfine(gtfine_dir(tmp, image_id, class_set), image_id, store.panoptic_at_image_size(index), class_set)
-    return store.num_images
+@LABEL_FORMATS.register("gtfine")
+class Gtfine(LabelWriter):
+    """``<id>_gtFine_labelIds.png``, ``_instanceIds.png`` and ``_labelTrainIds.png`` per map, in the
+    name's folder; Cityscapes ids of a flat list (a store's) in per-city folders, as gtFine has them."""
+
+    def write(self, name: str, panoptic: np.ndarray) -> None:
+        path = PurePosixPath(name)
+        image_id = path.name.removesuffix(CITYSCAPES_IMAGE_TAG)
+        parent = str(path.parent)
+        folder = self.folder / parent if parent != "." else gtfine_dir(self.folder, image_id, self.class_set)
+        write_gtfine(folder, image_id, panoptic, self.class_set)
 
 
 def coco_categories(class_set: ClassSet) -> list[dict]:
@@ -97,29 +137,17 @@ def to_coco_png(panoptic: np.ndarray, class_set: ClassSet) -> tuple[np.ndarray, 
     return rgb, segments
 
 
-def export_coco(store: LabelStore, out: str | Path) -> int:
-    """Write ``<out>/panoptic/<id>.png`` and ``<out>/panoptic.json`` (COCO panoptic format), each map at
-    its image's size."""
-    store.require_complete()
-    class_set = store.class_set
-    with atomic_folder(out) as tmp:
-        coco = CocoPanoptic(tmp, class_set)
-        for index, image_id in enumerate(store.image_ids):
-            coco.add(image_id, store.panoptic_at_image_size(index))
-        coco.close()
-    return store.num_images
-
-
-class CocoPanoptic:
-    """A COCO panoptic folder being written: ``panoptic/<id>.png`` per map as it comes, and
-    ``panoptic.json`` (images, annotations with segments_info, categories) at ``close``."""
+@LABEL_FORMATS.register("coco")
+class CocoPanoptic(LabelWriter):
+    """A COCO panoptic folder: ``panoptic/<name>.png`` per map as it comes, and ``panoptic.json``
+    (images, annotations with segments_info, categories) at ``close``."""
 
     def __init__(self, folder: Path, class_set: ClassSet):
-        self.folder, self.class_set = folder, class_set
+        super().__init__(folder, class_set)
         self.images: list[dict] = []
         self.annotations: list[dict] = []
 
-    def add(self, image_id: str, panoptic: np.ndarray) -> None:
+    def write(self, image_id: str, panoptic: np.ndarray) -> None:
         rgb, segments = to_coco_png(panoptic, self.class_set)
         file_name = f"{image_id}.png"
         write_png(self.folder / "panoptic" / file_name, rgb)
@@ -134,7 +162,3 @@ class CocoPanoptic:
             "categories": coco_categories(self.class_set),
         }
         write_json(self.folder / "panoptic.json", payload)
-
-
-# `spino export --format <name>`: the writer of each format.
-EXPORT_FORMATS = {"gtfine": export_gtfine, "coco": export_coco}

@@ -12,7 +12,7 @@ from spino.classes import DEMO
 from spino.data import open_dataset
 from spino.data.cityscapes import Cityscapes
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR
-from spino.export import export_coco, export_gtfine
+from spino.export import export_store
 from spino.metrics import PanopticStats
 
 from helpers import assert_same_pq, class_ious, official_pq, store_from_maps
@@ -42,7 +42,7 @@ def test_pq_and_miou_match_cityscapesscripts_on_real_cityscapes(exact8: Path, tm
     assert 0.2 < ours["all"]["pq"] < 0.95  # the perturbations really cost something
 
     store = store_from_maps(tmp_path / "pred.zarr", [r.image_id for r in records], preds, dataset.class_set)
-    export_coco(store, tmp_path / "pred")
+    export_store(store, tmp_path / "pred", "coco")
     official = official_pq(
         tmp_path / "cityscapes_panoptic_train_trainId.json",
         tmp_path / "cityscapes_panoptic_train_trainId",
@@ -51,7 +51,7 @@ def test_pq_and_miou_match_cityscapesscripts_on_real_cityscapes(exact8: Path, tm
     )
     assert_same_pq(ours, official, dataset.class_set.names)
 
-    export_gtfine(store, tmp_path / "pred_gtfine")
+    export_store(store, tmp_path / "pred_gtfine", "gtfine")
     args = pixel_eval.args
     args.evalInstLevelScore, args.JSONOutput, args.quiet = False, False, True
     pred_files = [str(next((tmp_path / "pred_gtfine").rglob(f"{r.image_id}_gtFine_labelIds.png"))) for r in records]
@@ -77,8 +77,8 @@ def test_pq_matches_cityscapesscripts_on_synthetic_data_with_crowd(demo_root: Pa
     ours = stats.summary(DEMO)
 
     ids = [r.image_id for r in records]
-    export_coco(store_from_maps(tmp_path / "gt.zarr", ids, gts, DEMO), tmp_path / "gt")
-    export_coco(store_from_maps(tmp_path / "pred.zarr", ids, preds, DEMO), tmp_path / "pred")
+    export_store(store_from_maps(tmp_path / "gt.zarr", ids, gts, DEMO), tmp_path / "gt", "coco")
+    export_store(store_from_maps(tmp_path / "pred.zarr", ids, preds, DEMO), tmp_path / "pred", "coco")
     gt_json = json.loads((tmp_path / "gt" / "panoptic.json").read_text())
     assert any(s["iscrowd"] for a in gt_json["annotations"] for s in a["segments_info"])
     official = official_pq(tmp_path / "gt" / "panoptic.json", tmp_path / "gt" / "panoptic", tmp_path / "pred", tmp_path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spino.export import EXPORT_FORMATS
+from spino.export import LABEL_FORMATS, export_store
 from spino.store import LabelStore
 
 HELP = "export a store as Cityscapes gtFine PNGs or COCO panoptic"
@@ -14,10 +14,10 @@ GROUP = "tool"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", type=Path)
-    p.add_argument("--format", choices=list(EXPORT_FORMATS), default="gtfine")
+    p.add_argument("--format", choices=list(LABEL_FORMATS), default="gtfine")
     p.add_argument("--out", required=True, type=Path)
 
 
 def run(args: argparse.Namespace) -> None:
-    n = EXPORT_FORMATS[args.format](LabelStore(args.store), args.out)
+    n = export_store(LabelStore(args.store), args.out, args.format)
     print(f"{args.out}: {n} images exported as {args.format}")

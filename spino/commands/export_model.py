@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spino.deploy.model_files import MODEL_FORMATS, write_model
+from spino.deploy.model_files import writable_formats, write_model
 from spino.errors import InputError
 
 HELP = "export a trained model as a self-contained .safetensors bundle or as ONNX"
@@ -21,13 +21,13 @@ GROUP = "tool"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="the run's model.pt (or a .safetensors bundle)")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--format", choices=list(MODEL_FORMATS), help="default: from the suffix of --out")
+    p.add_argument("--format", choices=writable_formats(), help="default: from the suffix of --out")
 
 
 def run(args: argparse.Namespace) -> None:
     fmt = args.format or args.out.suffix.lstrip(".").lower()
-    if fmt not in MODEL_FORMATS:
-        formats = " or ".join(MODEL_FORMATS)
+    if fmt not in writable_formats():
+        formats = " or ".join(writable_formats())
         raise InputError(f"{args.out}: give --format ({formats}) or an --out whose suffix names one")
     write_model(args.model, args.out, fmt)
     print(f"{args.out}: {fmt} model written")

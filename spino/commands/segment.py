@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from spino.commands._options import add_device, positive_int
-from spino.deploy.outputs import OUTPUT_FORMATS
+from spino.export import LABEL_FORMATS
 
 HELP = "segment new images and videos with a trained model (checkpoint, bundle or ONNX)"
 GROUP = "tool"
@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="model.pt, a .safetensors bundle or an .onnx file (spino export-model)")
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively), globs, video files")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--format", choices=list(OUTPUT_FORMATS), default="coco")
+    p.add_argument("--format", choices=list(LABEL_FORMATS), default="coco")
     p.add_argument("--overlay", action="store_true", help="also write overlay/<name>.png for each image")
     p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--workers", type=int, default=1, help="DataLoader processes reading images (0: none)")

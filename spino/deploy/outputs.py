@@ -1,4 +1,5 @@
-"""What ``spino segment`` writes for each image or frame, named after its input.
+"""What ``spino segment`` writes for each image or frame, named after its input: the labels in a
+format of spino.export.LABEL_FORMATS (the writers ``spino export`` uses), and overlays.
 
 - ``coco``: ``panoptic/<name>.png`` (COCO panoptic RGB ids) and ``panoptic.json`` (segments_info,
   the model's classes as categories), written last: a folder without it is incomplete.
@@ -10,47 +11,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
 from spino.classes import ClassSet
-from spino.config import register_choices
 from spino.data.io import atomic_path, write_png
 from spino.errors import with_path
-from spino.export import CocoPanoptic, write_gtfine
 from spino.viz import overlay, with_legend
-
-CITYSCAPES_IMAGE_TAG = "_leftImg8bit"
-
-
-class CocoOutput:
-    def __init__(self, out: Path, class_set: ClassSet):
-        self.coco = CocoPanoptic(out, class_set)
-
-    def write(self, name: str, panoptic: np.ndarray) -> None:
-        self.coco.add(name, panoptic)
-
-    def close(self) -> None:
-        self.coco.close()
-
-
-class GtfineOutput:
-    def __init__(self, out: Path, class_set: ClassSet):
-        self.out, self.class_set = out, class_set
-
-    def write(self, name: str, panoptic: np.ndarray) -> None:
-        path = PurePosixPath(name)
-        image_id = path.name.removesuffix(CITYSCAPES_IMAGE_TAG)
-        write_gtfine(self.out / path.parent, image_id, panoptic, self.class_set)
-
-    def close(self) -> None:
-        pass
-
-
-# `spino segment --format <name>`: the writer of each format.
-OUTPUT_FORMATS = {"coco": CocoOutput, "gtfine": GtfineOutput}
-register_choices("segment.format", OUTPUT_FORMATS)
 
 
 class OverlayVideo:

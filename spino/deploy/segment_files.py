@@ -20,9 +20,10 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from spino.classes import ClassSet
 from spino.data.io import write_json
 from spino.deploy.media import Frame, Source, frames, sources, video_info
-from spino.deploy.outputs import OUTPUT_FORMATS, CocoOutput, GtfineOutput, OverlayVideo, write_overlay
+from spino.deploy.outputs import OverlayVideo, write_overlay
 from spino.deploy.segmenter import Segmentation, Segmenter
 from spino.errors import InputError
+from spino.export import LABEL_FORMATS, LabelWriter
 from spino.progress import progress
 from spino.transforms import image_tensor
 from spino.viz import overlay
@@ -49,7 +50,7 @@ class Writer:
     are written in frame order); at most ``limit`` frames wait."""
 
     out: Path
-    output: CocoOutput | GtfineOutput
+    output: LabelWriter
     class_set: ClassSet
     overlays: bool
     limit: int
@@ -107,7 +108,9 @@ def segment_files(
     if out.is_file() or (out.is_dir() and any(out.iterdir()) and not overwrite):
         raise InputError(f"{out}: already exists and is not empty; pass --overwrite or choose another folder")
     out.mkdir(parents=True, exist_ok=True)
-    writer = Writer(out, OUTPUT_FORMATS[fmt](out, segmenter.class_set), segmenter.class_set, overlays, 4 * batch_size)
+    writer = Writer(
+        out, LABEL_FORMATS.get(fmt)(out, segmenter.class_set), segmenter.class_set, overlays, 4 * batch_size
+    )
     loader = DataLoader(
         FrameStream(items, segmenter.input_size),
         batch_size=None,
