@@ -239,3 +239,17 @@ def training_inputs(demo_root: Path, out: Path, images: Path | None = None) -> d
     train = [r.image_id for r in records if r.split == "train"]
     write_manifest(out / "m.csv", build_manifest(records, train[:2]))
     return {"dir": out, "ids": ids, "images": paths}
+
+
+def spino_here(*args: str) -> subprocess.CompletedProcess:
+    """``spino`` run by its entry point in this process (what the console script calls; no interpreter
+    and torch start-up per call), its exit code and what it printed."""
+    import contextlib
+    import io
+
+    from spino.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["spino", *args], code, out.getvalue(), err.getvalue())

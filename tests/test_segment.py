@@ -31,7 +31,7 @@ from spino.transforms import image_tensor
 from spino.viz import LEGEND_ROW
 
 from conftest import REPO
-from helpers import training_inputs
+from helpers import spino_here, training_inputs
 
 pytestmark = pytest.mark.slow  # one trained model per method, and ONNX exports, for the whole module
 
@@ -66,20 +66,6 @@ def trained(demo_root: Path, tmp_path_factory) -> dict:
 
 def spino(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "spino", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
-
-
-def spino_here(*args: str) -> subprocess.CompletedProcess:
-    """``spino`` run by its entry point in this process (what the console script calls; no interpreter
-    and torch start-up per call), its exit code and what it printed."""
-    import contextlib
-    import io
-
-    from spino.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return subprocess.CompletedProcess(["spino", *args], code, out.getvalue(), err.getvalue())
 
 
 def error_line(result: subprocess.CompletedProcess) -> str:
