@@ -5,6 +5,7 @@ share of a step spent waiting for data.
     python benchmarks/panoptic.py --config config/config.yaml
     python benchmarks/panoptic.py --config config/cityscapes.yaml --weights none --steps 3
     python benchmarks/panoptic.py --config config/examples/cityscapes-mini.yaml --results results/cityscapes-mini
+    python benchmarks/panoptic.py --config config/examples/cityscapes-mini-solov2.yaml --instance center_offset solov2
 
 The compute figures use one batch of random images and targets at the config's input size and
 batch size, built once (the cost does not depend on the data). The input-pipeline figures read
@@ -82,38 +83,26 @@ def run_samples(results: Path) -> tuple[list[Sample], list[Sample]]:
     )
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--weights", default=None, help="override backbone.weights (e.g. none)")
-    p.add_argument("--steps", type=int, default=5, help="training steps timed on one fixed batch")
-    p.add_argument(
-        "--pipeline-steps", type=int, default=12, help="training steps timed through the DataLoader, per worker count"
-    )
-    p.add_argument("--images", type=int, default=5, help="images timed for inference")
-    p.add_argument("--results", type=Path, help="a finished run (results/<run>) whose stores feed the input pipeline")
-    p.add_argument(
-        "--image-size", type=int, nargs=2, default=(1024, 2048), help="full image size (synthetic files; inference)"
-    )
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--instance", choices=sorted(INSTANCE_METHODS), help="override panoptic.model.instance")
-    args = p.parse_args()
-    config = yaml.safe_load(args.config.read_text())
+def measure(args: argparse.Namespace, config: dict, instance: str | None) -> dict:
+    """The figures of one instance method (None: the config's) on this config; prints them."""
     backbone = {**config["backbone"], **({"weights": args.weights} if args.weights else {})}
-    model_settings = {**config["panoptic"]["model"], **({"instance": args.instance} if args.instance else {})}
+    model_settings = {**config["panoptic"]["model"], **({"instance": instance} if instance else {})}
     model_cfg = ModelConfig.from_dict(model_settings, backbone)
     train_cfg = TrainConfig.from_dict(config["panoptic"]["train"])
     class_set = CITYSCAPES_19 if config["dataset"]["kind"] == "cityscapes" else DEMO
     device = torch.device(args.device)
+    torch.manual_seed(0)
     model = PanopticModel(model_cfg, class_set.num_classes).to(device)
     optimizer = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=train_cfg.lr)
     rng = np.random.default_rng(0)
     size = model_cfg.input_size
     method = model.instance_method
+    start = time.perf_counter()
     targets = [
         method.targets(synthetic_label(rng, size, class_set), class_set, train_cfg.targets)
         for _ in range(train_cfg.batch_size)
     ]
+    targets_s = (time.perf_counter() - start) / train_cfg.batch_size
     fixed = {k: torch.stack([t[k] for t in targets]) for k in targets[0]}
     fixed["image"] = torch.rand((train_cfg.batch_size, 3, *size)) * 255
     amp = train_cfg.amp and device.type == "cuda"
@@ -156,19 +145,31 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats()
     model.train()
     train_s = timed(lambda: step(fixed), args.steps)
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.results:
-            ground_truth, pseudo = run_samples(args.results)
-            source = f"stores of {args.results}"
-        else:
-            ground_truth, pseudo = synthetic_samples(Path(tmp), 10, tuple(args.image_size), class_set, rng)
-            source = f"synthetic {args.image_size[1]}x{args.image_size[0]} PNG files"
-        data = MixedBatchData(
-            ground_truth, pseudo, class_set, size, train_cfg.batch_size, 0, train_cfg.augment, train_cfg.targets, method
-        )
-        pipeline = {workers: through_loader(data, workers) for workers in (0, 2)}
+    pipeline = {}
+    if args.pipeline_steps:
+        with tempfile.TemporaryDirectory() as tmp:
+            if args.results:
+                ground_truth, pseudo = run_samples(args.results)
+                source = f"stores of {args.results}"
+            else:
+                ground_truth, pseudo = synthetic_samples(Path(tmp), 10, tuple(args.image_size), class_set, rng)
+                source = f"synthetic {args.image_size[1]}x{args.image_size[0]} PNG files"
+            data = MixedBatchData(
+                ground_truth,
+                pseudo,
+                class_set,
+                size,
+                train_cfg.batch_size,
+                0,
+                train_cfg.augment,
+                train_cfg.targets,
+                method,
+            )
+            pipeline = {workers: through_loader(data, workers) for workers in (0, 2)}
     model.eval()
     image = fixed["image"][0]
+    with torch.inference_mode():
+        forward_s = timed(lambda: model(image[None].to(device)), args.images)
     infer_s = timed(
         lambda: predict_panoptic(model, image, class_set, train_cfg.postprocess, tuple(args.image_size)), args.images
     )
@@ -178,16 +179,55 @@ def main() -> None:
         f"device {device}  threads {torch.get_num_threads()}  amp {amp}"
     )
     print(f"trainable parameters: {sum(q.numel() for q in model.parameters() if q.requires_grad) / 1e6:.2f} M")
+    print(f"targets of one training sample: {targets_s:.3f} s")
     print(f"training step, one batch built up front: {train_s:.3f} s  ({1 / train_s:.2f} steps/s)")
     for workers, (rate, waiting) in pipeline.items():
         print(
             f"training through the DataLoader, {workers} workers ({source}): {rate:.2f} steps/s, "
             f"{100 * waiting:.0f} % of each step waiting for data"
         )
+    print(f"forward pass alone at the input size: {forward_s:.3f} s per image")
     print(f"inference incl. post-processing at {args.image_size[1]}x{args.image_size[0]}: {infer_s:.3f} s per image")
     print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
     if device.type == "cuda":
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+    print()
+    return {"instance": model_cfg.instance, "train": train_s, "infer": infer_s, "targets": targets_s}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--weights", default=None, help="override backbone.weights (e.g. none)")
+    p.add_argument("--steps", type=int, default=5, help="training steps timed on one fixed batch")
+    p.add_argument(
+        "--pipeline-steps",
+        type=int,
+        default=12,
+        help="training steps timed through the DataLoader, per worker count (0: not measured)",
+    )
+    p.add_argument("--images", type=int, default=5, help="images timed for inference")
+    p.add_argument("--results", type=Path, help="a finished run (results/<run>) whose stores feed the input pipeline")
+    p.add_argument(
+        "--image-size", type=int, nargs=2, default=(1024, 2048), help="full image size (synthetic files; inference)"
+    )
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--instance",
+        nargs="+",
+        choices=sorted(INSTANCE_METHODS),
+        help="override panoptic.model.instance; several: each measured, the others compared with the first",
+    )
+    args = p.parse_args()
+    config = yaml.safe_load(args.config.read_text())
+    figures = [measure(args, config, instance) for instance in (args.instance or [None])]
+    base = figures[0]
+    for other in figures[1:]:
+        print(
+            f"{other['instance']} / {base['instance']}: training step {other['train'] / base['train']:.2f}x, "
+            f"inference per image {other['infer'] / base['infer']:.2f}x, "
+            f"targets per sample {other['targets'] / base['targets']:.2f}x"
+        )
 
 
 if __name__ == "__main__":
