@@ -40,11 +40,11 @@ from spino.classes import CITYSCAPES_19  # noqa: E402
 from spino.labelgen.head_kinds import HEAD_KINDS  # noqa: E402
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig  # noqa: E402
 from spino.labelgen.train import HeadConfig, train_head  # noqa: E402
-from spino.panoptic.checkpoint import load_model  # noqa: E402
 from spino.panoptic.distributed import Distributed, process_group_options, sync_batchnorm  # noqa: E402
 from spino.panoptic.instances import INSTANCE_METHODS  # noqa: E402
 from spino.panoptic.model import ModelConfig, PanopticModel  # noqa: E402
 from spino.panoptic.predict import predict_panoptic  # noqa: E402
+from spino.panoptic.saved_model import load_model  # noqa: E402
 from spino.panoptic.train import TrainConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,14 +58,17 @@ PAPER = {
     "heads": {},  # the config's own head settings
     "head_steps": 20,
 }
+# --cpu: the widths of the tests' tiny run (.test/config/config.yaml), at an input a ViT/14 tiles.
+TEST_RUN = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
+WIDTHS = ("channels", "decoder_channels", "head_channels")
 TINY = {
-    "model": {"channels": 16, "decoder_channels": 16, "head_channels": 8, "input_size": [28, 56]},
+    "model": {**{k: TEST_RUN["panoptic"]["model"][k] for k in WIDTHS}, "input_size": [28, 56]},
     "backbone": {"name": "vit_small_patch14_dinov2.lvd142m", "weights": "none", "out_indices": [-1]},
     "batch_size": 2,
     "steps": 3,
     "image": (64, 128),
     "labelgen_config": "config/config.yaml",
-    "heads": {"hidden": [16, 16], "input_size": [64, 128]},
+    "heads": {k: TEST_RUN["semantic_head"][k] for k in ("hidden", "input_size")},
     "head_steps": 4,
 }
 
@@ -180,10 +183,7 @@ def check_training(sizes: dict, device: torch.device, tmp: Path, workers: int) -
             training.train_panoptic(
                 cfg,
                 model_cfg,
-                CITYSCAPES_19,
-                ground_truth,
-                pseudo,
-                ground_truth,
+                training.TrainingData(CITYSCAPES_19, ground_truth, pseudo, ground_truth),
                 tmp / instance / "work",
                 out,
                 str(device),

@@ -23,7 +23,7 @@ import yaml
 from spino.backbone import Backbone, BackboneSpec
 from spino.classes import CITYSCAPES_19
 from spino.labelgen.head_kinds import HEAD_KINDS
-from spino.labelgen.heads import MLPHead, head_grid
+from spino.labelgen.mlp_head import MLPHead, head_grid
 from spino.labelgen.train import HeadConfig
 from spino.losses import boundary_loss, top_k_cross_entropy
 

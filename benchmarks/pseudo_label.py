@@ -28,7 +28,7 @@ from spino.backbone import Backbone, BackboneSpec
 from spino.classes import CITYSCAPES_19, DEMO
 from spino.data import open_dataset
 from spino.data.io import write_png
-from spino.labelgen.heads import MLPHead
+from spino.labelgen.mlp_head import MLPHead
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig
 from spino.labelgen.shards import write_pseudo_label_shard
 from spino.labelgen.train import HeadConfig, save_head

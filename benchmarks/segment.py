@@ -36,9 +36,9 @@ from spino.deploy.model_files import export_onnx  # noqa: E402
 from spino.deploy.segment_files import segment_files  # noqa: E402
 from spino.deploy.segmenter import Segmenter  # noqa: E402
 from spino.encoding import semantic_of  # noqa: E402
-from spino.panoptic.checkpoint import save_model  # noqa: E402
 from spino.panoptic.model import ModelConfig, PanopticModel  # noqa: E402
 from spino.panoptic.postprocess import PostprocessConfig  # noqa: E402
+from spino.panoptic.saved_model import save_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -77,19 +77,6 @@ def write_gtfine(folder: Path, image_id: str, panoptic: np.ndarray, class_set: C
     write_png(folder / f"{image_id}{TRAIN_SUFFIX}", semantic_of(panoptic))
 
 
-@LABEL_FORMATS.register("gtfine")
-class Gtfine(LabelWriter):
-    """``<id>_gtFine_labelIds.png``, ``_instanceIds.png`` and ``_labelTrainIds.png`` per map, in the
-    name's folder; Cityscapes ids of a flat list (a store's) in per-city folders, as gtFine has them."""
-
-    def write(self, name: str, panoptic: np.ndarray) -> None:
-        path = PurePosixPath(name)
-        image_id = path.name.removesuffix(CITYSCAPES_IMAGE_TAG)
-        parent = str(path.parent)
-        folder = self.folder / parent if parent != "." else gtfine_dir(self.folder, image_id, self.class_set)
-        write_gtfine(folder, image_id, panoptic, self.class_set)
-
-
 def coco_categories(class_set: ClassSet) -> list[dict]:
     return [
         {"id": i, "name": n, "isthing": int(t), "color": list(c)}
@@ -162,3 +149,16 @@ class CocoPanoptic(LabelWriter):
             "categories": coco_categories(self.class_set),
         }
         write_json(self.folder / "panoptic.json", payload)
+
+
+@LABEL_FORMATS.register("gtfine")
+class Gtfine(LabelWriter):
+    """``<id>_gtFine_labelIds.png``, ``_instanceIds.png`` and ``_labelTrainIds.png`` per map, in the
+    name's folder; Cityscapes ids of a flat list (a store's) in per-city folders, as gtFine has them."""
+
+    def write(self, name: str, panoptic: np.ndarray) -> None:
+        path = PurePosixPath(name)
+        image_id = path.name.removesuffix(CITYSCAPES_IMAGE_TAG)
+        parent = str(path.parent)
+        folder = self.folder / parent if parent != "." else gtfine_dir(self.folder, image_id, self.class_set)
+        write_gtfine(folder, image_id, panoptic, self.class_set)

@@ -16,6 +16,16 @@ from spino.data.manifest import build_manifest, write_manifest
 from spino.encoding import IGNORE_PANOPTIC, instance_of, semantic_of
 from spino.store import LabelStore, create_store
 
+from conftest import TINY
+
+WIDTHS = ("channels", "decoder_channels", "head_channels")
+
+
+def tiny_model(input_size: tuple[int, int], **settings) -> dict:
+    """Config ``panoptic.model`` of a tiny model: the tiny run's widths (.test/config/config.yaml, the
+    one place the tests' tiny sizes live) at ``input_size``, with ``settings`` added."""
+    return {**{k: TINY["panoptic"]["model"][k] for k in WIDTHS}, "input_size": list(input_size), **settings}
+
 
 def store_from_maps(
     path: Path,

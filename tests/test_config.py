@@ -98,6 +98,49 @@ def test_an_unknown_setting_deep_inside_is_named_by_its_path() -> None:
         TrainConfig.from_dict({"steps": 2, "schedule": {"power": -1}})
 
 
+def test_a_moved_setting_names_its_new_place_one_line_each() -> None:
+    """Centre/offset's settings moved into its own section: a config written before says where each went."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["panoptic"]["train"].update({"center_weight": 20.0, "offset_weight": 0.1})
+    config["panoptic"]["train"]["targets"]["sigma"] = 3.0
+    config["panoptic"]["train"]["postprocess"] = {"nms_kernel": 5, "stuff_area": 0}
+    with pytest.raises(InputError) as caught:
+        check_config(config)
+    assert str(caught.value).splitlines() == [
+        "panoptic.train.center_weight: moved to panoptic.model.center_offset.center_weight",
+        "panoptic.train.offset_weight: moved to panoptic.model.center_offset.offset_weight",
+        "panoptic.train.postprocess.nms_kernel: moved to panoptic.model.center_offset.nms_kernel",
+        "panoptic.train.targets.sigma: moved to panoptic.model.center_offset.sigma",
+    ]
+
+
+def test_a_model_file_of_format_1_reads_with_its_settings_where_they_are_now() -> None:
+    """A safetensors or ONNX file written before the move (metadata spino-panoptic/1: the centre
+    grouping's settings in the post-processing) gives the same model settings as one written today."""
+    import json
+    from pathlib import Path
+
+    from spino.classes import DEMO
+    from spino.deploy.model_files import metadata, parse_metadata
+    from spino.panoptic.postprocess import PostprocessConfig
+
+    model_cfg = ModelConfig.from_dict(
+        {"channels": 16, "center_offset": {"nms_kernel": 5, "top_k": 50}},
+        {"name": "tf_efficientnet_lite0", "weights": "none"},
+    )
+    today = json.loads(metadata(model_cfg, DEMO, PostprocessConfig(stuff_area=64)))
+    old = {**json.loads(json.dumps(today)), "format": "spino-panoptic/1"}
+    grouping = old["model_config"].pop("center_offset")
+    old["postprocess"] = {
+        **today["postprocess"],
+        **{k: grouping[k] for k in ("center_threshold", "nms_kernel", "top_k", "chunk_pixels")},
+    }
+    read = parse_metadata(json.dumps(old), Path("old.safetensors"))
+    assert read[0].instance_settings.nms_kernel == 5 and read[0].instance_settings.top_k == 50
+    assert read[0] == model_cfg and read[2] == PostprocessConfig(stuff_area=64)
+    assert parse_metadata(json.dumps(today), Path("new.safetensors"))[0] == model_cfg
+
+
 def test_check_config_fills_the_defaults_the_sections_use() -> None:
     config = check_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
     assert config["pseudo_labels"]["ncut"] == {"max_cost": 0.01, "radius": 3, "sigma": 0.1, "max_nodes": 1500}

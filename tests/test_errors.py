@@ -148,7 +148,7 @@ def test_a_model_written_by_an_earlier_spino_still_loads_and_a_newer_one_is_name
     import torch
 
     from spino.checkpoint import FORMAT, load_checkpoint
-    from spino.panoptic.checkpoint import load_model
+    from spino.panoptic.saved_model import load_model
 
     old = REPO / "tests" / "data" / "panoptic-model-8a0c86f.pt"
     raw = torch.load(old, weights_only=True)

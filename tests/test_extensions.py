@@ -26,18 +26,18 @@ from spino.labelgen.fusion import FUSIONS, Splitter, fuse
 from spino.labelgen.head_kinds import HEAD_KINDS, HeadKind
 from spino.labelgen.head_kinds.base import HeadKindTraining
 from spino.labelgen.train import HeadConfig, load_head, train_head
-from spino.panoptic.checkpoint import load_model
 from spino.panoptic.instances import INSTANCE_METHODS, InstanceMethod
 from spino.panoptic.layers import head
 from spino.panoptic.model import ModelConfig
 from spino.panoptic.predict import predict_panoptic
 from spino.panoptic.sampler import samples_from
+from spino.panoptic.saved_model import load_model
 from spino.panoptic.targets import semantic_targets
-from spino.panoptic.train import TrainConfig, train_panoptic
+from spino.panoptic.train import TrainConfig, TrainingData, train_panoptic
 from spino.store import LabelStore
 from spino.transforms import image_tensor
 
-from helpers import spino_here, training_inputs
+from helpers import spino_here, tiny_model, training_inputs
 
 BACKBONE = {"name": "tf_efficientnet_lite0", "weights": "none", "out_indices": [2, 3]}
 
@@ -102,14 +102,15 @@ def test_a_new_instance_method_trains_saves_loads_and_predicts(registries, demo_
     run = training_inputs(demo_root, tmp_path / "data")
     samples = samples_from(LabelStore(run["dir"] / "gt.zarr"), run["ids"])
     model_cfg = ModelConfig.from_dict(
-        {"channels": 16, "decoder_channels": 16, "head_channels": 8, "input_size": [48, 96], "instance": "blobs"},
+        tiny_model((48, 96), instance="blobs"),
         BACKBONE,
     )
     cfg = TrainConfig.from_dict(
         {"steps": 4, "batch_size": 2, "lr": 1e-3, "checkpoint_every": 4, "val_every": 4, "val_images": 0}
     )
     out = tmp_path / "model.pt"
-    train_panoptic(cfg, model_cfg, DEMO, samples[:2], samples[2:], [], tmp_path / "work", out, "cpu", workers=0)
+    data = TrainingData(DEMO, samples[:2], samples[2:])
+    train_panoptic(cfg, model_cfg, data, tmp_path / "work", out, "cpu", workers=0)
 
     losses = (tmp_path / "losses.csv").read_text().splitlines()
     assert losses[0] == "step,lr,loss,semantic,objectness" and len(losses) == 5

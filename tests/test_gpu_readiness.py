@@ -22,6 +22,8 @@ from spino.panoptic.distributed import COLLECTIVE_TIMEOUT, process_group_options
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.train import Precision
 
+from helpers import tiny_model
+
 CLAIM = (
     "import sys, time\n"
     "from pathlib import Path\n"
@@ -101,7 +103,7 @@ def test_torchrun_ranks_share_the_jobs_threads() -> None:
 
 def tiny_vit_model(instance: str) -> PanopticModel:
     cfg = ModelConfig.from_dict(
-        {"channels": 16, "decoder_channels": 16, "head_channels": 8, "input_size": [32, 64], "instance": instance},
+        tiny_model((32, 64), instance=instance),
         {"name": "vit_tiny_patch16_224", "weights": "none", "out_indices": [-1]},
     )
     return PanopticModel(cfg, 5)
@@ -137,7 +139,7 @@ def test_sync_batchnorm_converts_the_trainable_parts_and_leaves_the_backbone() -
     from timm.layers import BatchNormAct2d
 
     cfg = ModelConfig.from_dict(
-        {"channels": 16, "decoder_channels": 16, "head_channels": 8, "input_size": [32, 64]},
+        tiny_model((32, 64)),
         {"name": "resnetv2_18", "weights": "none", "out_indices": [-1]},
     )
     model = PanopticModel(cfg, 5)

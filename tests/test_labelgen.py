@@ -28,7 +28,7 @@ from spino.labelgen.embedding import (
     with_coordinates,
 )
 from spino.labelgen.fusion import fuse, min_pixels_per_class
-from spino.labelgen.heads import MLPHead, head_grid, interpolation_matrix
+from spino.labelgen.mlp_head import MLPHead, head_grid, interpolation_matrix
 from spino.labelgen.ncut import NcutConfig
 from spino.labelgen.primaps import PrimapsConfig, fit_primaps, load_primaps, principal_masks
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig

@@ -22,7 +22,6 @@ from spino.data.io import read_image, resize_nearest
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, instance_of, semantic_of
 from spino.errors import InputError
 from spino.metrics import PanopticStats
-from spino.panoptic.checkpoint import load_model
 from spino.panoptic.instances import CenterOffset, InstanceMethod, Widths
 from spino.panoptic.instances.center_offset.grouping import merge
 from spino.panoptic.instances.center_offset.settings import CenterOffsetConfig
@@ -30,11 +29,20 @@ from spino.panoptic.instances.center_offset.targets import panoptic_targets
 from spino.panoptic.model import ModelConfig
 from spino.panoptic.postprocess import PostprocessConfig
 from spino.panoptic.predict import write_prediction_shard
+from spino.panoptic.saved_model import load_model
 from spino.panoptic.targets import TargetConfig
 from spino.store import LabelStore, create_store
 from spino.transforms import image_tensor
 
-from helpers import assert_same_pq, class_ious, official_pq, one_line_error, store_from_maps, training_inputs
+from helpers import (
+    assert_same_pq,
+    class_ious,
+    official_pq,
+    one_line_error,
+    store_from_maps,
+    tiny_model,
+    training_inputs,
+)
 
 
 def test_targets_point_every_thing_pixel_at_its_centroid() -> None:
@@ -105,16 +113,7 @@ def train_command(
         "--val-splits",
         "val",
         "--model",
-        json.dumps(
-            {
-                "channels": 16,
-                "decoder_channels": 16,
-                "head_channels": 8,
-                "input_size": [48, 96],
-                "instance": instance,
-                "center_offset": {"sigma": 2.0},
-            }
-        ),
+        json.dumps(tiny_model((48, 96), instance=instance, center_offset={"sigma": 2.0})),
         "--train",
         json.dumps(
             {

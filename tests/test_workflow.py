@@ -983,7 +983,7 @@ def test_a_cvat_export_of_ten_labelled_images_runs_end_to_end_from_spino_init(tm
     from spino.data.synthetic import DemoSpec, write_demo
     from spino.store import LabelStore
 
-    from helpers import cvat_export
+    from helpers import WIDTHS, cvat_export
 
     write_demo(tmp_path / "demo", DemoSpec(n_train=20, n_val=4, height=64, width=128, seed=1))
     cvat_export(tmp_path / "demo", tmp_path / "cvat", labelled=10, resized=3, size=(96, 160))
@@ -1006,7 +1006,7 @@ def test_a_cvat_export_of_ten_labelled_images_runs_end_to_end_from_spino_init(tm
     }
     for section, values in tiny.items():
         config[section].update(values)
-    config["panoptic"]["model"].update({"channels": 16, "decoder_channels": 16, "head_channels": 8})
+    config["panoptic"]["model"].update({k: TINY["panoptic"]["model"][k] for k in WIDTHS})
     config["panoptic"]["train"].update({"steps": 4, "batch_size": 2, "checkpoint_every": 2, "val_every": 2})
     result = snakemake(work, config)
     assert result.returncode == 0, result.stderr[-3000:]

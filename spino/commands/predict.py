@@ -7,8 +7,8 @@ from pathlib import Path
 
 from spino.commands._options import add_device, add_shard
 from spino.devices import resolve_device
-from spino.panoptic.checkpoint import load_model
 from spino.panoptic.predict import write_prediction_shard
+from spino.panoptic.saved_model import load_model
 from spino.store import LabelStore, mark_shard_done
 
 HELP = "panoptic predictions for one shard of a store"

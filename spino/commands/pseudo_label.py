@@ -9,7 +9,7 @@ from pathlib import Path
 from spino.commands._options import add_device, add_manifest, add_settings, add_shard
 from spino.data.manifest import read_manifest
 from spino.devices import resolve_device
-from spino.labelgen.labellers import open_labeller
+from spino.labelgen.labeller import open_labeller
 from spino.labelgen.shards import write_pseudo_label_shard
 from spino.store import LabelStore, mark_shard_done
 

@@ -10,7 +10,7 @@ from spino.commands._options import add_device, add_manifest, add_settings
 from spino.config import schema_default
 from spino.panoptic.distributed import relaunch_under_torchrun
 from spino.panoptic.model import ModelConfig
-from spino.panoptic.train import TrainConfig, train_on_stores
+from spino.panoptic.train import TrainConfig, TrainingData, train_panoptic
 
 HELP = "train the panoptic model on pseudo-labels mixed with ground truth"
 
@@ -38,14 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     relaunch_under_torchrun(args.gpus, sys.argv[1:], args.device)  # returns only in a process that trains
-    train_on_stores(
+    data = TrainingData.from_stores(
+        args.manifest, args.ground_truth, args.pseudo_labels, args.train_splits, args.val_splits
+    )
+    train_panoptic(
         TrainConfig.from_dict(args.train),
         ModelConfig.from_dict(args.model, args.backbone),
-        args.manifest,
-        args.ground_truth,
-        args.pseudo_labels,
-        args.train_splits,
-        args.val_splits,
+        data,
         args.workdir,
         args.out,
         args.device,

@@ -23,9 +23,9 @@ from spino.classes import ClassSet
 from spino.config import load
 from spino.data.io import atomic_path
 from spino.errors import InputError, MissingFileError
-from spino.panoptic.checkpoint import load_model, settings_of_format_1
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig
+from spino.panoptic.saved_model import load_model, settings_of_format_1
 from spino.registry import Registry
 
 FORMAT = "spino-panoptic/2"  # the metadata's format tag: what a bundle or ONNX file of spino holds

@@ -1,4 +1,5 @@
-"""What every labeller gives: a pseudo-label per image, a class set, and seconds per stage."""
+"""What every labeller gives (a pseudo-label per image, a class set, and seconds per stage), and the
+labeller a pseudo-label job runs: the trained heads, or the PriMaPs prototypes."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from abc import ABC, abstractmethod
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from spino.classes import ClassSet
+from spino.errors import InputError
 
 
 @dataclass
@@ -45,3 +48,23 @@ class Labeller(ABC):
     @abstractmethod
     def __call__(self, image: np.ndarray) -> PseudoLabel:
         """The pseudo-label of one RGB image."""
+
+
+def open_labeller(
+    primaps: Path | None,
+    semantic_head: Path | None,
+    boundary_head: Path | None,
+    settings: dict | None,
+    embedding_head: Path | None,
+    device: str,
+) -> Labeller:
+    """PriMaPs prototypes when given (label-free), else the heads with the pseudo-label settings."""
+    if primaps:
+        from spino.labelgen.primaps import load_primaps
+
+        return load_primaps(primaps, device)
+    if not (semantic_head and boundary_head and settings is not None):
+        raise InputError("pseudo-label needs --primaps, or --semantic-head, --boundary-head and --settings")
+    from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig
+
+    return LabelGenerator(semantic_head, boundary_head, PseudoLabelConfig.from_dict(settings), device, embedding_head)

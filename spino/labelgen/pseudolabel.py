@@ -26,8 +26,8 @@ from spino.errors import InputError
 from spino.labelgen.embedding import EmbeddingClusterConfig, resize_embeddings, with_coordinates
 from spino.labelgen.fusion import FUSIONS, fuse, min_pixels_per_class
 from spino.labelgen.head_kinds import heads_trained
-from spino.labelgen.heads import MLPHead, head_grid
 from spino.labelgen.labeller import Labeller, PseudoLabel
+from spino.labelgen.mlp_head import MLPHead, head_grid
 from spino.labelgen.ncut import NcutConfig
 from spino.labelgen.train import load_head
 from spino.labelgen.tta import Blend, tile_boxes

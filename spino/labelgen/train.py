@@ -20,7 +20,7 @@ from spino.data.io import resize_nearest, write_csv
 from spino.errors import InputError
 from spino.labelgen.augment import augment
 from spino.labelgen.head_kinds import HEAD_KINDS
-from spino.labelgen.heads import MLPHead, head_grid
+from spino.labelgen.mlp_head import MLPHead, head_grid
 from spino.progress import progress
 from spino.training_state import TrainingState, settings_hash
 

@@ -13,7 +13,7 @@ learning rate only on the step.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,13 +25,13 @@ from spino.data.io import read_image, write_csv
 from spino.devices import amp_dtype
 from spino.losses import top_k_cross_entropy
 from spino.metrics import PanopticStats
-from spino.panoptic.checkpoint import save_model
 from spino.panoptic.distributed import Distributed
 from spino.panoptic.instances import InstanceMethod
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig
 from spino.panoptic.predict import predict_panoptic
 from spino.panoptic.sampler import Augment, MixedBatchData, Sample, batch_loader, rank_slots
+from spino.panoptic.saved_model import save_model
 from spino.panoptic.targets import TargetConfig
 from spino.progress import log
 from spino.training_state import TrainingState, settings_hash
@@ -114,28 +114,66 @@ def validate(
     return {"pq": s["all"]["pq"], "sq": s["all"]["sq"], "rq": s["all"]["rq"], "miou": s["miou"], "images": stats.images}
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """What the panoptic model learns from: the annotated images' ground truth (one in every batch),
+    the pseudo-labelled images, the ground truth it is validated on, and the digests of the files
+    they come from (``provenance``: part of the resume key, so new labels retrain from step 0)."""
+
+    class_set: ClassSet
+    ground_truth: list[Sample]
+    pseudo: list[Sample]
+    validation: list[Sample] = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_stores(
+        cls, manifest: Path, ground_truth: Path, pseudo_labels: Path, train_splits: list[str], val_splits: list[str]
+    ) -> TrainingData:
+        """As the workflow trains: the annotated images' ground truth, the pseudo-labels of the other
+        images of ``train_splits``, validation on the labelled not-annotated images of ``val_splits``;
+        the manifest's and the stores' digests as provenance."""
+        from spino.data.manifest import read_manifest
+        from spino.panoptic.sampler import samples_from
+        from spino.provenance import file_digest
+        from spino.store import LabelStore
+
+        entries = read_manifest(manifest)
+        gt, pseudo = LabelStore(ground_truth), LabelStore(pseudo_labels)
+        annotated = [e.image_id for e in entries if e.annotated]
+        pseudo_ids = set(pseudo.image_ids)
+        train_ids = [
+            e.image_id for e in entries if e.split in train_splits and not e.annotated and e.image_id in pseudo_ids
+        ]
+        val_ids = [e.image_id for e in entries if e.split in val_splits and e.has_gt and not e.annotated]
+        return cls(
+            gt.class_set,
+            samples_from(gt, annotated),
+            samples_from(pseudo, train_ids),
+            samples_from(gt, val_ids),
+            {"manifest": file_digest(manifest), "ground_truth": gt.digest, "pseudo_labels": pseudo.digest},
+        )
+
+
 def train_panoptic(
     cfg: TrainConfig,
     model_cfg: ModelConfig,
-    class_set: ClassSet,
-    ground_truth: list[Sample],
-    pseudo: list[Sample],
-    validation: list[Sample],
+    data: TrainingData,
     workdir: str | Path,
     out: str | Path,
     device: str = "auto",
-    provenance: dict | None = None,
     workers: int = 2,
 ) -> None:
     """Train (or resume), then write the final checkpoint ``out`` and, beside it, losses.csv and validation.csv.
 
-    ``provenance`` (digests of the stores and manifest trained on) joins the resume key; ``workers``
-    (DataLoader processes building batches) does not: it changes no batch.
+    The data's provenance joins the resume key; ``workers`` (DataLoader processes building batches)
+    does not: it changes no batch.
     """
     env = Distributed(device)
     Path(workdir).mkdir(parents=True, exist_ok=True)
-    ids = [s.image_id for s in ground_truth + pseudo]
-    signature = settings_hash(asdict(cfg), model_cfg.to_dict(), class_set.to_dict(), ids, provenance or {})
+    class_set = data.class_set
+    ids = [s.image_id for s in data.ground_truth + data.pseudo]
+    signature = settings_hash(asdict(cfg), model_cfg.to_dict(), class_set.to_dict(), ids, data.provenance)
     torch.manual_seed(cfg.seed)
     model = PanopticModel(model_cfg, class_set.num_classes).to(env.device)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
@@ -143,9 +181,9 @@ def train_panoptic(
     log_start(state.step, env)
     model, net = env.wrap(model)
     method = model.instance_method
-    data = MixedBatchData(
-        ground_truth,
-        pseudo,
+    batches_of = MixedBatchData(
+        data.ground_truth,
+        data.pseudo,
         class_set,
         model_cfg.input_size,
         cfg.batch_size,
@@ -155,14 +193,14 @@ def train_panoptic(
         method,
     )
     slots = rank_slots(cfg.batch_size, env.rank, env.world)
-    batches = batch_loader(data, state.step, cfg.steps, slots, workers, pin_memory=env.device.type == "cuda")
+    batches = batch_loader(batches_of, state.step, cfg.steps, slots, workers, pin_memory=env.device.type == "cuda")
     precision = Precision.of(env.device, cfg.amp)
     model.train()
     for step, batch in enumerate(batches, start=state.step):
         state.history.append(train_step(net, optimizer, batch, step, cfg, env, method, precision))
         state.step = step + 1
         if env.main:
-            after_step(model, optimizer, state, validation, class_set, cfg, env.device)
+            after_step(model, optimizer, state, data.validation, class_set, cfg, env.device)
         env.barrier()
     if env.main:
         save_model(out, model, model_cfg, class_set, cfg.postprocess)
@@ -245,48 +283,3 @@ def after_step(
     if done % cfg.checkpoint_every == 0 or last:
         state.save(model, optimizer)
         log(f"step {done}/{cfg.steps}: loss {state.history[-1][2]:.4f}, checkpoint written")
-
-
-def train_on_stores(
-    cfg: TrainConfig,
-    model_cfg: ModelConfig,
-    manifest: Path,
-    ground_truth: Path,
-    pseudo_labels: Path,
-    train_splits: list[str],
-    val_splits: list[str],
-    workdir: Path,
-    out: Path,
-    device: str = "auto",
-    workers: int = 2,
-) -> None:
-    """``train_panoptic`` as the workflow runs it: the annotated images' ground truth, the pseudo-labels
-    of the other images of ``train_splits``, validation on the labelled not-annotated images of
-    ``val_splits``; the manifest's and the stores' digests join the resume key."""
-    from spino.data.manifest import read_manifest
-    from spino.panoptic.sampler import samples_from
-    from spino.provenance import file_digest
-    from spino.store import LabelStore
-
-    entries = read_manifest(manifest)
-    gt, pseudo = LabelStore(ground_truth), LabelStore(pseudo_labels)
-    annotated = [e.image_id for e in entries if e.annotated]
-    pseudo_ids = set(pseudo.image_ids)
-    train_ids = [
-        e.image_id for e in entries if e.split in train_splits and not e.annotated and e.image_id in pseudo_ids
-    ]
-    val_ids = [e.image_id for e in entries if e.split in val_splits and e.has_gt and not e.annotated]
-    provenance = {"manifest": file_digest(manifest), "ground_truth": gt.digest, "pseudo_labels": pseudo.digest}
-    train_panoptic(
-        cfg,
-        model_cfg,
-        gt.class_set,
-        samples_from(gt, annotated),
-        samples_from(pseudo, train_ids),
-        samples_from(gt, val_ids),
-        workdir,
-        out,
-        device,
-        provenance,
-        workers,
-    )

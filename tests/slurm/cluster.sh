@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real single-node SLURM on localhost for tests: 2 CPUs and a fake `gpu` GRES.
 #   tests/slurm/cluster.sh start   install (Debian slurm-wlm + munge) if missing, configure, start, wait until idle
-#   tests/slurm/cluster.sh stop    stop the daemons
+#   tests/slurm/cluster.sh stop    stop the daemons and remove the configuration it wrote
 # Needs root and apt-get; exits 3 (with the reason on stderr) where SLURM cannot be started here.
 # It never touches a SLURM that is already configured or running on this machine: an existing
 # /etc/slurm/slurm.conf not written by this script, or running SLURM daemons it did not start, make it
@@ -109,6 +109,12 @@ stop() {
         kill "$pid" 2>/dev/null || true
         for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
         rm -f "$STATE/$daemon.pid"
+    done
+    # The configuration it wrote goes too: with a slurm.conf naming a controller that is gone, every
+    # `scontrol` waits 10 s for it, and Snakemake's SLURM plugin runs `scontrol show config` whenever
+    # Snakemake starts (every later local run of the tests would wait).
+    for file in slurm.conf gres.conf cgroup.conf; do
+        if [ -e "$CONF/$file" ] && grep -qxF "$MARK" "$CONF/$file"; then rm -f "$CONF/$file"; fi
     done
 }
 
