@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,13 @@ from spino.cli import main as spino
 from spino.errors import InputError
 
 from conftest import REPO
-from helpers import one_line_error
+from helpers import one_line_error, spino_here
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "spino", *args], capture_output=True, text=True)
+    """``spino`` by its entry point in this process: the same one-line errors, without a process start
+    (torch's import) per call."""
+    return spino_here(*args)
 
 
 def corrupted_copy(store: Path, tmp_path: Path) -> Path:

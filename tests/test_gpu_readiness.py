@@ -19,6 +19,7 @@ import torch
 from spino import devices
 from spino.backbone import Backbone, BackboneSpec
 from spino.panoptic.distributed import COLLECTIVE_TIMEOUT, process_group_options, sync_batchnorm, torchrun_argv
+from spino.panoptic.instances import INSTANCE_METHODS
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.train import Precision
 
@@ -109,7 +110,7 @@ def tiny_vit_model(instance: str) -> PanopticModel:
     return PanopticModel(cfg, 5)
 
 
-@pytest.mark.parametrize("instance", ["center_offset", "solov2"])
+@pytest.mark.parametrize("instance", sorted(INSTANCE_METHODS))  # every registered method, as timm tests list_models()
 def test_autocast_reaches_the_backbone_and_head_outputs_stay_fp32(instance: str) -> None:
     """Under a training step's autocast (bf16 here on the CPU, as on a GPU) the frozen ViT's blocks
     compute in bf16 although backbone.dtype is float32, and every output of the model is fp32."""

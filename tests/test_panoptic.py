@@ -22,7 +22,7 @@ from spino.data.io import read_image, resize_nearest
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, instance_of, semantic_of
 from spino.errors import InputError
 from spino.metrics import PanopticStats
-from spino.panoptic.instances import CenterOffset, InstanceMethod, Widths
+from spino.panoptic.instances import INSTANCE_METHODS, CenterOffset, InstanceMethod, Widths
 from spino.panoptic.instances.center_offset.grouping import merge
 from spino.panoptic.instances.center_offset.settings import CenterOffsetConfig
 from spino.panoptic.instances.center_offset.targets import panoptic_targets
@@ -143,7 +143,7 @@ def train_command(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("instance", ["center_offset", "solov2"])
+@pytest.mark.parametrize("instance", sorted(INSTANCE_METHODS))  # every registered method, as timm tests list_models()
 def test_training_killed_midway_resumes_to_the_same_weights(tiny_run: dict, tmp_path: Path, instance: str) -> None:
     """Batches from 2 DataLoader workers, the run SIGKILLed, resumed without workers: bit-identical."""
     steps = 10

@@ -21,6 +21,7 @@ from spino.data.io import read_image
 from spino.deploy.model_files import export_onnx, open_model, save_bundle
 from spino.deploy.segmenter import Segmenter
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR
+from spino.panoptic.instances import INSTANCE_METHODS
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.predict import predict_panoptic
 from spino.panoptic.sampler import samples_from
@@ -35,7 +36,7 @@ from helpers import spino_here, tiny_model, training_inputs
 
 pytestmark = pytest.mark.slow  # one trained model per method, and ONNX exports, for the whole module
 
-METHODS = ("center_offset", "solov2")
+METHODS = sorted(INSTANCE_METHODS)  # every registered instance method
 
 
 @pytest.fixture(scope="module")
@@ -209,12 +210,12 @@ def test_onnx_model_matches_the_eager_model_on_demo_images(trained: dict, tmp_pa
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     onnx_path = tmp_path / "model.onnx"
-    result = spino("export-model", str(trained["models"][method]), "--out", str(onnx_path))
+    result = spino_here("export-model", str(trained["models"][method]), "--out", str(onnx_path))
     assert result.returncode == 0, result.stderr[-2000:]
     images = [read_image(p) for p in trained["val"]]
     assert onnx_agreement(trained["models"][method], onnx_path, images) >= 0.999
     out = tmp_path / "out"
-    result = spino("segment", str(onnx_path), trained["val"][0], "--out", str(out))
+    result = spino_here("segment", str(onnx_path), trained["val"][0], "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
 
 
