@@ -357,18 +357,6 @@ def test_packaged_pretrained_weights_load_exactly() -> None:
     assert backbone.stride == 8 and backbone.channels == 40 + 112
 
 
-def test_vit_features_drop_prefix_tokens_and_skip_the_final_norm() -> None:
-    backbone = Backbone(BackboneSpec("vit_small_patch14_reg4_dinov2.lvd142m", "none"))
-    x = torch.rand(1, 3, 28, 42) * 255
-    feats = backbone(x)
-    assert feats.shape == (1, 384, 2, 3) and backbone.round_size(30, 40) == (28, 42)
-    model = backbone.model
-    tokens = model.patch_embed((x - backbone.mean) / backbone.std)
-    tokens = model.norm_pre(model._pos_embed(tokens))
-    tokens = model.blocks(tokens)[:, model.num_prefix_tokens :]
-    assert torch.allclose(feats, tokens.transpose(1, 2).reshape(1, 384, 2, 3), atol=1e-5)
-
-
 def test_tiles_cover_the_image_exactly_once() -> None:
     for scale in (1, 2, 3, 5):
         cover = np.zeros((97, 203), int)
