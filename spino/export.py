@@ -29,7 +29,12 @@ class LabelWriter(ABC):
 
     @abstractmethod
     def write(self, name: str, panoptic: np.ndarray) -> None:
-        """One map (spino encoding) under ``name``: an image id, or an input's relative path without suffix."""
+        """One map (spino encoding) under ``name``: an input's relative path without suffix, or a
+        store image's name (``store_name``)."""
+
+    def store_name(self, image_id: str) -> str:
+        """The name a store's image is written under (by default its id)."""
+        return image_id
 
     def close(self) -> None:
         """Finish the folder (by default nothing is left to write)."""
@@ -47,7 +52,7 @@ def export_store(store: LabelStore, out: str | Path, fmt: str) -> int:
     with atomic_folder(out) as tmp:
         writer = writer_class(tmp, store.class_set)
         for index, image_id in enumerate(store.image_ids):
-            writer.write(image_id, store.panoptic_at_image_size(index))
+            writer.write(writer.store_name(image_id), store.panoptic_at_image_size(index))
         writer.close()
     return store.num_images
 
@@ -60,13 +65,6 @@ def to_gtfine(panoptic: np.ndarray, class_set: ClassSet) -> tuple[np.ndarray, np
     inst = instance_of(panoptic).astype(np.int64)
     instance_ids = np.where(inst > 0, label_ids * LABEL_DIVISOR + inst - 1, label_ids)
     return label_ids.astype(np.uint8), instance_ids.astype(np.uint16)
-
-
-def gtfine_dir(out: Path, image_id: str, class_set: ClassSet) -> Path:
-    """Cityscapes ids (``<city>_<seq>_<frame>``) go into per-city folders, as gtFine does."""
-    if class_set.name == "cityscapes-19" and image_id.count("_") == 2:
-        return out / image_id.split("_")[0]
-    return out
 
 
 def write_gtfine(folder: Path, image_id: str, panoptic: np.ndarray, class_set: ClassSet) -> None:
@@ -154,11 +152,14 @@ class CocoPanoptic(LabelWriter):
 @LABEL_FORMATS.register("gtfine")
 class Gtfine(LabelWriter):
     """``<id>_gtFine_labelIds.png``, ``_instanceIds.png`` and ``_labelTrainIds.png`` per map, in the
-    name's folder; Cityscapes ids of a flat list (a store's) in per-city folders, as gtFine has them."""
+    name's folder (a trailing ``_leftImg8bit`` of the name dropped, as Cityscapes names its labels)."""
 
     def write(self, name: str, panoptic: np.ndarray) -> None:
         path = PurePosixPath(name)
-        image_id = path.name.removesuffix(CITYSCAPES_IMAGE_TAG)
-        parent = str(path.parent)
-        folder = self.folder / parent if parent != "." else gtfine_dir(self.folder, image_id, self.class_set)
-        write_gtfine(folder, image_id, panoptic, self.class_set)
+        write_gtfine(self.folder / path.parent, path.name.removesuffix(CITYSCAPES_IMAGE_TAG), panoptic, self.class_set)
+
+    def store_name(self, image_id: str) -> str:
+        """Cityscapes ids (``<city>_<seq>_<frame>``) go into per-city folders, as gtFine does."""
+        if self.class_set.name == "cityscapes-19" and image_id.count("_") == 2:
+            return f"{image_id.split('_')[0]}/{image_id}"
+        return image_id

@@ -142,3 +142,24 @@ def test_gtfine_export_of_real_cityscapes_gives_back_its_files(exact8: Path, tmp
         assert np.array_equal(ours_label[evaluated], label[evaluated]), label_file
         assert np.array_equal(ours_instance[evaluated], instance[evaluated]), label_file
         assert (ours_label[~evaluated] == 0).all() and (ours_instance[~evaluated] == 0).all(), label_file
+
+
+def test_gtfine_writer_puts_a_stores_cityscapes_ids_in_city_folders_and_segment_names_beside_their_input(
+    tmp_path: Path,
+) -> None:
+    """One writer, two namings: a store's Cityscapes ids go into per-city folders as gtFine has them
+    (`spino export`); `spino segment`'s names are its inputs' relative paths, written where they are."""
+    from spino.classes import CITYSCAPES_19
+    from spino.export import LABEL_FORMATS
+
+    writer = LABEL_FORMATS.get("gtfine")(tmp_path, CITYSCAPES_19)
+    label = np.zeros((4, 6), np.uint32)
+    writer.write(writer.store_name("lindau_000000_000019"), label)
+    writer.write("frankfurt_000000_000294_leftImg8bit", label)
+    writer.write("drive/frame_0001", label)
+    writer.close()
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*_gtFine_labelIds.png")) == [
+        "drive/frame_0001_gtFine_labelIds.png",
+        "frankfurt_000000_000294_gtFine_labelIds.png",
+        "lindau/lindau_000000_000019_gtFine_labelIds.png",
+    ]

@@ -26,8 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     fmt = args.format or args.out.suffix.lstrip(".").lower()
-    if fmt not in writable_formats():
-        formats = " or ".join(writable_formats())
-        raise InputError(f"{args.out}: give --format ({formats}) or an --out whose suffix names one")
+    writable = writable_formats()
+    if fmt not in writable:
+        raise InputError(f"{args.out}: give --format ({' or '.join(writable)}) or an --out whose suffix names one")
     write_model(args.model, args.out, fmt)
     print(f"{args.out}: {fmt} model written")

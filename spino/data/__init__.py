@@ -29,10 +29,6 @@ for _name, _cls in [
     DATASET_KINDS.register(_name, _cls)
 
 
-def dataset_kind(kind: str) -> type[Dataset]:
-    return DATASET_KINDS.get(kind)
-
-
 def open_dataset(
     kind: str,
     root: str | Path,
@@ -42,7 +38,7 @@ def open_dataset(
 ) -> Dataset:
     """The adapter of a dataset kind for the dataset at ``root``; ``things`` (config ``dataset.things``)
     says which categories are things, for kinds whose files may not (coco)."""
-    cls = dataset_kind(kind)
+    cls = DATASET_KINDS.get(kind)
     if things is None:
         return cls.open(Path(root), splits, classes)
     if not cls.takes_things:
@@ -52,7 +48,7 @@ def open_dataset(
 
 def dataset_files(kind: str, root: str | Path, splits: list[str] | None = None) -> list[Path]:
     """Every file the index of this dataset reads (images, labels, split lists, classes), for its listing digest."""
-    return dataset_kind(kind).listing(Path(root), splits)
+    return DATASET_KINDS.get(kind).listing(Path(root), splits)
 
 
 __all__ = ["DATASET_KINDS", "Dataset", "Record", "dataset_files", "open_dataset"]

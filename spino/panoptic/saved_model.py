@@ -9,12 +9,17 @@ import torch
 
 from spino.checkpoint import load_checkpoint, register_checkpoint_kind, save_checkpoint
 from spino.classes import ClassSet
-from spino.config import load
+from spino.config import MOVED, load
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig
 
-# Settings of format 1 files that moved into the centre/offset method's own section.
-CENTER_OFFSET_POSTPROCESS = ("center_threshold", "nms_kernel", "top_k", "chunk_pixels")
+# Settings of format 1 files that moved from the post-processing into the centre/offset method's own
+# section: the config's table of moved settings says which.
+CENTER_OFFSET_POSTPROCESS = tuple(
+    old.removeprefix("panoptic.train.postprocess.")
+    for old, new in MOVED.items()
+    if old.startswith("panoptic.train.postprocess.") and new.startswith("panoptic.model.center_offset.")
+)
 
 
 def settings_of_format_1(model_config: dict, postprocess: dict) -> tuple[dict, dict]:

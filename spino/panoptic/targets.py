@@ -17,8 +17,8 @@ class TargetConfig:
 
 
 def semantic_targets(panoptic: np.ndarray, class_set: ClassSet, cfg: TargetConfig) -> dict[str, torch.Tensor]:
-    """The semantic head's targets : train ids (255 ignore) and the
-    pixel weights, ``small_instance_weight`` on thing instances under ``small_instance_area``."""
+    """The semantic head's targets: train ids (255 ignore) and the pixel weights,
+    ``small_instance_weight`` on thing instances under ``small_instance_area``."""
     semantic = semantic_of(panoptic).astype(np.int64)
     instance = instance_of(panoptic)
     thing = class_set.thing_mask()[semantic.clip(0, 255)] & (instance > 0)

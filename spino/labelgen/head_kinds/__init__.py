@@ -34,7 +34,7 @@ class HeadKind:
 class HeadKinds(Registry[HeadKind]):
     """The head kinds; registering one also registers its checkpoint kind (what its files hold)."""
 
-    def register(self, name: str, entry: HeadKind | None = None):
+    def register(self, name: str, entry: HeadKind) -> HeadKind:  # an entry, never the decorator form
         register_checkpoint_kind(name, entry.description)
         return super().register(name, entry)
 
