@@ -22,10 +22,12 @@ import resource
 import sys
 import tempfile
 import time
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import timm
 import torch
 import torch.distributed as dist
 import yaml
@@ -347,7 +349,7 @@ def main() -> None:
     section("versions")
     print(
         f"python {platform.python_version()}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
-        f"threads {torch.get_num_threads()}"
+        f"timm {timm.__version__}, threads {torch.get_num_threads()}"
     )
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -355,21 +357,32 @@ def main() -> None:
             f"{torch.cuda.get_device_name(device)}: bf16 native {torch.cuda.is_bf16_supported(including_emulation=False)}, "
             f"with emulation {torch.cuda.is_bf16_supported()}"
         )
+    failed: list[str] = []
+
+    def run(title: str, check, *args):
+        """One section; a failure prints its traceback and the later sections still run, so that one
+        GPU call shows every problem."""
+        section(title)
+        try:
+            return check(*args)
+        except Exception:
+            traceback.print_exc(file=sys.stdout)
+            failed.append(title)
+
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        section(f"train_panoptic at {sizes['model']['input_size']} ({sizes['backbone']['name']}, random weights)")
-        checkpoint = check_training(sizes, device, tmp, workers=0 if args.cpu else 4)
-        section("DDP at world size 1")
-        check_ddp(sizes, device)
-        section(f"predict_panoptic at {sizes['image']}")
-        check_prediction(checkpoint, sizes, device)
-        section(f"spino segment at {sizes['image']}")
-        check_segment(checkpoint, sizes, device, tmp)
-        section(f"label generator ({sizes['labelgen_config']}), fp32 and bf16")
-        check_label_generator(sizes, device, tmp)
-        section("head training, every kind")
-        check_heads(sizes, device, tmp)
-    print(f"\ngpu check done ({'cpu, tiny sizes' if args.cpu else device})")
+        trained = f"train_panoptic at {sizes['model']['input_size']} ({sizes['backbone']['name']}, random weights)"
+        checkpoint = run(trained, check_training, sizes, device, tmp, 0 if args.cpu else 4)
+        run("DDP at world size 1", check_ddp, sizes, device)
+        if checkpoint is not None:
+            run(f"predict_panoptic at {sizes['image']}", check_prediction, checkpoint, sizes, device)
+            run(f"spino segment at {sizes['image']}", check_segment, checkpoint, sizes, device, tmp)
+        run(f"label generator ({sizes['labelgen_config']}), fp32 and bf16", check_label_generator, sizes, device, tmp)
+        run("head training, every kind", check_heads, sizes, device, tmp)
+    where = "cpu, tiny sizes" if args.cpu else device
+    if failed:
+        sys.exit(f"\ngpu check FAILED ({where}): {'; '.join(failed)}")
+    print(f"\ngpu check done ({where})")
 
 
 if __name__ == "__main__":

@@ -38,8 +38,11 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 if command -v nvidia-smi >/dev/null && [[ "${1:-}" != --cpu ]]; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 fi
-"$PY" benchmarks/gpu_check.py "$@"
+status=0
+"$PY" benchmarks/gpu_check.py "$@" || status=1  # the tests run all the same: one call shows every problem
 if [[ "${1:-}" != --cpu ]]; then
   echo; echo "== tests with CUDA visible"
-  "$PY" -m pytest -q -x -p no:cacheprovider tests/test_panoptic.py tests/test_labelgen.py tests/test_gpu_readiness.py
+  "$PY" -m pytest -q -p no:cacheprovider --durations=5 tests/test_panoptic.py tests/test_labelgen.py \
+    tests/test_gpu_readiness.py || status=1
 fi
+exit $status
