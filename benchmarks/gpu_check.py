@@ -108,12 +108,13 @@ def tensor_devices(value) -> set[str]:
 
 
 @contextmanager
-def vit_block_dtypes(seen: list[torch.dtype]):
-    """Record the output dtype of every timm ViT block that runs inside the context."""
-    from timm.models.vision_transformer import Block
+def vit_mlp_dtypes(seen: list[torch.dtype]):
+    """Record the output dtype of every timm MLP that runs inside the context: the dtype a ViT block
+    computes in (the block's own output is fp32 under autocast too, promoted by the fp32 residual)."""
+    from timm.layers import GluMlp, Mlp, SwiGLU
 
     def hook(module, args, output):
-        if isinstance(module, Block):
+        if isinstance(module, (Mlp, GluMlp, SwiGLU)):
             seen.append(output.dtype)
 
     handle = torch.nn.modules.module.register_module_forward_hook(hook)
@@ -167,29 +168,30 @@ def train_config(sizes: dict, steps: int) -> TrainConfig:
     )
 
 
-def check_training(sizes: dict, device: torch.device, tmp: Path, workers: int) -> Path:
-    """train_panoptic for each instance method; returns the centre/offset model's checkpoint."""
+def check_training(sizes: dict, device: torch.device, tmp: Path, workers: list[int]) -> Path:
+    """train_panoptic for each instance method and number of loader workers; returns the centre/offset
+    model's checkpoint."""
     rng = np.random.default_rng(0)
     ground_truth, pseudo = synthetic_samples(tmp / "images", 10, sizes["image"], CITYSCAPES_19, rng)
     cfg = train_config(sizes, sizes["steps"])
-    print(f"global batch {cfg.batch_size}, {cfg.steps} steps, amp {cfg.amp}, {workers} loader workers")
+    print(f"global batch {cfg.batch_size}, {cfg.steps} steps, amp {cfg.amp}")
     first = None
-    for instance in sorted(INSTANCE_METHODS):
+    for instance, processes in ((i, n) for i in sorted(INSTANCE_METHODS) for n in workers):
         model_cfg = ModelConfig.from_dict({**sizes["model"], "instance": instance}, sizes["backbone"])
-        out = tmp / instance / "model.pt"
+        out = tmp / f"{instance}-{processes}" / "model.pt"
         times: dict[str, list[float]] = {"steps": [], "waits": []}
         seen: list[torch.dtype] = []
         reset_peak(device)
         start = time.perf_counter()
-        with timed_training(times), vit_block_dtypes(seen):
+        with timed_training(times), vit_mlp_dtypes(seen):
             training.train_panoptic(
                 cfg,
                 model_cfg,
                 training.TrainingData(CITYSCAPES_19, ground_truth, pseudo, ground_truth),
-                tmp / instance / "work",
+                out.parent / "work",
                 out,
                 str(device),
-                workers=workers,
+                workers=processes,
             )
         total = time.perf_counter() - start
         steps = times["steps"][1:] or times["steps"]  # the first step compiles kernels and warms the allocator
@@ -199,11 +201,11 @@ def check_training(sizes: dict, device: torch.device, tmp: Path, workers: int) -
         saved = {p.name: tensor_devices(torch.load(p, weights_only=True)) for p in (out, out.parent / "work/last.pt")}
         dtypes = sorted({str(d).removeprefix("torch.") for d in seen})
         print(
-            f"{instance}: {step_s:.3f} s/step ({1 / step_s:.2f} steps/s, first step {times['steps'][0]:.2f} s), "
+            f"{instance}, {processes} loader workers: {step_s:.3f} s/step ({1 / step_s:.2f} steps/s, first step {times['steps'][0]:.2f} s), "
             f"{100 * waited:.1f} % waiting for batches, {total:.1f} s in all incl. validation; {peak_memory(device)}"
         )
         print(
-            f"{instance}: ViT block outputs in {dtypes}; saved tensors on {saved}; "
+            f"{instance}: ViT MLPs compute in {dtypes}; saved tensors on {saved}; "
             f"losses finite: {bool(np.isfinite(rows[:, 2:]).all())} (last total {rows[-1, 2]:.4f})"
         )
         first = first or out
@@ -279,33 +281,37 @@ def check_segment(checkpoint: Path, sizes: dict, device: torch.device, tmp: Path
 
 
 def check_label_generator(sizes: dict, device: torch.device, tmp: Path) -> None:
-    """fp32 against bf16 (heads and backbone) on one image of the full size, the config's scales."""
+    """fp32 (with and without TF32 matrix products) against bf16 heads and backbone on one image of
+    the full size, the config's scales: seconds, memory, and how many pixels agree with plain fp32."""
     config = head_settings(sizes)
     image = np.random.default_rng(2).integers(0, 256, (*sizes["image"], 3), dtype=np.uint8)
     labels = {}
-    for dtype in ("float32", "bfloat16"):
+    for dtype, matmul in (("float32", "highest"), ("float32", "high"), ("bfloat16", "highest")):
+        name = f"{dtype}, matmul precision {matmul}"
         variant = {**config, "backbone": {**config["backbone"], "dtype": dtype}}
-        folder = tmp / f"heads-{dtype}"
+        folder = tmp / f"heads-{dtype}-{matmul}"
         folder.mkdir()
         weights = "none" if device.type == "cuda" else config["backbone"]["weights"]
-        torch.manual_seed(0)  # the same heads in both precisions
+        torch.manual_seed(0)  # the same heads in every precision
         sem, bnd = untrained_heads(variant, weights, folder, CITYSCAPES_19)
         cfg = PseudoLabelConfig.from_dict({**config["pseudo_labels"], "head_dtype": dtype})
         generator = LabelGenerator(sem, bnd, cfg, str(device))
-        generator(image[:64, :128])  # warm-up
-        reset_peak(device)
-        start = time.perf_counter()
-        labels[dtype] = generator(image)
-        seconds = time.perf_counter() - start
+        default = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision(matmul)  # "high": TF32 on a GPU that has it
+        try:
+            generator(image[:64, :128])  # warm-up
+            reset_peak(device)
+            start = time.perf_counter()
+            labels[name] = generator(image)
+            seconds = time.perf_counter() - start
+        finally:
+            torch.set_float32_matmul_precision(default)
+        plain = next(iter(labels.values()))
         print(
-            f"{dtype} heads and backbone: {seconds:.2f} s per {image.shape[1]}x{image.shape[0]} image; "
-            f"{peak_memory(device)}"
+            f"{name}: {seconds:.2f} s per {image.shape[1]}x{image.shape[0]} image; {peak_memory(device)}; "
+            f"agrees with plain fp32 on {100 * np.mean(labels[name].semantic == plain.semantic):.2f} % of "
+            f"semantic pixels, {100 * np.mean(labels[name].panoptic == plain.panoptic):.2f} % of panoptic"
         )
-    a, b = labels["float32"], labels["bfloat16"]
-    print(
-        f"bf16 vs fp32: semantic agrees on {100 * np.mean(a.semantic == b.semantic):.2f} % of pixels, "
-        f"panoptic on {100 * np.mean(a.panoptic == b.panoptic):.2f} %"
-    )
 
 
 def head_settings(sizes: dict) -> dict:
@@ -343,6 +349,7 @@ def check_heads(sizes: dict, device: torch.device, tmp: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cpu", action="store_true", help="tiny sizes on the CPU: the same code paths, quickly")
+    p.add_argument("--workers", type=int, nargs="+", help="loader workers to train with (4 on a GPU, 0 on the CPU)")
     args = p.parse_args()
     sizes = TINY if args.cpu else PAPER
     device = torch.device("cpu" if args.cpu else "cuda:0")
@@ -372,7 +379,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         trained = f"train_panoptic at {sizes['model']['input_size']} ({sizes['backbone']['name']}, random weights)"
-        checkpoint = run(trained, check_training, sizes, device, tmp, 0 if args.cpu else 4)
+        workers = args.workers or [0 if args.cpu else 4]
+        checkpoint = run(trained, check_training, sizes, device, tmp, workers)
         run("DDP at world size 1", check_ddp, sizes, device)
         if checkpoint is not None:
             run(f"predict_panoptic at {sizes['image']}", check_prediction, checkpoint, sizes, device)
