@@ -167,9 +167,9 @@ def measure(args: argparse.Namespace, config: dict, instance: str | None) -> dic
             )
             pipeline = {workers: through_loader(data, workers) for workers in (0, 2)}
     model.eval()
-    image = fixed["image"][0]
+    image = fixed["image"][0].to(device)  # predict_panoptic takes the image on the model's device
     with torch.inference_mode():
-        forward_s = timed(lambda: model(image[None].to(device)), args.images)
+        forward_s = timed(lambda: model(image[None]), args.images)
     infer_s = timed(
         lambda: predict_panoptic(model, image, class_set, train_cfg.postprocess, tuple(args.image_size)), args.images
     )
