@@ -275,6 +275,10 @@ class LabelStore:
     def panoptic(self, index: int) -> np.ndarray:
         return self._read("panoptic", index, index + 1)[0]
 
+    def confidence(self, index: int) -> np.ndarray:
+        """The per-pixel confidence (float16) of a store that holds it (``has_confidence``)."""
+        return self._read("confidence", index, index + 1)[0]
+
     def panoptic_at_image_size(self, index: int) -> np.ndarray:
         """The map at its image's own size (nearest neighbour), where the store holds it at another
         (mixed cameras): what exports write, so each label lies on its image."""

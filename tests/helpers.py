@@ -34,16 +34,26 @@ def store_from_maps(
     class_set: ClassSet,
     per_shard: int = 3,
     image_paths: list[str] | None = None,
+    confidences: list[np.ndarray] | None = None,
 ) -> LabelStore:
-    """A complete store holding the given panoptic maps (and the paths of their images, if given)."""
+    """A complete store holding the given panoptic maps (and the paths of their images, and the
+    per-pixel confidences, if given)."""
     h, w = maps[0].shape
     store = create_store(
-        path, ids, h, w, class_set, per_shard, extra_attrs={"image_paths": image_paths} if image_paths else None
+        path,
+        ids,
+        h,
+        w,
+        class_set,
+        per_shard,
+        extra_attrs={"image_paths": image_paths} if image_paths else None,
+        with_confidence=confidences is not None,
     )
     for i in range(store.num_shards):
         shard = store.shard(i)
         pan = np.stack(maps[shard.start : shard.stop])
-        store.write_shard(i, semantic_of(pan), pan)
+        confidence = np.stack(confidences[shard.start : shard.stop]) if confidences is not None else None
+        store.write_shard(i, semantic_of(pan), pan, confidence)
     store.finalize()
     return store
 

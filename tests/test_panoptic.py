@@ -230,7 +230,7 @@ def test_scale_augmentation_crops_or_pads_with_void(tiny_run: dict) -> None:
     sample = data.ground_truth[0]
     full_image, full_label = load(sample, (96, 192))
     still = Augment(flip=False, color_jitter=0.0, min_scale=2.0, max_scale=2.0)
-    image, label = augmented(sample, (48, 96), still, np.random.default_rng(0))
+    image, label, _ = augmented(sample, (48, 96), still, np.random.default_rng(0))
     windows = [
         (y, x) for y in range(49) for x in range(97) if np.array_equal(full_label[y : y + 48, x : x + 96], label)
     ]
@@ -238,7 +238,7 @@ def test_scale_augmentation_crops_or_pads_with_void(tiny_run: dict) -> None:
     y, x = windows[0]
     assert torch.allclose(image, full_image[:, y : y + 48, x : x + 96])
 
-    image, label = augmented(
+    image, label, _ = augmented(
         sample, (48, 96), Augment(flip=False, color_jitter=0.0, min_scale=0.5, max_scale=0.5), np.random.default_rng(0)
     )
     assert np.array_equal(label[:24, :48], load(sample, (24, 48))[1])

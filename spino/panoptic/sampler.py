@@ -24,6 +24,7 @@ from spino.config import section
 from spino.data.io import image_size, resize_nearest
 from spino.encoding import IGNORE_PANOPTIC
 from spino.errors import InputError
+from spino.panoptic.confidence import ConfidenceConfig, uncertain_instances_as_crowd, weigh_semantic
 from spino.panoptic.instances import InstanceMethod
 from spino.panoptic.targets import TargetConfig
 from spino.store import LabelStore
@@ -75,9 +76,10 @@ def load(sample: Sample, size: tuple[int, int]) -> tuple[torch.Tensor, np.ndarra
 
 
 def augmented(
-    sample: Sample, size: tuple[int, int], augment: Augment, rng: np.random.Generator
-) -> tuple[torch.Tensor, np.ndarray]:
-    """``sample`` at a random scale of ``size``, cropped (or padded) to ``size``, maybe flipped, jittered."""
+    sample: Sample, size: tuple[int, int], augment: Augment, rng: np.random.Generator, confidence: bool = False
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray | None]:
+    """``sample`` at a random scale of ``size``, cropped (or padded) to ``size``, maybe flipped, jittered:
+    image, panoptic label, and the label's confidence if asked (else None), the maps moved with the image."""
     scale = (
         float(rng.uniform(augment.min_scale, augment.max_scale))
         if augment.max_scale > augment.min_scale
@@ -86,19 +88,25 @@ def augmented(
     h, w = size
     scaled = (max(1, round(h * scale)), max(1, round(w * scale)))
     image, label = load(sample, scaled)
+    maps = [label] + ([resize_nearest(sample.store.confidence(sample.index), scaled)] if confidence else [])
     if scaled != size:
         y0 = int(rng.integers(0, max(0, scaled[0] - h) + 1))
         x0 = int(rng.integers(0, max(0, scaled[1] - w) + 1))
-        image, label = image[:, y0 : y0 + h, x0 : x0 + w], label[y0 : y0 + h, x0 : x0 + w]
+        image, maps = image[:, y0 : y0 + h, x0 : x0 + w], [m[y0 : y0 + h, x0 : x0 + w] for m in maps]
         if image.shape[1:] != size:
             padded = torch.tensor(PAD_COLOUR).view(3, 1, 1).repeat(1, h, w)
             padded[:, : image.shape[1], : image.shape[2]] = image
-            canvas = np.full(size, IGNORE_PANOPTIC, label.dtype)
-            canvas[: label.shape[0], : label.shape[1]] = label
-            image, label = padded, canvas
+            image, maps = padded, [padded_map(m, size, fill) for m, fill in zip(maps, (IGNORE_PANOPTIC, 0))]
     if augment.flip and rng.random() < 0.5:
-        image, label = image.flip(-1), np.ascontiguousarray(label[:, ::-1])
-    return color_jitter(image, rng, augment.color_jitter), label
+        image, maps = image.flip(-1), [np.ascontiguousarray(m[:, ::-1]) for m in maps]
+    return color_jitter(image, rng, augment.color_jitter), maps[0], maps[1] if confidence else None
+
+
+def padded_map(label: np.ndarray, size: tuple[int, int], fill: int) -> np.ndarray:
+    """``label`` in the top left of a ``size`` canvas of ``fill`` (void, no confidence)."""
+    canvas = np.full(size, fill, label.dtype)
+    canvas[: label.shape[0], : label.shape[1]] = label
+    return canvas
 
 
 class MixedBatchData(Dataset):
@@ -115,6 +123,7 @@ class MixedBatchData(Dataset):
         augment: Augment,
         targets: TargetConfig,
         method: InstanceMethod,
+        confidence: ConfidenceConfig | None = None,
     ):
         if not ground_truth:
             raise InputError("mixed batches need at least one ground-truth sample")
@@ -124,6 +133,7 @@ class MixedBatchData(Dataset):
         self.class_set, self.size, self.batch_size = class_set, tuple(size), batch_size
         self.seed, self.augment, self.targets = seed, augment, targets
         self.method = method  # whose targets each item carries
+        self.confidence = confidence or ConfidenceConfig()  # the schema's default: not used
 
     def chosen(self, step: int) -> list[Sample]:
         """The samples of the global batch at ``step``: ground truth in slot 0, pseudo-labels after."""
@@ -134,9 +144,19 @@ class MixedBatchData(Dataset):
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
         step, slot = item
         rng = np.random.default_rng([self.seed, step, slot, 1])
+        sample = self.chosen(step)[slot]
+        weighed = slot > 0 and self.confidence.used and sample.store.has_confidence  # slot 0: ground truth
         with one_thread():
-            image, label = augmented(self.chosen(step)[slot], self.size, self.augment, rng)
-            return {"image": image, **self.method.targets(label, self.class_set, self.targets)}
+            image, label, confidence = augmented(sample, self.size, self.augment, rng, confidence=weighed)
+            if confidence is None:
+                return {"image": image, **self.method.targets(label, self.class_set, self.targets)}
+            if self.confidence.instance_threshold > 0:
+                label = uncertain_instances_as_crowd(
+                    label, confidence, self.class_set, self.confidence.instance_threshold
+                )
+            targets = self.method.targets(label, self.class_set, self.targets)
+            weigh_semantic(targets, confidence, self.confidence)
+            return {"image": image, **targets}
 
     def batch(self, step: int, slots: range) -> dict[str, torch.Tensor]:
         """The slots of one step's batch, collated as the DataLoader collates them."""

@@ -25,6 +25,7 @@ from spino.data.io import read_image, write_csv
 from spino.devices import amp_dtype
 from spino.losses import top_k_cross_entropy
 from spino.metrics import PanopticStats
+from spino.panoptic.confidence import ConfidenceConfig
 from spino.panoptic.distributed import Distributed
 from spino.panoptic.instances import InstanceMethod
 from spino.panoptic.model import ModelConfig, PanopticModel
@@ -73,6 +74,7 @@ class TrainConfig:
     val_every: int
     val_images: int
     targets: TargetConfig
+    confidence: ConfidenceConfig
     postprocess: PostprocessConfig
 
     @classmethod
@@ -191,7 +193,10 @@ def train_panoptic(
         cfg.augment,
         cfg.targets,
         method,
+        cfg.confidence,
     )
+    if cfg.confidence.used and data.pseudo and not data.pseudo[0].store.has_confidence:
+        log("panoptic.train.confidence: the pseudo-labels hold no confidence (an older store): every pixel weighs 1")
     slots = rank_slots(cfg.batch_size, env.rank, env.world)
     batches = batch_loader(batches_of, state.step, cfg.steps, slots, workers, pin_memory=env.device.type == "cuda")
     precision = Precision.of(env.device, cfg.amp)
