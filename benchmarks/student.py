@@ -1,0 +1,129 @@
+"""The student against its teacher: the panoptic model trained on a finished run's pseudo-labels with
+each confidence setting (``panoptic.train.confidence``), scored on the val images and on the train
+images nobody annotated (they have ground truth, and the model trained on their pseudo-labels),
+beside the pseudo-labels' own scores on the same images.
+
+    python benchmarks/student.py --config config/examples/cityscapes-mini.yaml
+    python benchmarks/student.py --config config/examples/cityscapes-mini.yaml --steps 750 \\
+        --variant none '{}' --variant weight '{"semantic": "weight"}'
+
+Each variant trains with the config's panoptic settings and only its confidence section changed, on
+the same pseudo-labels and steps, into ``results/<run>/student/<variant>/`` (a killed variant resumes;
+a finished one is scored again, not retrained). Prints PQ, things, stuff and mIoU per split and
+seconds per training step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from spino.choices import check_config
+from spino.data.io import read_image
+from spino.data.manifest import read_manifest
+from spino.evaluate import LabelSource, score
+from spino.metrics import PanopticStats
+from spino.panoptic.model import ModelConfig
+from spino.panoptic.predict import predict_panoptic
+from spino.panoptic.saved_model import load_model
+from spino.panoptic.train import TrainConfig, TrainingData, train_panoptic
+from spino.store import LabelStore
+from spino.transforms import image_tensor
+
+VARIANTS = {
+    "none": {},
+    "weight": {"semantic": "weight"},
+    "threshold": {"semantic": "threshold"},
+    "weight+instances": {"semantic": "weight", "instance_threshold": 0.7},
+}
+
+
+def scores(stats: PanopticStats, class_set) -> dict:
+    s = stats.summary(class_set)
+    return {
+        k: 100 * v
+        for k, v in (
+            ("pq", s["all"]["pq"]),
+            ("things", s["things"]["pq"]),
+            ("stuff", s["stuff"]["pq"]),
+            ("miou", s["miou"]),
+        )
+    }
+
+
+def model_scores(model_path: Path, gt: LabelStore, ids: list[str], device: str) -> dict:
+    """The model's predictions at full resolution (as ``spino predict``) against the ground truth."""
+    model, class_set, post = load_model(model_path, device)
+    paths = dict(zip(gt.image_ids, gt.meta["image_paths"]))
+    stats = PanopticStats(class_set.num_classes)
+    for image_id in ids:
+        label = gt.panoptic(gt.index_of(image_id))
+        image = image_tensor(read_image(paths[image_id]), model.cfg.input_size, device)
+        stats.update(label, predict_panoptic(model, image, class_set, post, label.shape), class_set)
+    return scores(stats, class_set)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--steps", type=int, help="override panoptic.train.steps")
+    p.add_argument(
+        "--variant",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "JSON"),
+        help=f"a confidence section to train with (default: {', '.join(VARIANTS)})",
+    )
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--workers", type=int, default=2)
+    args = p.parse_args()
+    config = check_config(yaml.safe_load(args.config.read_text()))
+    results = Path("results") / config["run"]
+    variants = {name: json.loads(text) for name, text in args.variant} if args.variant else VARIANTS
+    train = config["panoptic"]["train"] | ({"steps": args.steps} if args.steps else {})
+    train_splits = config["panoptic"]["train_splits"] or [config["annotation"]["split"]]
+    entries = read_manifest(results / "manifest.csv")
+    gt = LabelStore(results / "ground_truth.zarr")
+    splits = {
+        split: [e.image_id for e in entries if e.split == split and e.has_gt and not e.annotated]
+        for split in dict.fromkeys([*config["panoptic"]["eval_splits"], *train_splits])
+    }
+    print(
+        f"{config['run']}: {train['steps']} steps of batch {train['batch_size']}; scored on "
+        + ", ".join(f"{len(ids)} {split} images" for split, ids in splits.items())
+    )
+    teacher, truth = LabelSource(results / "pseudo_labels.zarr"), LabelSource(results / "ground_truth.zarr")
+    rows = {"pseudo-labels": {s: scores(score(teacher, truth, ids)[0], gt.class_set) for s, ids in splits.items()}}
+    data = TrainingData.from_stores(
+        results / "manifest.csv", results / "ground_truth.zarr", results / "pseudo_labels.zarr", train_splits, []
+    )
+    for name, confidence in variants.items():
+        folder = results / "student" / f"{name}-{train['steps']}"
+        cfg = TrainConfig.from_dict({**train, "confidence": confidence})
+        model_cfg = ModelConfig.from_dict(config["panoptic"]["model"], config["backbone"])
+        if (folder / "model.pt").exists():
+            seconds = json.loads((folder / "scores.json").read_text())["s/step"]
+        else:
+            start = time.perf_counter()
+            train_panoptic(cfg, model_cfg, data, folder / "checkpoints", folder / "model.pt", args.device, args.workers)
+            seconds = (time.perf_counter() - start) / cfg.steps  # a resumed variant: its last stretch only
+            (folder / "scores.json").write_text(json.dumps({"s/step": seconds}))
+        rows[name] = {s: model_scores(folder / "model.pt", gt, ids, args.device) for s, ids in splits.items()}
+        rows[name]["s/step"] = seconds
+        (folder / "scores.json").write_text(json.dumps(rows[name], indent=1))
+        print(f"{name}: {json.dumps(rows[name])}", flush=True)
+    print("\n| confidence | " + " | ".join(f"{s}: PQ / things / stuff / mIoU" for s in splits) + " | s/step |")
+    print("|---|" + "---|" * (len(splits) + 1))
+    for name, row in rows.items():
+        cells = [" / ".join(f"{row[s][k]:.1f}" for k in ("pq", "things", "stuff", "miou")) for s in splits]
+        step = f"{row['s/step']:.2f}" if "s/step" in row else ""
+        print(f"| {name} | " + " | ".join(cells) + f" | {step} |")
+
+
+if __name__ == "__main__":
+    main()
