@@ -2,6 +2,7 @@
 
     python benchmarks/segment.py                      # 200 images of 1024 x 512, eager and ONNX, batch 1 and 4
     python benchmarks/segment.py --images 40 --batch-sizes 1 --no-onnx
+    python benchmarks/segment.py --model results/cityscapes-mini/panoptic/model.pt --profile --no-onnx
 
 The model is config/examples/cityscapes-mini.yaml's architecture (EfficientNet-Lite0 with its ImageNet
 weights, adapter 96, decoders 64, heads 48, 256 x 512 input) with random heads: the cost does not
@@ -11,6 +12,9 @@ they decode like photos). For each runtime and batch size it prints: images/s of
 alone on the same batches, their ratio (target <= 1.25), the same for the forward passes with the
 post-processing (what the command adds to the model's own work: reading, resizing, writing), and the main process's peak RSS after a
 run of 20 images and after a run of all of them (target: within 5 %; the reader process is apart).
+``--model`` times a trained model instead (random heads find few instances: a trained model's
+post-processing does its real work); ``--profile`` prints, per image, the post-processing's time
+against the forward's and its operators by their own CPU time.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from spino.deploy.segmenter import Segmenter  # noqa: E402
 from spino.encoding import semantic_of  # noqa: E402
 from spino.panoptic.model import ModelConfig, PanopticModel  # noqa: E402
 from spino.panoptic.postprocess import PostprocessConfig  # noqa: E402
-from spino.panoptic.saved_model import save_model  # noqa: E402
+from spino.panoptic.saved_model import load_model, save_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -105,26 +109,76 @@ def whole_command(segmenter: Segmenter, paths: list[Path], batch_size: int, out:
     return time.perf_counter() - start
 
 
+def untrained_mini_model() -> tuple[PanopticModel, ModelConfig, PostprocessConfig]:
+    config = yaml.safe_load((REPO / "config/examples/cityscapes-mini.yaml").read_text())
+    torch.manual_seed(0)
+    model_cfg = ModelConfig.from_dict(config["panoptic"]["model"], config["backbone"])
+    model = PanopticModel(model_cfg, CITYSCAPES_19.num_classes).eval()
+    return model, model_cfg, load(PostprocessConfig, config["panoptic"]["train"].get("postprocess", {}))
+
+
+def profile(segmenter: Segmenter, paths: list[Path]) -> None:
+    """Milliseconds per image of the forward and of the post-processing (images read and prepared up
+    front), then the post-processing's operators by their own CPU time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from spino.data.io import read_image
+    from spino.panoptic.predict import batch_outputs
+
+    images = [read_image(p) for p in paths]
+    prepared = [segmenter.prepare(i)[None] for i in images]
+    post = segmenter.model.postprocess
+    with torch.no_grad():
+        outputs = [batch_outputs(segmenter.model.network, x, segmenter.method, post.flip) for x in prepared]
+        segmenter.postprocess(outputs[0], images[0].shape[:2])  # warm-up
+        start = time.perf_counter()
+        for x in prepared:
+            batch_outputs(segmenter.model.network, x, segmenter.method, post.flip)
+        forward = (time.perf_counter() - start) / len(images)
+        start = time.perf_counter()
+        results = [segmenter.postprocess(o, i.shape[:2]) for o, i in zip(outputs, images)]
+        seconds = (time.perf_counter() - start) / len(images)
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            for o, i in zip(outputs, images):
+                segmenter.postprocess(o, i.shape[:2])
+    things = sum(s.is_thing for r in results for s in r.segments) / len(results)
+    print(
+        f"per image ({images[0].shape[1]}x{images[0].shape[0]}, {things:.1f} thing segments): forward "
+        f"{1000 * forward:.1f} ms, post-processing {1000 * seconds:.1f} ms ({seconds / forward:.2f}x the forward)"
+    )
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=200)
     p.add_argument("--size", type=int, nargs=2, default=(512, 1024), help="image height and width")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
     p.add_argument("--no-onnx", action="store_true")
+    p.add_argument("--model", type=Path, help="a trained model file (default: the mini architecture, random heads)")
+    p.add_argument("--profile", action="store_true", help="post-processing against the forward, and its operators")
+    p.add_argument("--image-folder", type=Path, help="real images to segment (default: synthetic PNGs)")
     args = p.parse_args()
-    config = yaml.safe_load((REPO / "config/examples/cityscapes-mini.yaml").read_text())
-    torch.manual_seed(0)
-    model_cfg = ModelConfig.from_dict(config["panoptic"]["model"], config["backbone"])
-    model = PanopticModel(model_cfg, CITYSCAPES_19.num_classes).eval()
-    post = load(PostprocessConfig, config["panoptic"]["train"].get("postprocess", {}))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        paths = write_images(tmp / "images", args.images, tuple(args.size))
-        models = {"eager": tmp / "model.pt"}
-        save_model(models["eager"], model, model_cfg, CITYSCAPES_19, post)
+        if args.image_folder:
+            paths = sorted(args.image_folder.rglob("*.png"))[: args.images]
+        else:
+            paths = write_images(tmp / "images", args.images, tuple(args.size))
+        if args.model:
+            models = {"eager": args.model}
+            model, class_set, post = load_model(args.model, torch.device("cpu"))
+            model_cfg = model.cfg
+        else:
+            (model, model_cfg, post), class_set = untrained_mini_model(), CITYSCAPES_19
+            models = {"eager": tmp / "model.pt"}
+            save_model(models["eager"], model, model_cfg, class_set, post)
+        if args.profile:
+            profile(Segmenter.from_checkpoint(models["eager"], device="cpu"), paths[:10])
         if not args.no_onnx:
             models["onnx"] = tmp / "model.onnx"
-            export_onnx(model, CITYSCAPES_19, post, models["onnx"])
+            export_onnx(model, class_set, post, models["onnx"])
         print(
             f"{args.images} images of {args.size[1]}x{args.size[0]}, model input {model_cfg.input_size[1]}x"
             f"{model_cfg.input_size[0]} ({model_cfg.instance}), threads {torch.get_num_threads()}"
