@@ -13,25 +13,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from spino.classes import ClassSet
-from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR
 from spino.losses import weighted_mean
 from spino.panoptic.instances.base import InstanceMethod, register_instance_method
-from spino.panoptic.instances.center_offset.grouping import panoptic_from_outputs
+from spino.panoptic.instances.center_offset.grouping import scored_panoptic_from_outputs
 from spino.panoptic.instances.center_offset.settings import CenterOffsetConfig
 from spino.panoptic.instances.center_offset.targets import panoptic_targets
 from spino.panoptic.layers import head
 from spino.panoptic.targets import TargetConfig
 
 X_NEGATED = torch.tensor([1.0, -1.0]).view(1, 2, 1, 1)  # a mirror reverses the x component of an offset
-
-
-def peak_per_instance(panoptic: torch.Tensor, heatmap: torch.Tensor) -> dict[int, float]:
-    """Panoptic id -> the heatmap's maximum over that instance's pixels, for every thing instance."""
-    instance = (panoptic % LABEL_DIVISOR > 0) & (panoptic != IGNORE_PANOPTIC)
-    ids, index = panoptic[instance].unique(return_inverse=True)
-    peaks = torch.full((len(ids),), -torch.inf, device=heatmap.device)
-    peaks = peaks.scatter_reduce(0, index, heatmap[instance].float(), reduce="amax")
-    return dict(zip(ids.tolist(), peaks.tolist()))
 
 
 @register_instance_method
@@ -84,5 +74,4 @@ class CenterOffset(InstanceMethod):
                 for t in (semantic, center, offset)
             )
             offset = offset * scale.view(1, 2, 1, 1)
-        panoptic = panoptic_from_outputs(semantic[0], center[0], offset[0], class_set, self.cfg, post.stuff_area)
-        return panoptic, peak_per_instance(panoptic, center[0, 0])
+        return scored_panoptic_from_outputs(semantic[0], center[0], offset[0], class_set, self.cfg, post.stuff_area)

@@ -3,6 +3,8 @@ and the stuff/thing merge."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -32,42 +34,66 @@ def find_centers(heatmap: torch.Tensor, cfg: CenterOffsetConfig) -> torch.Tensor
     return coords[order]
 
 
-def group_pixels(thing: torch.Tensor, offset: torch.Tensor, centers: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Instance number (1..K, 0 elsewhere) of every thing pixel: the centre nearest to pixel + offset."""
-    h, w = thing.shape
-    out = torch.zeros((h, w), dtype=torch.long, device=thing.device)
-    if centers.numel() == 0:
-        return out
-    idx = thing.flatten().nonzero()[:, 0]
-    ys, xs = (idx // w).float(), (idx % w).float()
-    flat_offset = offset.reshape(2, -1)
-    voted = torch.stack([ys + flat_offset[0, idx], xs + flat_offset[1, idx]], dim=1)
-    labels = torch.empty(len(idx), dtype=torch.long, device=thing.device)
-    step = max(1, chunk // len(centers))  # pixels per block of the (pixels x centres) distance matrix
-    for start in range(0, len(idx), step):
-        labels[start : start + step] = torch.cdist(voted[start : start + step], centers.float()).argmin(1) + 1
-    out.view(-1)[idx] = labels
-    return out
-
-
-def merge(
-    semantic: torch.Tensor, center: torch.Tensor, offset: torch.Tensor, class_set: ClassSet, cfg: CenterOffsetConfig
+def nearest_centres(
+    pixels: torch.Tensor, width: int, offset: torch.Tensor, centers: torch.Tensor, chunk: int
 ) -> torch.Tensor:
-    """Stuff/thing merge of a semantic map (train ids) with a centre heatmap and offsets (dy, dx)."""
+    """Instance number (1..K) of each pixel (flat indices into an image ``width`` wide): the centre
+    nearest to pixel + offset, over (pixels x centres) distance blocks of at most ``chunk`` entries."""
+    ys, xs = (pixels // width).float(), (pixels % width).float()
+    flat_offset = offset.reshape(2, -1)
+    voted = torch.stack([ys + flat_offset[0, pixels], xs + flat_offset[1, pixels]], dim=1)
+    labels = torch.empty(len(pixels), dtype=torch.long, device=pixels.device)
+    step = max(1, chunk // len(centers))
+    for start in range(0, len(pixels), step):
+        labels[start : start + step] = torch.cdist(voted[start : start + step], centers.float()).argmin(1) + 1
+    return labels
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """A merged panoptic map and how its thing pixels were grouped (what the scores need)."""
+
+    panoptic: torch.Tensor  # (H, W) int64, spino encoding
+    pixels: torch.Tensor  # flat indices of the thing pixels
+    instance: torch.Tensor  # the centre (1..K) each of them joined
+    ids: torch.Tensor  # (K + 1,) the panoptic id of each centre's instance
+
+    def peaks(self, heatmap: torch.Tensor) -> dict[int, float]:
+        """Panoptic id -> the heatmap's maximum over its pixels, for every thing instance."""
+        if not len(self.pixels):
+            return {}
+        values = heatmap.reshape(-1)[self.pixels].float()
+        peaks = torch.full((len(self.ids),), -torch.inf, device=heatmap.device)
+        peaks = peaks.scatter_reduce(0, self.instance, values, reduce="amax")
+        present = torch.zeros(len(self.ids), dtype=torch.bool, device=heatmap.device)
+        present[self.instance] = True
+        return dict(zip(self.ids[present].tolist(), peaks[present].tolist()))
+
+
+def group(
+    semantic: torch.Tensor, center: torch.Tensor, offset: torch.Tensor, class_set: ClassSet, cfg: CenterOffsetConfig
+) -> Grouping:
+    """Stuff/thing merge of a semantic map (train ids) with a centre heatmap and offsets (dy, dx).
+
+    Thing pixels are gathered once (flat indices) and every step works on them alone."""
+    h, w = semantic.shape
     thing_lut = torch.as_tensor(class_set.thing_mask(), device=semantic.device)
     thing = thing_lut[semantic.clamp(0, 255)] & (semantic != IGNORE)
     centers = find_centers(center, cfg)
-    instance = group_pixels(thing, offset, centers, cfg.chunk_pixels)
     panoptic = semantic.long() * LABEL_DIVISOR
     panoptic[semantic == IGNORE] = IGNORE_PANOPTIC
+    pixels = thing.flatten().nonzero()[:, 0]
+    none = torch.zeros(0, dtype=torch.long, device=semantic.device)
     if centers.numel() == 0:
-        panoptic[thing] = IGNORE_PANOPTIC
-        return panoptic
+        panoptic.view(-1)[pixels] = IGNORE_PANOPTIC
+        return Grouping(panoptic, none, none, none)
+    instance = nearest_centres(pixels, w, offset, centers, cfg.chunk_pixels)
+    classes = panoptic.view(-1)[pixels] // LABEL_DIVISOR
     c = class_set.num_classes
     k = len(centers)
     # majority class of each instance among thing classes
     votes = torch.zeros((k + 1) * c, dtype=torch.long, device=semantic.device)
-    votes.index_add_(0, (instance[thing] * c + semantic[thing].long()), torch.ones_like(instance[thing]))
+    votes.index_add_(0, instance * c + classes, torch.ones_like(instance))
     votes = votes.view(k + 1, c)
     votes[:, ~thing_lut[:c]] = -1
     inst_class = votes.argmax(1)
@@ -81,22 +107,31 @@ def merge(
     if int(number.max()) >= LABEL_DIVISOR:
         raise InputError(f"more than {LABEL_DIVISOR - 1} instances of one class")
     ids = inst_class * LABEL_DIVISOR + number
-    panoptic[thing] = ids[instance[thing]]
-    return panoptic
+    panoptic.view(-1)[pixels] = ids[instance]
+    return Grouping(panoptic, pixels, instance, ids)
 
 
-def panoptic_from_outputs(
+def merge(
+    semantic: torch.Tensor, center: torch.Tensor, offset: torch.Tensor, class_set: ClassSet, cfg: CenterOffsetConfig
+) -> torch.Tensor:
+    """The panoptic map of ``group``: thing pixels join the nearest voted centre; each instance takes
+    the majority class of its pixels; instances are numbered per class; thing pixels without any
+    centre become void."""
+    return group(semantic, center, offset, class_set, cfg).panoptic
+
+
+def scored_panoptic_from_outputs(
     semantic_logits: torch.Tensor,
     center: torch.Tensor,
     offset: torch.Tensor,
     class_set: ClassSet,
     cfg: CenterOffsetConfig,
     stuff_area: int,
-) -> torch.Tensor:
-    """Panoptic map (spino encoding, int64) for one image from its head outputs at full resolution.
-
-    Thing pixels join the nearest centre; each instance takes the majority class of its pixels;
-    instances are numbered per class; thing pixels without any centre become void.
-    """
-    semantic = semantic_logits.argmax(0)
-    return drop_small_stuff(merge(semantic, center, offset, class_set, cfg), semantic, class_set, stuff_area)
+) -> tuple[torch.Tensor, dict[int, float]]:
+    """Panoptic map (spino encoding, int64) for one image from its head outputs at full resolution,
+    and each thing instance's score: the centre heatmap's peak over its pixels (the height of the
+    centre that gathered it)."""
+    semantic = semantic_logits.max(0).indices  # argmax's values, the first maximum too; twice as fast on the CPU
+    grouping = group(semantic, center, offset, class_set, cfg)
+    panoptic = drop_small_stuff(grouping.panoptic, semantic, class_set, stuff_area)
+    return panoptic, grouping.peaks(center)
