@@ -20,12 +20,15 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
 from spino.choices import check_config
+from spino.classes import IGNORE
 from spino.data.io import read_image
 from spino.data.manifest import read_manifest
+from spino.encoding import instance_of, semantic_of
 from spino.evaluate import LabelSource, score
 from spino.metrics import PanopticStats
 from spino.panoptic.model import ModelConfig
@@ -68,6 +71,42 @@ def model_scores(model_path: Path, gt: LabelStore, ids: list[str], device: str) 
     return scores(stats, class_set)
 
 
+def calibration(pseudo: LabelStore, gt: LabelStore, ids: list[str]) -> None:
+    """How far the teacher's confidence can be trusted, on images with ground truth: pixel accuracy
+    per confidence bin, and the share of its thing instances that match a true one (same class,
+    IoU > 0.5) per bin of their mean confidence."""
+    class_set = gt.class_set
+    bins = np.array([0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 1.01])
+    right, pixels = np.zeros(len(bins) - 1), np.zeros(len(bins) - 1)
+    matched, instances = np.zeros(len(bins) - 1), np.zeros(len(bins) - 1)
+    for image_id in ids:
+        i, j = pseudo.index_of(image_id), gt.index_of(image_id)
+        label, truth = pseudo.panoptic(i), gt.panoptic(j)
+        confidence = pseudo.confidence(i).astype(np.float32)
+        scored = (semantic_of(truth) != IGNORE) & (semantic_of(label) != IGNORE)
+        b = np.digitize(confidence[scored], bins) - 1
+        pixels += np.bincount(b, minlength=len(pixels))
+        right += np.bincount(b, (semantic_of(label) == semantic_of(truth))[scored], minlength=len(pixels))
+        thing = class_set.thing_mask()[semantic_of(label).clip(0, class_set.num_classes - 1)]
+        segments = np.unique(label[thing & (instance_of(label) > 0) & (semantic_of(label) != IGNORE)])
+        for segment in segments:
+            mask = label == segment
+            under, overlap = np.unique(truth[mask], return_counts=True)
+            same = (semantic_of(under) == semantic_of(segment)) & (instance_of(under) > 0)
+            union = mask.sum() + np.array([(truth == t).sum() for t in under[same]]) - overlap[same]
+            k = int(np.digitize(confidence[mask].mean(), bins) - 1)
+            instances[k] += 1
+            matched[k] += bool(same.any() and (overlap[same] / union).max() > 0.5)
+    print("confidence bin | share of pixels | pixel accuracy | thing instances | matched")
+    for k in range(len(bins) - 1):
+        share = pixels[k] / max(1, pixels.sum())
+        accuracy = right[k] / max(1, pixels[k])
+        print(
+            f"[{bins[k]:.2f}, {min(1, bins[k + 1]):.2f}) | {100 * share:.1f} % | {100 * accuracy:.1f} % | "
+            f"{int(instances[k])} | {100 * matched[k] / max(1, instances[k]):.0f} %"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True, type=Path)
@@ -97,6 +136,8 @@ def main() -> None:
         f"{config['run']}: {train['steps']} steps of batch {train['batch_size']}; scored on "
         + ", ".join(f"{len(ids)} {split} images" for split, ids in splits.items())
     )
+    print(f"the teacher's calibration on the unannotated {', '.join(train_splits)} images (choose thresholds here):")
+    calibration(LabelStore(results / "pseudo_labels.zarr"), gt, [i for s in train_splits for i in splits[s]])
     teacher, truth = LabelSource(results / "pseudo_labels.zarr"), LabelSource(results / "ground_truth.zarr")
     rows = {"pseudo-labels": {s: scores(score(teacher, truth, ids)[0], gt.class_set) for s, ids in splits.items()}}
     data = TrainingData.from_stores(
