@@ -27,5 +27,4 @@ def drop_small_stuff(
     labels = semantic.long().clamp(0, 255)
     stuff = stuff_lut[labels]
     counts = torch.bincount(labels[stuff], minlength=256)
-    panoptic[stuff & (counts[labels] < min_area)] = IGNORE_PANOPTIC
-    return panoptic
+    return panoptic.masked_fill_(stuff & (counts[labels] < min_area), IGNORE_PANOPTIC)
