@@ -38,11 +38,13 @@ from spino.panoptic.train import TrainConfig, TrainingData, train_panoptic
 from spino.store import LabelStore
 from spino.transforms import image_tensor
 
+# Thresholds at 0.5, read off the teacher's calibration on cityscapes-mini's train images (under 0.5 a
+# pixel's class is right 41 % of the time and a thing instance matches a true one 1 time in 20).
 VARIANTS = {
     "none": {},
     "weight": {"semantic": "weight"},
-    "threshold": {"semantic": "threshold"},
-    "weight+instances": {"semantic": "weight", "instance_threshold": 0.7},
+    "threshold": {"semantic": "threshold", "pixel_threshold": 0.5},
+    "instances": {"instance_threshold": 0.5},
 }
 
 
