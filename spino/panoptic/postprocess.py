@@ -25,6 +25,5 @@ def drop_small_stuff(
     stuff_lut = ~torch.as_tensor(class_set.thing_mask(), device=semantic.device)
     stuff_lut[class_set.num_classes :] = False
     labels = semantic.long().clamp(0, 255)
-    stuff = stuff_lut[labels]
-    counts = torch.bincount(labels[stuff], minlength=256)
-    return panoptic.masked_fill_(stuff & (counts[labels] < min_area), IGNORE_PANOPTIC)
+    small = stuff_lut & (torch.bincount(labels.flatten(), minlength=256) < min_area)  # per class: one pass
+    return panoptic.masked_fill_(small[labels], IGNORE_PANOPTIC)
