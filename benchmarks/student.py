@@ -5,7 +5,7 @@ beside the pseudo-labels' own scores on the same images.
 
     python benchmarks/student.py --config config/examples/cityscapes-mini.yaml
     python benchmarks/student.py --config config/examples/cityscapes-mini.yaml --steps 750 \\
-        --variant none '{}' --variant weight '{"semantic": "weight"}'
+        --variant none '{"instance_threshold": 0}' --variant instances '{"instance_threshold": 0.5}'
 
 Each variant trains with the config's panoptic settings and only its confidence section changed, on
 the same pseudo-labels and steps, into ``results/<run>/student/<variant>/`` (a killed variant resumes;
@@ -41,10 +41,10 @@ from spino.transforms import image_tensor
 # Thresholds at 0.5, read off the teacher's calibration on cityscapes-mini's train images (under 0.5 a
 # pixel's class is right 41 % of the time and a thing instance matches a true one 1 time in 20).
 VARIANTS = {
-    "none": {},
-    "weight": {"semantic": "weight"},
-    "threshold": {"semantic": "threshold", "pixel_threshold": 0.5},
-    "instances": {"instance_threshold": 0.5},
+    "none": {"semantic": "none", "instance_threshold": 0.0},
+    "weight": {"semantic": "weight", "instance_threshold": 0.0},
+    "threshold": {"semantic": "threshold", "pixel_threshold": 0.5, "instance_threshold": 0.0},
+    "instances": {"semantic": "none", "instance_threshold": 0.5},
 }
 
 

@@ -23,6 +23,7 @@ from spino.store import LabelStore
 from helpers import store_from_maps, training_inputs
 
 ROAD, CAR = 0, 6
+OFF = ConfidenceConfig(semantic="none", instance_threshold=0.0)
 
 
 def two_cars() -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +88,7 @@ def test_a_pixel_with_confidence_zero_contributes_nothing_to_the_semantic_loss()
     assert loss.item() == pytest.approx((ce[0] + ce[3]) / 2, rel=1e-6)
 
     targets = {"semantic": target.clone(), "semantic_weights": torch.ones(2, 2)}
-    weigh_semantic(targets, confidence, ConfidenceConfig())
+    weigh_semantic(targets, confidence, OFF)
     assert torch.equal(targets["semantic"], target) and torch.equal(targets["semantic_weights"], torch.ones(2, 2))
 
 
@@ -104,7 +105,7 @@ def stores(demo_root: Path, tmp_path_factory) -> dict:
     return run
 
 
-def mixed(run: dict, pseudo: str, confidence: ConfidenceConfig | None) -> MixedBatchData:
+def mixed(run: dict, pseudo: str, confidence: ConfidenceConfig) -> MixedBatchData:
     """Ground truth from the same store as the pseudo-labels: slot 0 must stay unweighed even where
     its store holds a confidence."""
     store = LabelStore(run["dir"] / pseudo)
@@ -125,10 +126,12 @@ def mixed(run: dict, pseudo: str, confidence: ConfidenceConfig | None) -> MixedB
 def test_the_mixed_batch_weighs_pseudo_labels_only_and_a_store_without_confidence_trains_as_before(
     stores: dict,
 ) -> None:
-    off = mixed(stores, "unsure.zarr", None).batch(0, range(4))
+    off = mixed(stores, "unsure.zarr", OFF).batch(0, range(4))
     labelled = off["semantic"][1:] != IGNORE
-    weighed = mixed(stores, "unsure.zarr", ConfidenceConfig(semantic="weight")).batch(0, range(4))
-    crowded = mixed(stores, "unsure.zarr", ConfidenceConfig(instance_threshold=0.5)).batch(0, range(4))
+    weighed = mixed(stores, "unsure.zarr", ConfidenceConfig(semantic="weight", instance_threshold=0.0)).batch(
+        0, range(4)
+    )
+    crowded = mixed(stores, "unsure.zarr", ConfidenceConfig()).batch(0, range(4))  # the default: instances at 0.5
     for batch in (weighed, crowded):
         assert torch.equal(off["image"], batch["image"])  # the same crops, flips and jitter
         for key in off:  # slot 0, ground truth: confidence 1, unchanged
@@ -141,7 +144,7 @@ def test_the_mixed_batch_weighs_pseudo_labels_only_and_a_store_without_confidenc
     assert torch.equal(crowded["semantic"], off["semantic"])
 
     legacy = mixed(stores, "pseudo.zarr", ConfidenceConfig(semantic="threshold", instance_threshold=0.9))
-    unused = mixed(stores, "pseudo.zarr", None)
+    unused = mixed(stores, "pseudo.zarr", OFF)
     for step in (0, 1):
         a, b = legacy.batch(step, range(4)), unused.batch(step, range(4))
         for key in a:
