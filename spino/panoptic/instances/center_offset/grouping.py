@@ -79,7 +79,7 @@ def group(
     """Stuff/thing merge of a semantic map (train ids) with a centre heatmap and offsets (dy, dx).
 
     Thing pixels are gathered once (flat indices) and every step works on them alone."""
-    h, w = semantic.shape
+    w = semantic.shape[1]
     thing_lut = torch.as_tensor(class_set.thing_mask(), device=semantic.device)
     thing = thing_lut[semantic.clamp(0, 255)] & (semantic != IGNORE)
     centers = find_centers(center, cfg)
