@@ -9,9 +9,10 @@ from scipy.optimize import linear_sum_assignment
 
 from spino.classes import IGNORE, ClassSet
 from spino.data.cityscapes import load_gtfine_prediction, read_gtfine_folder
+from spino.data.video import VideoLabels
 from spino.encoding import encode, instance_of, semantic_of
-from spino.errors import InputError
-from spino.metrics import PanopticStats
+from spino.errors import InputError, MissingFileError
+from spino.metrics import PanopticStats, VideoScores
 from spino.progress import progress
 from spino.store import LabelStore
 
@@ -146,3 +147,21 @@ def scored_ids(
 class NothingToScoreError(InputError):
     """Every image a store could be scored on was trained on (or none has labels): with few labels,
     a run may have nothing left to score its pseudo-labels on."""
+
+
+def score_video(prediction: VideoLabels, ground_truth: VideoLabels, windows: tuple[int, ...] = (1, 5, 10, 15)) -> dict:
+    """STQ (AQ, SQ), VPQ over ``windows`` and identity switches of the prediction's tracks, over
+    every frame of the ground truth's sequences (each must be in the prediction)."""
+    scores = VideoScores(ground_truth.class_set, tuple(windows))
+    sequences = ground_truth.sequences()
+    names = [(sequence, name) for sequence, frames in sequences.items() for name in frames]
+    for sequence, name in progress(names, "scoring", unit="frame"):
+        if name not in prediction.names:
+            raise MissingFileError(f"{prediction.root}: no frame {name} (the ground truth {ground_truth.root} has it)")
+        gt, pred = ground_truth.frame(name), prediction.frame(name)
+        if gt[0].shape != pred[0].shape:
+            raise InputError(
+                f"{prediction.root}: frame {name} has size {pred[0].shape[::-1]}, ground truth {gt[0].shape[::-1]}"
+            )
+        scores.update(sequence, gt, pred)
+    return {"sequences": len(sequences), **scores.result()}

@@ -31,11 +31,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="when no image is left to score, write scores that say why instead of failing (few labels)",
     )
+    p.add_argument(
+        "--video",
+        action="store_true",
+        help="score tracked sequences (STQ, VPQ, id switches): --gt a video folder layout, the prediction "
+        "spino segment --track's folder (docs/deploy.md)",
+    )
+    p.add_argument(
+        "--windows", type=int, nargs="+", default=[1, 5, 10, 15], help="VPQ window sizes (frames) with --video"
+    )
     p.add_argument("--json", required=True, type=Path)
     p.add_argument("--csv", required=True, type=Path)
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.video:
+        return run_video(args)
     gt = LabelSource(args.gt, load_class_set(args.classes) if args.classes else None)
     pred = LabelSource(args.prediction, gt.class_set)
     try:
@@ -49,3 +60,16 @@ def run(args: argparse.Namespace) -> None:
     stats, mapping = score(pred, gt, ids, args.matching)
     summary = write_scores(stats, gt.class_set, args.json, args.csv, mapping)
     print(f"{args.prediction}: {stats.images} images  {format_summary(summary)}")
+
+
+def run_video(args: argparse.Namespace) -> None:
+    from spino.data.video import VideoLabels
+    from spino.evaluate import score_video
+    from spino.metrics import format_video_summary, write_video_scores
+
+    class_set = load_class_set(args.classes or args.gt / "classes.yaml")
+    result = score_video(VideoLabels(args.prediction, class_set), VideoLabels(args.gt, class_set), tuple(args.windows))
+    write_video_scores(result, args.json, args.csv)
+    print(
+        f"{args.prediction}: {result['sequences']} sequences, {result['frames']} frames  {format_video_summary(result)}"
+    )
