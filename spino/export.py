@@ -27,10 +27,14 @@ class LabelWriter(ABC):
     def __init__(self, folder: Path, class_set: ClassSet):
         self.folder, self.class_set = folder, class_set
 
+    keeps_segment_ids = False  # whether ``write`` can write the segment ids it is given (track ids)
+
     @abstractmethod
-    def write(self, name: str, panoptic: np.ndarray) -> None:
+    def write(self, name: str, panoptic: np.ndarray, segment_ids: dict[int, int] | None = None) -> None:
         """One map (spino encoding) under ``name``: an input's relative path without suffix, or a
-        store image's name (``store_name``)."""
+        store image's name (``store_name``). ``segment_ids``: the id each panoptic value is written
+        as (a video's track ids: the same object the same id in every frame), for formats that
+        keep them."""
 
     def store_name(self, image_id: str) -> str:
         """The name a store's image is written under (by default its id)."""
@@ -92,8 +96,11 @@ def bounding_boxes(labels: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
     return cols.argmax(1), w - 1 - cols[:, ::-1].argmax(1), rows.argmax(1), h - 1 - rows[:, ::-1].argmax(1)
 
 
-def to_coco_png(panoptic: np.ndarray, class_set: ClassSet) -> tuple[np.ndarray, list[dict]]:
-    """COCO panoptic RGB map (id = R + 256 G + 256^2 B, 0 = void) and its segments_info.
+def to_coco_png(
+    panoptic: np.ndarray, class_set: ClassSet, segment_ids: dict[int, int] | None = None
+) -> tuple[np.ndarray, list[dict]]:
+    """COCO panoptic RGB map (id = R + 256 G + 256^2 B, 0 = void) and its segments_info; segment
+    ids 1, 2, ... in order, or ``segment_ids`` of each panoptic value.
 
     Thing pixels without an instance (crowd regions) are one segment per class with iscrowd=1.
     """
@@ -105,7 +112,7 @@ def to_coco_png(panoptic: np.ndarray, class_set: ClassSet) -> tuple[np.ndarray, 
     for n, (pid, area) in enumerate(zip(ids.tolist(), areas.tolist())):
         if pid == IGNORE_PANOPTIC:
             continue
-        seg_id = len(segments) + 1
+        seg_id = len(segments) + 1 if segment_ids is None else segment_ids[pid]
         seg_ids[n] = seg_id
         cls, inst = divmod(pid, LABEL_DIVISOR)
         segments.append(
@@ -125,20 +132,24 @@ def to_coco_png(panoptic: np.ndarray, class_set: ClassSet) -> tuple[np.ndarray, 
 @LABEL_FORMATS.register("coco")
 class CocoPanoptic(LabelWriter):
     """A COCO panoptic folder: ``panoptic/<name>.png`` per map as it comes, and ``panoptic.json``
-    (images, annotations with segments_info, categories) at ``close``."""
+    (images, annotations with segments_info, categories) at ``close``. With segment ids (tracking),
+    the video layout: each image and annotation also names its ``video_id`` (the name's folder)."""
+
+    keeps_segment_ids = True
 
     def __init__(self, folder: Path, class_set: ClassSet):
         super().__init__(folder, class_set)
         self.images: list[dict] = []
         self.annotations: list[dict] = []
 
-    def write(self, image_id: str, panoptic: np.ndarray) -> None:
-        rgb, segments = to_coco_png(panoptic, self.class_set)
+    def write(self, image_id: str, panoptic: np.ndarray, segment_ids: dict[int, int] | None = None) -> None:
+        rgb, segments = to_coco_png(panoptic, self.class_set, segment_ids)
         file_name = f"{image_id}.png"
         write_png(self.folder / "panoptic" / file_name, rgb)
         height, width = panoptic.shape
-        self.images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
-        self.annotations.append({"image_id": image_id, "file_name": file_name, "segments_info": segments})
+        video = {} if segment_ids is None else {"video_id": str(PurePosixPath(image_id).parent)}
+        self.images.append({"id": image_id, "file_name": file_name, "height": height, "width": width, **video})
+        self.annotations.append({"image_id": image_id, "file_name": file_name, "segments_info": segments, **video})
 
     def close(self) -> None:
         payload = {
@@ -154,7 +165,7 @@ class Gtfine(LabelWriter):
     """``<id>_gtFine_labelIds.png``, ``_instanceIds.png`` and ``_labelTrainIds.png`` per map, in the
     name's folder (a trailing ``_leftImg8bit`` of the name dropped, as Cityscapes names its labels)."""
 
-    def write(self, name: str, panoptic: np.ndarray) -> None:
+    def write(self, name: str, panoptic: np.ndarray, segment_ids: dict[int, int] | None = None) -> None:
         path = PurePosixPath(name)
         write_gtfine(self.folder / path.parent, path.name.removesuffix(CITYSCAPES_IMAGE_TAG), panoptic, self.class_set)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import colorsys
 from pathlib import Path
 
 import numpy as np
@@ -10,14 +11,27 @@ from spino.classes import ClassSet
 from spino.encoding import instance_of, semantic_of
 
 
-def colorize(panoptic: np.ndarray, class_set: ClassSet) -> np.ndarray:
-    """RGB picture: each class in its colour, each thing instance a shade of it, void black."""
+def colorize(panoptic: np.ndarray, class_set: ClassSet, tracks: np.ndarray | None = None) -> np.ndarray:
+    """RGB picture: each class in its colour, each thing instance a shade of it, void black; with
+    ``tracks`` (a map of track ids, 0 off things), each track in a colour of its own, the same in
+    every frame of a video."""
     rgb = class_set.palette()[semantic_of(panoptic)].astype(np.int16)
     inst = instance_of(panoptic).astype(np.int64)
     # Deterministic per-instance shade so neighbouring instances of one class differ visibly.
     shade = ((inst * 37) % 11 - 5) * 12
     shade[inst == 0] = 0
-    return np.clip(rgb + shade[..., None], 0, 255).astype(np.uint8)
+    rgb = np.clip(rgb + shade[..., None], 0, 255).astype(np.uint8)
+    if tracks is not None:
+        ids, inverse = np.unique(tracks, return_inverse=True)
+        on = tracks != 0
+        rgb[on] = track_colors(ids)[inverse.reshape(tracks.shape)][on]
+    return rgb
+
+
+def track_colors(ids: np.ndarray) -> np.ndarray:
+    """(N, 3) uint8: a saturated colour per track id, consecutive ids far apart in hue (golden ratio)."""
+    hsv = [((int(i) * 0.6180339887) % 1.0, 0.8, 0.95) for i in np.asarray(ids).ravel()]
+    return (255 * np.array([colorsys.hsv_to_rgb(*c) for c in hsv]).reshape(-1, 3)).astype(np.uint8)
 
 
 def segment_borders(panoptic: np.ndarray) -> np.ndarray:
@@ -28,9 +42,16 @@ def segment_borders(panoptic: np.ndarray) -> np.ndarray:
     return border
 
 
-def overlay(image: np.ndarray | None, panoptic: np.ndarray, class_set: ClassSet, alpha: float = 0.5) -> np.ndarray:
-    """Colourised map blended over the image (or alone), with white segment borders."""
-    colors = colorize(panoptic, class_set).astype(np.float32)
+def overlay(
+    image: np.ndarray | None,
+    panoptic: np.ndarray,
+    class_set: ClassSet,
+    alpha: float = 0.5,
+    tracks: np.ndarray | None = None,
+) -> np.ndarray:
+    """Colourised map (things by track where ``tracks`` is given) blended over the image (or
+    alone), with white segment borders."""
+    colors = colorize(panoptic, class_set, tracks).astype(np.float32)
     out = colors if image is None else (1 - alpha) * image.astype(np.float32) + alpha * colors
     out[segment_borders(panoptic)] = 255
     return out.astype(np.uint8)

@@ -2,7 +2,9 @@
 
 Outputs mirror the input tree under --out: COCO panoptic (``panoptic/<name>.png`` + ``panoptic.json``)
 or Cityscapes gtFine PNGs, overlays with --overlay, and for each video its frames and an overlay
-video. ``segment.json`` is written last.
+video. With --track (videos) or --sequence (folders of frames), each thing keeps a track id from
+frame to frame: the COCO maps' segment ids, ``tracks.csv``, overlays coloured by track.
+``segment.json`` is written last.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from spino.commands._options import add_device, positive_int
+from spino.deploy.tracking import TrackConfig
 from spino.export import LABEL_FORMATS
 
 HELP = "segment new images and videos with a trained model (checkpoint, bundle or ONNX)"
@@ -27,6 +30,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="DataLoader processes reading images (0: none)")
     p.add_argument("--keep-going", action="store_true", help="skip unreadable inputs, list them at the end, exit 1")
     p.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
+    defaults = TrackConfig()  # config `segment.track`: its defaults come from the schema
+    p.add_argument(
+        "--track", action="store_true", help="give the things of videos track ids that persist from frame to frame"
+    )
+    p.add_argument(
+        "--sequence",
+        action="store_true",
+        help="the images of each folder are the frames of one sequence, in name order (tracked; implies --track)",
+    )
+    p.add_argument("--max-gap", type=int, default=defaults.max_gap, help="frames a track may go unseen and continue")
+    p.add_argument("--min-overlap", type=float, default=defaults.min_overlap, help="least overlap to continue a track")
+    p.add_argument("--no-motion", action="store_true", help="match tracks' last masks where they were, not moved")
     add_device(p)
 
 
@@ -46,5 +61,12 @@ def run(args: argparse.Namespace) -> None:
         args.keep_going,
         args.overwrite,
         str(args.model),
+        TrackConfig(
+            enabled=args.track or args.sequence,
+            sequence=args.sequence,
+            max_gap=args.max_gap,
+            min_overlap=args.min_overlap,
+            motion=not args.no_motion,
+        ),
     )
     print(f"{args.out}: {summary['frames']} images segmented ({args.format})")

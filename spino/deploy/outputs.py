@@ -58,5 +58,13 @@ class OverlayVideo:
         self._atomic.__exit__(None, None, None)
 
 
-def write_overlay(out: Path, name: str, image: np.ndarray, panoptic: np.ndarray, class_set: ClassSet) -> None:
-    write_png(out / "overlay" / f"{name}.png", with_legend(overlay(image, panoptic, class_set), panoptic, class_set))
+def write_overlay(
+    out: Path,
+    name: str,
+    image: np.ndarray,
+    panoptic: np.ndarray,
+    class_set: ClassSet,
+    tracks: np.ndarray | None = None,
+) -> None:
+    picture = overlay(image, panoptic, class_set, tracks=tracks)
+    write_png(out / "overlay" / f"{name}.png", with_legend(picture, panoptic, class_set))

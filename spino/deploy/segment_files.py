@@ -8,20 +8,22 @@ last: a folder without it was not finished.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from spino.classes import ClassSet
-from spino.data.io import write_json
+from spino.data.io import atomic_path, write_json
 from spino.deploy.media import Frame, Source, frames, sources, video_info
 from spino.deploy.outputs import OverlayVideo, write_overlay
 from spino.deploy.segmenter import Segmentation, Segmenter
+from spino.deploy.tracking import TrackConfig, Tracker
 from spino.errors import InputError
 from spino.export import LABEL_FORMATS, LabelWriter
 from spino.progress import progress
@@ -30,18 +32,57 @@ from spino.viz import overlay
 
 
 class FrameStream(IterableDataset):
-    """Each worker's share of the sources (whole sources, so a video's frames stay in order), as
-    (frame, the network's input) pairs."""
+    """Each worker's share of the sources, as (frame, the network's input) pairs: whole sequences
+    (a video, or with ``sequences`` the images of a folder), so that a sequence's frames stay in order."""
 
-    def __init__(self, items: list[Source], input_size: tuple[int, int]):
-        self.items, self.input_size = items, input_size
+    def __init__(self, items: list[Source], input_size: tuple[int, int], sequences: bool = False):
+        self.items, self.input_size, self.sequences = items, input_size, sequences
 
     def __iter__(self):
         info = get_worker_info()
-        mine = self.items[info.id :: info.num_workers] if info else self.items
-        for source in mine:
+        groups = list(dict.fromkeys(sequence_of(s, self.sequences) for s in self.items))
+        chosen = set(groups[info.id :: info.num_workers] if info else groups)
+        for source in (s for s in self.items if sequence_of(s, self.sequences) in chosen):
             for frame in frames(source):
                 yield frame, None if frame.image is None else image_tensor(frame.image, self.input_size)
+
+
+def sequence_of(source: Source, folders: bool) -> str:
+    """The sequence a source's frames belong to: a video's own name; with ``folders``, an image's
+    folder (below the input); otherwise the image alone."""
+    if source.is_video or not folders:
+        return source.name
+    return str(PurePosixPath(source.name).parent)
+
+
+@dataclass
+class Tracks:
+    """A tracker per sequence (frames of several sequences may come interleaved from the loader's
+    workers; each sequence's in order), and ``tracks.csv`` of every track at the end."""
+
+    class_set: ClassSet
+    config: TrackConfig
+    device: torch.device
+    folders: bool
+    trackers: dict[str, Tracker] = field(default_factory=dict)
+
+    def label(self, frame: Frame, result: Segmentation) -> Segmentation:
+        sequence = sequence_of(frame.source, self.folders)
+        tracker = self.trackers.get(sequence)
+        if tracker is None:
+            tracker = self.trackers[sequence] = Tracker(self.class_set, self.config, self.device)
+        return result.with_tracks(tracker.update(result.panoptic))
+
+    def write_csv(self, path: Path) -> None:
+        rows = ["sequence,track_id,class,first_frame,last_frame,frames,mean_area"]
+        for sequence, tracker in self.trackers.items():
+            for r in tracker.records.values():
+                name = self.class_set.names[r.class_id]
+                rows.append(
+                    f"{sequence},{r.track_id},{name},{r.first_frame},{r.last_frame},{r.frames},{r.mean_area:.1f}"
+                )
+        with atomic_path(path) as tmp:
+            tmp.write_text("\n".join(rows) + "\n")
 
 
 @dataclass
@@ -66,17 +107,18 @@ class Writer:
             self.pending.popleft().result()
 
     def _write(self, frame: Frame, result: Segmentation) -> None:
-        self.output.write(frame.name, result.panoptic)
+        self.output.write(frame.name, result.panoptic, result.segment_ids())
+        tracks = result.track_map() if result.tracked else None
         if frame.source.is_video:
             video = self.videos.get(frame.source.path)
             if video is None:
                 path = self.out / "overlay" / f"{frame.source.name}.mp4"
                 video = self.videos[frame.source.path] = OverlayVideo(path, video_info(frame.source.path)[1])
-            video.add(overlay(frame.image, result.panoptic, self.class_set))
+            video.add(overlay(frame.image, result.panoptic, self.class_set, tracks=tracks))
             if frame.last:
                 self.videos.pop(frame.source.path).close()
         elif self.overlays:
-            write_overlay(self.out, frame.name, frame.image, result.panoptic, self.class_set)
+            write_overlay(self.out, frame.name, frame.image, result.panoptic, self.class_set, tracks)
 
     def finish(self) -> None:
         """Wait for every write, then close the output and any overlay video whose source stopped
@@ -100,10 +142,16 @@ def segment_files(
     keep_going: bool = False,
     overwrite: bool = False,
     model_name: str = "",
+    track: TrackConfig | None = None,
 ) -> dict:
     """Segment every image and video frame of ``inputs`` into ``out``; returns the summary written
     to ``segment.json``. An unreadable input stops it with its one line, or with ``keep_going`` is
-    listed and the others written (then InputError after the summary)."""
+    listed and the others written (then InputError after the summary). With ``track`` (enabled),
+    the things of each video (and with ``track.sequence`` of each folder of images) get track ids:
+    the segment ids of the COCO maps, ``tracks.csv``, overlays coloured by track."""
+    tracking = track is not None and (track.enabled or track.sequence)
+    if tracking and not LABEL_FORMATS.get(fmt).keeps_segment_ids:
+        raise InputError(f"--format {fmt} cannot hold track ids; track with --format coco")
     items = sources(inputs)
     if out.is_file() or (out.is_dir() and any(out.iterdir()) and not overwrite):
         raise InputError(f"{out}: already exists and is not empty; pass --overwrite or choose another folder")
@@ -112,11 +160,12 @@ def segment_files(
         out, LABEL_FORMATS.get(fmt)(out, segmenter.class_set), segmenter.class_set, overlays, 4 * batch_size
     )
     loader = DataLoader(
-        FrameStream(items, segmenter.input_size),
+        FrameStream(items, segmenter.input_size, tracking and track.sequence),
         batch_size=None,
         num_workers=workers,
         prefetch_factor=2 * batch_size if workers else None,
     )
+    tracks = Tracks(segmenter.class_set, track, segmenter.model.device, track.sequence) if tracking else None
     failed: list[str] = []
     count = 0
     batch: list[tuple[Frame, torch.Tensor]] = []
@@ -129,10 +178,16 @@ def segment_files(
             continue
         batch.append((frame, tensor))
         if len(batch) == batch_size:
-            count += run_batch(segmenter, batch, writer)
-    count += run_batch(segmenter, batch, writer)
+            count += run_batch(segmenter, batch, writer, tracks)
+    count += run_batch(segmenter, batch, writer, tracks)
     writer.finish()
     summary = {"model": model_name, "format": fmt, "inputs": list(inputs), "frames": count, "failed": failed}
+    if tracks is not None:
+        tracks.write_csv(out / "tracks.csv")
+        summary["tracking"] = {
+            **dataclasses.asdict(track),
+            "tracks": sum(len(t.records) for t in tracks.trackers.values()),
+        }
     write_json(out / "segment.json", summary)
     if failed:
         listed = "\n".join(f"  {line}" for line in failed)
@@ -140,13 +195,15 @@ def segment_files(
     return summary
 
 
-def run_batch(segmenter: Segmenter, batch: list[tuple[Frame, torch.Tensor]], writer: Writer) -> int:
-    """Segment and hand to the writer the frames of ``batch`` (emptied); returns how many."""
+def run_batch(
+    segmenter: Segmenter, batch: list[tuple[Frame, torch.Tensor]], writer: Writer, tracks: Tracks | None
+) -> int:
+    """Segment (and track) and hand to the writer the frames of ``batch`` (emptied); returns how many."""
     if not batch:
         return 0
     results = segmenter.segment_prepared(torch.stack([t for _, t in batch]), [f.image.shape[:2] for f, _ in batch])
     for (frame, _), result in zip(batch, results):
-        writer.submit(frame, result)
+        writer.submit(frame, result if tracks is None else tracks.label(frame, result))
     n = len(batch)
     batch.clear()
     return n

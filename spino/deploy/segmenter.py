@@ -5,6 +5,8 @@
     result = segment(image)              # numpy (H, W, 3) uint8, a PIL image or a (3, H, W) tensor
     result.panoptic, result.semantic     # (H, W) maps at the image's own size
     [(s.class_name, s.area, s.score) for s in result.segments]
+    for result in segment.track(video_frames):   # things keep their track_id from frame to frame
+        ...
 
 Each image is fed at the model's input size and post-processed at its own size, exactly as
 ``spino predict`` does (the same functions), so the deployed path and the workflow's predictions
@@ -13,17 +15,19 @@ agree pixel for pixel.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from spino.classes import IGNORE
+from spino.classes import IGNORE, ClassSet
 from spino.deploy.model_files import LoadedModel, open_model
+from spino.deploy.tracking import TrackConfig, Tracker
 from spino.devices import resolve_device
-from spino.encoding import LABEL_DIVISOR, PANOPTIC_DTYPE, semantic_of
+from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, PANOPTIC_DTYPE, semantic_of
 from spino.errors import InputError
 from spino.panoptic.predict import batch_outputs
 from spino.transforms import image_tensor
@@ -39,6 +43,7 @@ class Segment:
     is_thing: bool
     area: int  # pixels
     score: float | None  # the instance method's confidence (things only; None where it has none)
+    track_id: int | None = None  # in a tracked sequence (Segmenter.track), the thing's identity over frames
 
 
 @dataclass
@@ -48,6 +53,26 @@ class Segmentation:
     panoptic: np.ndarray  # (H, W) uint32: class * 1000 + instance; 255000 void (spino.encoding)
     semantic: np.ndarray  # (H, W) uint8 train ids, 255 void
     segments: list[Segment]
+    tracked: bool = False  # its things carry track ids (Segmenter.track)
+
+    def with_tracks(self, track_of: dict[int, int]) -> Segmentation:
+        """This segmentation with each thing segment's track id ({panoptic value: track id})."""
+        segments = [replace(s, track_id=track_of.get(s.id)) for s in self.segments]
+        return Segmentation(self.panoptic, self.semantic, segments, tracked=True)
+
+    def segment_ids(self) -> dict[int, int] | None:
+        """The id each segment is written as in a video's panoptic PNG: a thing's track id, a stuff
+        (or crowd) region's class id + 1 (below FIRST_TRACK_ID); None where not tracked."""
+        if not self.tracked:
+            return None
+        return {s.id: s.track_id if s.track_id is not None else s.class_id + 1 for s in self.segments}
+
+    def track_map(self) -> np.ndarray:
+        """(H, W) uint32: each thing pixel's track id, 0 elsewhere."""
+        table = np.zeros(IGNORE_PANOPTIC + 1, np.uint32)  # every value of spino's encoding
+        for s in self.segments:
+            table[s.id] = s.track_id or 0
+        return table[self.panoptic]
 
 
 class Segmenter:
@@ -73,6 +98,15 @@ class Segmenter:
             return self.segment([as_array(image) for image in images])
         return self.segment([as_array(images)])[0]
 
+    def track(self, frames: Iterable, config: TrackConfig | None = None) -> Iterator[Segmentation]:
+        """The frames of one sequence (images in any form ``__call__`` takes), in order, each
+        segmented and its things given track ids that persist from frame to frame (a generator:
+        frames are read as they are needed, so a camera stream works)."""
+        tracker = Tracker(self.class_set, config or TrackConfig(), self.model.device)
+        for frame in frames:
+            result = self(frame)
+            yield result.with_tracks(tracker.update(result.panoptic))
+
     def prepare(self, image: np.ndarray) -> torch.Tensor:
         """The network's input for one image: (3, h, w) float at the model's input size, on the CPU."""
         return image_tensor(image, self.input_size)
@@ -94,20 +128,22 @@ class Segmenter:
             outputs["semantic"], outputs, self.class_set, self.model.postprocess, tuple(size)
         )
         panoptic = pan.cpu().numpy().astype(PANOPTIC_DTYPE)
-        return Segmentation(panoptic, semantic_of(panoptic), self.segments_of(panoptic, scores))
+        return Segmentation(panoptic, semantic_of(panoptic), segments_of(panoptic, self.class_set, scores))
 
-    def segments_of(self, panoptic: np.ndarray, scores: dict[int, float]) -> list[Segment]:
-        ids, areas = np.unique(panoptic, return_counts=True)
-        thing = self.class_set.thing_mask()
-        segments = []
-        for pid, area in zip(ids.tolist(), areas.tolist()):
-            cls = pid // LABEL_DIVISOR
-            if cls == IGNORE:  # void (IGNORE_PANOPTIC)
-                continue
-            is_thing = bool(thing[cls])
-            score = scores.get(pid) if is_thing else None
-            segments.append(Segment(pid, cls, self.class_set.names[cls], is_thing, area, score))
-        return segments
+
+def segments_of(panoptic: np.ndarray, class_set: ClassSet, scores: dict[int, float] | None = None) -> list[Segment]:
+    """The segments of a panoptic map, with the instance method's scores of its things where given."""
+    ids, areas = np.unique(panoptic, return_counts=True)
+    thing = class_set.thing_mask()
+    segments = []
+    for pid, area in zip(ids.tolist(), areas.tolist()):
+        cls = pid // LABEL_DIVISOR
+        if cls == IGNORE:  # void (IGNORE_PANOPTIC)
+            continue
+        is_thing = bool(thing[cls])
+        score = (scores or {}).get(pid) if is_thing else None
+        segments.append(Segment(pid, cls, class_set.names[cls], is_thing, area, score))
+    return segments
 
 
 def as_array(image) -> np.ndarray:

@@ -108,6 +108,17 @@ def segment_media(wildcards):
     return ([generated] if len(own) < len(inputs) else []) + [str(s.path) for s in sources(own)]
 
 
+def segment_track_args():
+    """`spino segment`'s tracking options from config `segment.track` (schema-checked booleans
+    and numbers)."""
+    t = config["segment"]["track"]
+    if not (t["enabled"] or t["sequence"]):
+        return []
+    args = ["--sequence" if t["sequence"] else "--track", "--max-gap", str(t["max_gap"])]
+    args += ["--min-overlap", str(t["min_overlap"])] + ([] if t["motion"] else ["--no-motion"])
+    return args
+
+
 def dataset_args():
     """Command-line options that open the configured dataset."""
     d = config["dataset"]

@@ -21,8 +21,9 @@ rule segment:
         format=config["segment"]["format"],
         overlay="--overlay" if config["segment"]["overlay"] else [],
         batch_size=config["segment"]["batch_size"],
+        track=segment_track_args(),
         code=code("segment"),
     shell:
         "spino --threads {threads} segment {input.model:q} {params.inputs:q} --out {output.out:q}"
-        " --format {params.format} {params.overlay} --batch-size {params.batch_size}"
+        " --format {params.format} {params.overlay} --batch-size {params.batch_size} {params.track}"
         " --device {resources.device} > {log:q} 2>&1"
