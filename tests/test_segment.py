@@ -18,9 +18,13 @@ from PIL import Image
 from spino.classes import DEMO
 from spino.data import open_dataset
 from spino.data.io import read_image
+from spino.data.synthetic import DemoSpec, write_demo_sequences
+from spino.data.video import VideoLabels
 from spino.deploy.model_files import export_onnx, open_model, save_bundle
 from spino.deploy.segmenter import Segmenter
+from spino.deploy.tracking import FIRST_TRACK_ID
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR
+from spino.metrics import VideoScores
 from spino.panoptic.instances import INSTANCE_METHODS
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.predict import predict_panoptic
@@ -345,3 +349,77 @@ def test_open_model_gives_the_same_settings_from_every_file(trained: dict, tmp_p
     assert loaded.model_cfg.to_dict() == model.cfg.to_dict()
     weights = dict(loaded.network.state_dict())
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.fixture(scope="module")
+def sequences(tmp_path_factory) -> Path:
+    """Two short demo sequences at the demo images' size, with ground-truth track ids."""
+    root = tmp_path_factory.mktemp("sequences")
+    write_demo_sequences(root, DemoSpec(n_train=1, n_val=1, height=96, width=192, seed=4), 8, 2)
+    return root
+
+
+def test_a_tracked_sequence_round_trips_through_segment_and_evaluate(
+    trained: dict, sequences: Path, tmp_path: Path
+) -> None:
+    """`spino segment --sequence` writes what Segmenter.track gives (each segment's id: its track id,
+    or class + 1 for stuff; video_id per frame; tracks.csv), and `spino evaluate --video` reads it
+    back to the scores of those tracks computed here."""
+    model = trained["models"]["center_offset"]
+    out = tmp_path / "out"
+    result = spino("segment", str(model), str(sequences / "images"), "--sequence", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    payload = json.loads((out / "panoptic.json").read_text())
+    annotations = {a["image_id"]: a for a in payload["annotations"]}
+    segmenter = Segmenter.from_checkpoint(model, device="cpu")
+    labels = VideoLabels(sequences, DEMO)
+    expected = VideoScores(DEMO)
+    seen: dict[tuple[str, int], int] = {}
+    for sequence, names in labels.sequences().items():
+        images = [read_image(sequences / "images" / f"{n}.png") for n in names]
+        for name, tracked in zip(names, segmenter.track(images)):
+            annotation = annotations[name]
+            assert annotation["video_id"] == sequence
+            rgb = np.asarray(Image.open(out / "panoptic" / annotation["file_name"])).astype(np.int64)
+            ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+            categories = {s["id"]: s["category_id"] for s in annotation["segments_info"]}
+            for s in tracked.segments:
+                written = s.track_id if s.is_thing else s.class_id + 1
+                assert (ids[tracked.panoptic == s.id] == written).all() and categories[written] == s.class_id
+                if s.is_thing:
+                    assert s.track_id >= FIRST_TRACK_ID
+                    seen[(sequence, s.track_id)] = seen.get((sequence, s.track_id), 0) + 1
+            expected.update(sequence, labels.frame(name), (tracked.semantic, tracked.track_map()))
+    rows = (out / "tracks.csv").read_text().splitlines()
+    assert rows[0] == "sequence,track_id,class,first_frame,last_frame,frames,mean_area"
+    assert {(r.split(",")[0], int(r.split(",")[1])): int(r.split(",")[5]) for r in rows[1:]} == seen
+    assert any(frames > 1 for frames in seen.values())  # tracks that lasted
+    scores = tmp_path / "video.json"
+    result = spino(
+        "evaluate", str(out), "--gt", str(sequences), "--video", "--json", str(scores), "--csv", str(tmp_path / "v.csv")
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary, direct = json.loads(scores.read_text())["summary"], expected.result()
+    for key in ("stq", "aq", "sq", "vpq", "id_switches", "track_frames"):
+        assert summary[key] == pytest.approx(direct[key]), key
+    assert summary["frames"] == 16 and "STQ" in result.stdout
+
+
+def test_track_gives_the_same_ids_from_every_model_file(trained: dict, sequences: Path, tmp_path: Path) -> None:
+    """Segmenter.track on the checkpoint, its safetensors bundle (identical) and its ONNX export
+    (the network within float tolerance: nearly every pixel's track id the same)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    checkpoint = trained["models"]["center_offset"]
+    model, class_set, post = load_model(checkpoint)
+    save_bundle(model, class_set, post, tmp_path / "m.safetensors")
+    export_onnx(model, class_set, post, tmp_path / "m.onnx")
+    images = [read_image(p) for p in sorted((sequences / "images" / "seq_0000").glob("*.png"))]
+    maps = {
+        path.suffix: [r.track_map() for r in Segmenter.from_checkpoint(path, device="cpu").track(images)]
+        for path in (checkpoint, tmp_path / "m.safetensors", tmp_path / "m.onnx")
+    }
+    assert any((m >= FIRST_TRACK_ID).any() for m in maps[".pt"])
+    assert all(np.array_equal(a, b) for a, b in zip(maps[".pt"], maps[".safetensors"]))
+    agree = np.mean([(a == b).mean() for a, b in zip(maps[".pt"], maps[".onnx"])])
+    assert agree >= 0.99

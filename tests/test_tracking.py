@@ -14,7 +14,7 @@ from spino.classes import DEMO
 from spino.data.io import read_image, read_label
 from spino.data.synthetic import DemoSpec, write_demo_sequences
 from spino.data.video import VideoLabels
-from spino.deploy.tracking import FIRST_TRACK_ID, TrackConfig, Tracker, assign, track_ids
+from spino.deploy.tracking import FIRST_TRACK_ID, TrackConfig, Tracker, assign
 from spino.encoding import LABEL_DIVISOR
 from spino.metrics import VideoScores
 
@@ -39,6 +39,17 @@ def scrambled(frames: list, rng: np.random.Generator) -> list[np.ndarray]:
     return out
 
 
+def track_ids(frames: list[np.ndarray]) -> list[np.ndarray]:
+    """Each panoptic map of a sequence as a map of its things' track ids (0 elsewhere)."""
+    tracker, out = Tracker(DEMO, TrackConfig()), []
+    for pan in frames:
+        table = np.zeros(int(pan.max()) + 1, np.uint32)
+        for value, track in tracker.update(pan).items():
+            table[value] = track
+        out.append(table[pan])
+    return out
+
+
 def test_ground_truth_with_scrambled_ids_comes_back_as_its_tracks(sequences: Path) -> None:
     """The oracle: perfect segments, identities thrown away per frame; the tracker must restore them
     through crossing, occluding, entering and leaving objects."""
@@ -49,7 +60,7 @@ def test_ground_truth_with_scrambled_ids_comes_back_as_its_tracks(sequences: Pat
     for sequence, names in labels.sequences().items():
         frames = [labels.frame(n) for n in names]
         panoptic = scrambled(frames, rng)
-        for (semantic, ids), pan, tracked in zip(frames, panoptic, track_ids(iter(panoptic), DEMO)):
+        for (semantic, ids), pan, tracked in zip(frames, panoptic, track_ids(panoptic)):
             scores.update(sequence, (semantic, ids), (semantic, tracked))
             baseline.update(sequence, (semantic, ids), (semantic, (pan % LABEL_DIVISOR).astype(np.uint32)))
     result, per_frame = scores.result(), baseline.result()

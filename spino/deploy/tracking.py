@@ -18,7 +18,6 @@ track (a segment of another class starts its own), so a track's class is the one
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -280,17 +279,3 @@ def assign(cost: np.ndarray, unmatched: float) -> tuple[np.ndarray, np.ndarray]:
     pair = (rows < n_rows) & (cols < n_cols)
     pair[pair] = full[rows[pair], cols[pair]] < forbidden
     return rows[pair], cols[pair]
-
-
-def track_ids(
-    frames: Iterator[np.ndarray], class_set: ClassSet, config: TrackConfig | None = None
-) -> Iterator[np.ndarray]:
-    """Each panoptic map of a sequence as a map of track ids (0 off things): a convenience for
-    tests and scripts that hold panoptic maps rather than a model."""
-    tracker = Tracker(class_set, config or TrackConfig())
-    for panoptic in frames:
-        mapping = tracker.update(panoptic)
-        out = np.zeros(panoptic.shape, np.uint32)
-        for value, track in mapping.items():
-            out[panoptic == value] = track
-        yield out
