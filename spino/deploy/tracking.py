@@ -3,34 +3,44 @@
 Association, frame by frame (the segments of a frame against the tracks seen in the last
 ``max_gap + 1`` frames):
 
-1. each track's last mask is moved by its motion (its centroid's velocity, smoothed, times the
-   frames since it was seen), so that a car crossing the view still overlaps itself;
-2. the cost of a (track, segment) pair is 1 - their overlap (the mean of mask IoU and of the share
-   of the segment inside the moved mask), allowed only within one class and at an overlap of at
-   least ``min_overlap``; the Hungarian assignment (scipy) takes the cheapest one-to-one matching;
+1. each track's last mask is moved by its motion (its velocity, smoothed, times the frames since it
+   was seen), so that a car crossing the view still overlaps itself;
+2. a (track, segment) pair's overlap is the mean of their mask IoU and of the share of the smaller
+   inside the larger (high for the visible part of an object partly hidden, or for one entering the
+   view; IoU tells apart candidates inside one mask); pairs of one class with an overlap of at
+   least ``min_overlap`` compete in a Hungarian assignment (scipy) where leaving a track and a
+   segment unmatched costs as much as the weakest allowed pair;
 3. matched segments continue their track; unmatched segments start new tracks, with ids never
-   used before in the sequence; tracks unseen for more than ``max_gap`` frames end.
+   used before in the sequence; tracks unseen for more than ``max_gap`` frames end;
+4. a track keeps its segment's mask, or, where the segment is much smaller than the moved mask
+   (partly hidden), the moved mask shifted onto the visible part and joined with it: the whole
+   object is looked for when it comes out. Its velocity follows its centroid while its area is
+   steady, that shift while it is partly hidden.
 
-The masks are compared as lists of pixel coordinates, in torch on the device the model runs on:
-one gather and one bincount give every pair's intersection at once. Classes do not change along a
+Masks are compared as lists of pixel coordinates on a grid of about ``MATCH_PIXELS`` pixels (every
+second pixel of every second row at 1024 x 512), in torch on the device the model runs on: one
+gather and one bincount give every pair's intersection at once. Classes do not change along a
 track (a segment of another class starts its own), so a track's class is the one it was born with.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from spino.classes import IGNORE, ClassSet
+from spino.classes import ClassSet
 from spino.config import section
 from spino.encoding import LABEL_DIVISOR
+from spino.errors import InputError
 
 FIRST_TRACK_ID = 1000  # ids below are the stuff regions' in a tracked COCO panoptic map (class id + 1)
 MOTION_SMOOTHING = 0.5  # weight of the newest displacement in a track's velocity
 OCCLUDED_AREA = 0.7  # a segment under this share of its track's moved mask is taken as partly hidden
+MATCH_PIXELS = 1 << 17  # masks are compared on a grid of about this many pixels (every 2nd at 1024 x 512)
 STEADY_AREA = (0.8, 1.25)  # area ratios within which the centroid's displacement is the object's motion
 
 
@@ -100,22 +110,33 @@ class _Segments:
     centroid: torch.Tensor  # (S, 2)
     pixels: torch.Tensor  # flat indices of every segment pixel
     owner: torch.Tensor  # its segment row
+    shape: tuple[int, int]  # of the grid the masks are on
 
     @classmethod
-    def of(cls, panoptic: torch.Tensor, thing: torch.Tensor) -> _Segments:
-        flat = panoptic.reshape(-1).to(torch.int64)
-        cls_map = flat // LABEL_DIVISOR
-        is_thing = (cls_map != IGNORE) & thing[cls_map.clamp(max=len(thing) - 1)] & (flat % LABEL_DIVISOR != 0)
-        pixels = is_thing.nonzero().squeeze(1)
-        values, owner = torch.unique(flat[pixels], return_inverse=True)
-        labels = torch.zeros_like(flat)
-        labels[pixels] = owner + 1
-        areas = torch.bincount(owner, minlength=len(values))
-        width = panoptic.shape[-1]
-        yx = torch.stack([pixels // width, pixels % width], 1).float()
-        centroid = torch.zeros(len(values), 2, device=flat.device).index_add_(0, owner, yx)
+    def of(cls, panoptic: torch.Tensor, thing: torch.Tensor, stride: int) -> _Segments:
+        """Every thing segment of the map (a histogram of its values), and their masks on every
+        ``stride``-th pixel of every ``stride``-th row: what the matching compares (IoUs hardly
+        change on such a grid, and a 1024 x 512 frame costs a quarter). A segment too small to
+        meet the grid has no pixels there: it starts a new track."""
+        limit = len(thing) * LABEL_DIVISOR  # every value of a class; void and beyond share the last bin
+        counts = torch.bincount(panoptic.reshape(-1).clamp(max=limit), minlength=limit + 1)
+        values = counts[:limit].nonzero().squeeze(1)
+        classes = values // LABEL_DIVISOR
+        keep = thing[classes] & (values % LABEL_DIVISOR != 0)
+        values, classes = values[keep], classes[keep]
+        row = torch.zeros(len(counts), dtype=torch.int64, device=panoptic.device)
+        row[values] = torch.arange(1, len(values) + 1, device=panoptic.device)
+        grid = panoptic[::stride, ::stride]
+        labels = row.index_select(0, grid.reshape(-1).clamp(max=limit))  # faster than row[...] on a CPU
+        pixels = labels.nonzero().squeeze(1)
+        owner = labels[pixels] - 1
+        n = len(values)
+        areas = torch.bincount(owner, minlength=n)
+        width = grid.shape[-1]
+        y, x = (pixels // width).float(), (pixels % width).float()
+        centroid = torch.stack([torch.bincount(owner, y, n), torch.bincount(owner, x, n)], 1).float()
         centroid /= areas.clamp(min=1)[:, None]
-        return cls(values, values // LABEL_DIVISOR, labels, areas, centroid, pixels, owner)
+        return cls(values, classes, labels, areas, centroid, pixels, owner, tuple(grid.shape))
 
 
 @dataclass
@@ -128,6 +149,8 @@ class Tracker:
     frame: int = -1
     next_id: int = FIRST_TRACK_ID
     records: dict[int, TrackRecord] = field(default_factory=dict)
+    shape: tuple[int, int] | None = None  # of the sequence's frames (the first one's)
+    stride: int = 1
 
     def __post_init__(self):
         self.thing = torch.as_tensor(self.class_set.thing_mask(), device=self.device)
@@ -136,10 +159,18 @@ class Tracker:
     def update(self, panoptic: np.ndarray | torch.Tensor) -> dict[int, int]:
         """The track id of each thing segment of the next frame: {panoptic value: track id}."""
         self.frame += 1
-        pan = torch.as_tensor(np.asarray(panoptic, np.int64) if isinstance(panoptic, np.ndarray) else panoptic)
-        pan = pan.to(self.device)
-        height, width = pan.shape
-        segments = _Segments.of(pan, self.thing)
+        if isinstance(panoptic, np.ndarray):  # spino's encoding fits int32: no copy for a uint32 map
+            panoptic = torch.from_numpy(panoptic.astype(np.int32, copy=False))
+        pan = panoptic.to(self.device)
+        if self.shape is None:
+            self.shape = tuple(pan.shape)
+            self.stride = max(1, int(math.sqrt(pan.numel() / MATCH_PIXELS)))
+        if tuple(pan.shape) != self.shape:
+            raise InputError(
+                f"frame {self.frame} of a sequence is {pan.shape[1]} x {pan.shape[0]}, its first frame {self.shape[1]} x {self.shape[0]}"
+            )
+        segments = _Segments.of(pan, self.thing, self.stride)
+        height, width = segments.shape
         live = self._alive()
         matched_row = torch.full((len(segments.values),), -1, dtype=torch.int64, device=self.device)
         moved = self._moved(live, height, width)
@@ -200,7 +231,7 @@ class Tracker:
         counts = torch.bincount(moved.owner * (n_segments + 1) + hit, minlength=n_tracks * (n_segments + 1))
         inter = counts.reshape(n_tracks, n_segments + 1)[:, 1:].float()
         union = moved.area[:, None].float() + segments.areas[None, :].float() - inter
-        covered = inter / segments.areas[None, :].clamp(min=1).float()
+        covered = inter / torch.minimum(moved.area[:, None], segments.areas[None, :]).clamp(min=1).float()
         score = (inter / union.clamp(min=1) + covered) / 2
         allowed = (live.classes[:, None] == segments.classes[None, :]) & (score >= self.config.min_overlap)
         rows, cols = assign(torch.where(allowed, 1 - score, torch.inf).cpu().numpy(), 1 - self.config.min_overlap)
@@ -226,41 +257,79 @@ class Tracker:
         visible = segments.areas[seen].float() / moved.area[rows].clamp(min=1).float()
         occluded = torch.zeros_like(seen)
         occluded[seen] = visible < OCCLUDED_AREA
-        # velocities: 0 for a new track; smoothed displacement of the centroid where the area is steady
+        hidden_segments = occluded.nonzero().squeeze(1)
+        hidden_rows = matched_row[hidden_segments]
+        offset = self._realign(moved, segments, hidden_rows, hidden_segments)
+        # velocities: 0 for a new track; the smoothed displacement of the centroid where the area is
+        # steady, of the realigned mask where partly hidden; unchanged while the area changes otherwise
         velocity = torch.zeros(len(segments.values), 2, device=device)
         gap = (self.frame - live.seen[rows]).clamp(min=1)[:, None].float()
-        step = (segments.centroid[seen] - live.centroid[rows]) / gap
-        steady = ((visible >= STEADY_AREA[0]) & (visible <= STEADY_AREA[1]))[:, None]
+        position = segments.centroid.clone()
+        position[hidden_segments] = moved.centroid[hidden_rows] + offset
+        step = (position[seen] - live.centroid[rows]) / gap
+        measured = ((visible >= STEADY_AREA[0]) & (visible <= STEADY_AREA[1])) | occluded[seen]
         smoothed = MOTION_SMOOTHING * step + (1 - MOTION_SMOOTHING) * live.velocity[rows]
-        velocity[seen] = torch.where(steady, smoothed, live.velocity[rows])
-        centroid = segments.centroid.clone()
-        centroid[occluded] = moved.centroid[matched_row[occluded]]
-        # masks: the unseen tracks' own, the occluded ones' moved masks, the other segments'
+        velocity[seen] = torch.where(measured[:, None], smoothed, live.velocity[rows])
+        # masks: the unseen tracks' own; a partly hidden one's moved, realigned mask joined with the
+        # part seen (each pixel once); the other segments' own
         unseen_row = torch.ones(len(live.ids), dtype=torch.bool, device=device)
         unseen_row[rows] = False
         unseen = unseen_row.nonzero().squeeze(1)
         remap = torch.full_like(live.ids, -1)
         remap[unseen] = torch.arange(len(unseen), device=device)
-        segment_of_row = torch.full_like(live.ids, -1)
-        segment_of_row[rows] = seen.nonzero().squeeze(1)
-        occluded_row = torch.zeros_like(unseen_row)
-        occluded_row[matched_row[occluded]] = True
-        keep_old = unseen_row[live.owner]
-        keep_moved = occluded_row[moved.owner]
         n = len(unseen)
-        # a partly hidden track's mask: its moved mask and the segment seen, each pixel once
+        keep_old = unseen_row[live.owner]
+        hidden_of_row = torch.full_like(live.ids, -1)
+        hidden_of_row[hidden_rows] = torch.arange(len(hidden_rows), device=device)
+        k = hidden_of_row[moved.owner]
+        mine = k >= 0
+        k = k[mine]
+        height, width = segments.shape
+        ys = moved.pixels[mine] // width + offset[k, 0].long()
+        xs = moved.pixels[mine] % width + offset[k, 1].long()
+        inside = (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)
         hidden_pixel = occluded[segments.owner]
-        owner = torch.cat([n + segment_of_row[moved.owner[keep_moved]], n + segments.owner[hidden_pixel]])
-        union = torch.unique(owner * pixel_count + torch.cat([moved.pixels[keep_moved], segments.pixels[hidden_pixel]]))
+        owner = torch.cat([n + hidden_segments[k[inside]], n + segments.owner[hidden_pixel]])
+        pixels = torch.cat([(ys * width + xs)[inside], segments.pixels[hidden_pixel]])
+        union = torch.unique(owner * pixel_count + pixels)
         self.live = _Live(
             ids=torch.cat([live.ids[unseen], track_of]),
             classes=torch.cat([live.classes[unseen], segments.classes]),
             seen=torch.cat([live.seen[unseen], torch.full_like(track_of, self.frame)]),
             velocity=torch.cat([live.velocity[unseen], velocity]),
-            centroid=torch.cat([live.centroid[unseen], centroid]),
+            centroid=torch.cat([live.centroid[unseen], position]),
             pixels=torch.cat([live.pixels[keep_old], segments.pixels[~hidden_pixel], union % pixel_count]),
             owner=torch.cat([remap[live.owner[keep_old]], n + segments.owner[~hidden_pixel], union // pixel_count]),
         )
+
+    def _realign(self, moved: _Moved, segments: _Segments, rows: torch.Tensor, segs: torch.Tensor) -> torch.Tensor:
+        """(len(rows), 2) float: for tracks partly hidden, the shift of each moved mask (``rows``)
+        that covers most of its segment's visible part (``segs``), searched on a 9 x 9 grid of
+        shifts up to half the mask's size: where the object is, whatever part of it is hidden
+        (its centroid would say otherwise). No shift wins ties."""
+        if not len(rows):
+            return torch.zeros(0, 2, device=self.device)
+        height, width = segments.shape
+        k_of_row = torch.full((len(moved.area),), -1, dtype=torch.int64, device=self.device)
+        k_of_row[rows] = torch.arange(len(rows), device=self.device)
+        k = k_of_row[moved.owner]
+        mine = k >= 0
+        k, pixels = k[mine], moved.pixels[mine]
+        reach = (0.5 * moved.area[rows].float().sqrt()).ceil()  # half the mask's size, in grid pixels
+        steps = torch.linspace(-1, 1, 9, device=self.device)
+        fractions = torch.cartesian_prod(steps, steps)  # (81, 2), (0, 0) at 40
+        shifts = (fractions[:, None, :] * reach[None, :, None]).round()  # (81, R, 2)
+        ys = pixels // width + shifts[:, k, 0].long()
+        xs = pixels % width + shifts[:, k, 1].long()
+        inside = (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)
+        labels = segments.labels[(ys * width + xs).clamp(0, height * width - 1)]
+        hit = (inside & (labels == segs[k][None, :] + 1)).float()
+        candidate = torch.arange(len(fractions), device=self.device)[:, None] * len(rows) + k[None, :]
+        counts = torch.bincount(candidate.reshape(-1), hit.reshape(-1), len(fractions) * len(rows))
+        counts = counts.reshape(len(fractions), len(rows))
+        counts[len(fractions) // 2] += 0.5  # ties: no shift
+        best = counts.argmax(0)
+        return shifts[best, torch.arange(len(rows), device=self.device)]
 
 
 def assign(cost: np.ndarray, unmatched: float) -> tuple[np.ndarray, np.ndarray]:
