@@ -108,7 +108,8 @@ class Writer:
 
     def _write(self, frame: Frame, result: Segmentation) -> None:
         self.output.write(frame.name, result.panoptic, result.segment_ids())
-        tracks = result.track_map() if result.tracked else None
+        drawn = frame.source.is_video or self.overlays
+        tracks = result.track_map() if result.tracked and drawn else None
         if frame.source.is_video:
             video = self.videos.get(frame.source.path)
             if video is None:

@@ -5,9 +5,9 @@ Association, frame by frame (the segments of a frame against the tracks seen in 
 
 1. each track's last mask is moved by its motion (its velocity, smoothed, times the frames since it
    was seen), so that a car crossing the view still overlaps itself;
-2. a (track, segment) pair's overlap is the mean of their mask IoU and of the share of the smaller
-   inside the larger (high for the visible part of an object partly hidden, or for one entering the
-   view; IoU tells apart candidates inside one mask); pairs of one class with an overlap of at
+2. a (track, segment) pair's overlap is the mean of their mask IoU and of the share of the segment
+   inside the moved mask (high for the visible part of an object partly hidden; IoU tells apart
+   candidates inside one mask); pairs of one class with an overlap of at
    least ``min_overlap`` compete in a Hungarian assignment (scipy) where leaving a track and a
    segment unmatched costs as much as the weakest allowed pair;
 3. matched segments continue their track; unmatched segments start new tracks, with ids never
@@ -231,7 +231,7 @@ class Tracker:
         counts = torch.bincount(moved.owner * (n_segments + 1) + hit, minlength=n_tracks * (n_segments + 1))
         inter = counts.reshape(n_tracks, n_segments + 1)[:, 1:].float()
         union = moved.area[:, None].float() + segments.areas[None, :].float() - inter
-        covered = inter / torch.minimum(moved.area[:, None], segments.areas[None, :]).clamp(min=1).float()
+        covered = inter / segments.areas[None, :].clamp(min=1).float()
         score = (inter / union.clamp(min=1) + covered) / 2
         allowed = (live.classes[:, None] == segments.classes[None, :]) & (score >= self.config.min_overlap)
         rows, cols = assign(torch.where(allowed, 1 - score, torch.inf).cpu().numpy(), 1 - self.config.min_overlap)
