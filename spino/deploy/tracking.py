@@ -4,7 +4,8 @@ Association, frame by frame (the segments of a frame against the tracks seen in 
 ``max_gap + 1`` frames):
 
 1. each track's last mask is moved by its motion (its velocity, smoothed, times the frames since it
-   was seen), so that a car crossing the view still overlaps itself;
+   was seen), so that a car crossing the view still overlaps itself; where it was also counts,
+   whichever overlaps more (a jittering segment can throw a velocity off);
 2. a (track, segment) pair's overlap is the mean of their mask IoU and of the share of the segment
    inside the moved mask (high for the visible part of an object partly hidden; IoU tells apart
    candidates inside one mask); pairs of one class with an overlap of at
@@ -173,9 +174,10 @@ class Tracker:
         height, width = segments.shape
         live = self._alive()
         matched_row = torch.full((len(segments.values),), -1, dtype=torch.int64, device=self.device)
-        moved = self._moved(live, height, width)
+        moved = self._moved(live, height, width, self.config.motion)
         if len(live.ids) and len(segments.values):
-            rows, cols = self._match(live, moved, segments)
+            still = self._moved(live, height, width, motion=False) if self.config.motion else moved
+            rows, cols = self._match(live, (moved, still), segments)
             matched_row[cols] = rows
         track_of = torch.full_like(matched_row, -1)
         continued = matched_row >= 0
@@ -210,10 +212,10 @@ class Tracker:
             old.pixels[pixel_keep], remap[old.owner[pixel_keep]],
         )  # fmt: skip
 
-    def _moved(self, live: _Live, height: int, width: int) -> _Moved:
+    def _moved(self, live: _Live, height: int, width: int, motion: bool = True) -> _Moved:
         """Each live track's last mask moved by its velocity over the frames since it was seen."""
         shift = torch.zeros_like(live.velocity, dtype=torch.int64)
-        if self.config.motion:
+        if motion:
             shift = (live.velocity * (self.frame - live.seen)[:, None]).round().to(torch.int64)
         ys = live.pixels // width + shift[live.owner, 0]
         xs = live.pixels % width + shift[live.owner, 1]
@@ -222,17 +224,23 @@ class Tracker:
         area = torch.bincount(owner, minlength=len(live.ids))
         return _Moved((ys * width + xs)[inside], owner, live.centroid + shift, area)
 
-    def _match(self, live: _Live, moved: _Moved, segments: _Segments) -> tuple[torch.Tensor, torch.Tensor]:
-        """(track rows, segment rows) of the Hungarian matching on 1 - overlap of the moved masks: the
-        mean of their IoU and of the share of the segment inside the track's mask (high for the
-        visible part of an object partly hidden; IoU tells apart the candidates inside one mask)."""
+    def _match(
+        self, live: _Live, masks: tuple[_Moved, _Moved], segments: _Segments
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(track rows, segment rows) of the Hungarian matching on 1 - overlap: the mean of the IoU
+        and of the share of the segment inside the track's mask (high for the visible part of an
+        object partly hidden; IoU tells apart the candidates inside one mask), with the track's
+        mask moved by its motion or where it was, whichever overlaps more (a velocity thrown off
+        by a jittering segment must not lose a track that stands still)."""
         n_tracks, n_segments = len(live.ids), len(segments.values)
-        hit = segments.labels[moved.pixels]
-        counts = torch.bincount(moved.owner * (n_segments + 1) + hit, minlength=n_tracks * (n_segments + 1))
-        inter = counts.reshape(n_tracks, n_segments + 1)[:, 1:].float()
-        union = moved.area[:, None].float() + segments.areas[None, :].float() - inter
-        covered = inter / segments.areas[None, :].clamp(min=1).float()
-        score = (inter / union.clamp(min=1) + covered) / 2
+        score = torch.zeros(n_tracks, n_segments, device=self.device)
+        for mask in masks:
+            hit = segments.labels[mask.pixels]
+            counts = torch.bincount(mask.owner * (n_segments + 1) + hit, minlength=n_tracks * (n_segments + 1))
+            inter = counts.reshape(n_tracks, n_segments + 1)[:, 1:].float()
+            union = mask.area[:, None].float() + segments.areas[None, :].float() - inter
+            covered = inter / segments.areas[None, :].clamp(min=1).float()
+            score = torch.maximum(score, (inter / union.clamp(min=1) + covered) / 2)
         allowed = (live.classes[:, None] == segments.classes[None, :]) & (score >= self.config.min_overlap)
         rows, cols = assign(torch.where(allowed, 1 - score, torch.inf).cpu().numpy(), 1 - self.config.min_overlap)
         return torch.as_tensor(rows, device=self.device), torch.as_tensor(cols, device=self.device)
