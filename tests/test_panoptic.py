@@ -494,3 +494,35 @@ def test_stuff_area_voids_small_stuff_regions() -> None:
     out = drop_small_stuff(panoptic.clone(), semantic, DEMO, 10)
     assert (out[:2, :3] == 255 * LABEL_DIVISOR).all() and (out[10:15, 10:12] == 6001).all() and (out[5:, :5] == 0).all()
     assert torch.equal(drop_small_stuff(panoptic.clone(), semantic, DEMO, 0), panoptic)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 4])
+def test_upsampled_argmax_equals_the_argmax_of_the_upsampled_logits(factor: int) -> None:
+    """The argmax from the source pixels where they agree, and interpolated only near borders, is
+    torch's interpolation's argmax, on smooth random logits (class regions with borders) and on
+    rough ones (most pixels near a border); any other size takes the full interpolation."""
+    import torch.nn.functional as F
+
+    from spino.panoptic.postprocess import upsampled_argmax
+
+    torch.manual_seed(factor)
+    smooth = F.interpolate(torch.randn(1, 19, 8, 16) * 4, size=(40, 80), mode="bilinear", align_corners=False)
+    for logits in (smooth, torch.randn(1, 19, 40, 80)):
+        for size in ((40 * factor, 80 * factor), (57, 130)):
+            expected = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[0].max(0).indices
+            assert torch.equal(upsampled_argmax(logits, size), expected)
+
+
+def test_window_max_read_where_asked_is_max_pooling() -> None:
+    """The NMS window's maximum read at a few pixels (the sparse path) and at most of them (pooling
+    the whole map) equals max pooling, plateaus and image borders included."""
+    import torch.nn.functional as F
+
+    from spino.panoptic.instances.center_offset.grouping import window_max
+
+    torch.manual_seed(0)
+    heat = (torch.rand(60, 90) * 6).round() / 6  # plateaus
+    for kernel in (3, 7):
+        pooled = F.max_pool2d(heat[None, None], kernel, stride=1, padding=kernel // 2)[0, 0]
+        for coords in ((heat > 0.9).nonzero(), (heat >= 0).nonzero()):
+            assert torch.equal(window_max(heat, coords, kernel), pooled[coords[:, 0], coords[:, 1]])

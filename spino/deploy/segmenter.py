@@ -133,7 +133,9 @@ class Segmenter:
 
 def segments_of(panoptic: np.ndarray, class_set: ClassSet, scores: dict[int, float] | None = None) -> list[Segment]:
     """The segments of a panoptic map, with the instance method's scores of its things where given."""
-    ids, areas = np.unique(panoptic, return_counts=True)
+    counts = np.bincount(panoptic.ravel(), minlength=IGNORE_PANOPTIC + 1)  # a few times faster than np.unique
+    ids = np.flatnonzero(counts)
+    areas = counts[ids]
     thing = class_set.thing_mask()
     segments = []
     for pid, area in zip(ids.tolist(), areas.tolist()):

@@ -19,6 +19,7 @@ from spino.panoptic.instances.center_offset.grouping import scored_panoptic_from
 from spino.panoptic.instances.center_offset.settings import CenterOffsetConfig
 from spino.panoptic.instances.center_offset.targets import panoptic_targets
 from spino.panoptic.layers import head
+from spino.panoptic.postprocess import upsampled_argmax
 from spino.panoptic.targets import TargetConfig
 
 X_NEGATED = torch.tensor([1.0, -1.0]).view(1, 2, 1, 1)  # a mirror reverses the x component of an offset
@@ -67,11 +68,11 @@ class CenterOffset(InstanceMethod):
         there, so boundaries and small instances keep the output resolution. An instance's score is
         the heatmap's peak over its pixels: the height of the centre that gathered it."""
         center, offset = outputs["center"], outputs["offset"]
-        if tuple(size) != tuple(semantic.shape[-2:]):
+        labels = upsampled_argmax(semantic, tuple(size))  # the argmax of the resized logits, cheaper
+        if tuple(size) != tuple(center.shape[-2:]):
             scale = torch.tensor([size[0] / offset.shape[-2], size[1] / offset.shape[-1]], device=offset.device)
-            semantic, center, offset = (
-                F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False)
-                for t in (semantic, center, offset)
+            center, offset = (
+                F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False) for t in (center, offset)
             )
             offset = offset * scale.view(1, 2, 1, 1)
-        return scored_panoptic_from_outputs(semantic[0], center[0], offset[0], class_set, self.cfg, post.stuff_area)
+        return scored_panoptic_from_outputs(labels, center[0], offset[0], class_set, self.cfg, post.stuff_area)
