@@ -910,6 +910,15 @@ def test_snakemake_segment_reruns_for_a_new_image_and_for_nothing_else(finished_
     result = snakemake(run, config, "segment")
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(json.loads((out / "panoptic.json").read_text())["annotations"]) == 3
+    # segment.track: the folder's images as one tracked sequence, a changed setting reruns the job
+    tracked = {**config, "segment": {**config["segment"], "track": {"sequence": True, "max_gap": 2}}}
+    assert planned_rules(snakemake(run, tracked, "segment", "-n")) == {"segment"}
+    result = snakemake(run, tracked, "segment")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "segment.json").read_text())["tracking"]
+    assert summary["sequence"] and summary["max_gap"] == 2
+    rows = (out / "tracks.csv").read_text().splitlines()
+    assert rows[0].startswith("sequence,track_id") and len(rows) - 1 == summary["tracks"]
 
 
 # -- your own data: the three-line config, spino init, a CVAT export ----------------------------------
