@@ -26,17 +26,15 @@ import yaml
 
 from spino.choices import check_config
 from spino.classes import IGNORE
-from spino.data.io import read_image
 from spino.data.manifest import read_manifest
 from spino.encoding import instance_of, semantic_of
 from spino.evaluate import LabelSource, score
 from spino.metrics import PanopticStats
 from spino.panoptic.model import ModelConfig
-from spino.panoptic.predict import predict_panoptic
+from spino.panoptic.predict import prediction_stats
 from spino.panoptic.saved_model import load_model
 from spino.panoptic.train import TrainConfig, TrainingData, train_panoptic
 from spino.store import LabelStore
-from spino.transforms import image_tensor
 
 # Thresholds at 0.5, read off the teacher's calibration on cityscapes-mini's train images (under 0.5 a
 # pixel's class is right 41 % of the time and a thing instance matches a true one 1 time in 20).
@@ -65,12 +63,8 @@ def model_scores(model_path: Path, gt: LabelStore, ids: list[str], device: str) 
     """The model's predictions at full resolution (as ``spino predict``) against the ground truth."""
     model, class_set, post = load_model(model_path, device)
     paths = dict(zip(gt.image_ids, gt.meta["image_paths"]))
-    stats = PanopticStats(class_set.num_classes)
-    for image_id in ids:
-        label = gt.panoptic(gt.index_of(image_id))
-        image = image_tensor(read_image(paths[image_id]), model.cfg.input_size, device)
-        stats.update(label, predict_panoptic(model, image, class_set, post, label.shape), class_set)
-    return scores(stats, class_set)
+    items = ((paths[image_id], gt.panoptic(gt.index_of(image_id))) for image_id in ids)
+    return scores(prediction_stats(model, items, class_set, post), class_set)
 
 
 def calibration(pseudo: LabelStore, gt: LabelStore, ids: list[str]) -> None:

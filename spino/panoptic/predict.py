@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from spino.classes import ClassSet
+from spino.data.io import read_image
 from spino.encoding import PANOPTIC_DTYPE, semantic_of
+from spino.metrics import PanopticStats
 from spino.panoptic.instances.base import InstanceMethod
 from spino.panoptic.model import PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig
@@ -52,6 +55,20 @@ def batch_outputs(
         semantic = torch.log((outputs["semantic"].softmax(1) + mirrored["semantic"].flip(-1).softmax(1)) / 2)
         outputs = {**method.flip_average(outputs, mirrored), "semantic": semantic}
     return outputs
+
+
+@torch.no_grad()
+def prediction_stats(
+    model: PanopticModel, items: Iterable[tuple[str | Path, np.ndarray]], class_set: ClassSet, cfg: PostprocessConfig
+) -> PanopticStats:
+    """PQ/mIoU sums of the model's predictions (fed at its input size, post-processed at the label's
+    size, as ``spino predict``) against each (image path, ground-truth panoptic map)."""
+    device = next(model.parameters()).device
+    stats = PanopticStats(class_set.num_classes)
+    for path, label in items:
+        image = image_tensor(read_image(path), model.cfg.input_size, device)
+        stats.update(label, predict_panoptic(model, image, class_set, cfg, label.shape), class_set)
+    return stats
 
 
 def write_prediction_shard(

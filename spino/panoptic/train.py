@@ -21,22 +21,20 @@ import torch
 from spino.checkpoint import register_checkpoint_kind
 from spino.classes import ClassSet
 from spino.config import load, section
-from spino.data.io import read_image, write_csv
+from spino.data.io import write_csv
 from spino.devices import amp_dtype
 from spino.losses import top_k_cross_entropy
-from spino.metrics import PanopticStats
 from spino.panoptic.confidence import ConfidenceConfig
 from spino.panoptic.distributed import Distributed
 from spino.panoptic.instances import InstanceMethod
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig
-from spino.panoptic.predict import predict_panoptic
+from spino.panoptic.predict import prediction_stats
 from spino.panoptic.sampler import Augment, MixedBatchData, Sample, batch_loader, rank_slots
 from spino.panoptic.saved_model import save_model
 from spino.panoptic.targets import TargetConfig
 from spino.progress import log
 from spino.training_state import TrainingState, settings_hash
-from spino.transforms import image_tensor
 
 register_checkpoint_kind("panoptic-training", "a panoptic training state")
 
@@ -101,16 +99,11 @@ def losses(
     return {"loss": total, "semantic": semantic, **terms}
 
 
-def validate(
-    model: PanopticModel, samples: list[Sample], class_set: ClassSet, cfg: TrainConfig, device: torch.device
-) -> dict:
+def validate(model: PanopticModel, samples: list[Sample], class_set: ClassSet, cfg: TrainConfig) -> dict:
     """PQ/SQ/RQ/mIoU of the model on ground-truth samples, as the final scores: predicted at full resolution."""
     model.eval()
-    stats = PanopticStats(class_set.num_classes)
-    for sample in samples:
-        image = image_tensor(read_image(sample.image_path), model.cfg.input_size, device)
-        label = sample.store.panoptic(sample.index)
-        stats.update(label, predict_panoptic(model, image, class_set, cfg.postprocess, label.shape), class_set)
+    items = ((sample.image_path, sample.store.panoptic(sample.index)) for sample in samples)
+    stats = prediction_stats(model, items, class_set, cfg.postprocess)
     model.train()
     s = stats.summary(class_set)
     return {"pq": s["all"]["pq"], "sq": s["all"]["sq"], "rq": s["all"]["rq"], "miou": s["miou"], "images": stats.images}
@@ -282,7 +275,7 @@ def after_step(
     every ``checkpoint_every`` (and both at the last step)."""
     done, last = state.step, state.step == cfg.steps
     if validation and (done % cfg.val_every == 0 or last):
-        row = {"step": done, **validate(model, validation[: cfg.val_images], class_set, cfg, device)}
+        row = {"step": done, **validate(model, validation[: cfg.val_images], class_set, cfg)}
         state.validation.append(row)
         log(f"step {done}: validation PQ {100 * row['pq']:.1f}  mIoU {100 * row['miou']:.1f}")
     if done % cfg.checkpoint_every == 0 or last:
