@@ -154,6 +154,9 @@ def segment_files(
     if tracking and not LABEL_FORMATS.get(fmt).keeps_segment_ids:
         raise InputError(f"--format {fmt} cannot hold track ids; track with --format coco")
     items = sources(inputs)
+    if tracking and not track.sequence and not any(s.is_video for s in items):
+        print("spino segment: --track follows the things of videos, and these inputs hold none; "
+              "--sequence makes each folder of images one sequence", file=sys.stderr)  # fmt: skip
     if out.is_file() or (out.is_dir() and any(out.iterdir()) and not overwrite):
         raise InputError(f"{out}: already exists and is not empty; pass --overwrite or choose another folder")
     out.mkdir(parents=True, exist_ok=True)
