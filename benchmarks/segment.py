@@ -14,7 +14,8 @@ post-processing (what the command adds to the model's own work: reading, resizin
 run of 20 images and after a run of all of them (target: within 5 %; the reader process is apart).
 ``--model`` times a trained model instead (random heads find few instances: a trained model's
 post-processing does its real work); ``--profile`` prints, per image, the post-processing's time
-against the forward's and its operators by their own CPU time.
+against the forward's, what tracking the images as one sequence adds, and the post-processing's
+operators by their own CPU time.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from spino.data.io import write_png  # noqa: E402
 from spino.deploy.model_files import export_onnx  # noqa: E402
 from spino.deploy.segment_files import segment_files  # noqa: E402
 from spino.deploy.segmenter import Segmenter  # noqa: E402
+from spino.deploy.tracking import TrackConfig, Tracker  # noqa: E402
 from spino.encoding import semantic_of  # noqa: E402
 from spino.panoptic.model import ModelConfig, PanopticModel  # noqa: E402
 from spino.panoptic.postprocess import PostprocessConfig  # noqa: E402
@@ -131,7 +133,8 @@ def profile(segmenter: Segmenter, paths: list[Path], rounds: int = 2) -> None:
     images = [read_image(p) for p in paths]
     prepared = [segmenter.prepare(i)[None] for i in images]
     post = segmenter.model.postprocess
-    forward, seconds, results = [], [], []
+    forward, seconds, tracking, results = [], [], [], []
+    tracker = Tracker(segmenter.class_set, TrackConfig(), segmenter.model.device)  # the images as one sequence
     with torch.no_grad():
         segmenter.postprocess(
             batch_outputs(segmenter.model.network, prepared[0], segmenter.method, post.flip), images[0].shape[:2]
@@ -142,19 +145,23 @@ def profile(segmenter: Segmenter, paths: list[Path], rounds: int = 2) -> None:
                 outputs = batch_outputs(segmenter.model.network, x, segmenter.method, post.flip)
                 middle = time.perf_counter()
                 results.append(segmenter.postprocess(outputs, image.shape[:2]))
+                end = time.perf_counter()
+                tracker.update(results[-1].panoptic)
                 forward.append(middle - start)
-                seconds.append(time.perf_counter() - middle)
+                seconds.append(end - middle)
+                tracking.append(time.perf_counter() - end)
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             for x, image in zip(prepared[:10], images):
                 segmenter.postprocess(
                     batch_outputs(segmenter.model.network, x, segmenter.method, post.flip), image.shape[:2]
                 )
     things = sum(s.is_thing for r in results for s in r.segments) / len(results)
-    f, s = float(np.median(forward)), float(np.median(seconds))
+    f, s, t = float(np.median(forward)), float(np.median(seconds)), float(np.median(tracking))
     print(
         f"per image ({images[0].shape[1]}x{images[0].shape[0]}, {things:.1f} thing segments, median of {len(forward)}): "
         f"forward {1000 * f:.1f} ms, post-processing {1000 * s:.1f} ms ({s / f:.2f}x the forward); the Segmenter "
-        f"call {(f + s) / f:.2f}x the forward (target <= 1.25)"
+        f"call {(f + s) / f:.2f}x the forward (target <= 1.25); tracking {1000 * t:.1f} ms more "
+        f"(+{100 * t / (f + s):.1f} % of the call; target <= 5 %)"
     )
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
