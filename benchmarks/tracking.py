@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from spino.classes import DEMO
 from spino.data.io import read_image, write_png
@@ -81,7 +80,6 @@ def timing(model: Path, frames: int, seed: int, workdir: Path) -> None:
     write_demo_sequences(root, DemoSpec(n_train=1, n_val=1, height=512, width=1024, seed=seed), frames, 1)
     labels = VideoLabels(root, DEMO)
     names = labels.sequences()["seq_0000"]
-    torch.set_num_threads(torch.get_num_threads())
     segmenter = Segmenter.from_checkpoint(model, device="cpu")
     images = [read_image(root / "images" / f"{n}.png") for n in names]
     segmenter(images[0])  # warm-up
@@ -105,15 +103,12 @@ def timing(model: Path, frames: int, seed: int, workdir: Path) -> None:
     )
 
 
-def strip(model: Path, root: Path, tracked: Path, out: Path, sequence: str = "seq_0000") -> None:
+def strip(segmenter: Segmenter, root: Path, out: Path, sequence: str = "seq_0000") -> None:
     """Rows: frames; the model's segments with per-frame instance shades; coloured by track."""
-    segmenter = Segmenter.from_checkpoint(model, device="cpu")
-    names = VideoLabels(root, DEMO).sequences()[sequence][::5][:6]
+    every = VideoLabels(root, DEMO).sequences()[sequence]
+    results = dict(zip(every, segmenter.track(read_image(root / "images" / f"{n}.png") for n in every)))
+    names = every[::5][:6]
     images = [read_image(root / "images" / f"{n}.png") for n in names]
-    all_names = VideoLabels(root, DEMO).sequences()[sequence]
-    results = {
-        n: r for n, r in zip(all_names, segmenter.track(read_image(root / "images" / f"{n}.png") for n in all_names))
-    }
     rows = [
         np.concatenate(images, axis=1),
         np.concatenate([overlay(i, results[n].panoptic, DEMO) for i, n in zip(images, names)], axis=1),
@@ -157,7 +152,7 @@ def main() -> None:
             print(f"{'':>22}  spino segment: {args.sequences * args.frames / seconds:.1f} frames/s")
         report("oracle (ids scrambled)", oracle(labels), tracks)
         if args.strip:
-            strip(args.model, root, work / "tracked", args.strip)
+            strip(segmenter, root, args.strip)
         if args.timing_model:
             timing(args.timing_model, 20, args.seed, work)
 

@@ -22,9 +22,9 @@ def colorize(panoptic: np.ndarray, class_set: ClassSet, tracks: np.ndarray | Non
     shade[inst == 0] = 0
     rgb = np.clip(rgb + shade[..., None], 0, 255).astype(np.uint8)
     if tracks is not None:
-        ids, inverse = np.unique(tracks, return_inverse=True)
         on = tracks != 0
-        rgb[on] = track_colors(ids)[inverse.reshape(tracks.shape)][on]
+        ids, inverse = np.unique(tracks[on], return_inverse=True)  # the thing pixels only
+        rgb[on] = track_colors(ids)[inverse]
     return rgb
 
 

@@ -196,10 +196,7 @@ def write_demo(root: str | Path, spec: DemoSpec) -> None:
     for split, ids in splits.items():
         with atomic_path(root / "splits" / f"{split}.txt") as tmp:
             tmp.write_text("".join(f"{i}\n" for i in ids))
-    with atomic_path(root / "classes.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(DEMO.to_dict(), sort_keys=False))
-    with atomic_path(root / "demo.json") as tmp:
-        tmp.write_text(json.dumps(spec.__dict__, indent=2))
+    _write_description(root, spec.__dict__)
 
 
 @dataclass(frozen=True)
@@ -265,7 +262,7 @@ def render_sequence(
 def write_demo_sequences(root: str | Path, spec: DemoSpec, frames: int, sequences: int) -> None:
     """Write ``sequences`` demo sequences of ``frames`` frames under ``root`` in the video folder
     layout (``images|semantic|instances/<sequence>/<frame>.png``, instance numbers = track ids;
-    read by spino.video_metrics), deterministic for a spec."""
+    read by spino.data.video), deterministic for a spec."""
     root = Path(root)
     for index in range(sequences):
         sequence = f"seq_{index:04d}"
@@ -274,7 +271,12 @@ def write_demo_sequences(root: str | Path, spec: DemoSpec, frames: int, sequence
             write_png(root / "images" / sequence / f"{frame:06d}.png", image)
             write_png(root / "semantic" / sequence / f"{frame:06d}.png", semantic)
             write_png(root / "instances" / sequence / f"{frame:06d}.png", instance)
+    _write_description(root, {**spec.__dict__, "frames": frames, "sequences": sequences})
+
+
+def _write_description(root: Path, settings: dict) -> None:
+    """The demo class set (``classes.yaml``) and the settings that made the data (``demo.json``)."""
     with atomic_path(root / "classes.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(DEMO.to_dict(), sort_keys=False))
     with atomic_path(root / "demo.json") as tmp:
-        tmp.write_text(json.dumps({**spec.__dict__, "frames": frames, "sequences": sequences}, indent=2))
+        tmp.write_text(json.dumps(settings, indent=2))

@@ -90,6 +90,17 @@ class _Live:
         f = torch.zeros(0, 2, dtype=torch.float32, device=device)
         return cls(i, i, i, f, f, i, i)
 
+    def select(self, keep: torch.Tensor) -> _Live:
+        """The tracks where ``keep`` (a bool per track), their pixels' owners renumbered."""
+        rows = keep.nonzero().squeeze(1)
+        remap = torch.full_like(self.ids, -1)
+        remap[rows] = torch.arange(len(rows), device=self.ids.device)
+        pixel = keep[self.owner]
+        return _Live(
+            self.ids[rows], self.classes[rows], self.seen[rows], self.velocity[rows], self.centroid[rows],
+            self.pixels[pixel], remap[self.owner[pixel]],
+        )  # fmt: skip
+
 
 @dataclass
 class _Moved:
@@ -161,8 +172,10 @@ class Tracker:
     def update(self, panoptic: np.ndarray | torch.Tensor) -> dict[int, int]:
         """The track id of each thing segment of the next frame: {panoptic value: track id}."""
         self.frame += 1
-        if isinstance(panoptic, np.ndarray):  # spino's encoding fits int32: no copy for a uint32 map
-            panoptic = torch.from_numpy(panoptic.astype(np.int32, copy=False))
+        if isinstance(panoptic, np.ndarray):  # spino's encoding fits int32: a uint32 map is viewed, not copied
+            panoptic = torch.from_numpy(
+                panoptic.view(np.int32) if panoptic.dtype == np.uint32 else panoptic.astype(np.int32)
+            )
         pan = panoptic.to(self.device)
         if self.shape is None:
             self.shape = tuple(pan.shape)
@@ -201,29 +214,17 @@ class Tracker:
     def _alive(self) -> _Live:
         """The live tracks, those unseen for more than max_gap frames dropped."""
         keep = self.frame - self.live.seen <= self.config.max_gap + 1
-        if bool(keep.all()):
-            return self.live
-        rows = keep.nonzero().squeeze(1)
-        remap = torch.full_like(self.live.ids, -1)
-        remap[rows] = torch.arange(len(rows), device=self.device)
-        pixel_keep = keep[self.live.owner]
-        old = self.live
-        return _Live(
-            old.ids[rows], old.classes[rows], old.seen[rows], old.velocity[rows], old.centroid[rows],
-            old.pixels[pixel_keep], remap[old.owner[pixel_keep]],
-        )  # fmt: skip
+        return self.live if bool(keep.all()) else self.live.select(keep)
 
     def _moved(self, live: _Live, height: int, width: int, motion: bool = True) -> _Moved:
         """Each live track's last mask moved by its velocity over the frames since it was seen."""
         shift = torch.zeros_like(live.velocity, dtype=torch.int64)
         if motion:
             shift = (live.velocity * (self.frame - live.seen)[:, None]).round().to(torch.int64)
-        ys = live.pixels // width + shift[live.owner, 0]
-        xs = live.pixels % width + shift[live.owner, 1]
-        inside = (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)
+        pixels, inside = shifted(live.pixels, shift[live.owner, 0], shift[live.owner, 1], height, width)
         owner = live.owner[inside]
         area = torch.bincount(owner, minlength=len(live.ids))
-        return _Moved((ys * width + xs)[inside], owner, live.centroid + shift, area)
+        return _Moved(pixels[inside], owner, live.centroid + shift, area)
 
     def _match(
         self, live: _Live, masks: tuple[_Moved, _Moved], segments: _Segments
@@ -281,34 +282,28 @@ class Tracker:
         velocity[seen] = torch.where(measured[:, None], smoothed, live.velocity[rows])
         # masks: the unseen tracks' own; a partly hidden one's moved, realigned mask joined with the
         # part seen (each pixel once); the other segments' own
-        unseen_row = torch.ones(len(live.ids), dtype=torch.bool, device=device)
-        unseen_row[rows] = False
-        unseen = unseen_row.nonzero().squeeze(1)
-        remap = torch.full_like(live.ids, -1)
-        remap[unseen] = torch.arange(len(unseen), device=device)
-        n = len(unseen)
-        keep_old = unseen_row[live.owner]
+        unseen = torch.ones(len(live.ids), dtype=torch.bool, device=device)
+        unseen[rows] = False
+        kept = live.select(unseen)
+        n = len(kept.ids)
         hidden_of_row = torch.full_like(live.ids, -1)
         hidden_of_row[hidden_rows] = torch.arange(len(hidden_rows), device=device)
         k = hidden_of_row[moved.owner]
         mine = k >= 0
         k = k[mine]
-        height, width = segments.shape
-        ys = moved.pixels[mine] // width + offset[k, 0].long()
-        xs = moved.pixels[mine] % width + offset[k, 1].long()
-        inside = (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)
+        realigned, inside = shifted(moved.pixels[mine], offset[k, 0].long(), offset[k, 1].long(), *segments.shape)
         hidden_pixel = occluded[segments.owner]
         owner = torch.cat([n + hidden_segments[k[inside]], n + segments.owner[hidden_pixel]])
-        pixels = torch.cat([(ys * width + xs)[inside], segments.pixels[hidden_pixel]])
+        pixels = torch.cat([realigned[inside], segments.pixels[hidden_pixel]])
         union = torch.unique(owner * pixel_count + pixels)
         self.live = _Live(
-            ids=torch.cat([live.ids[unseen], track_of]),
-            classes=torch.cat([live.classes[unseen], segments.classes]),
-            seen=torch.cat([live.seen[unseen], torch.full_like(track_of, self.frame)]),
-            velocity=torch.cat([live.velocity[unseen], velocity]),
-            centroid=torch.cat([live.centroid[unseen], position]),
-            pixels=torch.cat([live.pixels[keep_old], segments.pixels[~hidden_pixel], union % pixel_count]),
-            owner=torch.cat([remap[live.owner[keep_old]], n + segments.owner[~hidden_pixel], union // pixel_count]),
+            ids=torch.cat([kept.ids, track_of]),
+            classes=torch.cat([kept.classes, segments.classes]),
+            seen=torch.cat([kept.seen, torch.full_like(track_of, self.frame)]),
+            velocity=torch.cat([kept.velocity, velocity]),
+            centroid=torch.cat([kept.centroid, position]),
+            pixels=torch.cat([kept.pixels, segments.pixels[~hidden_pixel], union % pixel_count]),
+            owner=torch.cat([kept.owner, n + segments.owner[~hidden_pixel], union // pixel_count]),
         )
 
     def _realign(self, moved: _Moved, segments: _Segments, rows: torch.Tensor, segs: torch.Tensor) -> torch.Tensor:
@@ -331,10 +326,8 @@ class Tracker:
         steps = torch.linspace(-1, 1, 9, device=self.device)
         fractions = torch.cartesian_prod(steps, steps)  # (81, 2), (0, 0) at 40
         shifts = (fractions[:, None, :] * reach[None, :, None]).round()  # (81, R, 2)
-        ys = pixels // width + shifts[:, k, 0].long()
-        xs = pixels % width + shifts[:, k, 1].long()
-        inside = (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)
-        labels = segments.labels[(ys * width + xs).clamp(0, height * width - 1)]
+        landed, inside = shifted(pixels, shifts[:, k, 0].long(), shifts[:, k, 1].long(), height, width)
+        labels = segments.labels[landed.clamp(0, height * width - 1)]
         hit = (inside & (labels == segs[k][None, :] + 1)).float()
         candidate = torch.arange(len(fractions), device=self.device)[:, None] * len(rows) + k[None, :]
         counts = torch.bincount(candidate.reshape(-1), hit.reshape(-1), len(fractions) * len(rows))
@@ -342,6 +335,15 @@ class Tracker:
         counts[len(fractions) // 2] += 0.5  # ties: no shift
         best = counts.argmax(0)
         return shifts[best, torch.arange(len(rows), device=self.device)]
+
+
+def shifted(
+    pixels: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, height: int, width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat indices of ``pixels`` (into a ``height`` x ``width`` grid) moved by (dy, dx), which
+    broadcast against them, and which of them land inside the grid."""
+    ys, xs = pixels // width + dy, pixels % width + dx
+    return ys * width + xs, (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)
 
 
 def assign(cost: np.ndarray, unmatched: float) -> tuple[np.ndarray, np.ndarray]:
