@@ -6,6 +6,11 @@ beside the pseudo-labels' own scores on the same images.
     python benchmarks/student.py --config config/examples/cityscapes-mini.yaml
     python benchmarks/student.py --config config/examples/cityscapes-mini.yaml --steps 750 \\
         --variant none '{"instance_threshold": 0}' --variant instances '{"instance_threshold": 0.5}'
+    python benchmarks/student.py --config config/examples/cityscapes-mini.yaml \\
+        --pseudo-labels results/cityscapes-mini/pseudo_labels_top2.zarr --variant soft '{"semantic": "soft"}'
+
+``--pseudo-labels``: train on another store of the same run's labels, e.g. one written with
+``pseudo_labels.top2`` (the ``soft`` variant needs its runner-up classes); its arrays' sizes are printed.
 
 Each variant trains with the config's panoptic settings and only its confidence section changed, on
 the same pseudo-labels and steps, into ``results/<run>/student/<variant>/`` (a killed variant resumes;
@@ -43,6 +48,7 @@ VARIANTS = {
     "weight": {"semantic": "weight", "instance_threshold": 0.0},
     "threshold": {"semantic": "threshold", "pixel_threshold": 0.5, "instance_threshold": 0.0},
     "instances": {"semantic": "none", "instance_threshold": 0.5},
+    "soft": {"semantic": "soft", "instance_threshold": 0.0},  # needs a store written with pseudo_labels.top2
 }
 
 
@@ -103,6 +109,19 @@ def calibration(pseudo: LabelStore, gt: LabelStore, ids: list[str]) -> None:
         )
 
 
+def store_sizes(store: LabelStore) -> None:
+    """Each array's bytes per image on disk (zstd-compressed shard files): what pseudo_labels.top2 costs."""
+    per_image = {
+        name: sum(f.stat().st_size for f in (store.path / name).rglob("*") if f.is_file()) / store.num_images
+        for name in store.arrays
+    }
+    total = sum(per_image.values())
+    print(
+        f"{store.path}: {total / 1e6:.2f} MB per image: "
+        + ", ".join(f"{name} {size / 1e6:.3f}" for name, size in per_image.items())
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True, type=Path)
@@ -114,6 +133,7 @@ def main() -> None:
         metavar=("NAME", "JSON"),
         help=f"a confidence section to train with (default: {', '.join(VARIANTS)})",
     )
+    p.add_argument("--pseudo-labels", type=Path, help="the store to train on (default: the run's pseudo_labels.zarr)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
@@ -136,9 +156,13 @@ def main() -> None:
     calibration(LabelStore(results / "pseudo_labels.zarr"), gt, [i for s in train_splits for i in splits[s]])
     teacher, truth = LabelSource(results / "pseudo_labels.zarr"), LabelSource(results / "ground_truth.zarr")
     rows = {"pseudo-labels": {s: scores(score(teacher, truth, ids)[0], gt.class_set) for s, ids in splits.items()}}
-    data = TrainingData.from_stores(
-        results / "manifest.csv", results / "ground_truth.zarr", results / "pseudo_labels.zarr", train_splits, []
-    )
+    pseudo = args.pseudo_labels or results / "pseudo_labels.zarr"
+    store_sizes(LabelStore(pseudo))
+    data = TrainingData.from_stores(results / "manifest.csv", results / "ground_truth.zarr", pseudo, train_splits, [])
+    if not LabelStore(pseudo).has_runner_up:
+        skipped = [name for name, v in variants.items() if v.get("semantic") == "soft"]
+        variants = {name: v for name, v in variants.items() if name not in skipped}
+        print(f"skipped {', '.join(skipped)}: {pseudo} holds no runner-up classes (pseudo_labels.top2)" * bool(skipped))
     for name, confidence in variants.items():
         folder = results / "student" / f"{name}-{train['steps']}"
         cfg = TrainConfig.from_dict({**train, "confidence": confidence})

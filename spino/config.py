@@ -109,7 +109,19 @@ def check_config(config: dict) -> dict:
     if not isinstance(config, dict):
         raise InputError(f"the config: expected a mapping of settings, got {type(config).__name__}")
     _validate(config, "", every=True)
-    return derived_defaults(_with_defaults(copy.deepcopy(config), schema()))
+    config = derived_defaults(_with_defaults(copy.deepcopy(config), schema()))
+    _check_soft_targets(config)
+    return config
+
+
+def _check_soft_targets(config: dict) -> None:
+    """Soft targets need the runner-up classes in the store, which only the trained heads give."""
+    if config["pseudo_labels"]["top2"] and config["labelgen"] == "primaps":
+        raise InputError("pseudo_labels.top2: PriMaPs labels carry no class probabilities (labelgen: primaps)")
+    if config["panoptic"]["train"]["confidence"]["semantic"] == "soft" and not config["pseudo_labels"]["top2"]:
+        raise InputError(
+            "panoptic.train.confidence.semantic: soft needs pseudo_labels.top2: true (the store's runner-up classes)"
+        )
 
 
 def derived_defaults(config: dict) -> dict:

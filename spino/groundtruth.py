@@ -24,6 +24,7 @@ def create_store_for(
     images_per_shard: int,
     kind: str,
     with_confidence: bool = False,
+    with_runner_up: bool = False,
 ) -> LabelStore:
     """An empty store for these manifest entries at the working size (H, W); kind says what it holds.
     Each image's own size is recorded, so exports can give labels back at it."""
@@ -38,6 +39,7 @@ def create_store_for(
         class_set,
         images_per_shard,
         with_confidence=with_confidence,
+        with_runner_up=with_runner_up,
         extra_attrs={
             "kind": kind,
             "image_paths": [e.image for e in entries],

@@ -9,13 +9,23 @@ from spino.classes import IGNORE
 
 
 def top_k_cross_entropy(
-    logits: torch.Tensor, target: torch.Tensor, fraction: float, weights: torch.Tensor | None = None
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    fraction: float,
+    weights: torch.Tensor | None = None,
+    runner_up: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Mean cross-entropy of the hardest ``fraction`` of the non-ignored pixels ("bootstrapped" CE).
 
-    Optional per-pixel ``weights`` scale each pixel's loss before the hardest are chosen.
+    Optional per-pixel ``weights`` scale each pixel's loss before the hardest are chosen. Optional
+    ``runner_up`` (second class per pixel, 255 none; its share s of the target) makes each pixel's
+    target soft: (1 - s) x CE(target) + s x CE(runner-up).
     """
     loss = F.cross_entropy(logits, target, ignore_index=IGNORE, reduction="none")
+    if runner_up is not None:
+        second, share = runner_up
+        second_loss = F.cross_entropy(logits, second, ignore_index=IGNORE, reduction="none")
+        loss = loss * (1 - share) + second_loss * share
     if weights is not None:
         loss = loss * weights
     loss = loss.flatten()

@@ -4,7 +4,10 @@ Layout (a plain ``zarr.open(path)`` reads it)::
 
     <store>/semantic      (N, H, W) uint8   train ids, 255 ignore
     <store>/panoptic      (N, H, W) uint32  spino.encoding (class * 1000 + instance)
-    <store>/confidence    (N, H, W) float16 optional per-pixel confidence
+    <store>/confidence    (N, H, W) float16 optional per-pixel confidence (the chosen class's probability)
+    <store>/runner_up     (N, H, W) uint8   optional: each pixel's second most likely class (255: none)
+    <store>/runner_up_confidence (N, H, W) uint8 optional: its probability x 255 (a soft target
+                          needs no more precision; compressed, uint8 takes 2.3x less than float16)
     <store>/shard_done    (n_shards,) uint8 1 once a shard was written whole and read back
     attributes["spino"]   image_ids, class_set, height, width, images_per_shard, complete,
                           shards (per shard: file -> size, sha256), digest (set by finalize)
@@ -39,8 +42,22 @@ from spino.errors import InputError, MissingFileError, with_path
 from spino.provenance import file_digest, text_digest
 
 FORMAT_VERSION = 1
-ARRAY_DTYPES = {"semantic": np.uint8, "panoptic": PANOPTIC_DTYPE, "confidence": np.float16}
-FILL_VALUES = {"semantic": IGNORE, "panoptic": IGNORE_PANOPTIC, "confidence": 0.0}
+ARRAY_DTYPES = {
+    "semantic": np.uint8,
+    "panoptic": PANOPTIC_DTYPE,
+    "confidence": np.float16,
+    "runner_up": np.uint8,
+    "runner_up_confidence": np.uint8,
+}
+FILL_VALUES = {
+    "semantic": IGNORE,
+    "panoptic": IGNORE_PANOPTIC,
+    "confidence": 0.0,
+    "runner_up": IGNORE,
+    "runner_up_confidence": 0,
+}
+# The arrays a store may hold beside semantic and panoptic, in the order write_shard takes them.
+OPTIONAL_ARRAYS = ("confidence", "runner_up", "runner_up_confidence")
 
 
 class IncompleteStoreError(InputError):
@@ -63,8 +80,10 @@ def create_store(
     images_per_shard: int,
     with_confidence: bool = False,
     extra_attrs: dict | None = None,
+    with_runner_up: bool = False,
 ) -> LabelStore:
-    """Create an empty store (in a temporary directory, renamed into place when ready)."""
+    """Create an empty store (in a temporary directory, renamed into place when ready). ``with_runner_up``
+    (pseudo_labels.top2) adds each pixel's second class and its probability beside its confidence."""
     path = Path(path)
     if not image_ids:
         raise InputError(f"{path}: cannot create a label store for zero images")
@@ -72,6 +91,8 @@ def create_store(
         raise InputError(f"{path}: image ids must be unique")
     if images_per_shard < 1:
         raise InputError(f"{path}: images_per_shard must be >= 1")
+    if with_runner_up and not with_confidence:
+        raise InputError(f"{path}: a store with runner-up classes needs the confidence array too")
     n = len(image_ids)
     n_shards = shard_count(n, images_per_shard)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,6 +100,7 @@ def create_store(
     try:
         group = zarr.open_group(tmp, mode="w", zarr_format=3)
         names = ["semantic", "panoptic"] + (["confidence"] if with_confidence else [])
+        names += ["runner_up", "runner_up_confidence"] if with_runner_up else []
         for name in names:
             group.create_array(
                 name,
@@ -144,6 +166,10 @@ class LabelStore:
     def has_confidence(self) -> bool:
         return "confidence" in self.group
 
+    @property
+    def has_runner_up(self) -> bool:
+        return "runner_up" in self.group
+
     def shard(self, index: int) -> Shard:
         if not 0 <= index < self.num_shards:
             raise InputError(f"{self.path}: shard {index} out of range (0..{self.num_shards - 1})")
@@ -171,19 +197,30 @@ class LabelStore:
 
     # -- writing ----------------------------------------------------------------------------
     def write_shard(
-        self, index: int, semantic: np.ndarray, panoptic: np.ndarray, confidence: np.ndarray | None = None
+        self,
+        index: int,
+        semantic: np.ndarray,
+        panoptic: np.ndarray,
+        confidence: np.ndarray | None = None,
+        runner_up: np.ndarray | None = None,
+        runner_up_confidence: np.ndarray | None = None,
     ) -> None:
-        """Write one whole shard, read it back, and only then mark it done.
+        """Write one whole shard, read it back, and only then mark it done. The optional arrays are
+        written where the store holds them (``runner_up_confidence``: probabilities in 0..1).
 
         Chunks equal to the fill value are written too, so every shard has its file on disk.
         """
         shard = self.shard(index)
         expected = (shard.stop - shard.start, self.height, self.width)
         data = {"semantic": semantic, "panoptic": panoptic}
-        if self.has_confidence:
-            if confidence is None:
-                raise ValueError(f"{self.path}: this store holds confidence; pass it for shard {index}")
-            data["confidence"] = confidence
+        if runner_up_confidence is not None:
+            runner_up_confidence = np.round(runner_up_confidence.astype(np.float32) * 255)
+        given = dict(zip(OPTIONAL_ARRAYS, (confidence, runner_up, runner_up_confidence)))
+        for name in OPTIONAL_ARRAYS:
+            if name in self.group:
+                if given[name] is None:
+                    raise ValueError(f"{self.path}: this store holds {name}; pass it for shard {index}")
+                data[name] = given[name]
         for name, arr in data.items():
             if arr.shape != expected:
                 raise ValueError(f"{self.path}: shard {index} {name} has shape {arr.shape}, expected {expected}")
@@ -277,7 +314,19 @@ class LabelStore:
 
     def confidence(self, index: int) -> np.ndarray:
         """The per-pixel confidence (float16) of a store that holds it (``has_confidence``)."""
-        return self._read("confidence", index, index + 1)[0]
+        return self.image_array("confidence", index)
+
+    def runner_up(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each pixel's second most likely class (uint8, 255: none) and its probability (float32, in
+        steps of 1/255), in a store that holds them (``has_runner_up``)."""
+        probability = self.image_array("runner_up_confidence", index).astype(np.float32) / 255
+        return self.image_array("runner_up", index), probability
+
+    def image_array(self, name: str, index: int) -> np.ndarray:
+        """One image's map of array ``name`` as stored (see ``ARRAY_DTYPES``)."""
+        if name not in self.group:
+            raise InputError(f"{self.path}: the store holds no {name} array (its arrays: {', '.join(self.arrays)})")
+        return self._read(name, index, index + 1)[0]
 
     def panoptic_at_image_size(self, index: int) -> np.ndarray:
         """The map at its image's own size (nearest neighbour), where the store holds it at another

@@ -35,9 +35,10 @@ def store_from_maps(
     per_shard: int = 3,
     image_paths: list[str] | None = None,
     confidences: list[np.ndarray] | None = None,
+    runner_ups: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> LabelStore:
-    """A complete store holding the given panoptic maps (and the paths of their images, and the
-    per-pixel confidences, if given)."""
+    """A complete store holding the given panoptic maps (and the paths of their images, the
+    per-pixel confidences, and the runner-up classes with their probabilities, if given)."""
     h, w = maps[0].shape
     store = create_store(
         path,
@@ -48,12 +49,14 @@ def store_from_maps(
         per_shard,
         extra_attrs={"image_paths": image_paths} if image_paths else None,
         with_confidence=confidences is not None,
+        with_runner_up=runner_ups is not None,
     )
     for i in range(store.num_shards):
         shard = store.shard(i)
         pan = np.stack(maps[shard.start : shard.stop])
         confidence = np.stack(confidences[shard.start : shard.stop]) if confidences is not None else None
-        store.write_shard(i, semantic_of(pan), pan, confidence)
+        second = [np.stack(a) for a in zip(*runner_ups[shard.start : shard.stop])] if runner_ups else []
+        store.write_shard(i, semantic_of(pan), pan, confidence, *second)
     store.finalize()
     return store
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from spino.backbone import Backbone, BackboneSpec, create_timm_model
-from spino.classes import CITYSCAPES_19, DEMO
+from spino.classes import CITYSCAPES_19, DEMO, IGNORE
 from spino.data import open_dataset
 from spino.data.cityscapes import Cityscapes
 from spino.encoding import IGNORE_PANOPTIC, encode, instance_of, semantic_of
@@ -424,7 +424,7 @@ def test_pseudo_label_shards_killed_job_and_rerun(demo_root: Path, tmp_path: Pat
         semantic_scales=(1, 2), boundary_scales=(2,), boundary_threshold=0.5, min_pixels=5, chunk_pixels=4096
     )
     generator = LabelGenerator(sem_ckpt, bnd_ckpt, cfg)
-    store = create_store(tmp_path / "pl.zarr", list(paths), 96, 192, DEMO, 2, with_confidence=True)
+    store = create_store(tmp_path / "pl.zarr", list(paths), 96, 192, DEMO, 2, with_confidence=True, with_runner_up=True)
     for i in range(store.num_shards):
         report = write_pseudo_label_shard(store, generator, paths, i)
         assert report["images"] == store.shard(i).stop - store.shard(i).start
@@ -435,6 +435,12 @@ def test_pseudo_label_shards_killed_job_and_rerun(demo_root: Path, tmp_path: Pat
     conf = store.group["confidence"][:]
     assert conf.dtype == np.float16 and (conf > 1 / DEMO.num_classes - 1e-3).all() and (conf <= 1.001).all()
     assert set(generator.timings) >= {"backbone", "heads", "fusion", "store_write"}
+    # pseudo_labels.top2: the runner-up is another class, and no more likely than the chosen one
+    chosen = semantic_of(pan[0])
+    runner_up, second = store.runner_up(0)
+    assert (chosen != IGNORE).any() and (runner_up != chosen)[chosen != IGNORE].all()
+    assert (runner_up < DEMO.num_classes).all()
+    assert (second <= conf[0] + 1 / 255).all() and (second + conf[0] <= 1 + 1 / 255).all() and second.max() > 0
 
     # the same shards from a separate `spino pseudo-label` process that is killed after the first shard
     settings = json.dumps(
@@ -489,8 +495,9 @@ def test_pseudo_label_shards_killed_job_and_rerun(demo_root: Path, tmp_path: Pat
     for shard in (1, 2):
         assert run(shard).returncode == 0
     second.finalize()
-    for name in ("semantic", "panoptic", "confidence"):
+    for name in ("semantic", "panoptic", "confidence"):  # the same labels with and without pseudo_labels.top2
         assert np.array_equal(second.group[name][:], store.group[name][:]), name
+    assert not second.has_runner_up and store.has_runner_up
 
 
 # -- self-training ----------------------------------------------------------------------------------

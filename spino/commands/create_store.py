@@ -21,6 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images-per-shard", type=int, required=True)
     p.add_argument("--confidence", action="store_true", help="add a per-pixel confidence array")
     p.add_argument(
+        "--top2",
+        action="store_true",
+        help="with --confidence: also each pixel's second most likely class and its probability (pseudo_labels.top2)",
+    )
+    p.add_argument(
         "--image-size",
         type=int,
         nargs=2,
@@ -35,7 +40,9 @@ def run(args: argparse.Namespace) -> None:
     entries = select(every, args.store_splits, with_gt=args.kind == "ground_truth")
     class_set = open_dataset(args).class_set
     size = working_size(every, args.image_size)  # of the whole manifest: every store of a run has one size
-    store = create_store_for(args.out, entries, size, class_set, args.images_per_shard, args.kind, args.confidence)
+    store = create_store_for(
+        args.out, entries, size, class_set, args.images_per_shard, args.kind, args.confidence, args.top2
+    )
     print(
         f"{args.out}: {store.num_images} images at {size[1]}x{size[0]} in {store.num_shards} shards of {store.images_per_shard}"
     )

@@ -24,12 +24,15 @@ class PseudoLabel:
     confidence: np.ndarray  # float16, mean softmax probability of the chosen class
     interior: np.ndarray | None = None  # bool, mean boundary probability > threshold (heads only)
     embeddings: np.ndarray | None = None  # (D, h, w) float16 at the embedding head's resolution (fusion: embedding)
+    runner_up: np.ndarray | None = None  # uint8, the second most likely class (heads only)
+    runner_up_confidence: np.ndarray | None = None  # float16, its mean softmax probability
 
 
 class Labeller(ABC):
     """What labels a store's images: a class set, a device, and seconds spent per stage."""
 
     class_set: ClassSet
+    gives_runner_up = False  # whether its labels carry each pixel's second class (pseudo_labels.top2)
 
     def __init__(self, device: str):
         self.device = torch.device(device)

@@ -55,6 +55,8 @@ class PseudoLabelConfig:
 class LabelGenerator(Labeller):
     """Both trained heads with their backbone(s); ``__call__`` labels one RGB image."""
 
+    gives_runner_up = True
+
     def __init__(
         self,
         semantic_checkpoint: str | Path,
@@ -157,10 +159,13 @@ class LabelGenerator(Labeller):
         with self.timed("heads"):
             probs /= len(sem_scales)
             confidence, semantic = probs.max(0)
+            runner_up_confidence, runner_up = probs.scatter(0, semantic[None], -1.0).max(0)
             inside = (boundary / len(bnd_scales)).cpu().numpy()  # probability of interior
             interior = inside > self.cfg.boundary_threshold
             semantic = semantic.to(torch.uint8).cpu().numpy()
             confidence = confidence.to(torch.float16).cpu().numpy()
+            runner_up = runner_up.to(torch.uint8).cpu().numpy()
+            runner_up_confidence = runner_up_confidence.to(torch.float16).cpu().numpy()
         embeddings = self.embeddings(img) if self.embedding_head is not None else None
         with self.timed("fusion"):
             available = {
@@ -171,4 +176,4 @@ class LabelGenerator(Labeller):
             inputs = {name: available[name]() for name in FUSIONS[self.cfg.fusion].inputs}
             panoptic = fuse(semantic, interior, self.class_set, self.min_pixels, self.cfg.fusion, **inputs)
         kept = None if embeddings is None else embeddings.to(torch.float16).cpu().numpy()
-        return PseudoLabel(semantic_of(panoptic), panoptic, confidence, interior, kept)
+        return PseudoLabel(semantic_of(panoptic), panoptic, confidence, interior, kept, runner_up, runner_up_confidence)

@@ -23,6 +23,8 @@ def write_pseudo_label_shard(
         raise InputError(f"{store.path}: class set differs from the labeller's ({generator.class_set.name})")
     shard = store.shard(index)
     ids = store.image_ids[shard.start : shard.stop]
+    if store.has_runner_up and not generator.gives_runner_up:
+        raise InputError(f"{store.path}: pseudo_labels.top2 needs the trained heads' class probabilities")
     labels, images = [], []
     for image_id in progress(ids, f"pseudo-label shard {index}"):
         path = image_paths[image_id]
@@ -37,6 +39,9 @@ def write_pseudo_label_shard(
             np.stack([p.semantic for p in labels]),
             np.stack([p.panoptic for p in labels]),
             np.stack([p.confidence for p in labels]),
+            *(np.stack([getattr(p, name) for p in labels]) for name in ("runner_up", "runner_up_confidence"))
+            if store.has_runner_up
+            else (),
         )
         if spoco is not None:
             if any(p.embeddings is None for p in labels):

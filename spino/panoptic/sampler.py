@@ -22,12 +22,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from spino.classes import ClassSet
 from spino.config import section
 from spino.data.io import image_size, resize_nearest
-from spino.encoding import IGNORE_PANOPTIC
 from spino.errors import InputError
 from spino.panoptic.confidence import ConfidenceConfig, uncertain_instances_as_crowd, weigh_semantic
 from spino.panoptic.instances import InstanceMethod
 from spino.panoptic.targets import TargetConfig
-from spino.store import LabelStore
+from spino.store import FILL_VALUES, LabelStore
 from spino.transforms import color_jitter, image_tensor
 
 # Crops that reach past a scaled-down image are filled with the ImageNet mean colour (zero after the
@@ -76,10 +75,11 @@ def load(sample: Sample, size: tuple[int, int]) -> tuple[torch.Tensor, np.ndarra
 
 
 def augmented(
-    sample: Sample, size: tuple[int, int], augment: Augment, rng: np.random.Generator, confidence: bool = False
-) -> tuple[torch.Tensor, np.ndarray, np.ndarray | None]:
+    sample: Sample, size: tuple[int, int], augment: Augment, rng: np.random.Generator, arrays: tuple[str, ...] = ()
+) -> tuple[torch.Tensor, np.ndarray, dict[str, np.ndarray]]:
     """``sample`` at a random scale of ``size``, cropped (or padded) to ``size``, maybe flipped, jittered:
-    image, panoptic label, and the label's confidence if asked (else None), the maps moved with the image."""
+    image, panoptic label, and the store's ``arrays`` of the label (confidence, ...), the maps moved
+    with the image (padding: void, and each array's fill value)."""
     scale = (
         float(rng.uniform(augment.min_scale, augment.max_scale))
         if augment.max_scale > augment.min_scale
@@ -88,18 +88,21 @@ def augmented(
     h, w = size
     scaled = (max(1, round(h * scale)), max(1, round(w * scale)))
     image, label = load(sample, scaled)
-    maps = [label] + ([resize_nearest(sample.store.confidence(sample.index), scaled)] if confidence else [])
+    maps = {"panoptic": label} | {
+        name: resize_nearest(sample.store.image_array(name, sample.index), scaled) for name in arrays
+    }
     if scaled != size:
         y0 = int(rng.integers(0, max(0, scaled[0] - h) + 1))
         x0 = int(rng.integers(0, max(0, scaled[1] - w) + 1))
-        image, maps = image[:, y0 : y0 + h, x0 : x0 + w], [m[y0 : y0 + h, x0 : x0 + w] for m in maps]
+        image, maps = image[:, y0 : y0 + h, x0 : x0 + w], {k: m[y0 : y0 + h, x0 : x0 + w] for k, m in maps.items()}
         if image.shape[1:] != size:
             padded = torch.tensor(PAD_COLOUR).view(3, 1, 1).repeat(1, h, w)
             padded[:, : image.shape[1], : image.shape[2]] = image
-            image, maps = padded, [padded_map(m, size, fill) for m, fill in zip(maps, (IGNORE_PANOPTIC, 0))]
+            image, maps = padded, {k: padded_map(m, size, FILL_VALUES[k]) for k, m in maps.items()}
     if augment.flip and rng.random() < 0.5:
-        image, maps = image.flip(-1), [np.ascontiguousarray(m[:, ::-1]) for m in maps]
-    return color_jitter(image, rng, augment.color_jitter), maps[0], maps[1] if confidence else None
+        image, maps = image.flip(-1), {k: np.ascontiguousarray(m[:, ::-1]) for k, m in maps.items()}
+    label = maps.pop("panoptic")
+    return color_jitter(image, rng, augment.color_jitter), label, maps
 
 
 def padded_map(label: np.ndarray, size: tuple[int, int], fill: int) -> np.ndarray:
@@ -147,15 +150,19 @@ class MixedBatchData(Dataset):
         sample = self.chosen(step)[slot]
         weighed = slot > 0 and self.confidence.used and sample.store.has_confidence  # slot 0: ground truth
         with one_thread():
-            image, label, confidence = augmented(sample, self.size, self.augment, rng, confidence=weighed)
-            if confidence is None:
-                return {"image": image, **self.method.targets(label, self.class_set, self.targets)}
+            arrays = self.confidence.arrays if weighed else ()
+            image, label, maps = augmented(sample, self.size, self.augment, rng, arrays)
+            if not weighed:
+                return {
+                    "image": image,
+                    **self.confidence.certain(self.method.targets(label, self.class_set, self.targets)),
+                }
             if self.confidence.instance_threshold > 0:
                 label = uncertain_instances_as_crowd(
-                    label, confidence, self.class_set, self.confidence.instance_threshold
+                    label, maps["confidence"], self.class_set, self.confidence.instance_threshold
                 )
             targets = self.method.targets(label, self.class_set, self.targets)
-            weigh_semantic(targets, confidence, self.confidence)
+            weigh_semantic(targets, maps, self.confidence)
             return {"image": image, **targets}
 
     def batch(self, step: int, slots: range) -> dict[str, torch.Tensor]:

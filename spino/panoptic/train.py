@@ -23,6 +23,7 @@ from spino.classes import ClassSet
 from spino.config import load, section
 from spino.data.io import write_csv
 from spino.devices import amp_dtype
+from spino.errors import InputError
 from spino.losses import top_k_cross_entropy
 from spino.panoptic.confidence import ConfidenceConfig
 from spino.panoptic.distributed import Distributed
@@ -90,7 +91,10 @@ def losses(
 ) -> dict[str, torch.Tensor]:
     """The total loss and its terms: the semantic head's top-k cross-entropy and the instance method's
     terms, each times its weight."""
-    semantic = top_k_cross_entropy(out["semantic"].float(), batch["semantic"], cfg.top_k, batch["semantic_weights"])
+    soft = (batch["semantic_runner_up"], batch["semantic_runner_up_share"]) if "semantic_runner_up" in batch else None
+    semantic = top_k_cross_entropy(
+        out["semantic"].float(), batch["semantic"], cfg.top_k, batch["semantic_weights"], soft
+    )
     terms = method.losses(out, batch)
     weights = method.loss_weights()
     total = semantic
@@ -190,6 +194,11 @@ def train_panoptic(
     )
     if cfg.confidence.used and data.pseudo and not data.pseudo[0].store.has_confidence:
         log("panoptic.train.confidence: the pseudo-labels hold no confidence (an older store): every pixel weighs 1")
+    elif cfg.confidence.semantic == "soft" and data.pseudo and not data.pseudo[0].store.has_runner_up:
+        raise InputError(
+            f"{data.pseudo[0].store.path}: panoptic.train.confidence.semantic: soft needs runner-up classes"
+            " (pseudo-labels written with pseudo_labels.top2: true)"
+        )
     slots = rank_slots(cfg.batch_size, env.rank, env.world)
     batches = batch_loader(batches_of, state.step, cfg.steps, slots, workers, pin_memory=env.device.type == "cuda")
     precision = Precision.of(env.device, cfg.amp)

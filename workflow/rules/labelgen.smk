@@ -19,10 +19,11 @@ rule create_pseudo_label_store:
         per_shard=config["stores"]["images_per_shard"],
         settings=PSEUDO_LABEL_SETTINGS,  # a new setting starts a new store: no shard of old labels survives
         image_size=image_size_args(),
+        top2="--top2" if config["pseudo_labels"]["top2"] else "",
         code=code("create-store"),
     shell:
         "spino create-store {params.dataset:q} --manifest {input.manifest:q} {params.image_size} --kind pseudo_labels"
-        " --store-splits {params.splits:q} --confidence --images-per-shard {params.per_shard}"
+        " --store-splits {params.splits:q} --confidence {params.top2} --images-per-shard {params.per_shard}"
         " --out {output.store:q} > {log:q} 2>&1"
 
 
