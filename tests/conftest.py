@@ -25,6 +25,20 @@ def demo_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> Path:
+    """The tiny run under profiles/default (as from the checkout's root), its Snakemake log kept: one
+    run for the whole session (the workflow tests work on copies where they change it; the SLURM test
+    compares its cluster run with it). On the CPU, as the workflow tests' exact checks need."""
+    from helpers import snakemake
+
+    workdir = tmp_path_factory.mktemp("wf")
+    result = snakemake(workdir, TINY, "--workflow-profile", str(REPO / "profiles" / "default"))
+    (workdir / "snakemake.out").write_text(result.stdout + result.stderr)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+@pytest.fixture(scope="session")
 def exact8() -> Path:
     if not (EXACT8 / "gtFine").is_dir():
         pytest.skip(f"{EXACT8} not present (real Cityscapes samples live outside the repository)")

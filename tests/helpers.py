@@ -6,9 +6,11 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from spino.classes import DEMO, ClassSet
 from spino.data import open_dataset
@@ -16,7 +18,7 @@ from spino.data.manifest import build_manifest, write_manifest
 from spino.encoding import IGNORE_PANOPTIC, instance_of, semantic_of
 from spino.store import LabelStore, create_store
 
-from conftest import TINY
+from conftest import REPO, TINY
 
 WIDTHS = ("channels", "decoder_channels", "head_channels")
 
@@ -276,3 +278,38 @@ def spino_here(*args: str) -> subprocess.CompletedProcess:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(list(args))
     return subprocess.CompletedProcess(["spino", *args], code, out.getvalue(), err.getvalue())
+
+
+def snakemake(
+    workdir: Path, config: dict | Path | None, *args: str, snakefile: Path | None = None, pythonpath: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Snakemake on ``workdir`` with a config (a dict is written to workdir/config.yaml; None: the default),
+    on the CPU: the workflow tests' exact-weights and fingerprint checks hold there only (on a GPU,
+    tests/test_panoptic.py and benchmarks/gpu_check.sh run the GPU paths)."""
+    if isinstance(config, dict):
+        path = workdir / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        config = path
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    if pythonpath:
+        env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(snakefile or REPO / "workflow" / "Snakefile"),
+            "--directory",
+            str(workdir),
+            *(["--configfile", str(config)] if config else []),
+            "--cores",
+            "2",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=workdir,
+    )

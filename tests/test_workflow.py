@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY
+from helpers import snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -37,54 +38,12 @@ def on_the_cpu():
         os.environ["CUDA_VISIBLE_DEVICES"] = before
 
 
-def snakemake(
-    workdir: Path, config: dict | Path | None, *args: str, snakefile: Path | None = None, pythonpath: Path | None = None
-) -> subprocess.CompletedProcess:
-    """Snakemake on ``workdir`` with a config (a dict is written to workdir/config.yaml; None: the default)."""
-    if isinstance(config, dict):
-        path = workdir / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
-        config = path
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    if pythonpath:
-        env["PYTHONPATH"] = str(pythonpath)
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(snakefile or REPO / "workflow" / "Snakefile"),
-            "--directory",
-            str(workdir),
-            *(["--configfile", str(config)] if config else []),
-            "--cores",
-            "2",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=workdir,
-    )
-
-
 def planned_rules(result: subprocess.CompletedProcess) -> set[str]:
     """Rule names in the job-stats table of a dry run (none when it has nothing to do)."""
     if "Nothing to be done" in result.stdout + result.stderr:
         return set()
     table = result.stdout.split("Job stats:")[1].split("total")[0]
     return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+$", table, re.M)} - {"job"}
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    """The tiny run under profiles/default (as from the checkout's root), its Snakemake log kept."""
-    workdir = tmp_path_factory.mktemp("wf")
-    result = snakemake(workdir, TINY, "--workflow-profile", str(REPO / "profiles" / "default"))
-    (workdir / "snakemake.out").write_text(result.stdout + result.stderr)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir
 
 
 # The tiny run's panoptic model as Panoptic-DeepLab trained it before it moved behind the instance-method
