@@ -433,6 +433,7 @@ def store_summary(store: LabelStore, verify: bool = False) -> dict:
         "verified": "sizes and sha256" if verify else "sizes",
         "digest": store.meta.get("digest"),
         "confidence": store.has_confidence,
+        "arrays": store.arrays,  # runner_up and runner_up_confidence: written with pseudo_labels.top2
         "class_set": store.class_set.name,
         "classes": list(names),
         "things": [names[i] for i in store.class_set.thing_ids],

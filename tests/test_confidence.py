@@ -22,7 +22,7 @@ from spino.panoptic.model import ModelConfig
 from spino.panoptic.sampler import Augment, MixedBatchData, samples_from
 from spino.panoptic.targets import TargetConfig
 from spino.panoptic.train import TrainConfig, TrainingData, train_panoptic
-from spino.store import LabelStore, create_store
+from spino.store import LabelStore, create_store, store_summary
 
 from conftest import TINY
 from helpers import store_from_maps, tiny_model, training_inputs
@@ -136,6 +136,7 @@ def test_soft_targets_need_the_runner_up_in_the_store_and_the_heads_to_write_it(
     store = create_store(tmp_path / "s.zarr", ["a"], 4, 4, DEMO, 1, with_confidence=True, with_runner_up=True)
     semantic = np.zeros((1, 4, 4), np.uint8)
     confidence = np.full((1, 4, 4), 0.5, np.float16)
+    assert store_summary(store)["arrays"] == ["semantic", "panoptic", "confidence", "runner_up", "runner_up_confidence"]
     with pytest.raises(ValueError, match="this store holds runner_up; pass it for shard 0"):
         store.write_shard(0, semantic, encode(semantic, np.zeros_like(semantic, np.uint16)), confidence)
 
