@@ -65,12 +65,19 @@ def scores(stats: PanopticStats, class_set) -> dict:
     }
 
 
-def model_scores(model_path: Path, gt: LabelStore, ids: list[str], device: str) -> dict:
-    """The model's predictions at full resolution (as ``spino predict``) against the ground truth."""
+def model_scores(model_path: Path, gt: LabelStore, splits: dict[str, list[str]], device: str) -> dict:
+    """The model's predictions at full resolution (as ``spino predict``) against the ground truth, per
+    split and pooled over them (one PQ over every image: what a choice between settings is read off)."""
     model, class_set, post = load_model(model_path, device)
     paths = dict(zip(gt.image_ids, gt.meta["image_paths"]))
-    items = ((paths[image_id], gt.panoptic(gt.index_of(image_id))) for image_id in ids)
-    return scores(prediction_stats(model, items, class_set, post), class_set)
+    stats = {}
+    for split, ids in splits.items():
+        items = ((paths[image_id], gt.panoptic(gt.index_of(image_id))) for image_id in ids)
+        stats[split] = prediction_stats(model, items, class_set, post)
+    pooled = PanopticStats(class_set.num_classes)
+    for split_stats in stats.values():
+        pooled += split_stats
+    return {**{split: scores(s, class_set) for split, s in stats.items()}, "pooled": scores(pooled, class_set)}
 
 
 def calibration(pseudo: LabelStore, gt: LabelStore, ids: list[str]) -> None:
@@ -155,7 +162,11 @@ def main() -> None:
     print(f"the teacher's calibration on the unannotated {', '.join(train_splits)} images (choose thresholds here):")
     calibration(LabelStore(results / "pseudo_labels.zarr"), gt, [i for s in train_splits for i in splits[s]])
     teacher, truth = LabelSource(results / "pseudo_labels.zarr"), LabelSource(results / "ground_truth.zarr")
-    rows = {"pseudo-labels": {s: scores(score(teacher, truth, ids)[0], gt.class_set) for s, ids in splits.items()}}
+    teacher_stats = {s: score(teacher, truth, ids)[0] for s, ids in splits.items()}
+    pooled = PanopticStats(gt.class_set.num_classes)
+    for split_stats in teacher_stats.values():
+        pooled += split_stats
+    rows = {"pseudo-labels": {s: scores(v, gt.class_set) for s, v in {**teacher_stats, "pooled": pooled}.items()}}
     pseudo = args.pseudo_labels or results / "pseudo_labels.zarr"
     store_sizes(LabelStore(pseudo))
     data = TrainingData.from_stores(results / "manifest.csv", results / "ground_truth.zarr", pseudo, train_splits, [])
@@ -174,14 +185,14 @@ def main() -> None:
             train_panoptic(cfg, model_cfg, data, folder / "checkpoints", folder / "model.pt", args.device, args.workers)
             seconds = (time.perf_counter() - start) / cfg.steps  # a resumed variant: its last stretch only
             (folder / "scores.json").write_text(json.dumps({"s/step": seconds}))
-        rows[name] = {s: model_scores(folder / "model.pt", gt, ids, args.device) for s, ids in splits.items()}
-        rows[name]["s/step"] = seconds
+        rows[name] = {**model_scores(folder / "model.pt", gt, splits, args.device), "s/step": seconds}
         (folder / "scores.json").write_text(json.dumps(rows[name], indent=1))
         print(f"{name}: {json.dumps(rows[name])}", flush=True)
-    print("\n| confidence | " + " | ".join(f"{s}: PQ / things / stuff / mIoU" for s in splits) + " | s/step |")
-    print("|---|" + "---|" * (len(splits) + 1))
+    columns = [*splits, "pooled"]
+    print("\n| confidence | " + " | ".join(f"{s}: PQ / things / stuff / mIoU" for s in columns) + " | s/step |")
+    print("|---|" + "---|" * (len(columns) + 1))
     for name, row in rows.items():
-        cells = [" / ".join(f"{row[s][k]:.1f}" for k in ("pq", "things", "stuff", "miou")) for s in splits]
+        cells = [" / ".join(f"{row[s][k]:.1f}" for k in ("pq", "things", "stuff", "miou")) for s in columns]
         step = f"{row['s/step']:.2f}" if "s/step" in row else ""
         print(f"| {name} | " + " | ".join(cells) + f" | {step} |")
 
