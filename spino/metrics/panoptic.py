@@ -64,10 +64,11 @@ class PanopticStats:
         if gt.shape != pred.shape:
             raise InputError(f"ground truth {gt.shape} and prediction {pred.shape} differ in shape")
         self._update_pq(gt.astype(np.uint64).ravel(), pred.astype(np.uint64).ravel(), class_set)
-        self._update_confusion(gt.ravel() // LABEL_DIVISOR, pred.ravel() // LABEL_DIVISOR)
+        self.update_confusion(gt.ravel() // LABEL_DIVISOR, pred.ravel() // LABEL_DIVISOR)
         self.images += 1
 
-    def _update_confusion(self, gt_cls: np.ndarray, pred_cls: np.ndarray) -> None:
+    def update_confusion(self, gt_cls: np.ndarray, pred_cls: np.ndarray) -> None:
+        """Add semantic class maps to the confusion matrix only (mIoU; STQ's segmentation quality)."""
         c = self.num_classes
         valid = gt_cls != IGNORE
         pred_col = np.where(pred_cls[valid] == IGNORE, c, pred_cls[valid]).astype(np.int64)

@@ -79,7 +79,7 @@ class STQ:
         tubes = self.sequences.setdefault(sequence, _SequenceTubes())
         tubes.frames += 1
         gt_sem, pred_sem = gt[0].ravel(), pred[0].ravel()
-        self.semantic._update_confusion(gt_sem.astype(np.int64), pred_sem.astype(np.int64))
+        self.semantic.update_confusion(gt_sem.astype(np.int64), pred_sem.astype(np.int64))
         gt_key, gt_thing = tube_keys(gt, self.class_set)
         pred_key, pred_thing = tube_keys(pred, self.class_set)
         crowd = gt_thing & (gt[1].ravel() == 0)
