@@ -25,7 +25,7 @@ import zarr
 
 from conftest import REPO, TINY
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 REMOTE_RULES = {
@@ -134,7 +134,10 @@ def submitted_jobs(output: str) -> dict[str, list[str]]:
     return jobs
 
 
-def test_workflow_on_slurm_equals_local_run(slurm, finished_run: Path, tmp_path: Path, capsys) -> None:
+def test_workflow_on_slurm_equals_local_run(slurm, tmp_path: Path, capsys, request) -> None:
+    # asked for here, not as a parameter: pytest sets session fixtures up before module ones, so the
+    # tiny run would be built before `slurm` skips where SLURM is not opted in
+    finished_run = request.getfixturevalue("finished_run")
     (tmp_path / "cluster").mkdir()
     remote = run(tmp_path / "cluster", TINY, *slurm_args())
     assert remote.returncode == 0, remote.stdout[-5000:]
