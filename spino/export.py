@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,7 +15,9 @@ from spino.data.cityscapes import INSTANCE_SUFFIX, LABEL_SUFFIX
 from spino.data.io import atomic_folder, write_json, write_png
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, instance_of, semantic_of
 from spino.registry import Registry
-from spino.store import LabelStore
+
+if TYPE_CHECKING:  # the workflow imports this module for its registry at every call; zarr is 0.2 s of it
+    from spino.store import LabelStore
 
 TRAIN_SUFFIX = "_gtFine_labelTrainIds.png"
 CITYSCAPES_IMAGE_TAG = "_leftImg8bit"  # dropped from an image's name to name its labels, as Cityscapes does

@@ -3,7 +3,7 @@
 - ``file_digest``: sha256 of a file's bytes (shards, manifests, checkpoints).
 - ``command_code_digest``: one digest of the code a ``spino`` subcommand runs: its module
   ``spino/commands/<name>.py`` plus every spino module reachable from its imports, found by
-  reading the sources (``ast``), never by importing them. The workflow
+  reading the sources, never by importing them. The workflow
   passes it to each rule as a param: editing a helper reruns exactly the rules that run it, and
   a checkout moved or cloned elsewhere plans nothing (module names, not paths, enter the digest).
 - ``listing_digest``: names, sizes and mtimes of a dataset's files, so adding, removing or editing
@@ -52,22 +52,29 @@ def module_path(module: str) -> Path | None:
 
 # A registry entry that loads its class when used names it as "spino.module:Class" (a head kind's
 # training): such a reference counts as an import, so that editing that module reruns what uses it.
-LAZY_REFERENCE = re.compile(r"^(spino(?:\.\w+)+):\w+$")
+LAZY_REFERENCE = re.compile(r"""["'](spino(?:\.\w+)+):\w+["']""")
+# Import statements (also function-local ones; a from-import may run over lines in parentheses) are
+# found by this pattern and each parsed by ast: parsing whole modules cost 0.25 s of every
+# `snakemake` call. A line of prose that only looks like an import does not parse and is skipped.
+IMPORT_STATEMENT = re.compile(
+    r"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+import[ \t]+(?:\([^)]*\)|[^\n]*)|import[ \t]+[^\n]*)", re.M
+)
 
 
-def _imports(nodes: Iterable[ast.AST]) -> set[str]:
-    """spino modules named by the import statements anywhere inside ``nodes`` (also function-local
-    ones), and by lazy references ("spino.module:Class" strings)."""
-    found: set[str] = set()
-    for node in nodes:
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and LAZY_REFERENCE.match(sub.value):
-                found.add(sub.value.split(":")[0])
-            elif isinstance(sub, ast.Import):
-                found.update(alias.name for alias in sub.names)
-            elif isinstance(sub, ast.ImportFrom) and sub.module and sub.level == 0:
-                found.add(sub.module)
-                found.update(f"{sub.module}.{alias.name}" for alias in sub.names)  # `from pkg import submodule`
+def _imports(source: str) -> set[str]:
+    """spino modules named by the import statements of ``source`` and by its lazy references."""
+    found = set(LAZY_REFERENCE.findall(source))
+    for match in IMPORT_STATEMENT.finditer(source):
+        try:
+            statements = ast.parse(match.group(0).strip()).body
+        except SyntaxError:
+            continue
+        for node in statements:
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)  # `from pkg import submodule`
     modules = set()
     for name in found:
         parts = name.split(".")
@@ -81,7 +88,7 @@ def module_imports(module: str) -> frozenset[str]:
     """spino modules that a module's source imports (directly)."""
     path = module_path(module)
     assert path is not None, module
-    return frozenset(_imports([ast.parse(path.read_text(), str(path))]))
+    return frozenset(_imports(path.read_text()))
 
 
 def module_closure(modules: Iterable[str]) -> list[str]:

@@ -13,11 +13,14 @@ so thin ones survive). The parts then go through the same minimum size and neare
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from scipy import sparse
-from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
 from spino.config import section
+
+if TYPE_CHECKING:  # imported where used: the workflow imports this module (through the fusions) at every call
+    from scipy import sparse
 
 
 @section("pseudo_labels.ncut")
@@ -60,6 +63,8 @@ def _pool(values: np.ndarray, factor: int, reduce) -> np.ndarray:
 
 def _affinities(boundary: np.ndarray, node: np.ndarray, cfg: NcutConfig) -> sparse.csr_matrix:
     """Symmetric (N, N) affinities between the node cells, N = node.sum(), in raster order."""
+    from scipy import sparse
+
     h, w = node.shape
     index = np.full(node.shape, -1, np.int64)
     index[node] = np.arange(int(node.sum()))
@@ -97,6 +102,9 @@ def _bipartitions(graph: sparse.csr_matrix, members: np.ndarray, cfg: NcutConfig
 
 def _best_cut(w: sparse.csr_matrix) -> tuple[float, np.ndarray] | None:
     """(cost, side) of the lowest normalised cut among thresholds of the second eigenvector."""
+    from scipy import sparse
+    from scipy.sparse.linalg import ArpackNoConvergence, eigsh
+
     degree = np.asarray(w.sum(axis=1)).ravel()
     if (degree <= 0).any():  # a node without neighbours: cut it off at no cost
         side = degree <= 0
