@@ -15,6 +15,7 @@ import ast
 import importlib
 import pkgutil
 import sys
+import traceback
 from functools import cache
 from pathlib import Path
 
@@ -125,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.traceback or message is None:
             raise
         print(f"spino {args.command}: error: {_message(message)}", file=sys.stderr)
+        # The traceback's frames hold what the command had open (a DataLoader's worker processes):
+        # cleared now, those close at once. Left to the garbage collector, a DataLoader's queues
+        # close before it, and its workers wait out their timeouts (10 s after a bad image).
+        traceback.clear_frames(err.__traceback__)
         return 1
     return 0
 
