@@ -305,8 +305,8 @@ def test_head_training_killed_midway_resumes_to_the_same_weights(demo_root: Path
             *("--checkpoint", str(tmp_path / name / "head.pt"), "--losses", str(tmp_path / name / "losses.csv")),
         ]
 
-    whole = subprocess.run(command("a"), capture_output=True, text=True)
-    assert whole.returncode == 0, whole.stderr[-2000:]
+    # the uninterrupted run goes on beside the killed one (one thread each; both read only the demo)
+    whole = subprocess.Popen(command("a"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     proc = subprocess.Popen(command("b"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (tmp_path / "b" / "ck" / f"{kind}.last.pt").exists() and time.time() < deadline and proc.poll() is None:
@@ -318,6 +318,8 @@ def test_head_training_killed_midway_resumes_to_the_same_weights(demo_root: Path
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     step = int(resumed.stderr.split("resuming from checkpoint")[1].split("at step")[1].split()[0])
     assert 25 <= step < 120 and step % 25 == 0
+    _, log = whole.communicate()  # read to the end: a full pipe would stall it
+    assert whole.returncode == 0, log[-2000:]
     a, _ = load_head(tmp_path / "a" / "head.pt", kind)
     b, _ = load_head(tmp_path / "b" / "head.pt", kind)
     for (name, wa), wb in zip(a.state_dict().items(), b.state_dict().values()):
@@ -570,6 +572,8 @@ def test_self_training_rounds_continue_from_the_previous_round(demo_root: Path, 
 SELF_TRAIN_PROCESS = """
 import sys
 from pathlib import Path
+import torch
+torch.set_num_threads(1)  # one thread each: the test runs them side by side on two cores
 from spino.data import open_dataset
 from spino.labelgen.pseudolabel import PseudoLabelConfig
 from spino.labelgen.selftrain import SelfTrainingConfig, self_train
@@ -610,14 +614,33 @@ def test_self_training_killed_twice_resumes_to_the_same_weights(demo_root: Path,
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
 
-    for name, workdir in (("whole", "-"), ("kept", str(tmp_path / "kept-state"))):
-        assert run(name, workdir).returncode == 0
+    # the two uninterrupted runs go on beside the killed ones (each reads only the demo and the heads)
+    references = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                SELF_TRAIN_PROCESS,
+                str(demo_root),
+                str(tmp_path / "heads"),
+                str(tmp_path / name),
+                w,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, w in (("whole", "-"), ("kept", str(tmp_path / "kept-state")))
+    ]
     state = tmp_path / "ck"
     kill_when(state / "self-training.last.pt", "b", state)
     kill_when(state / "round1.pt", "b", state)
     resumed = run("b", str(state))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming from checkpoint" in resumed.stderr
+    for reference in references:
+        _, log = reference.communicate()
+        assert reference.returncode == 0, log[-2000:]
     whole = load_head(tmp_path / "whole" / "semantic.pt", "semantic")[0].state_dict()
     for name in ("kept", "b"):
         other = load_head(tmp_path / name / "semantic.pt", "semantic")[0].state_dict()

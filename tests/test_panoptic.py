@@ -148,15 +148,16 @@ def train_command(
 def test_training_killed_midway_resumes_to_the_same_weights(tiny_run: dict, tmp_path: Path, instance: str) -> None:
     """Batches from 2 DataLoader workers, the run SIGKILLed, resumed without workers: bit-identical."""
     steps = 10
-    whole = subprocess.run(
-        train_command(tiny_run, tmp_path / "a" / "ck", tmp_path / "a" / "model.pt", steps, instance=instance),
-        capture_output=True,
+    one_thread = ["--threads", "1"]  # each run: the uninterrupted one goes on beside the killed one
+    whole = subprocess.Popen(
+        train_command(tiny_run, tmp_path / "a" / "ck", tmp_path / "a" / "model.pt", steps, instance=instance)
+        + one_thread,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
     )
-    assert whole.returncode == 0, whole.stderr[-2000:]
-    assert "training from scratch" in whole.stderr and "no GPU: training on the CPU" in whole.stderr
-
     cmd = train_command(tiny_run, tmp_path / "b" / "ck", tmp_path / "b" / "model.pt", steps, instance=instance)
+    cmd += one_thread
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (tmp_path / "b" / "ck" / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
@@ -165,15 +166,17 @@ def test_training_killed_midway_resumes_to_the_same_weights(tiny_run: dict, tmp_
     proc.wait()
     assert not (tmp_path / "b" / "model.pt").exists(), "the run finished before it could be killed"
     resumed = subprocess.run(
-        train_command(
-            tiny_run, tmp_path / "b" / "ck", tmp_path / "b" / "model.pt", steps, workers=0, instance=instance
-        ),
+        train_command(tiny_run, tmp_path / "b" / "ck", tmp_path / "b" / "model.pt", steps, workers=0, instance=instance)
+        + one_thread,
         capture_output=True,
         text=True,
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     step = int(resumed.stderr.split("resuming from checkpoint")[1].split("at step")[1].split()[0])
     assert 2 <= step < steps and step % 2 == 0
+    _, log = whole.communicate()
+    assert whole.returncode == 0, log[-2000:]
+    assert "training from scratch" in log and "no GPU: training on the CPU" in log
 
     a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["model"]
@@ -363,16 +366,20 @@ def test_two_process_training_matches_one_process_on_the_same_global_batch(tiny_
     with gradients averaged: weights 0.47, outputs 0.18-0.24; when each process keeps its own
     gradients (no all-reduce, the breakage this guards against): 0.70 and 0.35-0.44."""
 
-    def train(tag: str, gpus: int) -> Path:
+    def train(tag: str, gpus: int) -> subprocess.Popen:
         cmd = train_command(
             tiny_run, tmp_path / tag / "ck", tmp_path / tag / "model.pt", 6, workers=0, batch_size=16, lr=1e-3
         )
-        result = subprocess.run(cmd + ["--gpus", str(gpus)], capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert f"({gpus} process(es))" in result.stderr
-        return tmp_path / tag
+        return subprocess.Popen(
+            cmd + ["--gpus", str(gpus)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
 
-    one, two = train("one", 1), train("two", 2)
+    runs = {1: train("one", 1), 2: train("two", 2)}  # side by side: each compares with the other only
+    for gpus, run in runs.items():
+        _, log = run.communicate(timeout=300)
+        assert run.returncode == 0, log[-3000:]
+        assert f"({gpus} process(es))" in log
+    one, two = tmp_path / "one", tmp_path / "two"
     rows = [np.loadtxt(d / "losses.csv", delimiter=",", skiprows=1) for d in (one, two)]
     assert rows[0].shape == rows[1].shape == (6, 6) and np.array_equal(rows[0][:, 1], rows[1][:, 1])  # same lr schedule
     assert np.allclose(rows[1][:, 2], rows[0][:, 2], rtol=0.05), (rows[0][:, 2], rows[1][:, 2])
