@@ -3,11 +3,13 @@ and videos, the self-contained bundle and ONNX export, and the one-line errors o
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -209,13 +211,29 @@ def onnx_agreement(checkpoint: Path, onnx_path: Path, images: list[np.ndarray]) 
     return same / total
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_onnx_model_matches_the_eager_model_on_demo_images(trained: dict, tmp_path: Path, method: str) -> None:
+@pytest.fixture(scope="module")
+def onnx_export(trained: dict, tmp_path_factory) -> Callable[[str], Path]:
+    """A method's tiny model exported by `spino export-model` to ONNX, once for the module (an
+    export takes seconds; three tests read them)."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    onnx_path = tmp_path / "model.onnx"
-    result = spino_here("export-model", str(trained["models"][method]), "--out", str(onnx_path))
-    assert result.returncode == 0, result.stderr[-2000:]
+    out = tmp_path_factory.mktemp("onnx")
+
+    @functools.cache
+    def export(method: str) -> Path:
+        path = out / f"{method}.onnx"
+        result = spino_here("export-model", str(trained["models"][method]), "--out", str(path))
+        assert result.returncode == 0, result.stderr[-2000:]
+        return path
+
+    return export
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_onnx_model_matches_the_eager_model_on_demo_images(
+    trained: dict, onnx_export: Callable[[str], Path], tmp_path: Path, method: str
+) -> None:
+    onnx_path = onnx_export(method)
     images = [read_image(p) for p in trained["val"]]
     assert onnx_agreement(trained["models"][method], onnx_path, images) >= 0.999
     out = tmp_path / "out"
@@ -405,19 +423,18 @@ def test_a_tracked_sequence_round_trips_through_segment_and_evaluate(
     assert summary["frames"] == 16 and "STQ" in result.stdout
 
 
-def test_track_gives_the_same_ids_from_every_model_file(trained: dict, sequences: Path, tmp_path: Path) -> None:
+def test_track_gives_the_same_ids_from_every_model_file(
+    trained: dict, onnx_export: Callable[[str], Path], sequences: Path, tmp_path: Path
+) -> None:
     """Segmenter.track on the checkpoint, its safetensors bundle (identical) and its ONNX export
     (the network within float tolerance: nearly every pixel's track id the same)."""
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
     checkpoint = trained["models"]["center_offset"]
     model, class_set, post = load_model(checkpoint)
     save_bundle(model, class_set, post, tmp_path / "m.safetensors")
-    export_onnx(model, class_set, post, tmp_path / "m.onnx")
     images = [read_image(p) for p in sorted((sequences / "images" / "seq_0000").glob("*.png"))]
     maps = {
         path.suffix: [r.track_map() for r in Segmenter.from_checkpoint(path, device="cpu").track(images)]
-        for path in (checkpoint, tmp_path / "m.safetensors", tmp_path / "m.onnx")
+        for path in (checkpoint, tmp_path / "m.safetensors", onnx_export("center_offset"))
     }
     assert any((m >= FIRST_TRACK_ID).any() for m in maps[".pt"])
     assert all(np.array_equal(a, b) for a, b in zip(maps[".pt"], maps[".safetensors"]))
