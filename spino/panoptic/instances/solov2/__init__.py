@@ -30,7 +30,7 @@ from spino.panoptic.instances.solov2.fusion import fuse_efficientps, paste_insta
 from spino.panoptic.instances.solov2.heads import Solov2Heads
 from spino.panoptic.instances.solov2.settings import Solov2Config
 from spino.panoptic.instances.solov2.targets import solov2_targets
-from spino.panoptic.postprocess import drop_small_stuff
+from spino.panoptic.postprocess import drop_small_stuff, upsampled_argmax
 from spino.panoptic.targets import TargetConfig, semantic_targets
 
 
@@ -86,10 +86,12 @@ class Solov2(InstanceMethod):
     def scored_panoptic(self, semantic, outputs, class_set, post, size):
         """Instances detected at ``size``, fused with the semantic logits there; each instance's score
         is its detection's (category score x maskness, after Matrix NMS)."""
-        semantic = F.interpolate(semantic, size=tuple(size), mode="bilinear", align_corners=False)[0]
         instances = detect(outputs, class_set, self.cfg, tuple(size))
         if self.cfg.fusion == "efficientps":
-            pan, scores = fuse_efficientps(semantic, instances, class_set)
-        else:
-            pan, scores = paste_instances(semantic, instances, class_set, self.cfg.overlap_threshold)
-        return drop_small_stuff(pan, semantic.argmax(0), class_set, post.stuff_area), scores
+            semantic = F.interpolate(semantic, size=tuple(size), mode="bilinear", align_corners=False)[0]
+            labels = semantic.argmax(0)
+            pan, scores = fuse_efficientps(semantic, labels, instances, class_set)
+        else:  # pasting needs only the argmax: not every class's logits at full size (as centre/offset)
+            labels = upsampled_argmax(semantic, tuple(size))
+            pan, scores = paste_instances(labels, instances, class_set, self.cfg.overlap_threshold)
+        return drop_small_stuff(pan, labels, class_set, post.stuff_area), scores

@@ -25,22 +25,21 @@ def _numbered(
     return panoptic, scored
 
 
-def _stuff_base(semantic: torch.Tensor, class_set: ClassSet) -> tuple[torch.Tensor, torch.Tensor]:
+def _stuff_base(labels: torch.Tensor, class_set: ClassSet) -> torch.Tensor:
     """The semantic argmax's stuff as a panoptic map (thing pixels void until an instance takes them)."""
-    labels = semantic.argmax(0)
     thing = torch.as_tensor(class_set.thing_mask()[: class_set.num_classes], device=labels.device)[labels]
     panoptic = labels.long() * LABEL_DIVISOR
     panoptic[thing] = IGNORE_PANOPTIC
-    return panoptic, labels
+    return panoptic
 
 
 def paste_instances(
-    semantic: torch.Tensor, instances: dict, class_set: ClassSet, overlap: float
+    labels: torch.Tensor, instances: dict, class_set: ClassSet, overlap: float
 ) -> tuple[torch.Tensor, dict[int, float]]:
     """Instances pasted by descending score where no higher-scored one is (an instance whose mask lies
-    more than ``overlap`` under those is dropped), stuff from the semantic argmax elsewhere, thing
-    pixels no instance takes void."""
-    panoptic, _ = _stuff_base(semantic, class_set)
+    more than ``overlap`` under those is dropped), stuff from the semantic argmax ``labels`` elsewhere,
+    thing pixels no instance takes void."""
+    panoptic = _stuff_base(labels, class_set)
     taken = torch.zeros(panoptic.shape, dtype=torch.bool, device=panoptic.device)
     masks, classes, scores = [], [], []
     for mask, cls, score in zip(instances["masks"], instances["classes"].tolist(), instances["scores"].tolist()):
@@ -56,11 +55,12 @@ def paste_instances(
 
 
 def fuse_efficientps(
-    semantic: torch.Tensor, instances: dict, class_set: ClassSet
+    semantic: torch.Tensor, labels: torch.Tensor, instances: dict, class_set: ClassSet
 ) -> tuple[torch.Tensor, dict[int, float]]:
     """EfficientPS's fusion: each instance's logits m with its class's semantic logits s as
-    (sigmoid(m) + sigmoid(s)) * (m + s), then a per-pixel argmax against the stuff logits."""
-    panoptic, labels = _stuff_base(semantic, class_set)
+    (sigmoid(m) + sigmoid(s)) * (m + s), then a per-pixel argmax against the stuff logits (``labels``:
+    the semantic logits' argmax)."""
+    panoptic = _stuff_base(labels, class_set)
     stuff = ~torch.as_tensor(class_set.thing_mask()[: class_set.num_classes], device=semantic.device)
     best = (
         semantic[stuff].max(0).values if stuff.any() else torch.full(labels.shape, -torch.inf, device=semantic.device)
