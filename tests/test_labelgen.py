@@ -601,13 +601,13 @@ def test_self_training_killed_twice_resumes_to_the_same_weights(demo_root: Path,
 
     _tiny_heads(demo_root, tmp_path / "heads")
 
-    def run(name: str, workdir: str) -> subprocess.CompletedProcess:
-        args = [str(demo_root), str(tmp_path / "heads"), str(tmp_path / name), workdir]
-        return subprocess.run([sys.executable, "-c", SELF_TRAIN_PROCESS, *args], capture_output=True, text=True)
+    def command(name: str, workdir: str | Path) -> list[str]:
+        """The self-training process writing to tmp_path/name, keeping its state in ``workdir`` ("-": none)."""
+        args = [str(demo_root), str(tmp_path / "heads"), str(tmp_path / name), str(workdir)]
+        return [sys.executable, "-c", SELF_TRAIN_PROCESS, *args]
 
     def kill_when(path: Path, name: str, workdir: Path) -> None:
-        args = [str(demo_root), str(tmp_path / "heads"), str(tmp_path / name), str(workdir)]
-        proc = subprocess.Popen([sys.executable, "-c", SELF_TRAIN_PROCESS, *args], stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(command(name, workdir), stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
         while not path.exists() and time.time() < deadline and proc.poll() is None:
             time.sleep(0.01)
@@ -616,26 +616,13 @@ def test_self_training_killed_twice_resumes_to_the_same_weights(demo_root: Path,
 
     # the two uninterrupted runs go on beside the killed ones (each reads only the demo and the heads)
     references = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                SELF_TRAIN_PROCESS,
-                str(demo_root),
-                str(tmp_path / "heads"),
-                str(tmp_path / name),
-                w,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name, w in (("whole", "-"), ("kept", str(tmp_path / "kept-state")))
+        subprocess.Popen(command(name, workdir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for name, workdir in (("whole", "-"), ("kept", tmp_path / "kept-state"))
     ]
     state = tmp_path / "ck"
     kill_when(state / "self-training.last.pt", "b", state)
     kill_when(state / "round1.pt", "b", state)
-    resumed = run("b", str(state))
+    resumed = subprocess.run(command("b", state), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming from checkpoint" in resumed.stderr
     for reference in references:
