@@ -6,9 +6,15 @@ share of a step spent waiting for data.
     python benchmarks/panoptic.py --config config/cityscapes.yaml --weights none --steps 3
     python benchmarks/panoptic.py --config config/examples/cityscapes-mini.yaml --results results/cityscapes-mini
     python benchmarks/panoptic.py --config config/examples/cityscapes-mini-solov2.yaml --instance center_offset solov2
+    python benchmarks/panoptic.py --config config/examples/cityscapes-mini-solov2.yaml --instance center_offset solov2 \
+        --results results/cityscapes-mini --models results/cityscapes-mini/panoptic/model.pt \
+        results/cityscapes-mini-solov2/panoptic/model.pt
 
 The compute figures use one batch of random images and targets at the config's input size and
-batch size, built once (the cost does not depend on the data). The input-pipeline figures read
+batch size, built once (the cost does not depend on the data). Inference with random weights is
+no measure of post-processing, whose cost follows what the model finds (random weights find
+centres or cells everywhere, or nowhere): ``--models`` times trained models (one per method) on the
+real images of ``--results`` instead, and the comparison uses those. The input-pipeline figures read
 real files through the training DataLoader: a finished run's stores (``--results``), or else
 synthetic PNG images and a label store at ``--image-size`` (Cityscapes: 1024 x 2048) written to a
 temporary folder, so that decoding, resizing and target building cost what they cost in training.
@@ -27,15 +33,17 @@ import torch
 import yaml
 
 from spino.classes import CITYSCAPES_19, DEMO
-from spino.data.io import write_png
+from spino.data.io import read_image, write_png
 from spino.data.manifest import read_manifest
 from spino.encoding import LABEL_DIVISOR, semantic_of
 from spino.panoptic.instances import INSTANCE_METHODS
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.predict import predict_panoptic
 from spino.panoptic.sampler import MixedBatchData, Sample, batch_loader, samples_from
+from spino.panoptic.saved_model import load_model
 from spino.panoptic.train import TrainConfig, losses
 from spino.store import LabelStore, create_store
+from spino.transforms import image_tensor
 
 
 def synthetic_label(rng: np.random.Generator, size: tuple[int, int], class_set) -> np.ndarray:
@@ -81,6 +89,37 @@ def run_samples(results: Path) -> tuple[list[Sample], list[Sample]]:
     return samples_from(LabelStore(results / "ground_truth.zarr"), annotated), samples_from(
         pseudo, [i for i in pseudo.image_ids if i not in set(annotated)]
     )
+
+
+def trained_inference(args: argparse.Namespace) -> dict[str, float]:
+    """Each of ``--models``'s method -> its median seconds per image (post-processing included, at
+    each image's size, as ``spino predict``) on the last ``--images`` ground-truth images of
+    ``--results``. The models take turns on each image, so that the machine's drift in speed
+    touches all alike."""
+    device = torch.device(args.device)
+    models = {}
+    for path in args.models:
+        model, class_set, post = load_model(path, device)
+        models[model.cfg.instance] = (model, class_set, post)
+    paths = LabelStore(args.results / "ground_truth.zarr").meta["image_paths"][-args.images :]
+    times: dict[str, list[float]] = {name: [] for name in models}
+    with torch.inference_mode():
+        for turn in range(3):  # the first a warm-up
+            for path in paths:
+                image = read_image(path)
+                for name, (model, class_set, post) in models.items():
+                    x = image_tensor(image, model.cfg.input_size, device)
+                    start = time.perf_counter()
+                    predict_panoptic(model, x, class_set, post, image.shape[:2])
+                    if turn:
+                        times[name].append(time.perf_counter() - start)
+    for name, path in zip(models, args.models):
+        print(
+            f"inference incl. post-processing of {path} ({name}) on the last {len(paths)} ground-truth images of "
+            f"{args.results}, at their size: {np.median(times[name]):.3f} s per image (median)"
+        )
+    print()
+    return {name: float(np.median(seconds)) for name, seconds in times.items()}
 
 
 def measure(args: argparse.Namespace, config: dict, instance: str | None) -> dict:
@@ -187,7 +226,10 @@ def measure(args: argparse.Namespace, config: dict, instance: str | None) -> dic
             f"{100 * waiting:.0f} % of each step waiting for data"
         )
     print(f"forward pass alone at the input size: {forward_s:.3f} s per image")
-    print(f"inference incl. post-processing at {args.image_size[1]}x{args.image_size[0]}: {infer_s:.3f} s per image")
+    print(
+        f"inference incl. post-processing at {args.image_size[1]}x{args.image_size[0]}, random weights: "
+        f"{infer_s:.3f} s per image"
+    )
     print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
     if device.type == "cuda":
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
@@ -218,14 +260,28 @@ def main() -> None:
         choices=sorted(INSTANCE_METHODS),
         help="override panoptic.model.instance; several: each measured, the others compared with the first",
     )
+    p.add_argument(
+        "--models",
+        type=Path,
+        nargs="+",
+        help="saved models (model.pt), one per --instance method: inference timed with trained weights on "
+        "the real images of --results",
+    )
     args = p.parse_args()
+    if args.models and not args.results:
+        p.error("--models needs --results: the run whose ground-truth images they predict")
     config = yaml.safe_load(args.config.read_text())
+    trained = trained_inference(args) if args.models else {}
     figures = [measure(args, config, instance) for instance in (args.instance or [None])]
+    for figure in figures if trained else []:
+        if figure["instance"] not in trained:
+            raise SystemExit(f"--models: none of them is a {figure['instance']} model")
+        figure["infer"] = trained[figure["instance"]]
     base = figures[0]
     for other in figures[1:]:
         print(
             f"{other['instance']} / {base['instance']}: training step {other['train'] / base['train']:.2f}x, "
-            f"inference per image {other['infer'] / base['infer']:.2f}x, "
+            f"inference per image{' (trained models)' if args.models else ''} {other['infer'] / base['infer']:.2f}x, "
             f"targets per sample {other['targets'] / base['targets']:.2f}x"
         )
 

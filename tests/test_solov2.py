@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from spino.classes import CITYSCAPES_19, DEMO
 from spino.data import open_dataset
 from spino.data.cityscapes import Cityscapes
 from spino.losses import dice_loss, focal_loss
 from spino.metrics import PanopticStats
-from spino.panoptic.instances.solov2.detection import matrix_nms
+from spino.panoptic.instances.solov2.detection import matrix_nms, upsample_in_windows
 from spino.panoptic.instances.solov2.settings import Solov2Config
 from spino.panoptic.instances.solov2.targets import solov2_targets
 from spino.panoptic.model import ModelConfig
@@ -46,6 +47,30 @@ def test_matrix_nms_equals_the_papers_formula() -> None:
     got = matrix_nms(masks, labels, scores, sigma)
     assert np.allclose(got.numpy(), expected, atol=1e-6, rtol=0)
     assert (got < scores - 1e-3).sum() >= 3  # the case is not trivial: several masks decay
+
+
+@pytest.mark.parametrize("size", [(128, 192), (50, 75), (13, 40), (16, 24)])
+def test_upsampling_in_windows_equals_interpolating_the_whole_map(size: tuple[int, int]) -> None:
+    """Mask logits upsampled only inside each instance's window equal F.interpolate's there (to a few
+    ulps), and outside its window the whole map's stay below the threshold: at whole and fractional
+    scale factors, downsampling, the same size, and an instance without a pixel."""
+    rng = np.random.default_rng(0)
+    ys, xs = np.mgrid[0:16, 0:24]
+    bumps = [
+        12 * np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (2 * r * r)) - 4
+        for cy, cx, r in rng.random((5, 3)) * [16, 24, 3]
+    ]
+    logits = torch.from_numpy(np.stack([*bumps, np.full((16, 24), -1.0)]).astype(np.float32))
+    whole = F.interpolate(logits[None], size=size, mode="bilinear", align_corners=False)[0]
+    windows, upsampled = upsample_in_windows(logits, logits > 0, size)
+    assert upsampled[-1].numel() == 0 and not (whole[-1] > 0).any()
+    for k, (window, values) in enumerate(zip(windows, upsampled)):
+        torch.testing.assert_close(values, whole[k][window], rtol=0, atol=1e-5)
+        outside = whole[k].clone()
+        outside[window] = -1
+        assert not (outside > 0).any()
+    if size == (128, 192):  # the case is not trivial: windows leave most of the map out
+        assert sum(v.numel() for v in upsampled) < 0.25 * whole.numel()
 
 
 def test_focal_and_dice_losses_equal_hand_computed_values() -> None:

@@ -45,8 +45,8 @@ def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     if height % h or width % w:
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[0].max(0).indices
     low = logits[0]
-    y0, y1, ly0, ly1 = _source_pixels(height, h, low.device)
-    x0, x1, lx0, lx1 = _source_pixels(width, w, low.device)
+    y0, y1, ly0, ly1 = bilinear_sources(height, h, low.device)
+    x0, x1, lx0, lx1 = bilinear_sources(width, w, low.device)
     best = low.max(0).indices.to(torch.uint8 if c <= 256 else torch.int64)
     # whether each source block (i, i+1) x (j, j+1) (the last row and column repeated) agrees
     below = torch.cat([best[1:], best[-1:]], 0)
@@ -63,7 +63,7 @@ def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     return labels.long()
 
 
-def _source_pixels(out_len: int, in_len: int, device) -> tuple[torch.Tensor, ...]:
+def bilinear_sources(out_len: int, in_len: int, device: torch.device) -> tuple[torch.Tensor, ...]:
     """Bilinear sampling with align_corners=False, as torch computes it: each output index's two
     source indices and their weights."""
     scale = torch.tensor(in_len, dtype=torch.float32) / out_len
