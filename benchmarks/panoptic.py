@@ -281,7 +281,7 @@ def main() -> None:
     for other in figures[1:]:
         print(
             f"{other['instance']} / {base['instance']}: training step {other['train'] / base['train']:.2f}x, "
-            f"inference per image{' (trained models)' if args.models else ''} {other['infer'] / base['infer']:.2f}x, "
+            f"inference per image ({'trained models' if args.models else 'random weights'}) {other['infer'] / base['infer']:.2f}x, "
             f"targets per sample {other['targets'] / base['targets']:.2f}x"
         )
 
