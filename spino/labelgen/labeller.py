@@ -49,8 +49,9 @@ class Labeller(ABC):
         self.timings[stage] += time.perf_counter() - start
 
     @abstractmethod
-    def __call__(self, image: np.ndarray) -> PseudoLabel:
-        """The pseudo-label of one RGB image."""
+    def __call__(self, image: np.ndarray, runner_up: bool = False) -> PseudoLabel:
+        """The pseudo-label of one RGB image; with ``runner_up`` (a labeller that ``gives_runner_up``)
+        also each pixel's second class, which costs a pass over every class's probabilities."""
 
 
 def open_labeller(

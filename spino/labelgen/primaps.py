@@ -129,8 +129,9 @@ class PrimapsLabeller(Labeller):
         with self.timed("masks"):
             return features, principal_masks(features, self.cfg.threshold, self.cfg.coverage, self.cfg.max_masks)
 
-    def __call__(self, image: np.ndarray) -> PseudoLabel:
-        """Cluster id per pixel (255 where no mask covers it); confidence: its mask's similarity to the prototype."""
+    def __call__(self, image: np.ndarray, runner_up: bool = False) -> PseudoLabel:
+        """Cluster id per pixel (255 where no mask covers it); confidence: its mask's similarity to the
+        prototype. No runner-up: clusters have no class probabilities (a top-2 store is refused before)."""
         features, masks = self.masks(image)
         with self.timed("prototypes"):
             score, cluster = (mask_descriptors(features, masks) @ self.prototypes.cpu().T).max(1)

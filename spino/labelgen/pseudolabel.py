@@ -123,7 +123,7 @@ class LabelGenerator(Labeller):
             return head.predict(features, size, self.cfg.chunk_pixels, grid).float()
 
     @torch.no_grad()
-    def __call__(self, image: np.ndarray) -> PseudoLabel:
+    def __call__(self, image: np.ndarray, runner_up: bool = False) -> PseudoLabel:
         height, width = image.shape[:2]
         img = image_tensor(image, device=self.device)[None]
         sem_scales, bnd_scales = set(self.cfg.semantic_scales), set(self.cfg.boundary_scales)
@@ -159,13 +159,13 @@ class LabelGenerator(Labeller):
         with self.timed("heads"):
             probs /= len(sem_scales)
             confidence, semantic = probs.max(0)
-            runner_up_confidence, runner_up = probs.scatter(0, semantic[None], -1.0).max(0)
+            second = probs.scatter(0, semantic[None], -1.0).max(0) if runner_up else None
             inside = (boundary / len(bnd_scales)).cpu().numpy()  # probability of interior
             interior = inside > self.cfg.boundary_threshold
             semantic = semantic.to(torch.uint8).cpu().numpy()
             confidence = confidence.to(torch.float16).cpu().numpy()
-            runner_up = runner_up.to(torch.uint8).cpu().numpy()
-            runner_up_confidence = runner_up_confidence.to(torch.float16).cpu().numpy()
+            runner_up_classes = second.indices.to(torch.uint8).cpu().numpy() if second is not None else None
+            runner_up_confidence = second.values.to(torch.float16).cpu().numpy() if second is not None else None
         embeddings = self.embeddings(img) if self.embedding_head is not None else None
         with self.timed("fusion"):
             available = {
@@ -176,4 +176,6 @@ class LabelGenerator(Labeller):
             inputs = {name: available[name]() for name in FUSIONS[self.cfg.fusion].inputs}
             panoptic = fuse(semantic, interior, self.class_set, self.min_pixels, self.cfg.fusion, **inputs)
         kept = None if embeddings is None else embeddings.to(torch.float16).cpu().numpy()
-        return PseudoLabel(semantic_of(panoptic), panoptic, confidence, interior, kept, runner_up, runner_up_confidence)
+        return PseudoLabel(
+            semantic_of(panoptic), panoptic, confidence, interior, kept, runner_up_classes, runner_up_confidence
+        )

@@ -30,7 +30,7 @@ def write_pseudo_label_shard(
         path = image_paths[image_id]
         with generator.timed("read"):
             image = store.read_image(path)
-        labels.append(generator(image))
+        labels.append(generator(image, runner_up=store.has_runner_up))
         if spoco is not None:
             images.append(image)
     with generator.timed("store_write"):
