@@ -148,29 +148,21 @@ def train_command(
 def test_training_killed_midway_resumes_to_the_same_weights(tiny_run: dict, tmp_path: Path, instance: str) -> None:
     """Batches from 2 DataLoader workers, the run SIGKILLed, resumed without workers: bit-identical."""
     steps = 10
-    one_thread = ["--threads", "1"]  # each run: the uninterrupted one goes on beside the killed one
-    whole = subprocess.Popen(
-        train_command(tiny_run, tmp_path / "a" / "ck", tmp_path / "a" / "model.pt", steps, instance=instance)
-        + one_thread,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    cmd = train_command(tiny_run, tmp_path / "b" / "ck", tmp_path / "b" / "model.pt", steps, instance=instance)
-    cmd += one_thread
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def command(name: str, workers: int = 2) -> list[str]:
+        """One thread each: the uninterrupted run ("a") goes on beside the killed one ("b")."""
+        out = tmp_path / name
+        return train_command(tiny_run, out / "ck", out / "model.pt", steps, workers, instance) + ["--threads", "1"]
+
+    whole = subprocess.Popen(command("a"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command("b"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (tmp_path / "b" / "ck" / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "b" / "model.pt").exists(), "the run finished before it could be killed"
-    resumed = subprocess.run(
-        train_command(tiny_run, tmp_path / "b" / "ck", tmp_path / "b" / "model.pt", steps, workers=0, instance=instance)
-        + one_thread,
-        capture_output=True,
-        text=True,
-    )
+    resumed = subprocess.run(command("b", workers=0), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     step = int(resumed.stderr.split("resuming from checkpoint")[1].split("at step")[1].split()[0])
     assert 2 <= step < steps and step % 2 == 0
