@@ -106,22 +106,24 @@ def upsample_in_windows(
     can reach: the output pixels with a source pixel in the mask's rows and columns."""
     y0, y1, ly0, ly1 = bilinear_sources(size[0], logits.shape[1], logits.device)
     x0, x1, lx0, lx1 = bilinear_sources(size[1], logits.shape[2], logits.device)
+    rows, columns = _reach(masks.any(2), y0, y1), _reach(masks.any(1), x0, x1)
     windows, upsampled = [], []
-    for low, rows, columns in zip(logits, masks.any(2), masks.any(1)):
-        ys = _reach(rows.nonzero()[:, 0], y0, y1)
-        xs = _reach(columns.nonzero()[:, 0], x0, x1)
-        top, bottom = low.index_select(0, y0[ys]), low.index_select(0, y1[ys])
-        left, right = lx0[xs], lx1[xs]
-        upper = top.index_select(1, x0[xs]) * left + top.index_select(1, x1[xs]) * right
-        lower = bottom.index_select(1, x0[xs]) * left + bottom.index_select(1, x1[xs]) * right
+    for low, (top, bottom, left, right) in zip(logits, torch.cat([rows, columns], 1).tolist()):  # one sync
+        ys, xs = slice(top, bottom), slice(left, right)
+        upper, lower = low.index_select(0, y0[ys]), low.index_select(0, y1[ys])
+        upper = upper.index_select(1, x0[xs]) * lx0[xs] + upper.index_select(1, x1[xs]) * lx1[xs]
+        lower = lower.index_select(1, x0[xs]) * lx0[xs] + lower.index_select(1, x1[xs]) * lx1[xs]
         windows.append((ys, xs))
         upsampled.append(upper * ly0[ys, None] + lower * ly1[ys, None])
     return windows, upsampled
 
 
-def _reach(present: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> slice:
-    """The output indices whose (sorted) source indices ``first``/``second`` meet the span of ``present``."""
-    if not len(present):
-        return slice(0, 0)
-    start = int(torch.searchsorted(second, present[0]))
-    return slice(start, max(start, int(torch.searchsorted(first, present[-1], right=True))))
+def _reach(present: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """(K, 2) start and stop of the output indices whose sorted source indices ``first`` and ``second``
+    meet the span of each row of ``present`` (K, n) bool; empty (0, 0) for a row without one."""
+    n = present.shape[1]
+    low = present.to(torch.uint8).argmax(1)  # the first present index
+    high = n - 1 - present.flip(1).to(torch.uint8).argmax(1)  # the last
+    start = torch.searchsorted(second, low)
+    stop = torch.maximum(start, torch.searchsorted(first, high, right=True))
+    return torch.stack([start, stop], 1) * present.any(1, keepdim=True)
