@@ -34,15 +34,9 @@ def write_pseudo_label_shard(
         if spoco is not None:
             images.append(image)
     with generator.timed("store_write"):
-        store.write_shard(
-            index,
-            np.stack([p.semantic for p in labels]),
-            np.stack([p.panoptic for p in labels]),
-            np.stack([p.confidence for p in labels]),
-            *(np.stack([getattr(p, name) for p in labels]) for name in ("runner_up", "runner_up_confidence"))
-            if store.has_runner_up
-            else (),
-        )
+        fields = ("semantic", "panoptic", "confidence")
+        fields += ("runner_up", "runner_up_confidence") if store.has_runner_up else ()  # pseudo_labels.top2
+        store.write_shard(index, **{name: np.stack([getattr(p, name) for p in labels]) for name in fields})
         if spoco is not None:
             if any(p.embeddings is None for p in labels):
                 raise InputError(f"{spoco}: SPOCO outputs need embeddings (pseudo_labels.fusion: embedding)")
