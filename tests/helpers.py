@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,30 @@ def kill_during_store_write(command: list[str], writes: int = 1) -> None:
     assert os.WIFSTOPPED(status), f"the process ended before its store write: {proc.stderr.read().decode()[-2000:]}"
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
+
+
+def kill_when(path: Path, command: list[str]) -> None:
+    """Run a real command and kill -9 it as soon as ``path`` exists (a training state: the run is
+    then midway), as a crash or OOM kill would."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not path.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+
+
+def beside(command: list[str]) -> subprocess.Popen:
+    """A reference run started in the background while a test does the rest; ``succeeded`` ends it."""
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def succeeded(proc: subprocess.Popen, timeout: float | None = None) -> str:
+    """The stderr of a run from ``beside``, read to its end (a full pipe would stall it), once it
+    exited 0."""
+    _, log = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, log[-3000:]
+    return log
 
 
 def class_ious(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> list[float | None]:

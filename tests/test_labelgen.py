@@ -41,7 +41,7 @@ from spino.metrics import PanopticStats
 from spino.store import IncompleteStoreError, create_store
 from spino.transforms import image_tensor
 
-from helpers import kill_during_store_write, matched_miou, random_cluster_labels
+from helpers import beside, kill_during_store_write, kill_when, matched_miou, random_cluster_labels, succeeded
 
 TINY_BACKBONE = BackboneSpec("tf_efficientnet_lite0", "none", (1, 2))
 
@@ -285,9 +285,6 @@ def test_head_training_killed_midway_resumes_to_the_same_weights(demo_root: Path
     """The real `spino train-head` process SIGKILLed after a training state was written, then run
     again: it resumes there and ends with the weights and losses of an uninterrupted run, bit for bit
     (one kind: every kind trains through the same loop and state)."""
-    import os
-    import signal
-    import time
 
     from spino.cli import main as spino
 
@@ -305,21 +302,14 @@ def test_head_training_killed_midway_resumes_to_the_same_weights(demo_root: Path
             *("--checkpoint", str(tmp_path / name / "head.pt"), "--losses", str(tmp_path / name / "losses.csv")),
         ]
 
-    # the uninterrupted run goes on beside the killed one (one thread each; both read only the demo)
-    whole = subprocess.Popen(command("a"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    proc = subprocess.Popen(command("b"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (tmp_path / "b" / "ck" / f"{kind}.last.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
+    whole = beside(command("a"))  # the uninterrupted run (one thread each; both read only the demo)
+    kill_when(tmp_path / "b" / "ck" / f"{kind}.last.pt", command("b"))
     assert not (tmp_path / "b" / "head.pt").exists(), "the run finished before it could be killed"
     resumed = subprocess.run(command("b"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     step = int(resumed.stderr.split("resuming from checkpoint")[1].split("at step")[1].split()[0])
     assert 25 <= step < 120 and step % 25 == 0
-    _, log = whole.communicate()  # read to the end: a full pipe would stall it
-    assert whole.returncode == 0, log[-2000:]
+    succeeded(whole)
     a, _ = load_head(tmp_path / "a" / "head.pt", kind)
     b, _ = load_head(tmp_path / "b" / "head.pt", kind)
     for (name, wa), wb in zip(a.state_dict().items(), b.state_dict().values()):
@@ -595,9 +585,6 @@ def test_self_training_killed_twice_resumes_to_the_same_weights(demo_root: Path,
     """Two rounds of 60 steps in a real process, SIGKILLed after its first training state (round 1)
     and again once round 1's head is written (round 2), each time run again: it ends with the weights
     and losses of a run never interrupted (and of one that keeps no state), bit for bit."""
-    import os
-    import signal
-    import time
 
     _tiny_heads(demo_root, tmp_path / "heads")
 
@@ -606,28 +593,18 @@ def test_self_training_killed_twice_resumes_to_the_same_weights(demo_root: Path,
         args = [str(demo_root), str(tmp_path / "heads"), str(tmp_path / name), str(workdir)]
         return [sys.executable, "-c", SELF_TRAIN_PROCESS, *args]
 
-    def kill_when(path: Path, name: str, workdir: Path) -> None:
-        proc = subprocess.Popen(command(name, workdir), stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while not path.exists() and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
-
     # the two uninterrupted runs go on beside the killed ones (each reads only the demo and the heads)
     references = [
-        subprocess.Popen(command(name, workdir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for name, workdir in (("whole", "-"), ("kept", tmp_path / "kept-state"))
+        beside(command(name, workdir)) for name, workdir in (("whole", "-"), ("kept", tmp_path / "kept-state"))
     ]
     state = tmp_path / "ck"
-    kill_when(state / "self-training.last.pt", "b", state)
-    kill_when(state / "round1.pt", "b", state)
+    kill_when(state / "self-training.last.pt", command("b", state))
+    kill_when(state / "round1.pt", command("b", state))
     resumed = subprocess.run(command("b", state), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming from checkpoint" in resumed.stderr
     for reference in references:
-        _, log = reference.communicate()
-        assert reference.returncode == 0, log[-2000:]
+        succeeded(reference)
     whole = load_head(tmp_path / "whole" / "semantic.pt", "semantic")[0].state_dict()
     for name in ("kept", "b"):
         other = load_head(tmp_path / name / "semantic.pt", "semantic")[0].state_dict()

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +33,14 @@ from spino.transforms import image_tensor
 
 from helpers import (
     assert_same_pq,
+    beside,
     class_ious,
+    kill_when,
     official_pq,
     one_line_error,
     spino_here,
     store_from_maps,
+    succeeded,
     tiny_model,
     training_inputs,
 )
@@ -154,20 +154,14 @@ def test_training_killed_midway_resumes_to_the_same_weights(tiny_run: dict, tmp_
         out = tmp_path / name
         return train_command(tiny_run, out / "ck", out / "model.pt", steps, workers, instance) + ["--threads", "1"]
 
-    whole = subprocess.Popen(command("a"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    proc = subprocess.Popen(command("b"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (tmp_path / "b" / "ck" / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    whole = beside(command("a"))
+    kill_when(tmp_path / "b" / "ck" / "last.pt", command("b"))
     assert not (tmp_path / "b" / "model.pt").exists(), "the run finished before it could be killed"
     resumed = subprocess.run(command("b", workers=0), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     step = int(resumed.stderr.split("resuming from checkpoint")[1].split("at step")[1].split()[0])
     assert 2 <= step < steps and step % 2 == 0
-    _, log = whole.communicate()
-    assert whole.returncode == 0, log[-2000:]
+    log = succeeded(whole)
     assert "training from scratch" in log and "no GPU: training on the CPU" in log
 
     a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["model"]
@@ -362,15 +356,11 @@ def test_two_process_training_matches_one_process_on_the_same_global_batch(tiny_
         cmd = train_command(
             tiny_run, tmp_path / tag / "ck", tmp_path / tag / "model.pt", 6, workers=0, batch_size=16, lr=1e-3
         )
-        return subprocess.Popen(
-            cmd + ["--gpus", str(gpus)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
+        return beside(cmd + ["--gpus", str(gpus)])
 
     runs = {1: train("one", 1), 2: train("two", 2)}  # side by side: each compares with the other only
     for gpus, run in runs.items():
-        _, log = run.communicate(timeout=300)
-        assert run.returncode == 0, log[-3000:]
-        assert f"({gpus} process(es))" in log
+        assert f"({gpus} process(es))" in succeeded(run, timeout=300)
     one, two = tmp_path / "one", tmp_path / "two"
     rows = [np.loadtxt(d / "losses.csv", delimiter=",", skiprows=1) for d in (one, two)]
     assert rows[0].shape == rows[1].shape == (6, 6) and np.array_equal(rows[0][:, 1], rows[1][:, 1])  # same lr schedule
