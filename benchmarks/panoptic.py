@@ -122,10 +122,10 @@ def trained_inference(args: argparse.Namespace) -> dict[str, float]:
     return {name: float(np.median(seconds)) for name, seconds in times.items()}
 
 
-def measure(args: argparse.Namespace, config: dict, instance: str | None) -> dict:
-    """The figures of one instance method (None: the config's) on this config; prints them."""
+def measure(args: argparse.Namespace, config: dict, instance: str) -> dict:
+    """The figures of one instance method on this config; prints them."""
     backbone = {**config["backbone"], **({"weights": args.weights} if args.weights else {})}
-    model_settings = {**config["panoptic"]["model"], **({"instance": instance} if instance else {})}
+    model_settings = {**config["panoptic"]["model"], "instance": instance}
     model_cfg = ModelConfig.from_dict(model_settings, backbone)
     train_cfg = TrainConfig.from_dict(config["panoptic"]["train"])
     class_set = CITYSCAPES_19 if config["dataset"]["kind"] == "cityscapes" else DEMO
@@ -271,11 +271,13 @@ def main() -> None:
     if args.models and not args.results:
         p.error("--models needs --results: the run whose ground-truth images they predict")
     config = yaml.safe_load(args.config.read_text())
+    instances = args.instance or [ModelConfig.from_dict(config["panoptic"]["model"], config["backbone"]).instance]
     trained = trained_inference(args) if args.models else {}
-    figures = [measure(args, config, instance) for instance in (args.instance or [None])]
+    for instance in instances if trained else []:  # before the minutes of measuring
+        if instance not in trained:
+            raise SystemExit(f"--models: none of them is a {instance} model")
+    figures = [measure(args, config, instance) for instance in instances]
     for figure in figures if trained else []:
-        if figure["instance"] not in trained:
-            raise SystemExit(f"--models: none of them is a {figure['instance']} model")
         figure["infer"] = trained[figure["instance"]]
     base = figures[0]
     for other in figures[1:]:
