@@ -338,3 +338,31 @@ def snakemake(
         env=env,
         cwd=workdir,
     )
+
+
+# Stored pixels of a photo whose EXIF orientation (TIFF/EXIF 2.32, tag 0x0112) is o, given the upright
+# picture a viewer shows: 2 mirrored, 3 turned half round, 4 upside down mirrored, 5 transposed, 6 the
+# camera turned clockwise (stored turned a quarter counter-clockwise), 7 transversed, 8 the camera
+# turned counter-clockwise. Written from the standard, not from Pillow's exif_transpose, which it checks.
+STORED_AS = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, 1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, -1),
+}
+
+
+def exif_photo(upright: np.ndarray, path: Path, orientation: int) -> Path:
+    """A JPEG as a phone writes it: the pixels as the sensor held them, and the EXIF orientation tag
+    that turns them upright (quality 100 without chroma subsampling: within a few levels of ``upright``)."""
+    from PIL import ExifTags, Image
+
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    stored = np.ascontiguousarray(STORED_AS[orientation](upright))
+    Image.fromarray(stored).save(path, format="JPEG", quality=100, subsampling=0, exif=exif)
+    return path

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from spino.commands._options import add_dataset, open_dataset
 from spino.config import schema_default
+from spino.data.io import describe_orientations
 from spino.data.manifest import (
     build_manifest,
     check_splits,
@@ -49,3 +50,6 @@ def run(args: argparse.Namespace) -> None:
     write_manifest(args.out, entries)
     print(f"{args.out}: {describe(entries, annotated)}")
     print(describe_sizes(entries, working_size(entries, args.image_size)))
+    turned = describe_orientations([e.image for e in entries])
+    if turned:
+        print(turned)

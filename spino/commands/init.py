@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from spino.data.io import atomic_path
+from spino.data.io import atomic_path, describe_orientations
 from spino.data.survey import survey
 from spino.errors import InputError
 from spino.starter_config import PROFILES, starter_config
@@ -53,6 +53,9 @@ def describe(found) -> str:
         f"classes ({len(found.class_names)}): things {', '.join(found.things) or 'none'}; stuff "
         + (", ".join(n for n in found.class_names if n not in found.things) or "none"),
     ]
+    turned = describe_orientations(found.images)
+    if turned:
+        lines.append(turned)
     if found.things_proposed:
         lines.append("not decided: the categories lack isthing; the config proposes dataset.things (CONFIRM)")
     return "\n".join(lines)

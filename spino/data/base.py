@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from spino.classes import ClassSet
-from spino.data.io import check_same_size, image_size, read_image
+from spino.data.io import QUARTER_TURNS, check_same_size, exif_orientation, image_size, read_image
 from spino.encoding import check_panoptic
 from spino.errors import InputError
 
@@ -68,7 +68,7 @@ class Dataset(ABC):
 
     def label_size(self, record: Record) -> tuple[int, int]:
         """(H, W) of a record's labels, from the label file's header (without decoding it)."""
-        return image_size(record.semantic)
+        return image_size(record.semantic, upright=False)
 
     def check_sizes(self, records: list[Record]) -> None:
         """Every image's header readable and not too large to decode, and its label files the same
@@ -79,12 +79,20 @@ class Dataset(ABC):
                 continue
             label = self.label_size(record)
             instance = Path(record.instance)
-            if instance.suffix == ".png" and instance.is_file() and image_size(instance) != label:
-                h, w = image_size(instance)
+            if instance.suffix == ".png" and instance.is_file() and image_size(instance, upright=False) != label:
+                h, w = image_size(instance, upright=False)
                 raise InputError(f"{instance}: size {w}x{h} differs from {record.semantic} ({label[1]}x{label[0]})")
             if label != size:
+                orientation = exif_orientation(record.image)
+                turned = (
+                    f"; the image is stored {size[0]}x{size[1]} with EXIF orientation {orientation} and shown (and"
+                    " read) upright: its labels must be drawn on the upright image"
+                    if orientation in QUARTER_TURNS and label == size[::-1]
+                    else ""
+                )
                 raise InputError(
-                    f"{record.semantic}: label size {label[1]}x{label[0]} differs from image {record.image} ({size[1]}x{size[0]})"
+                    f"{record.semantic}: label size {label[1]}x{label[0]} differs from image {record.image} "
+                    f"({size[1]}x{size[0]}){turned}"
                 )
 
     def verify(self, records: list[Record], workers: int | None = None) -> None:

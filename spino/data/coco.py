@@ -30,7 +30,7 @@ import numpy as np
 from spino.classes import ClassSet
 from spino.data.base import Dataset, Record
 from spino.data.folder import IMAGE_EXTENSIONS
-from spino.data.io import read_image
+from spino.data.io import read_color_label
 from spino.encoding import encode
 from spino.errors import InputError, MissingFileError
 
@@ -216,7 +216,7 @@ def decode_coco_panoptic(
     png: str, segments_info: list[dict], class_of: dict[int, int], class_set: ClassSet, shape: tuple[int, int]
 ) -> np.ndarray:
     """A COCO panoptic PNG (segment id = R + 256 G + 256^2 B) in spino's encoding."""
-    rgb = read_image(png).astype(np.int64)
+    rgb = read_color_label(png).astype(np.int64)
     if rgb.shape[:2] != shape:
         raise InputError(f"{png}: size {rgb.shape[1]}x{rgb.shape[0]} differs from its image's {shape[1]}x{shape[0]}")
     ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]

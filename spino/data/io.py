@@ -10,28 +10,73 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from spino.errors import InputError, MissingFileError, with_path
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An RGB image as (H, W, 3) uint8."""
+    """An RGB image as (H, W, 3) uint8, upright: turned and flipped as its EXIF orientation says, as
+    every viewer and labelling tool shows it (phone cameras store the sensor's pixels and a tag)."""
+    with _open(path) as im:
+        if exif_orientation_of(im) != 1:
+            ImageOps.exif_transpose(im, in_place=True)
+        return np.array(im.convert("RGB"))
+
+
+def read_color_label(path: str | Path) -> np.ndarray:
+    """A colour-coded label PNG (COCO panoptic segment ids) as (H, W, 3) uint8, its pixels as written."""
     with _open(path) as im:
         return np.array(im.convert("RGB"))
+
+
+def exif_orientation_of(im: Image.Image) -> int:
+    """An opened image's EXIF orientation (1: stored upright; 2-8: stored flipped and/or turned); an
+    unreadable EXIF block counts as 1, as browsers take it."""
+    try:
+        value = im.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # Pillow raises struct.error, ValueError, SyntaxError... on a malformed EXIF block
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def exif_orientation(path: str | Path) -> int:
+    """An image file's EXIF orientation, from its header (see exif_orientation_of)."""
+    with _open(path, decode=False) as im:
+        return exif_orientation_of(im)
 
 
 # Pillow's limit against decompression bombs: more pixels than this is refused before decoding.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(H, W) of an image from its header, without decoding the pixels; refused above MAX_PIXELS."""
+def describe_orientations(paths: list[str]) -> str | None:
+    """A line saying which images carry an EXIF orientation (read upright), or None if none does."""
+    turned = [(Path(p).name, o) for p in paths if (o := exif_orientation(p)) != 1]
+    if not turned:
+        return None
+    shown = ", ".join(f"{name} ({o})" for name, o in turned[:5]) + (" ..." if len(turned) > 5 else "")
+    return (
+        f"{len(turned)} images carry an EXIF orientation, read upright as labelling tools show them "
+        f"(their sizes are the upright ones): {shown}"
+    )
+
+
+# EXIF orientations of a quarter turn (with or without a flip): the upright image swaps width and height.
+QUARTER_TURNS = (5, 6, 7, 8)
+
+
+def image_size(path: str | Path, upright: bool = True) -> tuple[int, int]:
+    """(H, W) of an image from its header, without decoding the pixels; refused above MAX_PIXELS.
+    ``upright``: the size ``read_image`` gives (EXIF orientation applied); false for label files,
+    whose pixels are read as written."""
     with _open(path, decode=False) as im:
         if im.width * im.height > MAX_PIXELS:
             raise InputError(
                 f"{path}: {im.width}x{im.height} pixels, too large to decode safely (more than {MAX_PIXELS}); downscale it"
             )
+        if upright and exif_orientation_of(im) in QUARTER_TURNS:
+            return im.width, im.height
         return im.height, im.width
 
 

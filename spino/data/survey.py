@@ -45,7 +45,8 @@ class Survey:
     things_proposed: bool = False  # the categories do not say: ``things`` is a proposal to confirm
     labelled: Counter = field(default_factory=Counter)  # split -> labelled images
     unlabelled: Counter = field(default_factory=Counter)
-    sizes: Counter = field(default_factory=Counter)  # (H, W) -> images
+    sizes: Counter = field(default_factory=Counter)  # (H, W) -> images (upright: EXIF orientation applied)
+    images: list[str] = field(default_factory=list)  # every image's path
 
     @property
     def annotation_split(self) -> str:
@@ -119,6 +120,7 @@ def survey(root: str | Path) -> Survey:
     for record in dataset.scan():
         (result.labelled if record.has_gt else result.unlabelled)[record.split] += 1
         result.sizes[image_size(record.image)] += 1
+        result.images.append(record.image)
     if not result.sizes:
         raise InputError(f"{root}: the {kind} layout was found, but no images in splits {splits}")
     return result

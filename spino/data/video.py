@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from spino.classes import IGNORE, ClassSet
-from spino.data.io import read_image, read_label
+from spino.data.io import read_color_label, read_label
 from spino.errors import InputError, MissingFileError
 
 VideoFrame = tuple[np.ndarray, np.ndarray]  # (semantic uint8, track ids uint32)
@@ -84,7 +84,7 @@ class VideoLabels:
         thing = self.class_set.thing_mask()
 
         def read(name: str) -> VideoFrame:
-            rgb = read_image(self.root / "panoptic" / annotations[name]["file_name"]).astype(np.uint32)
+            rgb = read_color_label(self.root / "panoptic" / annotations[name]["file_name"]).astype(np.uint32)
             seg = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
             infos = annotations[name]["segments_info"]
             table_ids = np.array([0] + [s["id"] for s in infos], np.uint32)

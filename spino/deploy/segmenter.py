@@ -2,7 +2,7 @@
 
     from spino import Segmenter
     segment = Segmenter.from_checkpoint("results/demo/panoptic/model.pt")
-    result = segment(image)              # numpy (H, W, 3) uint8, a PIL image or a (3, H, W) tensor
+    result = segment(image)              # a file path, numpy (H, W, 3) uint8, a PIL image or a (3, H, W) tensor
     result.panoptic, result.semantic     # (H, W) maps at the image's own size
     [(s.class_name, s.area, s.score) for s in result.segments]
     for result in segment.track(video_frames):   # things keep their track_id from frame to frame
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from spino.classes import IGNORE, ClassSet
+from spino.data.io import read_image
 from spino.deploy.model_files import LoadedModel, open_model
 from spino.deploy.tracking import TrackConfig, Tracker
 from spino.devices import resolve_device
@@ -92,8 +93,8 @@ class Segmenter:
         return cls(open_model(path, torch.device(resolve_device(device))), amp)
 
     def __call__(self, images) -> Segmentation | list[Segmentation]:
-        """One image (numpy (H, W, 3) uint8, PIL image, tensor (3, H, W) 0..255) gives one Segmentation;
-        a list of them, a (B, 3, H, W) tensor or a (B, H, W, 3) array gives a list."""
+        """One image (a file path, numpy (H, W, 3) uint8, PIL image, tensor (3, H, W) 0..255) gives one
+        Segmentation; a list of them, a (B, 3, H, W) tensor or a (B, H, W, 3) array gives a list."""
         if isinstance(images, list) or (isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4):
             return self.segment([as_array(image) for image in images])
         return self.segment([as_array(images)])[0]
@@ -149,13 +150,18 @@ def segments_of(panoptic: np.ndarray, class_set: ClassSet, scores: dict[int, flo
 
 
 def as_array(image) -> np.ndarray:
-    """An RGB image as (H, W, 3) uint8, from numpy, PIL or a (3, H, W) tensor in 0..255."""
+    """An RGB image as (H, W, 3) uint8, from a file path, numpy, PIL or a (3, H, W) tensor in 0..255;
+    files and PIL images upright (their EXIF orientation applied, as a viewer shows them)."""
+    if isinstance(image, (str, Path)):
+        return read_image(image)
     if isinstance(image, torch.Tensor):
         if image.dim() != 3 or image.shape[0] != 3:
             raise InputError(f"an image tensor must be (3, H, W), got {tuple(image.shape)}")
         return image.detach().cpu().permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
     if hasattr(image, "convert"):  # PIL
-        return np.array(image.convert("RGB"))
+        from PIL import ImageOps
+
+        return np.array(ImageOps.exif_transpose(image).convert("RGB"))
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise InputError(f"an image array must be (H, W, 3) RGB, got {image.shape}")
