@@ -12,6 +12,7 @@ segment`` and the exports work at each image's own size.
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -63,10 +64,7 @@ def choose_annotated(
     if not candidates:
         raise InputError(f"no image of split {split!r} has ground truth to annotate from")
     if image_ids is not None:
-        missing = sorted(set(image_ids) - set(candidates))
-        if missing:
-            raise InputError(f"annotated image ids not among the labelled {split!r} images: {missing}")
-        return list(image_ids)
+        return [_labelled_id(given, records, split, candidates) for given in image_ids]
     if indices is not None:
         bad = [i for i in indices if not 0 <= i < len(candidates)]
         if bad:
@@ -80,11 +78,35 @@ def choose_annotated(
     return [candidates[i] for i in sorted(chosen)]
 
 
+# Label Studio stores each uploaded file as "<8 hex digits>-<its name>"; a user names it by its name.
+_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
+
+
+def _labelled_id(given: str, records: list[Record], split: str, candidates: list[str]) -> str:
+    """The id of the labelled image of ``split`` that ``given`` names: its id, its file name, or its
+    name as uploaded to Label Studio (without the prefix Label Studio adds)."""
+    if given in candidates:
+        return given
+    names = {
+        r.image_id
+        for r in records
+        if r.split == split
+        and r.has_gt
+        and given
+        in (Path(r.image).name, _UPLOAD_PREFIX.sub("", r.image_id), _UPLOAD_PREFIX.sub("", Path(r.image).name))
+    }
+    if len(names) == 1:
+        return names.pop()
+    if names:
+        raise InputError(f"annotation.ids: {given!r} names several labelled {split!r} images: {sorted(names)}")
+    raise InputError(
+        f"annotation.ids: {given!r} is not a labelled {split!r} image (an id, a file name, or a file name as"
+        f" uploaded); the labelled ones: {', '.join(candidates[:8])}{' ...' if len(candidates) > 8 else ''}"
+    )
+
+
 def build_manifest(records: list[Record], annotated: list[str]) -> list[Entry]:
-    ids = [r.image_id for r in records]
-    if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise InputError(f"image ids must be unique across splits; repeated: {dup[:5]}")
+    check_unique_ids(records)
     chosen = set(annotated)
     return [
         Entry(
@@ -92,6 +114,20 @@ def build_manifest(records: list[Record], annotated: list[str]) -> list[Entry]:
         )
         for r in records
     ]
+
+
+def check_unique_ids(records: list[Record]) -> None:
+    """Image ids (file stems) name images in every artifact: two images of one id are refused, naming
+    both files (two folders of a COCO export, or a raw frame beside a labelled one of the same name)."""
+    seen: dict[str, Record] = {}
+    for r in records:
+        other = seen.setdefault(r.image_id, r)
+        if other is not r:
+            where = f"splits {other.split!r} and {r.split!r}" if other.split != r.split else f"split {r.split!r}"
+            raise InputError(
+                f"{r.image}: image id {r.image_id!r} (its file name) is already that of {other.image} ({where});"
+                " rename one of the two files"
+            )
 
 
 def working_size(entries: list[Entry], override: tuple[int, int] | list[int] | None = None) -> tuple[int, int]:
