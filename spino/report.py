@@ -51,6 +51,21 @@ def not_scored_notes(not_scored: dict[str, str]) -> str:
     return "".join(f"<p><b>{TITLES[s]} not scored</b>: {html.escape(why)}</p>" for s, why in not_scored.items())
 
 
+def seen_note(settings: dict, scores: dict[str, dict]) -> str:
+    """Where the model is scored on a split it trained on (one labelled export: the images kept out
+    of the heads' training), a note that its scores are of images it saw, as pseudo-labels only."""
+    panoptic = settings.get("panoptic", {})
+    seen = sorted(set(panoptic.get("eval_splits") or []) & set(panoptic.get("train_splits") or []))
+    if not seen or "predictions" not in scores:
+        return ""
+    return (
+        f"<p><b>{TITLES['predictions']} scored on images it trained on</b>: split {', '.join(map(repr, seen))} is"
+        " both a training and a scored split (<code>panoptic.train_splits</code>, <code>eval_splits</code>), so"
+        " the scored images were seen by the student as pseudo-labels, never as ground truth; scores on"
+        " images it never saw are lower.</p>"
+    )
+
+
 def score_tables(scores: dict[str, dict]) -> str:
     if not scores:
         return "<p>No scores.</p>"
@@ -189,7 +204,7 @@ pre {{ background: #f6f6f6; padding: 1em; overflow: auto; }}
 <h2>Scores</h2>
 <p>PQ, SQ, RQ in % (COCO-panoptic rules, as cityscapesscripts); mIoU in %. The panoptic model's
 instance method: <b>{html.escape(instance)}</b> (<code>panoptic.model.instance</code>).</p>
-{not_scored_notes(not_scored)}{score_tables(scores)}
+{not_scored_notes(not_scored)}{seen_note(settings, scores)}{score_tables(scores)}
 <h2>Training curves</h2>
 {'<img src="curves.png" alt="training curves">' if has_curves else "<p>No training logs yet.</p>"}
 <h2>Time per stage</h2>

@@ -18,6 +18,10 @@ from spino.data.survey import Survey
 
 PROFILES = ("cpu", "paper")
 PAPER_MIN_PIXELS = 500  # at 1024 x 2048
+# One labelled split (a labelling tool's export): with at least MIN_ANNOTATED + KEPT_FOR_SCORING labelled
+# images, KEPT_FOR_SCORING of them are kept out of the heads' training to score the run on.
+KEPT_FOR_SCORING = 3
+MIN_ANNOTATED = 10
 
 
 def _flow(value) -> str:
@@ -36,8 +40,10 @@ def starter_config(found: Survey, profile: str = "cpu", run: str | None = None) 
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     split = found.annotation_split
     labelled = found.labelled.get(split, 0)
-    k = min(10, labelled)
     others = [s for s in found.splits if s != split]
+    one_labelled_split = not any(found.labelled.get(s) for s in others)
+    keep = KEPT_FOR_SCORING if one_labelled_split and labelled >= KEPT_FOR_SCORING + MIN_ANNOTATED else 0
+    k = labelled - keep if keep else min(10, labelled)
     h, w = found.working_size
     lines = [
         f"# Written by `spino init {found.root} --profile {profile}` on {datetime.date.today()}.",
@@ -52,6 +58,11 @@ def starter_config(found: Survey, profile: str = "cpu", run: str | None = None) 
         f"  root: {found.root}",
         f"  splits: {_flow(found.splits)}",
     ]
+    if found.unlabelled_folders:
+        lines.append(
+            f"  unlabelled: {_flow(found.unlabelled_folders)}   # the image folders beside it: unlabelled,"
+            f" in split {split!r} (images the export has too are taken once)"
+        )
     if found.things_proposed:
         stuff = [n for n in found.class_names if n not in found.things]
         lines.append(
@@ -70,12 +81,23 @@ def starter_config(found: Survey, profile: str = "cpu", run: str | None = None) 
         f"  split: {split}",
         f"  k: {k}",
     ]
-    if k == labelled and not any(found.labelled.get(s) for s in others):
+    if keep:
+        lines += [
+            f"  # {keep} of the {labelled} labelled images are kept out of the heads' training to score the",
+            "  # pseudo-labels and the model on (the model trains on their pseudo-labels, never their ground",
+            "  # truth; the report says so). To train on every one instead: k: " + f"{labelled}, and eval_splits: [].",
+        ]
+    elif k == labelled and one_labelled_split:
         lines += [
             "  # Every labelled image is annotated, so the pseudo-labels cannot be scored (the report says so);",
             f"  # to score them, keep a few labelled images out of the heads' training: k: {max(1, k - 3)}.",
         ]
-    panoptic = ["  eval_splits: []                 # one split only: the model is trained, not scored"] * (not others)
+    if others:
+        panoptic = []
+    elif k < labelled:
+        panoptic = [f"  eval_splits: [{split}]          # scored on the labelled images the heads did not train on"]
+    else:
+        panoptic = ["  eval_splits: []                 # one split only: the model is trained, not scored"]
     lines += ["", *_profile_lines(profile, (h, w), panoptic)]
     return "\n".join(lines) + "\n"
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from spino.choices import check_config
+from spino.data.unlabelled import unlabelled_files
 from spino.errors import InputError
 from spino.weight_sources import weights_file
 
@@ -34,6 +35,10 @@ def missing_inputs(config: dict) -> list[str]:
     dataset = config["dataset"]
     if dataset["kind"] != "demo" and not Path(dataset["root"]).is_dir():
         problems.append(f"{dataset['root']}: dataset.root is not a folder")
+    try:
+        unlabelled_files(dataset["unlabelled"])
+    except InputError as err:
+        problems.append(str(err))
     weights = weights_file(config["backbone"]["weights"])
     if weights is not None and not weights.is_file():
         problems.append(

@@ -205,8 +205,8 @@ def test_the_your_coco_example_is_what_spino_init_writes_for_such_an_export() ->
         class_names=["road", "sky", "person", "car"],
         things=["person", "car"],
         things_proposed=True,
-        labelled=Counter(default=12),
-        unlabelled=Counter(default=40),
+        labelled=Counter(default=13),
+        unlabelled=Counter(default=39),
         sizes=Counter({(512, 1024): 52}),
     )
     written = yaml.safe_load(starter_config(found, "cpu", "your-coco"))

@@ -17,6 +17,7 @@ from spino.data.manifest import (
     working_size,
     write_manifest,
 )
+from spino.data.unlabelled import add_unlabelled
 
 HELP = "list a dataset's images and choose the annotated ones (manifest CSV)"
 
@@ -24,6 +25,13 @@ HELP = "list a dataset's images and choose the annotated ones (manifest CSV)"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_dataset(p)
     p.add_argument("--annotate-split", default="train")
+    p.add_argument(
+        "--unlabelled",
+        nargs="*",
+        default=[],
+        metavar="PATH",
+        help="folders (recursive), globs or files of more unlabelled images, added to --annotate-split",
+    )
     choice = p.add_mutually_exclusive_group(required=True)
     choice.add_argument("--indices", type=int, nargs="+", help="indices into the sorted labelled images")
     choice.add_argument("--ids", nargs="+", help="image ids")
@@ -41,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     dataset = open_dataset(args)
-    records = dataset.scan()
+    records, added = add_unlabelled(dataset.scan(), args.unlabelled, args.annotate_split)
     dataset.check_sizes(records)  # headers first: a wrong size is named without decoding anything
     dataset.verify(records)
     annotated = choose_annotated(records, args.annotate_split, args.indices, args.ids, args.k, args.seed)
@@ -49,6 +57,8 @@ def run(args: argparse.Namespace) -> None:
     check_splits(entries, args.need_images, args.need_labels)  # choose_annotated took labelled images only
     write_manifest(args.out, entries)
     print(f"{args.out}: {describe(entries, annotated)}")
+    if added:
+        print(added)
     print(describe_sizes(entries, working_size(entries, args.image_size)))
     turned = describe_orientations([e.image for e in entries])
     if turned:

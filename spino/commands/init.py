@@ -53,6 +53,8 @@ def describe(found) -> str:
         f"classes ({len(found.class_names)}): things {', '.join(found.things) or 'none'}; stuff "
         + (", ".join(n for n in found.class_names if n not in found.things) or "none"),
     ]
+    if found.added:
+        lines.append(found.added)
     turned = describe_orientations(found.images)
     if turned:
         lines.append(turned)

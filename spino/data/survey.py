@@ -15,21 +15,26 @@ from pathlib import Path
 
 from spino.data import open_dataset
 from spino.data.coco import ANNOTATION_FILES
+from spino.data.folder import IMAGE_EXTENSIONS
 from spino.data.io import image_size
 from spino.data.manifest import most_common_size
+from spino.data.unlabelled import add_unlabelled
 from spino.errors import InputError, MissingFileError
 
-# Names that usually are countable objects (things): COCO's thing categories, Cityscapes' and
-# KITTI-360's, and a few a robot meets. Used only to propose dataset.things for the user to confirm.
+# Names that usually are countable objects (things): COCO-panoptic's 80 thing categories, Cityscapes'
+# and KITTI-360's, and a few a robot meets; less what Cityscapes counts as stuff (traffic light, which
+# COCO counts as a thing: spino's users are mostly on streets). Used only to propose dataset.things for
+# the user to confirm (tests/test_survey.py checks it against both datasets' lists).
 USUAL_THINGS = frozenset(
     """person people pedestrian rider cyclist bicycle bike car truck bus train motorcycle motorbike
-    airplane boat traffic_light fire_hydrant stop_sign parking_meter bench bird cat dog horse sheep cow
-    elephant bear zebra giraffe backpack umbrella handbag tie suitcase frisbee skis snowboard ball kite
-    bottle cup fork knife spoon bowl banana apple sandwich orange broccoli carrot pizza donut cake chair
-    couch potted_plant bed dining_table toilet tv laptop mouse remote keyboard phone microwave oven
+    airplane boat fire_hydrant stop_sign parking_meter bench bird cat dog horse sheep cow
+    elephant bear zebra giraffe backpack umbrella handbag tie suitcase frisbee skis snowboard sports_ball
+    ball kite baseball_bat baseball_glove skateboard surfboard tennis_racket bottle wine_glass cup fork
+    knife spoon bowl banana apple sandwich orange broccoli carrot hot_dog pizza donut cake chair couch
+    potted_plant bed dining_table toilet tv laptop mouse remote keyboard cell_phone phone microwave oven
     toaster sink refrigerator book clock vase scissors teddy_bear hair_drier toothbrush vehicle van
-    trailer caravan two-wheeler scooter animal robot drone cone traffic_cone pole_object box crate
-    pallet barrel tree_trunk rock fruit plant_pot""".split()
+    trailer caravan two-wheeler scooter animal robot drone cone traffic_cone box crate pallet barrel
+    tree_trunk rock fruit plant_pot""".split()
 )
 
 
@@ -47,6 +52,8 @@ class Survey:
     unlabelled: Counter = field(default_factory=Counter)
     sizes: Counter = field(default_factory=Counter)  # (H, W) -> images (upright: EXIF orientation applied)
     images: list[str] = field(default_factory=list)  # every image's path
+    unlabelled_folders: list[str] = field(default_factory=list)  # image folders beside the dataset's
+    added: str | None = None  # what those folders added (spino.data.unlabelled.add_unlabelled)
 
     @property
     def annotation_split(self) -> str:
@@ -58,6 +65,10 @@ class Survey:
     @property
     def working_size(self) -> tuple[int, int]:
         return most_common_size(self.sizes)
+
+
+class NoLayoutError(InputError):
+    """A folder in none of the layouts spino reads."""
 
 
 def detect_layout(root: Path) -> tuple[str, list[str]]:
@@ -74,7 +85,7 @@ def detect_layout(root: Path) -> tuple[str, list[str]]:
     splits = coco_splits(root)
     if splits:
         return "coco", splits
-    raise InputError(
+    raise NoLayoutError(
         f"{root}: no dataset layout recognised: looked for COCO JSON ({', '.join(ANNOTATION_FILES)}), "
         "Cityscapes (leftImg8bit/ + gtFine/), KITTI-360, or a folder dataset (classes.yaml + images/); "
         "see docs/your-data.md"
@@ -99,26 +110,67 @@ def coco_splits(root: Path) -> list[str]:
 
 
 def _is_coco(path: Path) -> bool:
+    """Whether a JSON file where COCO files are found is one; one that does not parse (a truncated
+    export) is named with the parser's error, not passed over."""
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except ValueError as err:
+        raise InputError(f"{path}: not valid JSON ({err}); a truncated or unfinished export?") from err
+    except OSError:
         return False
     return isinstance(data, dict) and "images" in data and "categories" in data
 
 
+def find_dataset(root: Path) -> tuple[Path, list[str]]:
+    """The dataset folder and the image folders beside it: ``root`` itself where it has a layout;
+    else its one subfolder that has one (a labelling tool's export), and the other subfolders that
+    hold images (the robot's unlabelled frames), proposed as dataset.unlabelled."""
+    try:
+        detect_layout(root)
+        return root, []
+    except NoLayoutError as err:
+        children = [c for c in sorted(root.iterdir()) if c.is_dir() and not c.name.startswith(".")]
+        found = [c for c in children if _has_layout(c)]
+        if len(found) > 1:
+            raise InputError(
+                f"{root}: several datasets in it ({', '.join(c.name for c in found)}): run spino init on one"
+            ) from err
+        if not found:
+            raise
+    beside = [str(c) for c in children if c != found[0] and any(_images_under(c))]
+    return found[0], beside
+
+
+def _has_layout(folder: Path) -> bool:
+    try:
+        detect_layout(folder)
+    except NoLayoutError:
+        return False
+    return True
+
+
+def _images_under(folder: Path):
+    return (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
 def survey(root: str | Path) -> Survey:
-    """Survey the dataset at ``root`` (what ``spino init`` prints and writes a config from)."""
-    root = Path(root)
+    """Survey the dataset at ``root``, or in its one subfolder that holds one, with the image folders
+    beside it (what ``spino init`` prints and writes a config from)."""
+    root, beside = find_dataset(Path(root))
     kind, splits = detect_layout(root)
-    result = Survey(root, kind, splits)
+    result = Survey(root, kind, splits, unlabelled_folders=beside)
     things = None
     if kind == "coco":
         things, result.things_proposed = _coco_things(root, splits[0])
     dataset = open_dataset(kind, root, splits, None, things)
     result.class_names = list(dataset.class_set.names)
     result.things = [n for n, t in zip(dataset.class_set.names, dataset.class_set.thing) if t]
-    for record in dataset.scan():
-        (result.labelled if record.has_gt else result.unlabelled)[record.split] += 1
+    records = dataset.scan()
+    result.labelled.update(r.split for r in records if r.has_gt)
+    records, result.added = add_unlabelled(records, beside, result.annotation_split)
+    for record in records:
+        if not record.has_gt:
+            result.unlabelled[record.split] += 1
         result.sizes[image_size(record.image)] += 1
         result.images.append(record.image)
     if not result.sizes:
