@@ -210,11 +210,7 @@ def cvat_export(demo_root: Path, out: Path, labelled: int, resized: int, size: t
     import json
 
     from PIL import Image
-    from pycocotools import mask as coco_mask
-    from scipy import ndimage
 
-    from spino.classes import DEMO
-    from spino.data import open_dataset
     from spino.data.io import resize_nearest
 
     demo = open_dataset("demo", demo_root)
@@ -235,32 +231,43 @@ def cvat_export(demo_root: Path, out: Path, labelled: int, resized: int, size: t
         image_id = len(images) + 1
         h, w = pan.shape
         images.append({"id": image_id, "file_name": f"{name}.png", "height": h, "width": w})
-        semantic, instance = semantic_of(pan), instance_of(pan)
-        for cls in np.unique(semantic[semantic != 255]):
-            if DEMO.thing[cls]:
-                parts = [(instance == i) & (semantic == cls) for i in np.unique(instance[semantic == cls]) if i]
-            else:
-                regions, count = ndimage.label(semantic == cls)
-                parts = [regions == r for r in range(1, count + 1)]
-            for mask in parts:
-                rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
-                annotations.append(
-                    {
-                        "id": len(annotations) + 1,
-                        "image_id": image_id,
-                        "category_id": int(cls) + 1,
-                        "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
-                        "area": int(mask.sum()),
-                        "bbox": [0, 0, 0, 0],
-                        "iscrowd": 0,
-                    }
-                )
+        annotations += coco_annotations(pan, image_id, first_id=len(annotations) + 1)
     categories = [{"id": k + 1, "name": name, "supercategory": ""} for k, name in enumerate(DEMO.names)]
     (out / "annotations").mkdir()
     (out / "annotations" / "instances_default.json").write_text(
         json.dumps({"images": images, "annotations": annotations, "categories": categories})
     )
     return out
+
+
+def coco_annotations(pan: np.ndarray, image_id: int, first_id: int) -> list[dict]:
+    """A demo panoptic map as a labelling tool's COCO instances: one RLE annotation per thing instance
+    and per connected stuff region, category ids 1.. in the demo's class order."""
+    from pycocotools import mask as coco_mask
+    from scipy import ndimage
+
+    semantic, instance = semantic_of(pan), instance_of(pan)
+    annotations = []
+    for cls in np.unique(semantic[semantic != 255]):
+        if DEMO.thing[cls]:
+            parts = [(instance == i) & (semantic == cls) for i in np.unique(instance[semantic == cls]) if i]
+        else:
+            regions, count = ndimage.label(semantic == cls)
+            parts = [regions == r for r in range(1, count + 1)]
+        for mask in parts:
+            rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+            annotations.append(
+                {
+                    "id": first_id + len(annotations),
+                    "image_id": image_id,
+                    "category_id": int(cls) + 1,
+                    "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
+                    "area": int(mask.sum()),
+                    "bbox": [0, 0, 0, 0],
+                    "iscrowd": 0,
+                }
+            )
+    return annotations
 
 
 def one_line_error(result: subprocess.CompletedProcess, command: str, *fragments: str) -> None:

@@ -1,0 +1,142 @@
+"""The story of a user with phone photos: a Label Studio export of the labelled images beside a folder
+of the robot's frames (some EXIF-rotated, one grayscale, one RGBA, two sizes), `spino init` on the
+folder holding both, Snakemake to the end, and `spino segment` on the frames."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from spino.classes import DEMO
+from spino.cli import main as spino
+from spino.data import open_dataset
+from spino.data.io import read_image
+
+from conftest import TINY
+from helpers import WIDTHS, coco_annotations, exif_photo, snakemake
+
+LABELLED = 13  # init keeps 3 of them for scoring: k 10
+TURNED = {"demo_0003": 6, "demo_0007": 8}  # labelled phone photos
+RAW_TURNED = {"demo_0014": 6, "demo_0015": 8}  # unlabelled ones
+GRAY, RGBA = "demo_0016", "demo_0017"
+OTHER_SIZE = ("demo_0018", "demo_0019")  # a second camera's
+SECOND_CAMERA = (96, 160)
+
+
+def label_studio_export(demo: Path, parent: Path) -> dict[str, np.ndarray]:
+    """``parent/export``: Label Studio's COCO export of the first LABELLED demo images (result.json,
+    images/<8 hex>-<name>.jpg as it renames uploads, categories without isthing), and ``parent/raw``:
+    every frame as the robot stored it (the labelled ones too, the same bytes). Returns each frame's
+    upright image as a viewer shows it."""
+    dataset = open_dataset("demo", demo)
+    export, raw = parent / "export", parent / "raw"
+    (export / "images").mkdir(parents=True)
+    raw.mkdir()
+    images, annotations, upright = [], [], {}
+    for n, record in enumerate(sorted(dataset.scan(), key=lambda r: r.image_id)):
+        name = record.image_id
+        image, pan = dataset.read_sample(record)
+        if name in OTHER_SIZE:
+            image = np.asarray(Image.fromarray(image).resize(SECOND_CAMERA[::-1], Image.Resampling.BILINEAR))
+        orientation = {**TURNED, **RAW_TURNED}.get(name, 1)
+        if name == GRAY:
+            Image.fromarray(image).convert("L").save(raw / f"{name}.jpg", quality=100)
+        elif name == RGBA:
+            Image.fromarray(image).convert("RGBA").save(raw / f"{name}.png")
+        else:
+            exif_photo(image, raw / f"{name}.jpg", orientation)
+        upright[name] = read_image(raw / (f"{name}.png" if name == RGBA else f"{name}.jpg"))
+        if n < LABELLED:
+            upload = f"{n:08x}-{name}.jpg"
+            shutil.copy(raw / f"{name}.jpg", export / "images" / upload)
+            h, w = pan.shape
+            images.append({"id": n, "file_name": f"images/{upload}", "height": h, "width": w})
+            annotations += coco_annotations(pan, n, first_id=len(annotations) + 1)
+    categories = [{"id": k + 1, "name": name} for k, name in enumerate(DEMO.names)]
+    (export / "result.json").write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
+    return upright
+
+
+@pytest.mark.e2e
+def test_phone_photos_from_a_label_studio_export_and_a_raw_folder_run_end_to_end(tmp_path: Path, capsys) -> None:
+    from spino.data.synthetic import DemoSpec, write_demo
+    from spino.store import LabelStore
+
+    write_demo(tmp_path / "demo", DemoSpec(n_train=20, n_val=0, height=64, width=128, seed=1))
+    parent = tmp_path / "robot"
+    upright = label_studio_export(tmp_path / "demo", parent)
+    work = tmp_path / "work"
+    work.mkdir()
+
+    assert spino(["init", str(parent), "--run", "robot", "--out", str(work / "robot.yaml")]) == 0
+    said = capsys.readouterr().out
+    assert "dataset.unlabelled: 7 images added to split 'result' unlabelled; 13 found again and taken once" in said
+    assert "4 images carry an EXIF orientation, read upright" in said
+    config = yaml.safe_load((work / "robot.yaml").read_text())
+    assert config["dataset"] == {
+        "kind": "coco",
+        "root": str(parent / "export"),
+        "splits": ["result"],
+        "unlabelled": [str(parent / "raw")],
+        "things": ["person", "car"],
+    }
+    assert config["annotation"] == {"split": "result", "k": 10}
+    assert config["panoptic"]["eval_splits"] == ["result"]  # scored on the 3 labelled images kept out
+
+    tiny = {
+        "backbone": {"out_indices": [2, 3]},
+        "semantic_head": {"hidden": [16, 16], "epochs": 5, "lr": 1e-2},
+        "boundary_head": {"hidden": [16, 8], "epochs": 5, "lr": 1e-2},
+    }
+    for section, values in tiny.items():
+        config[section].update(values)
+    config["panoptic"]["model"].update({k: TINY["panoptic"]["model"][k] for k in WIDTHS})
+    config["panoptic"]["train"].update({"steps": 4, "batch_size": 2, "checkpoint_every": 2, "val_every": 2})
+    result = snakemake(work, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = work / "results" / "robot"
+    index = (work / "logs" / "robot" / "index.log").read_text()
+    assert "20 images, 13 with ground truth, 10 annotated" in index
+    assert "2 images of other sizes are resized to it for the stores (2 at 160x96)" in index
+
+    # The labelled phone photos: their store images are the upright pictures the labels were drawn on,
+    # and their ground truth is the export's, pixel for pixel.
+    gt = LabelStore(results / "ground_truth.zarr")
+    export = open_dataset("coco", parent / "export", ["result"], things=["person", "car"])
+    for name in TURNED:
+        record = next(r for r in export.scan() if r.image_id.endswith(name))
+        i = gt.index_of(record.image_id)
+        assert np.abs(gt.read_image(gt.meta["image_paths"][i]).astype(int) - upright[name]).mean() < 2
+        assert np.array_equal(gt.panoptic(i), export.read_panoptic(record))
+    scores = json.loads((results / "scores" / "predictions.json").read_text())
+    assert scores["summary"]["images"] == 3
+    report = (results / "report" / "report.html").read_text()
+    assert "scored on images it trained on</b>: split 'result'" in report
+
+    # The frames segmented, each at its upright size; a turned photo as its upright picture is.
+    seg = tmp_path / "seg"
+    model = str(results / "panoptic" / "model.pt")
+    assert spino(["segment", model, str(parent / "raw"), "--out", str(seg), "--format", "gtfine"]) == 0
+    upright_dir = tmp_path / "upright"
+    upright_dir.mkdir()
+    for name in RAW_TURNED:
+        Image.fromarray(upright[name]).save(upright_dir / f"{name}.png")
+    assert (
+        spino(["segment", model, str(upright_dir), "--out", str(tmp_path / "seg-upright"), "--format", "gtfine"]) == 0
+    )
+    for name, image in upright.items():
+        labels = sorted(seg.rglob(f"{name}_gtFine_labelIds.png"))
+        assert labels, sorted(p.name for p in seg.rglob("*"))[:20]
+        assert np.asarray(Image.open(labels[0])).shape == image.shape[:2]
+    for name in RAW_TURNED:
+        turned = np.asarray(Image.open(next(seg.rglob(f"{name}_gtFine_labelIds.png"))))
+        straight = np.asarray(Image.open(next((tmp_path / "seg-upright").rglob(f"{name}_gtFine_labelIds.png"))))
+        assert (turned == straight).mean() > 0.97
