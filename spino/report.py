@@ -179,7 +179,7 @@ def gallery(results: Path, out: Path, count: int = 4) -> list[str]:
     return ["image", "ground truth"] + [TITLES[name] for name in stores if name != "ground_truth"]
 
 
-def write_report(results: str | Path, config_json: str, out: str | Path) -> Path:
+def write_report(results: str | Path, settings: dict, out: str | Path) -> Path:
     results, out = Path(results), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     scores, not_scored = _scores(results)
@@ -188,7 +188,6 @@ def write_report(results: str | Path, config_json: str, out: str | Path) -> Path
     stages = "".join(
         f"<tr><td>{html.escape(r)}</td><td>{s:.1f}</td><td>{m:.0f}</td></tr>" for r, s, m in timings(results)
     )
-    settings = json.loads(config_json)
     config = json.dumps(settings, indent=2)
     instance = settings.get("panoptic", {}).get("model", {}).get("instance", "center_offset")
     page = f"""<!doctype html>

@@ -41,8 +41,23 @@ def _device(text: str) -> str:
 
 
 def add_settings(p: argparse.ArgumentParser, option: str, section: str, required: bool = True) -> None:
-    """A config section passed as JSON (the workflow passes each rule its section)."""
-    p.add_argument(option, required=required, type=json.loads, help=f"settings as JSON (config {section})")
+    """A config section, as JSON or a JSON file (the workflow passes each rule its section's file)."""
+    p.add_argument(
+        option, required=required, type=settings_json, help=f"settings as JSON, or a JSON file (config {section})"
+    )
+
+
+def settings_json(text: str) -> dict:
+    """An argparse type: JSON given inline (``{...}``) or the path of a file holding it."""
+    if text.lstrip().startswith("{"):
+        return json.loads(text)
+    path = Path(text)
+    try:
+        return json.loads(path.read_text())
+    except OSError as err:
+        raise argparse.ArgumentTypeError(f"{path}: cannot be read ({err.strerror})") from err
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{path}: not valid JSON ({err})") from err
 
 
 def add_manifest(p: argparse.ArgumentParser) -> None:

@@ -1,6 +1,5 @@
 # Config helpers, paths and target lists shared by all rules.
 
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from spino.data import dataset_files
 from spino.data.unlabelled import unlabelled_files
 from spino.deploy.media import sources
 from spino.labelgen.head_kinds import HEAD_KINDS, heads_trained
-from spino.provenance import command_code_digest, listing_digest
+from spino.provenance import command_code_digest, listing_digest, settings_file
 from spino.store import STORE_NAMES, remove_damaged_markers, shard_count
 
 # `spino` comes from the environment that runs Snakemake (a venv, the conda env of environment.yaml,
@@ -41,7 +40,6 @@ PANOPTIC = f"{RESULTS}/panoptic"
 # The heads this run trains (spino.labelgen.head_kinds): semantic and boundary, and those its fusion needs.
 HEADS_TRAINED = [] if LABEL_FREE else heads_trained(config["pseudo_labels"]["fusion"])
 EMBEDDING_FUSION = "embedding" in HEADS_TRAINED
-PSEUDO_LABEL_SETTINGS = json.dumps(config["pseudo_labels"], sort_keys=True)
 # The semantic head that labels the store: the self-trained one when self-training is on.
 LABELLING_SEMANTIC_HEAD = (
     f"{SELF_TRAINING}/semantic.pt" if config["self_training"]["enabled"] else f"{HEADS}/semantic.pt"
@@ -62,6 +60,16 @@ for marker, problem in remove_damaged_markers(Path(RESULTS).glob("*.shards/*.jso
 wildcard_constraints:
     store="|".join(STORES),
     shard=r"\d+",
+
+
+def settings(name, value):
+    """A config section as the path of a JSON file named by its digest (spino.provenance.settings_file),
+    passed to a command in place of the JSON: a changed setting is a changed param, which reruns the
+    rule, and `snakemake -n -p` prints each job's command on a line, not the config."""
+    return settings_file(f"{RESULTS}/settings", name, value)
+
+
+PSEUDO_LABEL_SETTINGS = settings("pseudo_labels", config["pseudo_labels"])
 
 
 def code(command):

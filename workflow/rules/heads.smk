@@ -28,8 +28,8 @@ for kind in HEAD_KINDS:
         params:
             kind=kind,  # the shell command is formatted when the job runs, after the loop: it reads the kind here
             dataset=dataset_args(),
-            head=json.dumps(config[f"{kind}_head"], sort_keys=True),
-            backbone=json.dumps(config["backbone"], sort_keys=True),
+            head=lambda wildcards, kind=kind: settings(f"{kind}_head", config[f"{kind}_head"]),
+            backbone=settings("backbone", config["backbone"]),
             workdir=f"{HEADS}/checkpoints",  # not an output: it survives a killed job, which resumes from it
             code=code("train-head"),
         shell:
@@ -60,7 +60,7 @@ rule self_train:
         device=device("heads"),
     params:
         dataset=dataset_args(),
-        settings=json.dumps(config["self_training"], sort_keys=True),
+        settings=lambda wildcards: settings("self_training", config["self_training"]),
         labels=PSEUDO_LABEL_SETTINGS,  # the neighbours are labelled as the store would label them
         workdir=f"{SELF_TRAINING}/checkpoints",  # not an output: it survives a killed job, which resumes from it
         code=code("self-train"),

@@ -28,9 +28,9 @@ rule train_panoptic:
         workdir=f"{PANOPTIC}/checkpoints",  # not an output: it survives a killed job, which resumes from it
         train_splits=config["panoptic"]["train_splits"],
         val_splits=config["panoptic"]["eval_splits"],
-        model=json.dumps(config["panoptic"]["model"], sort_keys=True),
-        train=json.dumps(config["panoptic"]["train"], sort_keys=True),
-        backbone=json.dumps(config["backbone"], sort_keys=True),
+        model=settings("panoptic.model", config["panoptic"]["model"]),
+        train=settings("panoptic.train", config["panoptic"]["train"]),
+        backbone=settings("backbone", config["backbone"]),
         code=code("train-panoptic"),
     shell:
         "spino --threads {threads} train-panoptic --manifest {input.manifest:q} --pseudo-labels {params.pseudo_labels:q}"

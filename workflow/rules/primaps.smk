@@ -19,8 +19,8 @@ rule fit_primaps:
         device=device("heads"),
     params:
         dataset=dataset_args(),
-        settings=json.dumps(config["primaps"], sort_keys=True),
-        backbone=json.dumps(config["backbone"], sort_keys=True),
+        settings=settings("primaps", config["primaps"]),
+        backbone=settings("backbone", config["backbone"]),
         code=code("fit-primaps"),
     shell:
         "spino --threads {threads} fit-primaps {params.dataset:q} --manifest {input.manifest:q} --settings {params.settings:q}"

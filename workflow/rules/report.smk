@@ -21,7 +21,7 @@ rule report:
     params:
         results=lambda wildcards, output: str(Path(output.html).parents[1]),  # results/<run>
         outdir=lambda wildcards, output: str(Path(output.html).parent),
-        config=json.dumps(config, sort_keys=True),
+        config=settings("config", config),
         code=code("report"),
     shell:
         "spino report --results {params.results:q} --config {params.config:q} --out {params.outdir:q} > {log:q} 2>&1"

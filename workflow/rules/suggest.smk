@@ -18,7 +18,7 @@ rule image_features:
     params:
         dataset=dataset_args(),
         listing=dataset_listing(),
-        backbone=json.dumps(config["backbone"], sort_keys=True),
+        backbone=settings("backbone", config["backbone"]),
         input_size=config["suggest"]["input_size"],
         code=code("features"),
     shell:
