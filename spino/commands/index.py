@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spino.commands._options import add_dataset, open_dataset
+from spino.commands._options import add_dataset, add_unlabelled_images, dataset_records, open_dataset
 from spino.config import schema_default
 from spino.data.io import describe_orientations
 from spino.data.manifest import (
@@ -17,7 +17,6 @@ from spino.data.manifest import (
     working_size,
     write_manifest,
 )
-from spino.data.unlabelled import add_unlabelled
 
 HELP = "list a dataset's images and choose the annotated ones (manifest CSV)"
 
@@ -25,13 +24,7 @@ HELP = "list a dataset's images and choose the annotated ones (manifest CSV)"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_dataset(p)
     p.add_argument("--annotate-split", default="train")
-    p.add_argument(
-        "--unlabelled",
-        nargs="*",
-        default=[],
-        metavar="PATH",
-        help="folders (recursive), globs or files of more unlabelled images, added to --annotate-split",
-    )
+    add_unlabelled_images(p)
     choice = p.add_mutually_exclusive_group(required=True)
     choice.add_argument("--indices", type=int, nargs="+", help="indices into the sorted labelled images")
     choice.add_argument("--ids", nargs="+", help="image ids")
@@ -49,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     dataset = open_dataset(args)
-    records, added = add_unlabelled(dataset.scan(), args.unlabelled, args.annotate_split)
+    records, added = dataset_records(args, dataset)
     dataset.check_sizes(records)  # headers first: a wrong size is named without decoding anything
     dataset.verify(records)
     annotated = choose_annotated(records, args.annotate_split, args.indices, args.ids, args.k, args.seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spino.commands._options import add_dataset, open_dataset
+from spino.commands._options import add_dataset, add_unlabelled_images, dataset_records
 from spino.config import schema_default
 from spino.suggest import plot_suggestion, suggest_annotation, write_annotation
 
@@ -14,6 +14,7 @@ HELP = "the k images of a split to annotate: the best coverage of the image desc
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_dataset(p)
+    add_unlabelled_images(p)
     p.add_argument("--features", required=True, type=Path, help="written by `spino features`")
     p.add_argument("--split", default="train")
     p.add_argument("--k", type=int, required=True)
@@ -31,6 +32,6 @@ def run(args: argparse.Namespace) -> None:
     suggestion = suggest_annotation(args.features, args.split, args.k, args.method, args.seed)
     write_annotation(args.out, args.split, suggestion.chosen_ids, suggestion.note)
     if args.figure:
-        paths = {r.image_id: r.image for r in open_dataset(args).scan()}
+        paths = {r.image_id: r.image for r in dataset_records(args)[0]}
         plot_suggestion(suggestion.candidates, suggestion.chosen, [paths[i] for i in suggestion.pool_ids], args.figure)
     print(f"{args.out}: {suggestion.note}")

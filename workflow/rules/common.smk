@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from snakemake.exceptions import WorkflowError
 
 from spino.data import dataset_files
 from spino.data.unlabelled import unlabelled_files
@@ -85,17 +84,6 @@ def gpus(stage):
     return config["gpus"][stage]
 
 
-def head_threads():
-    """Threads of a head's training job: at most 8 (scaled down to --cores), and on the CPU the cores
-    shared among the heads, which then train at once: on 2 cores the demo's two heads took 103 s side
-    by side against 183 s one after the other. On GPUs (config gpus.heads) they take turns anyway."""
-    try:
-        cores = workflow.cores
-    except WorkflowError:  # no --cores (a dry run without the profile)
-        return 8
-    return 8 if gpus("heads") else max(1, min(8, cores // max(1, len(HEADS_TRAINED))))
-
-
 def device(stage):
     """A stage given no GPU runs on the CPU even where one is visible, so that it never shares a
     GPU it was not scheduled on; given one, it takes the GPU (or says it fell back to the CPU)."""
@@ -150,6 +138,13 @@ def dataset_args():
     if d.get("things") is not None:
         args += ["--things", *d["things"]]
     return args
+
+
+def unlabelled_args():
+    """The options that add dataset.unlabelled's images, to the annotation split, for the commands that
+    list the dataset's images themselves (index, features, suggest)."""
+    specs = config["dataset"]["unlabelled"]
+    return ["--unlabelled", *specs, "--unlabelled-split", config["annotation"]["split"]] if specs else []
 
 
 def image_size_args():

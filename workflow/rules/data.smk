@@ -36,7 +36,7 @@ checkpoint index:
         dataset=dataset_args(),
         listing=dataset_listing(),
         split=config["annotation"]["split"],
-        unlabelled=config["dataset"]["unlabelled"],
+        unlabelled=unlabelled_args(),
         annotation=annotation_args(),
         # splits the later stages use: an empty one fails here, not after hours of training
         need_images=splits_needing_images(),
@@ -44,8 +44,7 @@ checkpoint index:
         image_size=image_size_args(),
         code=code("index"),
     shell:
-        "spino index {params.dataset:q} --annotate-split {params.split:q} --unlabelled {params.unlabelled:q}"
-        " {params.annotation:q}"
+        "spino index {params.dataset:q} --annotate-split {params.split:q} {params.unlabelled:q} {params.annotation:q}"
         " --need-images {params.need_images:q} --need-labels {params.need_labels:q} {params.image_size}"
         " --out {output.manifest:q} > {log:q} 2>&1"
 

@@ -17,12 +17,13 @@ rule image_features:
         device=device("heads"),
     params:
         dataset=dataset_args(),
+        unlabelled=unlabelled_args(),
         listing=dataset_listing(),
         backbone=settings("backbone", config["backbone"]),
         input_size=config["suggest"]["input_size"],
         code=code("features"),
     shell:
-        "spino --threads {threads} features {params.dataset:q} --backbone {params.backbone:q}"
+        "spino --threads {threads} features {params.dataset:q} {params.unlabelled:q} --backbone {params.backbone:q}"
         " --input-size {params.input_size} --device {resources.device} --out {output.features:q} > {log:q} 2>&1"
 
 
@@ -40,11 +41,12 @@ rule suggest:
         SPINO_ENV
     params:
         dataset=dataset_args(),
+        unlabelled=unlabelled_args(),
         split=config["annotation"]["split"],
         k=config["suggest"]["k"],
         method=config["suggest"]["method"],
         seed=config["suggest"]["seed"],
         code=code("suggest"),
     shell:
-        "spino suggest {params.dataset:q} --features {input.features:q} --split {params.split:q} --k {params.k}"
+        "spino suggest {params.dataset:q} {params.unlabelled:q} --features {input.features:q} --split {params.split:q} --k {params.k}"
         " --method {params.method} --seed {params.seed} --out {output.annotation:q} --figure {output.figure:q} > {log:q} 2>&1"
