@@ -1,0 +1,27 @@
+# After a run: a review round (`snakemake review`; not part of `all`): the unlabelled images a
+# correction would help most, with their pseudo-labels pre-drawn for CVAT and Label Studio.
+
+
+rule review:
+    input:
+        manifest=f"{RESULTS}/manifest.csv",
+        pseudo_labels=f"{RESULTS}/pseudo_labels.complete.json",
+        predictions=[f"{RESULTS}/predictions.complete.json"] if SCORES_MODEL else [],
+        features=[f"{RESULTS}/features.h5"] if config["review"]["diversity"] else [],
+    output:
+        round=directory(f"{RESULTS}/review/round-{config['review']['round']}"),
+    log:
+        f"{LOGS}/review-{config['review']['round']}.log",
+    localrule: True
+    conda:
+        SPINO_ENV
+    params:
+        pseudo_labels=f"{RESULTS}/pseudo_labels.zarr",
+        predictions=["--predictions", f"{RESULTS}/predictions.zarr"] if SCORES_MODEL else [],
+        features=["--features", f"{RESULTS}/features.h5"] if config["review"]["diversity"] else [],
+        k=config["review"]["k"],
+        round=config["review"]["round"],
+        code=code("review"),
+    shell:
+        "spino review --manifest {input.manifest:q} --pseudo-labels {params.pseudo_labels:q} {params.predictions:q}"
+        " {params.features:q} --k {params.k} --round {params.round} --out {output.round:q} > {log:q} 2>&1"
