@@ -21,7 +21,7 @@ for kind in HEAD_KINDS:
             f"{RESULTS}/benchmarks/train_{kind}_head.tsv"
         conda:
             SPINO_ENV
-        threads: 8  # scaled down to --cores on a workstation
+        threads: head_threads()
         resources:
             gpu=gpus("heads"),
             device=device("heads"),  # how, not what: changing it reruns nothing
