@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+from collections import Counter
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from spino.data.io import atomic_path, write_png  # noqa: E402
+from spino.data.manifest import read_manifest, working_size  # noqa: E402
+from spino.estimate import Work, estimate, machine_speed  # noqa: E402
 from spino.labelgen.head_kinds import HEAD_KINDS
 from spino.store import LabelStore  # noqa: E402
 from spino.viz import colorize, legend, overlay  # noqa: E402
@@ -144,6 +147,47 @@ def timings(results: Path) -> list[tuple[str, float, float]]:
     return [(rule, s, m) for rule, (s, m) in rows.items()]
 
 
+def time_table(results: Path, settings: dict) -> str:
+    """Each benchmarked rule's seconds and peak memory, beside what ``spino init``'s estimate gives it
+    on this machine (spino.estimate: the rates it rests on, and how far off it was, are stated)."""
+    measured = timings(results)
+    estimated = {}
+    manifest = results / "manifest.csv"
+    if manifest.is_file() and "panoptic" in settings:
+        # stages config gpus puts on a GPU are left out: the estimate models CPUs only
+        estimated = estimate(settings, manifest_work(manifest, settings), machine_speed(), gpu=True)
+    rows = "".join(
+        f"<tr><td>{html.escape(rule)}</td><td>{s:.1f}</td><td>{_seconds(estimated.get(rule))}</td><td>{m:.0f}</td></tr>"
+        for rule, s, m in measured
+    )
+    took, guessed = sum(s for r, s, _ in measured if r in estimated), sum(estimated.get(r, 0) for r, _, _ in measured)
+    total = (
+        f"<tr><th>together</th><td>{took:.1f}</td><td>{_seconds(guessed or None)}</td><td></td></tr>" if took else ""
+    )
+    return (
+        "<p>Seconds summed over each rule's jobs (Snakemake's benchmark files), beside the estimate"
+        " <code>spino init</code> prints: per-image and per-step rates measured on a 2-core reference CPU,"
+        " scaled by this machine's speed on a matrix product.</p>"
+        "<table><tr><th>rule</th><th>seconds (all jobs)</th><th>estimated</th><th>peak RSS (MB)</th></tr>"
+        f"{rows}{total}</table>"
+    )
+
+
+def manifest_work(manifest: Path, settings: dict) -> Work:
+    """What the run did, from its manifest (for the estimate set beside its times)."""
+    entries = read_manifest(manifest)
+    return Work(
+        images=dict(Counter(e.split for e in entries)),
+        labelled=dict(Counter(e.split for e in entries if e.has_gt)),
+        annotated=sum(e.annotated for e in entries),
+        size=working_size(entries, settings["dataset"].get("image_size")),
+    )
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.0f}"
+
+
 def gallery(results: Path, out: Path, count: int = 4) -> list[str]:
     """Rows of image | ground truth | pseudo-label | prediction for the first images that have all.
 
@@ -185,9 +229,7 @@ def write_report(results: str | Path, settings: dict, out: str | Path) -> Path:
     scores, not_scored = _scores(results)
     has_curves = plot_curves(results, out / "curves.png")
     columns = gallery(results, out / "gallery.png")
-    stages = "".join(
-        f"<tr><td>{html.escape(r)}</td><td>{s:.1f}</td><td>{m:.0f}</td></tr>" for r, s, m in timings(results)
-    )
+    stages = time_table(results, settings)
     config = json.dumps(settings, indent=2)
     instance = settings.get("panoptic", {}).get("model", {}).get("instance", "center_offset")
     page = f"""<!doctype html>
@@ -207,7 +249,7 @@ instance method: <b>{html.escape(instance)}</b> (<code>panoptic.model.instance</
 <h2>Training curves</h2>
 {'<img src="curves.png" alt="training curves">' if has_curves else "<p>No training logs yet.</p>"}
 <h2>Time per stage</h2>
-<table><tr><th>rule</th><th>seconds (all jobs)</th><th>peak RSS (MB)</th></tr>{stages}</table>
+{stages}
 <h2>Gallery</h2>
 <p>{" | ".join(columns)} (the class colours below the pictures; * things, each instance a shade of its colour)</p>
 {'<img src="gallery.png" alt="overlays">' if columns else "<p>No labels to show yet.</p>"}

@@ -65,9 +65,7 @@ def rarity_weights(pseudo: LabelStore, indices: list[int]) -> np.ndarray:
     return np.append(weights, 1.0)  # void
 
 
-def candidates(
-    pseudo: LabelStore, image_ids: list[str], predictions: LabelStore | None = None
-) -> list[Candidate]:
+def candidates(pseudo: LabelStore, image_ids: list[str], predictions: LabelStore | None = None) -> list[Candidate]:
     """The terms of each image of ``image_ids`` (the pseudo-label store must hold confidences)."""
     indices = [pseudo.index_of(i) for i in image_ids]
     weights = rarity_weights(pseudo, indices)

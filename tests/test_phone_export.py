@@ -4,7 +4,9 @@ folder holding both, Snakemake to the end, and `spino segment` on the frames."""
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -80,6 +82,7 @@ def test_phone_photos_from_a_label_studio_export_and_a_raw_folder_run_end_to_end
     said = capsys.readouterr().out
     assert "dataset.unlabelled: 7 images added to split 'result' unlabelled; 13 found again and taken once" in said
     assert "4 images carry an EXIF orientation, read upright" in said
+    assert re.search(r"estimated time on this machine \(\d+ cores\): about \d+ (min|s) \(heads", said), said
     config = yaml.safe_load((work / "robot.yaml").read_text())
     assert config["dataset"] == {
         "kind": "coco",
@@ -120,6 +123,18 @@ def test_phone_photos_from_a_label_studio_export_and_a_raw_folder_run_end_to_end
     assert scores["summary"]["images"] == 3
     report = (results / "report" / "report.html").read_text()
     assert "scored on images it trained on</b>: split 'result'" in report
+    for rule in ("train_semantic_head", "pseudo_label", "train_panoptic"):  # measured, and estimated beside it
+        assert re.search(rf"<td>{rule}</td><td>[\d.]+</td><td>\d+</td>", report), rule
+
+    # A review round of the raw frames, pre-drawn for CVAT (read back by spino's COCO reader).
+    config["review"] = {"k": 3}
+    result = snakemake(work, config, "review")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(results / "review" / "round-1" / "chosen.csv") as f:
+        chosen = [row["image_id"] for row in csv.DictReader(f)]
+    assert len(chosen) == 3 and not set(chosen) & {r.image_id for r in export.scan() if r.has_gt}
+    cvat = open_dataset("coco", results / "review" / "round-1" / "cvat", ["default"])
+    assert sorted(r.image_id for r in cvat.scan()) == sorted(chosen)
 
     # The frames segmented, each at its upright size; a turned photo as its upright picture is.
     seg = tmp_path / "seg"

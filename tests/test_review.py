@@ -37,7 +37,9 @@ def review_inputs(demo_root: Path, out: Path, doubts: dict[str, tuple[int, float
             confidence[semantic_of(pan) == cls] = value
         confidences.append(confidence)
     ids = [r.image_id for r in records]
-    store_from_maps(out / "pseudo.zarr", ids, maps, DEMO, image_paths=[r.image for r in records], confidences=confidences)
+    store_from_maps(
+        out / "pseudo.zarr", ids, maps, DEMO, image_paths=[r.image for r in records], confidences=confidences
+    )
     train = [r.image_id for r in records if r.split == "train"]
     unlabelled = [
         type(r)(r.image_id, r.split, r.image) if r.image_id in train[2:] else r for r in records
@@ -116,10 +118,14 @@ def test_spino_review_writes_a_round_that_reads_back_as_its_pseudo_labels(demo_r
         if not instance or (expected == pid).sum() < 100:
             continue
         polygons = [
-            r["value"]["points"] for r in task["predictions"][0]["result"] if r["value"]["polygonlabels"] == [DEMO.names[cls]]
+            r["value"]["points"]
+            for r in task["predictions"][0]["result"]
+            if r["value"]["polygonlabels"] == [DEMO.names[cls]]
         ]
         drawn = [
-            coco_mask.decode(coco_mask.frPyObjects([[c for x, y in p for c in (x * w / 100, y * h / 100)]], h, w))[..., 0]
+            coco_mask.decode(coco_mask.frPyObjects([[c for x, y in p for c in (x * w / 100, y * h / 100)]], h, w))[
+                ..., 0
+            ]
             for p in polygons
         ]
         mask = expected == pid

@@ -10,6 +10,7 @@ import yaml
 from spino.data.io import atomic_path, describe_orientations
 from spino.data.survey import survey
 from spino.errors import InputError
+from spino.estimate import Work, describe_cost
 from spino.starter_config import PROFILES, starter_config
 
 HELP = "survey your dataset (layout, splits, classes, labels, sizes) and write a config for it"
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> None:
     with atomic_path(out) as tmp:
         tmp.write_text(text)
     print(describe(found))
+    print(describe_cost(config, survey_work(found, config)))
     print(f"wrote {out}; check the lines marked CONFIRM, then: snakemake --configfile {out}")
 
 
@@ -61,3 +63,15 @@ def describe(found) -> str:
     if found.things_proposed:
         lines.append("not decided: the categories lack isthing; the config proposes dataset.things (CONFIRM)")
     return "\n".join(lines)
+
+
+def survey_work(found, config: dict) -> Work:
+    """What the config's run will do with the surveyed images (for its time estimate)."""
+    annotation = config["annotation"]
+    annotated = len(annotation.get("ids") or annotation.get("indices") or []) or annotation.get("k", 0)
+    return Work(
+        images={s: found.labelled.get(s, 0) + found.unlabelled.get(s, 0) for s in found.splits},
+        labelled={s: found.labelled.get(s, 0) for s in found.splits},
+        annotated=annotated,
+        size=tuple(config["dataset"]["image_size"] or found.working_size),
+    )

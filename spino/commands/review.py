@@ -11,6 +11,7 @@ import numpy as np
 
 from spino.data.io import atomic_folder, resize_nearest, write_csv, write_png
 from spino.data.manifest import read_manifest
+from spino.errors import InputError
 from spino.features import read_features
 from spino.prelabels import PreLabel, write_cvat_coco, write_label_studio
 from spino.review import Choice, candidates, choose
@@ -37,6 +38,10 @@ def run(args: argparse.Namespace) -> None:
     pseudo.require_complete()
     entries = {e.image_id: e for e in read_manifest(args.manifest)}
     unlabelled = [i for i in pseudo.image_ids if i in entries and not entries[i].has_gt]
+    if not unlabelled:
+        raise InputError(
+            f"{args.manifest}: no unlabelled image to review (every image of the pseudo-labels is labelled)"
+        )
     predictions = LabelStore(args.predictions) if args.predictions else None
     features = None
     if args.features:
