@@ -30,6 +30,20 @@ def tiny_model(input_size: tuple[int, int], **settings) -> dict:
     return {**{k: TINY["panoptic"]["model"][k] for k in WIDTHS}, "input_size": list(input_size), **settings}
 
 
+def shrink_init_config(config: dict) -> None:
+    """A config ``spino init`` wrote, shrunk in place to the tests' sizes (seconds, not minutes): the
+    models' widths and lengths only, nothing of the data or the choices init made."""
+    tiny = {
+        "backbone": {"out_indices": [2, 3]},
+        "semantic_head": {"hidden": [16, 16], "epochs": 5, "lr": 1e-2},
+        "boundary_head": {"hidden": [16, 8], "epochs": 5, "lr": 1e-2},
+    }
+    for section, values in tiny.items():
+        config[section].update(values)
+    config["panoptic"]["model"].update({k: TINY["panoptic"]["model"][k] for k in WIDTHS})
+    config["panoptic"]["train"].update({"steps": 4, "batch_size": 2, "checkpoint_every": 2, "val_every": 2})
+
+
 def store_from_maps(
     path: Path,
     ids: list[str],

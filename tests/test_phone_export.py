@@ -20,8 +20,7 @@ from spino.cli import main as spino
 from spino.data import open_dataset
 from spino.data.io import read_image
 
-from conftest import TINY
-from helpers import WIDTHS, coco_annotations, exif_photo, snakemake
+from helpers import coco_annotations, exif_photo, shrink_init_config, snakemake
 
 LABELLED = 13  # init keeps 3 of them for scoring: k 10
 TURNED = {"demo_0003": 6, "demo_0007": 8}  # labelled phone photos
@@ -94,15 +93,7 @@ def test_phone_photos_from_a_label_studio_export_and_a_raw_folder_run_end_to_end
     assert config["annotation"] == {"split": "result", "k": 10}
     assert config["panoptic"]["eval_splits"] == ["result"]  # scored on the 3 labelled images kept out
 
-    tiny = {
-        "backbone": {"out_indices": [2, 3]},
-        "semantic_head": {"hidden": [16, 16], "epochs": 5, "lr": 1e-2},
-        "boundary_head": {"hidden": [16, 8], "epochs": 5, "lr": 1e-2},
-    }
-    for section, values in tiny.items():
-        config[section].update(values)
-    config["panoptic"]["model"].update({k: TINY["panoptic"]["model"][k] for k in WIDTHS})
-    config["panoptic"]["train"].update({"steps": 4, "batch_size": 2, "checkpoint_every": 2, "val_every": 2})
+    shrink_init_config(config)
     result = snakemake(work, config)
     assert result.returncode == 0, result.stderr[-3000:]
     results = work / "results" / "robot"

@@ -951,7 +951,7 @@ def test_a_cvat_export_of_ten_labelled_images_runs_end_to_end_from_spino_init(tm
     from spino.data.synthetic import DemoSpec, write_demo
     from spino.store import LabelStore
 
-    from helpers import WIDTHS, cvat_export
+    from helpers import cvat_export, shrink_init_config
 
     write_demo(tmp_path / "demo", DemoSpec(n_train=20, n_val=4, height=64, width=128, seed=1))
     cvat_export(tmp_path / "demo", tmp_path / "cvat", labelled=10, resized=3, size=(96, 160))
@@ -967,15 +967,7 @@ def test_a_cvat_export_of_ten_labelled_images_runs_end_to_end_from_spino_init(tm
         "splits": ["default"],
         "things": ["person", "car"],
     }
-    tiny = {  # the test's sizes (seconds, not minutes): the model's widths and lengths only
-        "backbone": {"out_indices": [2, 3]},
-        "semantic_head": {"hidden": [16, 16], "epochs": 5, "lr": 1e-2},
-        "boundary_head": {"hidden": [16, 8], "epochs": 5, "lr": 1e-2},
-    }
-    for section, values in tiny.items():
-        config[section].update(values)
-    config["panoptic"]["model"].update({k: TINY["panoptic"]["model"][k] for k in WIDTHS})
-    config["panoptic"]["train"].update({"steps": 4, "batch_size": 2, "checkpoint_every": 2, "val_every": 2})
+    shrink_init_config(config)
     result = snakemake(work, config)
     assert result.returncode == 0, result.stderr[-3000:]
     results = work / "results" / "robot"
