@@ -131,3 +131,70 @@ def test_spino_review_writes_a_round_that_reads_back_as_its_pseudo_labels(demo_r
         mask = expected == pid
         best = max((d.astype(bool) & mask).sum() / (d.astype(bool) | mask).sum() for d in drawn)
         assert best >= 0.9, (pid, best)
+
+
+DATUMARO_READS = """
+import json, sys
+import datumaro as dm
+dataset = dm.Dataset.import_from(sys.argv[1], "coco_instances")
+names = [c.name for c in dataset.categories()[dm.AnnotationType.label]]
+print(json.dumps({
+    item.id: sorted(
+        (names[a.label], int(a.image.sum()), a.attributes["confidence"])
+        for a in item.annotations if a.type == dm.AnnotationType.mask
+    )
+    for item in dataset
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def datumaro_python() -> str:
+    """The python of a venv with Datumaro (CVAT's dataset library; its pins clash with ours, so a venv of
+    its own, made once under ~/.cache/spino/venvs); opt-in like the SLURM tests, on in .ci/run."""
+    import os
+    import subprocess
+    import sys
+
+    if os.environ.get("SPINO_TEST_TOOLS") != "1":
+        pytest.skip("tests with the labelling tools' own software are opt-in: SPINO_TEST_TOOLS=1 (as .ci/run does)")
+    venv = Path.home() / ".cache" / "spino" / "venvs" / "datumaro"
+    python = venv / "bin" / "python"
+    if not python.is_file():
+        made = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True)
+        installed = made.returncode == 0 and subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "datumaro>=1.10"], capture_output=True, text=True, timeout=900
+        )
+        if not installed or installed.returncode != 0:
+            import shutil
+
+            shutil.rmtree(venv, ignore_errors=True)
+            pytest.skip(f"Datumaro could not be installed in {venv}: {(installed and installed.stderr or '')[-300:]}")
+    return str(python)
+
+
+def test_datumaro_imports_the_cvat_export_with_the_same_segments(
+    datumaro_python: str, demo_root: Path, tmp_path: Path
+) -> None:
+    """CVAT imports COCO 1.0 through Datumaro: the round's export reads there with no error, each
+    image with exactly spino's segments (class, area) and their confidence attributes."""
+    import subprocess
+
+    from spino.commands.review import prelabel
+    from spino.prelabels import segments
+    from spino.store import LabelStore
+
+    review_inputs(demo_root, tmp_path, {"demo_0004": (CAR, 0.3), "demo_0005": (ROAD, 0.3)})
+    out = tmp_path / "round-1"
+    args = ["review", "--manifest", str(tmp_path / "m.csv"), "--pseudo-labels", str(tmp_path / "pseudo.zarr")]
+    assert spino_here(*args, "--k", "3", "--out", str(out)).returncode == 0
+    read = subprocess.run(
+        [datumaro_python, "-c", DATUMARO_READS, str(out / "cvat")], capture_output=True, text=True, check=True
+    )
+    found = json.loads(read.stdout)
+    store = LabelStore(tmp_path / "pseudo.zarr")
+    assert sorted(found) == sorted(r["image_id"] for r in csv.DictReader(open(out / "chosen.csv")))
+    for image_id, segs in found.items():
+        label = prelabel(store, image_id, Path(store.meta["image_paths"][store.index_of(image_id)]))
+        ours = sorted((DEMO.names[s.class_index], int(s.mask.sum()), round(s.score, 3)) for s in segments(label, DEMO))
+        assert [tuple(s) for s in segs] == ours
