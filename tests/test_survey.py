@@ -200,7 +200,10 @@ def test_annotated_images_are_named_by_id_file_name_or_uploaded_name() -> None:
         Record(f"{n:08x}-frame_{n:04d}", "result", f"x/images/{n:08x}-frame_{n:04d}.jpg", "r.json", f"r.json#{n}")
         for n in range(12)
     ] + [Record("frame_0020", "result", "raw/frame_0020.jpg")]
-    chosen = choose_annotated(records, "result", image_ids=["frame_0003", "frame_0004.jpg", "00000005-frame_0005"])
-    assert chosen == ["00000003-frame_0003", "00000004-frame_0004", "00000005-frame_0005"]
+    records.append(Record("0000000c__frame_0012", "result", "x/images/0000000c__frame_0012.jpg", "r.json", "r.json#12"))
+    chosen = choose_annotated(
+        records, "result", image_ids=["frame_0003", "frame_0004.jpg", "00000005-frame_0005", "frame_0012"]
+    )
+    assert chosen == ["00000003-frame_0003", "00000004-frame_0004", "00000005-frame_0005", "0000000c__frame_0012"]
     with pytest.raises(InputError, match=r"annotation.ids: 'frame_0020' is not a labelled 'result' image"):
         choose_annotated(records, "result", image_ids=["frame_0020"])  # unlabelled

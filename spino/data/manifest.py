@@ -78,8 +78,9 @@ def choose_annotated(
     return [candidates[i] for i in sorted(chosen)]
 
 
-# Label Studio stores each uploaded file as "<8 hex digits>-<its name>"; a user names it by its name.
-_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
+# Label Studio stores each uploaded file as "<8 hex digits>-<its name>" (and exports a task's image as
+# "<8 hex digits>__<its name>"); a user names it by its name.
+_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}(-|__)")
 
 
 def _labelled_id(given: str, records: list[Record], split: str, candidates: list[str]) -> str:
