@@ -50,42 +50,43 @@ class Choice:
     candidate: Candidate
 
 
-def rarity_weights(pseudo: LabelStore, indices: list[int]) -> np.ndarray:
-    """Per class (and void, last): sqrt(mean frequency / the class's frequency) among the pseudo-labels
-    of ``indices``, within RARITY_RANGE, doubled for thing classes."""
-    classes = pseudo.class_set.num_classes
-    counts = np.zeros(classes, np.float64)
-    for i in indices:
-        semantic = semantic_of(pseudo.panoptic(i))
-        counts += np.bincount(semantic[semantic < classes].ravel(), minlength=classes)[:classes]
-    frequency = counts / max(counts.sum(), 1)
+def rarity_weights(counts: np.ndarray, thing: tuple[bool, ...]) -> np.ndarray:
+    """Per class (and void, last), from the pixels of each class among the candidates' pseudo-labels
+    (``counts``, void last): sqrt(mean frequency / the class's frequency), within RARITY_RANGE, doubled
+    for thing classes."""
+    classes = len(thing)
+    frequency = counts[:classes] / max(counts[:classes].sum(), 1)
     with np.errstate(divide="ignore"):
         weights = np.sqrt(np.where(frequency > 0, (1 / classes) / frequency, RARITY_RANGE[1] ** 2))
-    weights = np.clip(weights, *RARITY_RANGE) * np.where(pseudo.class_set.thing, THING_WEIGHT, 1.0)
+    weights = np.clip(weights, *RARITY_RANGE) * np.where(thing, THING_WEIGHT, 1.0)
     return np.append(weights, 1.0)  # void
 
 
 def candidates(pseudo: LabelStore, image_ids: list[str], predictions: LabelStore | None = None) -> list[Candidate]:
-    """The terms of each image of ``image_ids`` (the pseudo-label store must hold confidences)."""
-    indices = [pseudo.index_of(i) for i in image_ids]
-    weights = rarity_weights(pseudo, indices)
+    """The terms of each image of ``image_ids`` (the pseudo-label store must hold confidences). Each
+    image is read once: its per-class pixel counts and sums of 1 - confidence (and of 1 - margin) are
+    kept, and weighted by the classes' rarity once every image is counted."""
     classes = pseudo.class_set.num_classes
     predicted = set(predictions.image_ids) if predictions is not None else set()
-    found = []
-    for image_id, i in zip(image_ids, indices):
+    counts, doubts, margins, disagreements = [], [], [], []
+    for image_id in image_ids:
+        i = pseudo.index_of(image_id)
         semantic = semantic_of(pseudo.panoptic(i))
-        weight = weights[np.minimum(semantic, classes)]
-        confidence = pseudo.confidence(i).astype(np.float32)
-        doubt = float((weight * (1 - confidence)).sum() / weight.sum())
-        margin = None
+        bins = np.minimum(semantic, classes).ravel()  # void last
+        confidence = pseudo.confidence(i).astype(np.float32).ravel()
+        counts.append(np.bincount(bins, minlength=classes + 1))
+        doubts.append(np.bincount(bins, 1 - confidence, minlength=classes + 1))
         if pseudo.has_runner_up:
-            _, second = pseudo.runner_up(i)
-            margin = float((weight * (1 - (confidence - second))).sum() / weight.sum())
-        disagreement = None
-        if image_id in predicted:
-            other = semantic_of(predictions.panoptic(predictions.index_of(image_id)))
-            disagreement = float((other != semantic).mean())
-        found.append(Candidate(image_id, doubt, margin, disagreement))
+            second = pseudo.runner_up(i)[1].ravel()
+            margins.append(np.bincount(bins, 1 - (confidence - second), minlength=classes + 1))
+        other = semantic_of(predictions.panoptic(predictions.index_of(image_id))) if image_id in predicted else None
+        disagreements.append(None if other is None else float((other != semantic).mean()))
+    weights = rarity_weights(np.sum(counts, axis=0), pseudo.class_set.thing)
+    found = []
+    for n, image_id in enumerate(image_ids):
+        total = weights @ counts[n]
+        margin = float(weights @ margins[n] / total) if margins else None
+        found.append(Candidate(image_id, float(weights @ doubts[n] / total), margin, disagreements[n]))
     return found
 
 
