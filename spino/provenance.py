@@ -8,19 +8,14 @@
   a checkout moved or cloned elsewhere plans nothing (module names, not paths, enter the digest).
 - ``listing_digest``: names, sizes and mtimes of a dataset's files, so adding, removing or editing
   an image or label reruns the index.
-- ``settings_file``: a config section as a JSON file named by its digest, which the workflow passes
-  to a command instead of the JSON itself: a changed setting is a changed path (a changed param,
-  so the rule reruns), and a job's shell command stays one line long.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
-import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -131,17 +126,3 @@ def listing_digest(paths: Iterable[str | Path], root: str | Path) -> str:
         except FileNotFoundError:
             rows.append(f"{os.path.relpath(path, root)} missing")
     return text_digest(*rows)
-
-
-def settings_file(folder: str | Path, name: str, value: object) -> str:
-    """``<folder>/<name>-<digest>.json`` holding ``value`` (written once, whole: a temporary file
-    renamed; never rewritten, so a job reading it sees the same bytes as the one that planned it)."""
-    text = json.dumps(value, sort_keys=True, indent=1) + "\n"
-    path = Path(folder) / f"{name}-{text_digest(text)[:12]}.json"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-            f.write(text)
-        os.chmod(f.name, 0o644)
-        os.replace(f.name, path)
-    return str(path)

@@ -3,15 +3,18 @@ then the files the config names. Only the Snakefile imports this (no command's c
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 from spino.choices import check_config
+from spino.data.io import atomic_path
 from spino.data.unlabelled import unlabelled_files
 from spino.errors import InputError
+from spino.provenance import text_digest
 from spino.weight_sources import weights_file
 
-__all__ = ["check_config", "check_config_or_exit"]
+__all__ = ["check_config", "check_config_or_exit", "settings_file"]
 
 
 def check_config_or_exit(config: dict, inputs: bool = True) -> dict:
@@ -45,3 +48,16 @@ def missing_inputs(config: dict) -> list[str]:
             f"{weights}: backbone.weights file not found (`spino fetch-weights --name {config['backbone']['name']} --out {weights}` writes it)"
         )
     return problems
+
+
+def settings_file(folder: str | Path, name: str, value: object) -> str:
+    """``<folder>/<name>-<digest>.json`` holding ``value``, which the workflow passes to a command in
+    place of the JSON itself: a changed setting is a changed path (a changed param, so the rule
+    reruns), and a job's shell command stays one line long. Written once, whole, never rewritten, so
+    a job reading it sees the bytes of the plan that named it."""
+    text = json.dumps(value, sort_keys=True, indent=1) + "\n"
+    path = Path(folder) / f"{name}-{text_digest(text)[:12]}.json"
+    if not path.is_file():
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    return str(path)
