@@ -34,7 +34,7 @@ checkpoint index:
         SPINO_ENV
     params:
         dataset=dataset_args(),
-        listing=dataset_listing(),
+        listing=DATASET_LISTING,
         split=config["annotation"]["split"],
         unlabelled=unlabelled_args(),
         annotation=annotation_args(),

@@ -18,7 +18,7 @@ rule image_features:
     params:
         dataset=dataset_args(),
         unlabelled=unlabelled_args(),
-        listing=dataset_listing(),
+        listing=DATASET_LISTING,
         backbone=settings("backbone", config["backbone"]),
         input_size=config["suggest"]["input_size"],
         code=code("features"),
