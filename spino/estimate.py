@@ -157,7 +157,7 @@ def describe_cost(config: dict, work: Work, cores: int | None = None) -> str:
             " (docs/results.md has an H100's figures)"
         )
     shards = wall_seconds({"pseudo_label": seconds["pseudo_label"]}, cores)
-    heads = seconds["train_semantic_head"] + seconds["train_boundary_head"]
+    heads = wall_seconds({r: seconds[r] for r in ("train_semantic_head", "train_boundary_head")}, cores)
     return (
         f"estimated time on this machine ({cores} cores): about {_minutes(wall_seconds(seconds, cores))} (heads"
         f" {_minutes(heads)}, pseudo-labels {_minutes(shards)}, panoptic model {_minutes(seconds['train_panoptic'])});"
