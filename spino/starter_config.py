@@ -85,7 +85,7 @@ def starter_config(found: Survey, profile: str = "cpu", run: str | None = None) 
         lines += [
             f"  # {keep} of the {labelled} labelled images are kept out of the heads' training to score the",
             "  # pseudo-labels and the model on (the model trains on their pseudo-labels, never their ground",
-            "  # truth; the report says so). To train on every one instead: k: " + f"{labelled}, and eval_splits: [].",
+            f"  # truth; the report says so). To train on every one instead: k: {labelled}, and eval_splits: [].",
         ]
     elif k == labelled and one_labelled_split:
         lines += [

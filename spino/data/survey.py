@@ -15,10 +15,9 @@ from pathlib import Path
 
 from spino.data import open_dataset
 from spino.data.coco import ANNOTATION_FILES
-from spino.data.folder import IMAGE_EXTENSIONS
 from spino.data.io import image_size
 from spino.data.manifest import most_common_size
-from spino.data.unlabelled import add_unlabelled
+from spino.data.unlabelled import add_unlabelled, is_image
 from spino.errors import InputError, MissingFileError
 
 # Names that usually are countable objects (things): COCO-panoptic's 80 thing categories, Cityscapes'
@@ -150,7 +149,7 @@ def _has_layout(folder: Path) -> bool:
 
 
 def _images_under(folder: Path):
-    return (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    return (p for p in folder.rglob("*") if is_image(p) and p.is_file())
 
 
 def survey(root: str | Path) -> Survey:

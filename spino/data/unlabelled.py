@@ -26,13 +26,13 @@ def unlabelled_files(specs: list[str]) -> list[Path]:
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and _is_image(p) and not _hidden(p, path))
+            files = sorted(p for p in path.rglob("*") if p.is_file() and is_image(p) and not _hidden(p, path))
         elif path.is_file():
-            if not _is_image(path):
+            if not is_image(path):
                 raise InputError(f"dataset.unlabelled: {path}: not an image ({', '.join(IMAGE_EXTENSIONS)})")
             files = [path]
         elif glob.has_magic(spec):
-            files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if _is_image(Path(p)) and Path(p).is_file())
+            files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if is_image(Path(p)) and Path(p).is_file())
         else:
             raise MissingFileError(f"dataset.unlabelled: {path}: not found")
         if not files:
@@ -79,7 +79,8 @@ def _first_copies(paths: list[Path]) -> dict[Path, Path]:
     return first
 
 
-def _is_image(path: Path) -> bool:
+def is_image(path: Path) -> bool:
+    """Whether a file name is of an image spino reads (by its suffix)."""
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
