@@ -11,6 +11,7 @@ a laptop: the offline EfficientNet-Lite0 backbone, heads at the images' size (lo
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
 import yaml
 
@@ -51,7 +52,7 @@ def starter_config(found: Survey, profile: str = "cpu", run: str | None = None) 
         "# described in config/README.md): the paper's, where it states one. Check the lines marked",
         "# CONFIRM, then run:  snakemake --configfile THIS_FILE",
         "",
-        f"run: {run or _run_name(found)}",
+        f"run: {run or run_name(found.root)}",
         "",
         "dataset:",
         f"  kind: {found.kind}",
@@ -102,8 +103,9 @@ def starter_config(found: Survey, profile: str = "cpu", run: str | None = None) 
     return "\n".join(lines) + "\n"
 
 
-def _run_name(found: Survey) -> str:
-    name = "".join(c if c.isalnum() or c in "_.-" else "-" for c in found.root.resolve().name).strip("-.")
+def run_name(folder: Path) -> str:
+    """A run's default name: the folder's, as a run name may be written."""
+    name = "".join(c if c.isalnum() or c in "_.-" else "-" for c in folder.resolve().name).strip("-.")
     return name or "my-run"
 
 

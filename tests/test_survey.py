@@ -165,6 +165,7 @@ def test_init_on_a_folder_with_an_export_and_a_raw_folder_takes_both(tmp_path: P
     )
     assert spino(["init", str(root), "--out", str(tmp_path / "c.yaml")]) == 0
     config = yaml.safe_load((tmp_path / "c.yaml").read_text())
+    assert config["run"] == "robot"  # the folder the user named, not the export inside it
     assert config["dataset"]["root"] == str(root / "export")
     assert config["dataset"]["unlabelled"] == [str(root / "raw")]
     (root / "second").mkdir()

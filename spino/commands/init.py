@@ -11,7 +11,7 @@ from spino.data.io import atomic_path, describe_orientations
 from spino.data.survey import survey
 from spino.errors import InputError
 from spino.estimate import Work, describe_cost
-from spino.starter_config import PROFILES, starter_config
+from spino.starter_config import PROFILES, run_name, starter_config
 
 HELP = "survey your dataset (layout, splits, classes, labels, sizes) and write a config for it"
 GROUP = "tool"
@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> None:
     from spino.choices import check_config  # with the registries that fill the schema's choices
 
     found = survey(args.root)
-    text = starter_config(found, args.profile, args.run)
+    # named after the folder the user gave, also where the dataset is a subfolder of it (an export beside raw/)
+    text = starter_config(found, args.profile, args.run or run_name(args.root))
     config = check_config(yaml.safe_load(text))  # what the workflow will check: never write one it refuses
     out = args.out or Path("config") / f"{config['run']}.yaml"
     if out.exists() and not args.force:
