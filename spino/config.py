@@ -127,12 +127,15 @@ def _check_soft_targets(config: dict) -> None:
 def derived_defaults(config: dict) -> dict:
     """The settings whose default (``null`` in the schema) follows from others: the annotated images
     come from the first split, every split is pseudo-labelled, the panoptic model trains on the
-    annotation split and is scored on the others (none left: trained, not scored)."""
+    annotation split and is scored on the others (none left: trained, not scored); the next review
+    round follows the corrections taken."""
     splits = config["dataset"]["splits"]
     annotation = config["annotation"]
     annotation["split"] = annotation["split"] or splits[0]
     pseudo = config["pseudo_labels"]
     pseudo["splits"] = pseudo["splits"] or list(splits)
+    review = config["review"]
+    review["round"] = review["round"] or len(annotation["corrections"]) + 1
     panoptic = config["panoptic"]
     if panoptic["train_splits"] is None:
         panoptic["train_splits"] = [annotation["split"]]

@@ -102,6 +102,62 @@ def score_tables(scores: dict[str, dict]) -> str:
     return summary + "<h3>Per class</h3>" + "".join(per_class) + "</table>"
 
 
+def record_round(results: Path, settings: dict, scores: dict[str, dict]) -> Path:
+    """``results/<run>/rounds/round-<n>.json``: this round's scores and annotated images (n: the corrected
+    exports taken, annotation.corrections), kept when the next round reruns the run, for the rounds table."""
+    number = len(settings.get("annotation", {}).get("corrections") or [])
+    manifest = results / "manifest.csv"
+    per_round = Counter(e.round for e in read_manifest(manifest) if e.annotated) if manifest.is_file() else Counter()
+    record = {
+        "round": number,
+        "annotated": {str(k): per_round[k] for k in sorted(per_round)},
+        "scores": {
+            stage: {
+                "images": v["images"],
+                "pq": v["all"]["pq"],
+                "things": v["things"]["pq"],
+                "stuff": v["stuff"]["pq"],
+                "miou": v["miou"],
+            }
+            for stage, v in scores.items()
+        },
+    }
+    path = results / "rounds" / f"round-{number}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def rounds_table(results: Path) -> str:
+    """The scores of each review round side by side (from rounds/round-<n>.json); nothing before a second round."""
+    records = sorted(
+        (json.loads(p.read_text()) for p in (results / "rounds").glob("round-*.json")), key=lambda r: r["round"]
+    )
+    if len(records) < 2:
+        return ""
+    stages = [s for s in STAGES if any(s in r["scores"] for r in records)]
+    head = "".join(f"<th colspan=4>{TITLES[s]}</th>" for s in stages)
+    sub = "<th>PQ</th><th>things</th><th>stuff</th><th>mIoU</th>" * len(stages)
+    rows = []
+    for r in records:
+        cells = "".join(
+            "".join(f"<td>{100 * r['scores'][s][k]:.1f}</td>" for k in ("pq", "things", "stuff", "miou"))
+            if s in r["scores"]
+            else "<td></td>" * 4
+            for s in stages
+        )
+        rows.append(f"<tr><th>{r['round']}</th><td>{sum(r['annotated'].values())}</td>{cells}</tr>")
+    return (
+        "<h2>Review rounds</h2><p>Each round's scores, on the same scored images while the scored splits stay the"
+        " same (round 0: the first annotations; round n: with the corrections of rounds 1..n,"
+        " <code>annotation.corrections</code>).</p>"
+        f"<table><tr><th>round</th><th>annotated images</th>{head}</tr><tr><th></th><th></th>{sub}</tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
 def plot_curves(results: Path, out: Path) -> bool:
     curves = {f"{kind} head": _read_csv(results / "heads" / f"{kind}_losses.csv") for kind in HEAD_KINDS}
     curves["panoptic model"] = _read_csv(results / "panoptic" / "losses.csv")
@@ -227,6 +283,7 @@ def write_report(results: str | Path, settings: dict, out: str | Path) -> Path:
     results, out = Path(results), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     scores, not_scored = _scores(results)
+    record_round(results, settings, scores)
     has_curves = plot_curves(results, out / "curves.png")
     columns = gallery(results, out / "gallery.png")
     stages = time_table(results, settings)
@@ -246,6 +303,7 @@ pre {{ background: #f6f6f6; padding: 1em; overflow: auto; }}
 <p>PQ, SQ, RQ in % (COCO-panoptic rules, as cityscapesscripts); mIoU in %. The panoptic model's
 instance method: <b>{html.escape(instance)}</b> (<code>panoptic.model.instance</code>).</p>
 {not_scored_notes(not_scored)}{seen_note(settings, scores)}{score_tables(scores)}
+{rounds_table(results)}
 <h2>Training curves</h2>
 {'<img src="curves.png" alt="training curves">' if has_curves else "<p>No training logs yet.</p>"}
 <h2>Time per stage</h2>

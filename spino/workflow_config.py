@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from spino.choices import check_config
+from spino.data.corrections import export_file
 from spino.data.io import atomic_path
 from spino.data.unlabelled import unlabelled_files
 from spino.errors import InputError
@@ -42,6 +43,11 @@ def missing_inputs(config: dict) -> list[str]:
         unlabelled_files(dataset["unlabelled"])
     except InputError as err:
         problems.append(str(err))
+    for export in config["annotation"]["corrections"]:
+        try:
+            export_file(export)
+        except InputError as err:
+            problems.append(str(err))
     weights = weights_file(config["backbone"]["weights"])
     if weights is not None and not weights.is_file():
         problems.append(

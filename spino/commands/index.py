@@ -7,6 +7,7 @@ from pathlib import Path
 
 from spino.commands._options import add_dataset, add_unlabelled_images, dataset_records, open_dataset
 from spino.config import schema_default
+from spino.data.corrections import apply_corrections
 from spino.data.io import describe_orientations
 from spino.data.manifest import (
     build_manifest,
@@ -30,6 +31,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     choice.add_argument("--ids", nargs="+", help="image ids")
     choice.add_argument("--k", type=int, help="draw k images with --seed")
     p.add_argument("--seed", type=int, default=schema_default("annotation.seed"))
+    p.add_argument(
+        "--corrections",
+        nargs="*",
+        default=[],
+        metavar="EXPORT",
+        help="corrected COCO exports of review rounds, in order (config annotation.corrections): their images become annotated",
+    )
     p.add_argument("--need-images", nargs="*", default=[], metavar="SPLIT", help="splits that must have images")
     p.add_argument(
         "--need-labels", nargs="*", default=[], metavar="SPLIT", help="splits that must have labelled images"
@@ -43,15 +51,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     dataset = open_dataset(args)
     records, added = dataset_records(args, dataset)
+    # the first annotations are chosen as before any round (a corrected raw frame must not change the draw)
+    annotated = choose_annotated(records, args.annotate_split, args.indices, args.ids, args.k, args.seed)
+    taken = None
+    if args.corrections:
+        records, taken = apply_corrections(records, args.corrections, dataset.class_set)
     dataset.check_sizes(records)  # headers first: a wrong size is named without decoding anything
     dataset.verify(records)
-    annotated = choose_annotated(records, args.annotate_split, args.indices, args.ids, args.k, args.seed)
     entries = build_manifest(records, annotated)
     check_splits(entries, args.need_images, args.need_labels)  # choose_annotated took labelled images only
     write_manifest(args.out, entries)
-    print(f"{args.out}: {describe(entries, annotated)}")
-    if added:
-        print(added)
+    print(f"{args.out}: {describe(entries, [e.image_id for e in entries if e.annotated])}")
+    for line in (added, taken):
+        if line:
+            print(line)
     print(describe_sizes(entries, working_size(entries, args.image_size)))
     turned = describe_orientations([e.image for e in entries])
     if turned:

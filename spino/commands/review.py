@@ -28,6 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pseudo-labels", required=True, type=Path, help="the run's pseudo-label store (with confidences)")
     p.add_argument("--predictions", type=Path, help="the panoptic model's predictions, where the run has them")
     p.add_argument("--features", type=Path, help="image descriptors (spino features): diversity among the chosen")
+    p.add_argument(
+        "--scored-splits",
+        nargs="*",
+        default=[],
+        metavar="SPLIT",
+        help="splits whose labelled images score the run: never chosen (they would leave the scored set)",
+    )
     p.add_argument("--k", type=int, default=10, help="images to choose")
     p.add_argument("--round", type=int, default=1, help="the round's number (its model version in Label Studio)")
     p.add_argument("--out", required=True, type=Path, help="the round's folder (must not exist)")
@@ -37,10 +44,19 @@ def run(args: argparse.Namespace) -> None:
     pseudo = LabelStore(args.pseudo_labels)
     pseudo.require_complete()
     entries = {e.image_id: e for e in read_manifest(args.manifest)}
-    unlabelled = [i for i in pseudo.image_ids if i in entries and not entries[i].has_gt]
+    # what a correction can add: images not annotated, but not those that score the run (their labels
+    # are the measure); with ground truth for every image (a benchmark), the others stand for unlabelled ones
+    unlabelled = [
+        i
+        for i in pseudo.image_ids
+        if i in entries
+        and not entries[i].annotated
+        and not (entries[i].has_gt and entries[i].split in args.scored_splits)
+    ]
     if not unlabelled:
         raise InputError(
-            f"{args.manifest}: no unlabelled image to review (every image of the pseudo-labels is labelled)"
+            f"{args.manifest}: no image to review (every image of the pseudo-labels is annotated or scores the run,"
+            f" splits {', '.join(args.scored_splits)})"
         )
     predictions = LabelStore(args.predictions) if args.predictions else None
     features = None

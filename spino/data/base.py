@@ -28,13 +28,15 @@ def train_ids(label_ids: np.ndarray, class_set: ClassSet, source: str | Path) ->
 
 @dataclass(frozen=True)
 class Record:
-    """One image of a dataset: its id, split and files (label paths are "" when it has none)."""
+    """One image of a dataset: its id, split and files (label paths are "" when it has none).
+    ``round``: 0, or the review round whose corrected export holds its label (spino.data.corrections)."""
 
     image_id: str
     split: str
     image: str
     semantic: str = ""
     instance: str = ""
+    round: int = 0
 
     @property
     def has_gt(self) -> bool:
@@ -75,8 +77,8 @@ class Dataset(ABC):
         size (read from their headers): checked at the index, not when a later stage decodes them."""
         for record in records:
             size = image_size(record.image)
-            if not record.has_gt:
-                continue
+            if not record.has_gt or record.round:
+                continue  # a correction's size was checked when it was taken (spino.data.corrections)
             label = self.label_size(record)
             instance = Path(record.instance)
             if instance.suffix == ".png" and instance.is_file() and image_size(instance, upright=False) != label:
@@ -117,7 +119,12 @@ class Dataset(ABC):
         """Ground truth, checked against the class set; raises naming the file if it is wrong."""
         if not record.has_gt:
             raise InputError(f"image {record.image_id} ({record.image}) has no ground truth")
-        pan = self.decode_panoptic(record)
+        if record.round:
+            from spino.data.corrections import decode_correction
+
+            pan = decode_correction(record, self.class_set)
+        else:
+            pan = self.decode_panoptic(record)
         check_panoptic(pan, self.class_set, record.semantic)
         return pan
 

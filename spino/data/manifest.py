@@ -12,7 +12,6 @@ segment`` and the exports work at each image's own size.
 from __future__ import annotations
 
 import csv
-import re
 from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from spino.data.base import Dataset, Record
+from spino.data.corrections import UPLOAD_PREFIX, plain_name
 from spino.data.io import atomic_path, image_size
 from spino.errors import InputError, MissingFileError
 
@@ -35,10 +35,11 @@ class Entry:
     annotated: bool
     height: int
     width: int
+    round: int  # the review round its label came from: 0 (the first annotations, or not annotated) or n
 
     @property
     def record(self) -> Record:
-        return Record(self.image_id, self.split, self.image, self.semantic, self.instance)
+        return Record(self.image_id, self.split, self.image, self.semantic, self.instance, self.round)
 
 
 COLUMNS = [f.name for f in fields(Entry)]
@@ -78,11 +79,6 @@ def choose_annotated(
     return [candidates[i] for i in sorted(chosen)]
 
 
-# Label Studio stores each uploaded file as "<8 hex digits>-<its name>" (and exports a task's image as
-# "<8 hex digits>__<its name>"); a user names it by its name.
-_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}(-|__)")
-
-
 def _labelled_id(given: str, records: list[Record], split: str, candidates: list[str]) -> str:
     """The id of the labelled image of ``split`` that ``given`` names: its id, its file name, or its
     name as uploaded to Label Studio (without the prefix Label Studio adds)."""
@@ -93,8 +89,7 @@ def _labelled_id(given: str, records: list[Record], split: str, candidates: list
         for r in records
         if r.split == split
         and r.has_gt
-        and given
-        in (Path(r.image).name, _UPLOAD_PREFIX.sub("", r.image_id), _UPLOAD_PREFIX.sub("", Path(r.image).name))
+        and given in (Path(r.image).name, UPLOAD_PREFIX.sub("", r.image_id), plain_name(r.image))
     }
     if len(names) == 1:
         return names.pop()
@@ -107,11 +102,20 @@ def _labelled_id(given: str, records: list[Record], split: str, candidates: list
 
 
 def build_manifest(records: list[Record], annotated: list[str]) -> list[Entry]:
+    """One entry per record; annotated: the chosen ids and every corrected image (``round`` > 0)."""
     check_unique_ids(records)
     chosen = set(annotated)
     return [
         Entry(
-            r.image_id, r.split, r.image, r.semantic, r.instance, r.has_gt, r.image_id in chosen, *image_size(r.image)
+            r.image_id,
+            r.split,
+            r.image,
+            r.semantic,
+            r.instance,
+            r.has_gt,
+            r.image_id in chosen or r.round > 0,
+            *image_size(r.image),
+            r.round,
         )
         for r in records
     ]
@@ -197,6 +201,7 @@ def read_manifest(path: str | Path) -> list[Entry]:
                 r["annotated"] == "1",
                 int(r["height"]),
                 int(r["width"]),
+                int(r["round"]),
             )
             for r in reader
         ]

@@ -8,6 +8,7 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 
 from spino.data import dataset_files
+from spino.data.corrections import export_file
 from spino.data.unlabelled import unlabelled_files
 from spino.deploy.media import sources
 from spino.labelgen.head_kinds import HEAD_KINDS, heads_trained
@@ -243,11 +244,18 @@ def all_shard_markers(wildcards):
 
 def annotation_args():
     a = config["annotation"]
+    corrections = ["--corrections", *a["corrections"]] if a["corrections"] else []
     if "ids" in a:
-        return ["--ids", *a["ids"]]
+        return ["--ids", *a["ids"], *corrections]
     if "indices" in a:
-        return ["--indices", *map(str, a["indices"])]
-    return ["--k", str(a["k"]), "--seed", str(a["seed"])]
+        return ["--indices", *map(str, a["indices"]), *corrections]
+    return ["--k", str(a["k"]), "--seed", str(a["seed"]), *corrections]
+
+
+def correction_files():
+    """The COCO files of annotation.corrections (an export's folder: its tool's file): the index's inputs,
+    so that an export corrected again reruns the index and what depends on the labels."""
+    return [str(export_file(path)) for path in config["annotation"]["corrections"]]
 
 
 def labeller_inputs(wildcards=None):

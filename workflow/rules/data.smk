@@ -25,6 +25,7 @@ if config["dataset"]["kind"] == "demo":
 checkpoint index:
     input:
         data=generated_dataset(),
+        corrections=correction_files(),
     output:
         manifest=f"{RESULTS}/manifest.csv",
     log:

@@ -13,6 +13,8 @@ rule report:
         ),
         curves=report(f"{RESULTS}/report/curves.png", caption="../report/curves.rst", category="Training"),
         gallery=report(f"{RESULTS}/report/gallery.png", caption="../report/gallery.rst", category="Labels"),
+        # this round's scores; earlier rounds' files are no output of this plan, so they stay for its table
+        round=f"{RESULTS}/rounds/round-{len(config['annotation']['corrections'])}.json",
     log:
         f"{LOGS}/report.log",
     localrule: True

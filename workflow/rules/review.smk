@@ -19,9 +19,10 @@ rule review:
         pseudo_labels=f"{RESULTS}/pseudo_labels.zarr",
         predictions=["--predictions", f"{RESULTS}/predictions.zarr"] if SCORES_MODEL else [],
         features=["--features", f"{RESULTS}/features.h5"] if config["review"]["diversity"] else [],
+        scored=[*config["panoptic"]["eval_splits"], *(config["evaluation"]["splits"] or [])],
         k=config["review"]["k"],
         round=config["review"]["round"],
         code=code("review"),
     shell:
         "spino review --manifest {input.manifest:q} --pseudo-labels {params.pseudo_labels:q} {params.predictions:q}"
-        " {params.features:q} --k {params.k} --round {params.round} --out {output.round:q} > {log:q} 2>&1"
+        " {params.features:q} --scored-splits {params.scored:q} --k {params.k} --round {params.round} --out {output.round:q} > {log:q} 2>&1"
