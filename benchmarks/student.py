@@ -8,6 +8,13 @@ beside the pseudo-labels' own scores on the same images.
         --variant none '{"instance_threshold": 0}' --variant instances '{"instance_threshold": 0.5}'
     python benchmarks/student.py --config config/examples/cityscapes-mini.yaml \\
         --pseudo-labels results/cityscapes-mini/pseudo_labels_top2.zarr --variant soft '{"semantic": "soft"}'
+    python benchmarks/student.py --config config/examples/cityscapes-mini.yaml --seeds 0 1 2 --splits train \\
+        --variant paper '{"instance_threshold": 0}' --variant instances '{"instance_threshold": 0.5}'
+
+``--seeds``: train each variant once per seed (``panoptic.train.seed``) and add a table of each score's
+mean and range over the seeds: a default is chosen where the seeds agree, not on one draw. ``--splits``:
+score only these splits (e.g. the train images nobody annotated, to choose on train-side images and keep
+the val images for reporting).
 
 ``--pseudo-labels``: train on another store of the same run's labels, e.g. one written with
 ``pseudo_labels.top2`` (the ``soft`` variant needs its runner-up classes); its arrays' sizes are printed.
@@ -141,6 +148,10 @@ def main() -> None:
         help=f"a confidence section to train with (default: {', '.join(VARIANTS)})",
     )
     p.add_argument("--pseudo-labels", type=Path, help="the store to train on (default: the run's pseudo_labels.zarr)")
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=[None], help="panoptic.train.seed values (default: the config's)"
+    )
+    p.add_argument("--splits", nargs="+", help="score only these splits (default: the eval and train splits)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
@@ -153,7 +164,7 @@ def main() -> None:
     gt = LabelStore(results / "ground_truth.zarr")
     splits = {
         split: [e.image_id for e in entries if e.split == split and e.has_gt and not e.annotated]
-        for split in dict.fromkeys([*config["panoptic"]["eval_splits"], *train_splits])
+        for split in args.splits or dict.fromkeys([*config["panoptic"]["eval_splits"], *train_splits])
     }
     print(
         f"{config['run']}: {train['steps']} steps of batch {train['batch_size']}; scored on "
@@ -174,9 +185,11 @@ def main() -> None:
         skipped = [name for name, v in variants.items() if v.get("semantic") == "soft"]
         variants = {name: v for name, v in variants.items() if name not in skipped}
         print(f"skipped {', '.join(skipped)}: {pseudo} holds no runner-up classes (pseudo_labels.top2)" * bool(skipped))
-    for name, confidence in variants.items():
+    runs = [(name, confidence, seed) for name, confidence in variants.items() for seed in args.seeds]
+    for variant, confidence, seed in runs:
+        name = variant if seed is None else f"{variant}-seed{seed}"
         folder = results / "student" / f"{name}-{train['steps']}"
-        cfg = TrainConfig.from_dict({**train, "confidence": confidence})
+        cfg = TrainConfig.from_dict({**train, "confidence": confidence} | ({} if seed is None else {"seed": seed}))
         model_cfg = ModelConfig.from_dict(config["panoptic"]["model"], config["backbone"])
         if (folder / "model.pt").exists():
             seconds = json.loads((folder / "scores.json").read_text())["s/step"]
@@ -195,6 +208,25 @@ def main() -> None:
         cells = [" / ".join(f"{row[s][k]:.1f}" for k in ("pq", "things", "stuff", "miou")) for s in columns]
         step = f"{row['s/step']:.2f}" if "s/step" in row else ""
         print(f"| {name} | " + " | ".join(cells) + f" | {step} |")
+    if len(args.seeds) > 1:
+        seed_table(rows, variants, args.seeds, columns)
+
+
+def seed_table(rows: dict, variants: dict, seeds: list[int], columns: list[str]) -> None:
+    """Each variant's scores over the seeds: mean (min to max) of PQ, things, stuff and mIoU per split."""
+    print(
+        f"\n| confidence ({len(seeds)} seeds: mean, min-max) | "
+        + " | ".join(f"{s}: PQ / things / mIoU" for s in columns)
+        + " |"
+    )
+    print("|---|" + "---|" * len(columns))
+    for variant in variants:
+        seeded = [rows[f"{variant}-seed{seed}"] for seed in seeds]
+        cells = []
+        for split in columns:
+            values = {k: np.array([r[split][k] for r in seeded]) for k in ("pq", "things", "miou")}
+            cells.append(" / ".join(f"{v.mean():.2f} ({v.min():.1f}-{v.max():.1f})" for v in values.values()))
+        print(f"| {variant} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
