@@ -87,7 +87,7 @@ def test_spino_review_writes_a_round_that_reads_back_as_its_pseudo_labels(demo_r
     inputs = review_inputs(demo_root, tmp_path, {"demo_0004": (CAR, 0.3), "demo_0005": (ROAD, 0.3)})
     out = tmp_path / "round-1"
     args = ["review", "--manifest", str(tmp_path / "m.csv"), "--pseudo-labels", str(tmp_path / "pseudo.zarr")]
-    result = spino_here(*args, "--k", "3", "--out", str(out))
+    result = spino_here(*args, "--scored-splits", "val", "--k", "3", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "3 of 6 unlabelled images chosen for review round 1" in result.stdout
     with open(out / "chosen.csv") as f:
