@@ -19,6 +19,7 @@ from spino.classes import DEMO
 from spino.cli import main as spino
 from spino.data import open_dataset
 from spino.data.io import read_image
+from spino.data.manifest import read_manifest
 
 from helpers import coco_annotations, exif_photo, shrink_init_config, snakemake
 
@@ -126,6 +127,18 @@ def test_phone_photos_from_a_label_studio_export_and_a_raw_folder_run_end_to_end
     assert len(chosen) == 3 and not set(chosen) & {r.image_id for r in export.scan() if r.has_gt}
     cvat = open_dataset("coco", results / "review" / "round-1" / "cvat", ["default"])
     assert sorted(r.image_id for r in cvat.scan()) == sorted(chosen)
+
+    # The round taken back as CVAT exports it, every pre-drawn segment accepted: the raw frames chosen
+    # become annotated (round 1) with the labels drawn for them; the first annotations stay.
+    shutil.copytree(results / "review" / "round-1" / "cvat", work / "exports" / "round-1")
+    config["annotation"] = {**config["annotation"], "corrections": [str(work / "exports" / "round-1")]}
+    result = snakemake(work, config, "results/robot/manifest.csv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    entries = {e.image_id: e for e in read_manifest(results / "manifest.csv")}
+    assert sorted(i for i, e in entries.items() if e.round == 1 and e.annotated and e.has_gt) == sorted(chosen)
+    assert sum(e.annotated and e.round == 0 for e in entries.values()) == 10
+    for record in cvat.scan():
+        assert np.array_equal(cvat.read_panoptic(record), export.read_panoptic(entries[record.image_id].record))
 
     # The frames segmented, each at its upright size; a turned photo as its upright picture is.
     seg = tmp_path / "seg"
