@@ -68,9 +68,15 @@ def polygons(mask: np.ndarray) -> list[np.ndarray]:
     [c, c + 1] x [r, r + 1]), each of at least three points."""
     import contourpy
 
-    generator = contourpy.contour_generator(z=np.pad(mask, 1).astype(np.float32), fill_type="OuterOffset")
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not rows.size:
+        return []
+    # traced on the mask's bounding box (a segment is mostly far smaller than its image), then moved back
+    box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    generator = contourpy.contour_generator(z=np.pad(box, 1).astype(np.float32), fill_type="OuterOffset")
     points, offsets = generator.filled(0.5, 1.5)
-    outers = [p[o[0] : o[1]] - 0.5 for p, o in zip(points, offsets)]
+    shift = np.array([cols[0], rows[0]]) - 0.5
+    outers = [p[o[0] : o[1]] + shift for p, o in zip(points, offsets)]
     return [outer[:-1] if np.array_equal(outer[0], outer[-1]) else outer for outer in outers if len(outer) >= 4]
 
 
