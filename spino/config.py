@@ -42,6 +42,7 @@ MOVED = {
     },
 }
 CHOICES: dict[str, Iterable[str]] = {}  # setting path -> the registry whose names are its choices (live)
+SETTINGS: dict[str, Any] = {}  # section path -> the registry whose entries may own settings there (live)
 
 
 @cache
@@ -55,6 +56,14 @@ def register_choices(path: str, registry: Iterable[str]) -> None:
     registry calls this, so that this module imports none of them (a command's code digest, the
     closure of its imports, then does not grow with every registry)."""
     CHOICES[path] = registry
+    schema.cache_clear()
+
+
+def register_settings(path: str, registry: Any) -> None:
+    """A registry whose entries may own settings: an entry's ``settings`` (JSON-schema properties,
+    each with its default) become the section ``<path>.<name>`` of the schema (a plugin's fusion
+    owns ``pseudo_labels.<its name>``); sections the schema file states are left as written."""
+    SETTINGS[path] = registry
     schema.cache_clear()
 
 
@@ -73,7 +82,35 @@ def schema() -> dict:
         for part in parents:
             node = node["properties"][part]
         node["properties"][name]["enum"] = list(names)
+    for path, registry in SETTINGS.items():
+        node = data
+        for part in path.split("."):
+            node = node["properties"][part]
+        for name, entry in registry.items():
+            owned = getattr(entry, "settings", None)
+            if owned and name not in node["properties"]:
+                node["properties"][name] = {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": copy.deepcopy(owned),
+                    "default": {},
+                    "description": f"settings of {registry.what} {name} ({registry.origins.get(name, 'spino')})",
+                }
     return data
+
+
+def owned_settings(path: str, data: dict) -> dict:
+    """The section at ``path`` of a registry entry's own settings (``pseudo_labels.<fusion>``) from
+    ``data`` (its parent section), validated, its defaults filled in; {} where the entry owns none."""
+    *parents, name = path.split(".")
+    node = schema()
+    for part in parents:
+        node = _resolved(node)["properties"][part]
+    if name not in _resolved(node)["properties"]:
+        return {}
+    value = copy.deepcopy(data.get(name, {}))
+    _validate(value, path)
+    return _with_defaults(value, section_schema(path, registries=True))
 
 
 def section_schema(path: str, registries: bool = False) -> dict:

@@ -48,7 +48,9 @@ class LabelWriter(ABC):
         return None
 
 
-LABEL_FORMATS: Registry[type[LabelWriter]] = Registry("label format", choices="segment.format")
+LABEL_FORMATS: Registry[type[LabelWriter]] = Registry(
+    "label format", choices="segment.format", group="spino.label_formats"
+)
 
 
 def export_store(store: LabelStore, out: str | Path, fmt: str) -> int:

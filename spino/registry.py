@@ -7,14 +7,22 @@ one class and one registration (``@REGISTRY.register("name")`` on the class, or
 follows the registry (a live view, so an entry registered later, by a plug-in or a test, is a valid
 choice too), and an unknown name fails in one line listing the known ones, as timm's
 ``create_model`` and detectron2's ``Registry.get`` do.
+
+Out-of-tree plugins: a registry with an entry-point ``group`` (``spino.fusions``, ...) also holds
+what installed packages declare there, loaded the first time its names are asked for (a plugin's
+module is imported then, so a registry the workflow plans with must find torch-free modules). An
+entry may own its settings: a registry with a ``settings`` section (``pseudo_labels`` for fusions)
+puts an entry's ``settings`` (a JSON-schema ``properties`` mapping, each with its default) into the
+config schema as ``<section>.<name>``, validated and defaulted like every other setting.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
-from spino.config import choices_changed, register_choices
+from spino.config import choices_changed, register_choices, register_settings
 from spino.errors import InputError
 
 T = TypeVar("T")
@@ -24,11 +32,16 @@ class Registry(Generic[T]):
     """Name -> implementation, in registration order. ``what`` names an entry in messages ("dataset
     kind"); ``choices`` is the dotted config setting whose schema ``enum`` lists the names."""
 
-    def __init__(self, what: str, choices: str | None = None):
+    def __init__(self, what: str, choices: str | None = None, group: str | None = None, settings: str | None = None):
         self.what = what
+        self.group = group  # the entry-point group plugins register in
         self._entries: dict[str, T] = {}
+        self.origins: dict[str, str] = {}  # name -> where it comes from: "spino", or the plugin's package
+        self._plugins_loaded = group is None
         if choices:
             register_choices(choices, self)
+        if settings:
+            register_settings(settings, self)
 
     def register(self, name: str, entry: T | None = None) -> Callable[[T], T] | T:
         """Register ``entry`` under ``name``; without ``entry``, a class decorator that does."""
@@ -37,32 +50,53 @@ class Registry(Generic[T]):
         if name in self._entries and self._entries[name] is not entry:
             raise ValueError(f"{self.what} {name!r} is registered twice")
         self._entries[name] = entry
+        self.origins.setdefault(name, "spino")
         choices_changed()
         return entry
 
+    @property
+    def entries(self) -> dict[str, T]:
+        """Every entry, the installed plugins' loaded the first time (their modules imported then)."""
+        if not self._plugins_loaded:
+            self._plugins_loaded = True
+            for point in entry_points(group=self.group):
+                if point.name in self._entries:
+                    continue
+                package = f"{point.dist.name} {point.dist.version}" if point.dist else point.value
+                try:
+                    entry = point.load()
+                except Exception as err:  # a plugin's own error, whatever it is: named, with where it came from
+                    raise InputError(
+                        f"{self.what} {point.name!r} of plugin {package} ({point.value}) cannot be loaded: "
+                        f"{type(err).__name__}: {err}"
+                    ) from err
+                self.origins[point.name] = package
+                self.register(point.name, entry)
+        return self._entries
+
     def get(self, name: str) -> T:
         """The entry under ``name``; an InputError listing the known names otherwise."""
-        if name not in self._entries:
-            raise InputError(f"unknown {self.what} {name!r}; expected one of {', '.join(self._entries)}")
-        return self._entries[name]
+        if name not in self.entries:
+            raise InputError(f"unknown {self.what} {name!r}; expected one of {', '.join(self.entries)}")
+        return self.entries[name]
 
     def __getitem__(self, name: str) -> T:
         return self.get(name)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self.entries
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
+        return iter(self.entries)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
 
     def items(self):
-        return self._entries.items()
+        return self.entries.items()
 
     def values(self):
-        return self._entries.values()
+        return self.entries.values()
 
     def __repr__(self) -> str:
-        return f"Registry({self.what!r}: {', '.join(self._entries)})"
+        return f"Registry({self.what!r}: {', '.join(self.entries)})"

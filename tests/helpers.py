@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -387,3 +388,18 @@ def exif_photo(upright: np.ndarray, path: Path, orientation: int) -> Path:
     stored = np.ascontiguousarray(STORED_AS[orientation](upright))
     Image.fromarray(stored).save(path, format="JPEG", quality=100, subsampling=0, exif=exif)
     return path
+
+
+def planned_rules(result: subprocess.CompletedProcess) -> set[str]:
+    """Rule names in the job-stats table of a dry run (none when it has nothing to do)."""
+    if "Nothing to be done" in result.stdout + result.stderr:
+        return set()
+    table = result.stdout.split("Job stats:")[1].split("total")[0]
+    return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+$", table, re.M)} - {"job"}
+
+
+def readme_rerun_table() -> list[tuple[str, set[str]]]:
+    section = (REPO / "docs" / "caching.md").read_text()
+    rows = re.findall(r"^\| `([\w.]+)` \| ([\w, ]+) \|$", section, re.M)
+    assert len(rows) >= 3, "the table of what reruns (docs/caching.md) is missing"
+    return [(key, set() if rules == "nothing" else {r.strip() for r in rules.split(",")}) for key, rules in rows]

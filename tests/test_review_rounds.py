@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_workflow import planned_rules
 
 from spino.classes import DEMO
 from spino.data import open_dataset
@@ -21,7 +20,7 @@ from spino.data.manifest import read_manifest
 from spino.prelabels import PreLabel, write_cvat_coco
 
 from conftest import TINY
-from helpers import snakemake
+from helpers import planned_rules, snakemake
 
 LABEL_DEPENDENT = {
     "index",

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY
-from helpers import snakemake
+from helpers import planned_rules, readme_rerun_table, snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -36,14 +36,6 @@ def on_the_cpu():
         del os.environ["CUDA_VISIBLE_DEVICES"]
     else:
         os.environ["CUDA_VISIBLE_DEVICES"] = before
-
-
-def planned_rules(result: subprocess.CompletedProcess) -> set[str]:
-    """Rule names in the job-stats table of a dry run (none when it has nothing to do)."""
-    if "Nothing to be done" in result.stdout + result.stderr:
-        return set()
-    table = result.stdout.split("Job stats:")[1].split("total")[0]
-    return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+$", table, re.M)} - {"job"}
 
 
 # The tiny run's panoptic model as Panoptic-DeepLab trained it before it moved behind the instance-method
@@ -350,13 +342,6 @@ def test_default_config_is_used_without_configfile(tmp_path: Path) -> None:
 
 
 # -- what reruns ------------------------------------------------------------------------------------
-def readme_rerun_table() -> list[tuple[str, set[str]]]:
-    section = (REPO / "docs" / "caching.md").read_text()
-    rows = re.findall(r"^\| `([\w.]+)` \| ([\w, ]+) \|$", section, re.M)
-    assert len(rows) >= 3, "the table of what reruns (docs/caching.md) is missing"
-    return [(key, set() if rules == "nothing" else {r.strip() for r in rules.split(",")}) for key, rules in rows]
-
-
 def changed(config: dict, dotted_key: str) -> dict:
     """The config with one setting changed (numbers doubled, booleans flipped)."""
     config = copy.deepcopy(config)

@@ -18,7 +18,7 @@ from spino.errors import InputError
 from spino.registry import Registry
 
 # "demo" is the folder layout that spino.data.synthetic writes (the workflow generates it).
-DATASET_KINDS: Registry[type[Dataset]] = Registry("dataset kind", choices="dataset.kind")
+DATASET_KINDS: Registry[type[Dataset]] = Registry("dataset kind", choices="dataset.kind", group="spino.dataset_kinds")
 for _name, _cls in [
     ("demo", FolderDataset),
     ("folder", FolderDataset),

@@ -12,6 +12,7 @@ are resized bilinearly onto the tile.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 
 from spino.backbone import Backbone, BackboneSpec
 from spino.classes import ClassSet
-from spino.config import load, section
+from spino.config import load, owned_settings, schema_default, section
 from spino.encoding import semantic_of
 from spino.errors import InputError
 from spino.labelgen.embedding import EmbeddingClusterConfig, resize_embeddings, with_coordinates
@@ -46,10 +47,12 @@ class PseudoLabelConfig:
     fusion: str  # a name of spino.labelgen.fusion.FUSIONS
     ncut: NcutConfig
     embedding: EmbeddingClusterConfig
+    fusion_settings: Mapping = field(default_factory=dict)  # a plugin fusion's own section, pseudo_labels.<fusion>
 
     @classmethod
     def from_dict(cls, data: dict) -> PseudoLabelConfig:
-        return load(cls, data)
+        fusion = data.get("fusion", schema_default("pseudo_labels.fusion"))
+        return load(cls, data, fusion_settings=owned_settings(f"pseudo_labels.{fusion}", data))
 
 
 class LabelGenerator(Labeller):
@@ -171,6 +174,7 @@ class LabelGenerator(Labeller):
             available = {
                 "boundary": lambda: 1.0 - inside,
                 "ncut": lambda: self.cfg.ncut,
+                "settings": lambda: self.cfg.fusion_settings,
                 "embeddings": lambda: (resize_embeddings(embeddings, (height, width)), self.cfg.embedding),
             }
             inputs = {name: available[name]() for name in FUSIONS[self.cfg.fusion].inputs}

@@ -39,7 +39,7 @@ class HeadKinds(Registry[HeadKind]):
         return super().register(name, entry)
 
 
-HEAD_KINDS = HeadKinds("head kind")
+HEAD_KINDS = HeadKinds("head kind", group="spino.head_kinds")
 HEAD_KINDS.register("semantic", HeadKind("a semantic head", "spino.labelgen.head_kinds.semantic:SemanticHead"))
 HEAD_KINDS.register("boundary", HeadKind("a boundary head", "spino.labelgen.head_kinds.boundary:BoundaryHead"))
 HEAD_KINDS.register(

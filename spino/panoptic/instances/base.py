@@ -97,7 +97,9 @@ class InstanceMethod(ABC):
         return self.scored_panoptic(*args)[0]
 
 
-INSTANCE_METHODS: Registry[type[InstanceMethod]] = Registry("instance method", choices="panoptic.model.instance")
+INSTANCE_METHODS: Registry[type[InstanceMethod]] = Registry(
+    "instance method", choices="panoptic.model.instance", group="spino.instance_methods"
+)
 
 
 def register_instance_method(cls: type[InstanceMethod]) -> type[InstanceMethod]:

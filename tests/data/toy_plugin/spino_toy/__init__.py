@@ -1,0 +1,1 @@
+"""A toy spino plugin: the fusion ``stripes`` (spino_toy.fusion)."""
