@@ -5,16 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from spino.data.synthetic import DemoSpec, write_demo
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-EXACT8 = SHARED_DATA / "cityscapes-exact8"
-RF_MINI = SHARED_DATA / "cityscapes-rf-mini"
-# The tiny run of the workflow tests, the SLURM test and CI (the catalog's .test/config/config.yaml).
-TINY = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
+from helpers import EXACT8, REPO, TINY
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,11 @@ from spino.data.manifest import build_manifest, write_manifest
 from spino.encoding import IGNORE_PANOPTIC, instance_of, semantic_of
 from spino.store import LabelStore, create_store
 
-from conftest import REPO, TINY
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+EXACT8 = SHARED_DATA / "cityscapes-exact8"
+# The tiny run of the workflow tests, the SLURM test and CI (the catalog's .test/config/config.yaml).
+TINY = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
 
 WIDTHS = ("channels", "decoder_channels", "head_channels")
 

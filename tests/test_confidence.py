@@ -24,8 +24,7 @@ from spino.panoptic.targets import TargetConfig
 from spino.panoptic.train import TrainConfig, TrainingData, train_panoptic
 from spino.store import LabelStore, create_store, store_summary
 
-from conftest import TINY
-from helpers import store_from_maps, tiny_model, training_inputs
+from helpers import TINY, store_from_maps, tiny_model, training_inputs
 
 ROAD, CAR = 0, 6
 OFF = ConfidenceConfig(semantic="none", instance_threshold=0.0)

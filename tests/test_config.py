@@ -18,7 +18,7 @@ from spino.panoptic.model import ModelConfig
 from spino.panoptic.train import TrainConfig
 from spino.workflow_config import check_config
 
-from conftest import REPO
+from helpers import REPO
 
 
 def _all_modules() -> None:

@@ -14,8 +14,7 @@ from spino.classes import DEMO
 from spino.cli import main as spino
 from spino.errors import InputError
 
-from conftest import REPO
-from helpers import one_line_error, spino_here
+from helpers import REPO, one_line_error, spino_here
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

@@ -7,7 +7,7 @@ import pytest
 from spino.choices import check_config
 from spino.estimate import RATES, Work, estimate, rule_work, wall_seconds
 
-from conftest import TINY
+from helpers import TINY
 
 
 def test_each_rules_work_follows_the_config_and_the_images() -> None:

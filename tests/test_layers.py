@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 

@@ -18,8 +18,7 @@ from spino.classes import DEMO
 from spino.encoding import LABEL_DIVISOR
 from spino.store import LabelStore
 
-from conftest import REPO, TINY
-from helpers import planned_rules, readme_rerun_table, snakemake
+from helpers import REPO, TINY, planned_rules, readme_rerun_table, snakemake
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,7 @@ from spino.data import open_dataset
 from spino.data.manifest import read_manifest
 from spino.prelabels import PreLabel, write_cvat_coco
 
-from conftest import TINY
-from helpers import planned_rules, snakemake
+from helpers import TINY, planned_rules, snakemake
 
 LABEL_DEPENDENT = {
     "index",

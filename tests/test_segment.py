@@ -37,8 +37,7 @@ from spino.store import LabelStore
 from spino.transforms import image_tensor
 from spino.viz import LEGEND_ROW
 
-from conftest import REPO
-from helpers import spino_here, tiny_model, training_inputs
+from helpers import REPO, spino_here, tiny_model, training_inputs
 
 pytestmark = pytest.mark.slow  # one trained model per method, and ONNX exports, for the whole module
 

@@ -23,7 +23,7 @@ import pytest
 import yaml
 import zarr
 
-from conftest import REPO, TINY
+from helpers import REPO, TINY
 
 pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
 

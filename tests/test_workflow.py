@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, TINY
-from helpers import planned_rules, readme_rerun_table, snakemake
+from helpers import REPO, TINY, planned_rules, readme_rerun_table, snakemake
 
 pytestmark = pytest.mark.e2e
 
