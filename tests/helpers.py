@@ -25,6 +25,17 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 EXACT8 = SHARED_DATA / "cityscapes-exact8"
 # The tiny run of the workflow tests, the SLURM test and CI (the catalog's .test/config/config.yaml).
 TINY = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
+# The rules that follow the heads: what new heads rerun.
+AFTER_THE_HEADS = {
+    "create_pseudo_label_store",
+    "pseudo_label",
+    "gather",
+    "evaluate",
+    "train_panoptic",
+    "create_prediction_store",
+    "predict",
+    "report",
+}
 
 WIDTHS = ("channels", "decoder_channels", "head_channels")
 

@@ -19,7 +19,7 @@ from spino.data import open_dataset
 from spino.data.manifest import read_manifest
 from spino.prelabels import PreLabel, write_cvat_coco
 
-from helpers import TINY, planned_rules, snakemake
+from helpers import AFTER_THE_HEADS, TINY, planned_rules, snakemake
 
 LABEL_DEPENDENT = {
     "index",
@@ -27,15 +27,7 @@ LABEL_DEPENDENT = {
     "write_gt",
     "train_semantic_head",
     "train_boundary_head",
-    "create_pseudo_label_store",
-    "pseudo_label",
-    "gather",
-    "evaluate",
-    "train_panoptic",
-    "create_prediction_store",
-    "predict",
-    "report",
-}
+} | AFTER_THE_HEADS
 
 
 @pytest.mark.e2e

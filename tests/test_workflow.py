@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import REPO, TINY, planned_rules, readme_rerun_table, snakemake
+from helpers import AFTER_THE_HEADS, REPO, TINY, planned_rules, readme_rerun_table, snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -632,16 +632,6 @@ def test_suggest_writes_the_annotation_section_a_config_takes(finished_run: Path
 
 
 SELF_TRAINING = {"enabled": True, "rounds": 1, "neighbours": 2, "epochs": 2, "lr": 1e-3}
-AFTER_THE_HEADS = {
-    "create_pseudo_label_store",
-    "pseudo_label",
-    "gather",
-    "evaluate",
-    "train_panoptic",
-    "create_prediction_store",
-    "predict",
-    "report",
-}
 BEYOND = {
     **TINY,
     "self_training": SELF_TRAINING,
