@@ -33,8 +33,8 @@ def test_help_imports_no_command_module_and_groups_the_commands() -> None:
     tools, steps = text.split("your data and trained models:")[1].split("workflow steps")
     assert "  init " in tools and "  segment " in tools and "  export-model " in tools
     assert "  index " in steps and "  train-panoptic " in steps and "  segment " not in steps
-    assert set(command_summaries()) == set(command_modules()) and len(command_modules()) == 23
-    assert "  review " in tools
+    assert set(command_summaries()) == set(command_modules()) and len(command_modules()) == 24
+    assert "  review " in tools and "  plugins " in tools
 
 
 def test_version(capsys) -> None:

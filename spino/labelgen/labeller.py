@@ -71,4 +71,5 @@ def open_labeller(
         raise InputError("pseudo-label needs --primaps, or --semantic-head, --boundary-head and --settings")
     from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig
 
-    return LabelGenerator(semantic_head, boundary_head, PseudoLabelConfig.from_dict(settings), device, embedding_head)
+    cfg = PseudoLabelConfig.from_dict(settings)
+    return LabelGenerator(semantic_head, boundary_head, cfg, device, embedding_head, settings.get(cfg.fusion))

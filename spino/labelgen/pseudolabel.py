@@ -12,7 +12,6 @@ are resized bilinearly onto the tile.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import field
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 
 from spino.backbone import Backbone, BackboneSpec
 from spino.classes import ClassSet
-from spino.config import load, owned_settings, schema_default, section
+from spino.config import load, owned_settings, section
 from spino.encoding import semantic_of
 from spino.errors import InputError
 from spino.labelgen.embedding import EmbeddingClusterConfig, resize_embeddings, with_coordinates
@@ -47,12 +46,10 @@ class PseudoLabelConfig:
     fusion: str  # a name of spino.labelgen.fusion.FUSIONS
     ncut: NcutConfig
     embedding: EmbeddingClusterConfig
-    fusion_settings: Mapping = field(default_factory=dict)  # a plugin fusion's own section, pseudo_labels.<fusion>
 
     @classmethod
     def from_dict(cls, data: dict) -> PseudoLabelConfig:
-        fusion = data.get("fusion", schema_default("pseudo_labels.fusion"))
-        return load(cls, data, fusion_settings=owned_settings(f"pseudo_labels.{fusion}", data))
+        return load(cls, data)
 
 
 class LabelGenerator(Labeller):
@@ -67,9 +64,12 @@ class LabelGenerator(Labeller):
         cfg: PseudoLabelConfig,
         device: str = "cpu",
         embedding_checkpoint: str | Path | None = None,
+        fusion_settings: Mapping | None = None,
     ):
         super().__init__(device)
         self.cfg = cfg
+        # a fusion's own settings (config pseudo_labels.<fusion>, e.g. a plugin's), its defaults filled in
+        self.fusion_settings = owned_settings(f"pseudo_labels.{cfg.fusion}", {cfg.fusion: fusion_settings or {}})
         if ("embedding" in heads_trained(cfg.fusion)) != (embedding_checkpoint is not None):
             raise InputError("fusion: embedding needs an embedding head, and only it uses one")
         self.semantic_head, sem_meta = load_head(semantic_checkpoint, "semantic")
@@ -174,7 +174,7 @@ class LabelGenerator(Labeller):
             available = {
                 "boundary": lambda: 1.0 - inside,
                 "ncut": lambda: self.cfg.ncut,
-                "settings": lambda: self.cfg.fusion_settings,
+                "settings": lambda: self.fusion_settings,
                 "embeddings": lambda: (resize_embeddings(embeddings, (height, width)), self.cfg.embedding),
             }
             inputs = {name: available[name]() for name in FUSIONS[self.cfg.fusion].inputs}
