@@ -60,7 +60,7 @@ def register_choices(path: str, registry: Iterable[str]) -> None:
 
 
 def register_settings(path: str, registry: Any) -> None:
-    """A registry whose entries may own settings: an entry's ``settings`` (JSON-schema properties,
+    """A registry whose entries may own settings: an entry's ``settings_schema`` (JSON-schema properties,
     each with its default) become the section ``<path>.<name>`` of the schema (a plugin's fusion
     owns ``pseudo_labels.<its name>``); sections the schema file states are left as written."""
     SETTINGS[path] = registry
@@ -87,7 +87,7 @@ def schema() -> dict:
         for part in path.split("."):
             node = node["properties"][part]
         for name, entry in registry.items():
-            owned = getattr(entry, "settings", None)
+            owned = getattr(entry, "settings_schema", None)
             if owned and name not in node["properties"]:
                 node["properties"][name] = {
                     "type": "object",

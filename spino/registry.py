@@ -12,7 +12,7 @@ Out-of-tree plugins: a registry with an entry-point ``group`` (``spino.fusions``
 what installed packages declare there, loaded the first time its names are asked for (a plugin's
 module is imported then, so a registry the workflow plans with must find torch-free modules). An
 entry may own its settings: a registry with a ``settings`` section (``pseudo_labels`` for fusions)
-puts an entry's ``settings`` (a JSON-schema ``properties`` mapping, each with its default) into the
+puts an entry's ``settings_schema`` (a JSON-schema ``properties`` mapping, each with its default) into the
 config schema as ``<section>.<name>``, validated and defaulted like every other setting.
 """
 

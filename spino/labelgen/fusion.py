@@ -48,12 +48,12 @@ def min_pixels_per_class(
 class Splitter(ABC):
     """How a fusion cuts one blob of a thing class into instance parts, from the inputs it declares.
 
-    A fusion may own settings: ``settings`` (JSON-schema properties, each with its default) is the
+    A fusion may own settings: ``settings_schema`` (JSON-schema properties, each with its default) is the
     config section ``pseudo_labels.<its name>``, given to ``__init__`` as ``settings=`` (a dict, its
     defaults filled in) when "settings" is among its ``inputs``."""
 
     inputs: ClassVar[tuple[str, ...]] = ()  # keyword inputs of fuse() it needs (a head it needs says so in head_kinds)
-    settings: ClassVar[dict | None] = None
+    settings_schema: ClassVar[dict | None] = None
 
     @abstractmethod
     def parts(self, blob: np.ndarray, seeds: np.ndarray, box: tuple[slice, slice], minimum: int) -> np.ndarray:

@@ -11,7 +11,9 @@ from spino.labelgen.fusion import Splitter
 
 class Stripes(Splitter):
     inputs = ("settings",)
-    settings = {"stripe": {"type": "integer", "minimum": 1, "default": 8, "description": "stripe width in pixels"}}
+    settings_schema = {
+        "stripe": {"type": "integer", "minimum": 1, "default": 8, "description": "stripe width in pixels"}
+    }
 
     def __init__(self, settings: dict):
         self.stripe = settings["stripe"]
