@@ -191,7 +191,7 @@ def test_the_mixed_batch_weighs_pseudo_labels_only_and_a_store_without_confidenc
     weighed = mixed(stores, "unsure.zarr", ConfidenceConfig(semantic="weight", instance_threshold=0.0)).batch(
         0, range(4)
     )
-    crowded = mixed(stores, "unsure.zarr", ConfidenceConfig()).batch(0, range(4))  # the default: instances at 0.5
+    crowded = mixed(stores, "unsure.zarr", ConfidenceConfig(instance_threshold=0.5)).batch(0, range(4))
     for batch in (weighed, crowded):
         assert torch.equal(off["image"], batch["image"])  # the same crops, flips and jitter
         for key in off:  # slot 0, ground truth: confidence 1, unchanged

@@ -136,7 +136,7 @@ class MixedBatchData(Dataset):
         self.class_set, self.size, self.batch_size = class_set, tuple(size), batch_size
         self.seed, self.augment, self.targets = seed, augment, targets
         self.method = method  # whose targets each item carries
-        self.confidence = confidence or ConfidenceConfig()  # the schema's defaults (instances under 0.5 as crowd)
+        self.confidence = confidence or ConfidenceConfig()  # the schema's defaults (every pixel and instance counts)
 
     def chosen(self, step: int) -> list[Sample]:
         """The samples of the global batch at ``step``: ground truth in slot 0, pseudo-labels after."""
