@@ -100,3 +100,24 @@ def test_a_corrected_export_the_run_cannot_take_stops_the_index_in_one_line(
     path.write_text(json.dumps(coco))
     one_line_error(index(demo_root, tmp_path, folder), "index", str(path), *fragments)
     assert not (tmp_path / "m.csv").exists()
+
+
+def test_a_panoptic_export_or_a_path_that_names_nothing_is_refused_in_one_line(demo_root: Path, tmp_path: Path) -> None:
+    folder, _ = corrected(demo_root, tmp_path / "round-1", ["demo_0004"])
+    path = folder / "annotations" / "instances_default.json"
+    coco = json.loads(path.read_text())
+    coco["annotations"] = [{"image_id": coco["images"][0]["id"], "file_name": "x.png", "segments_info": []}]
+    path.write_text(json.dumps(coco))
+    one_line_error(index(demo_root, tmp_path, folder), "index", str(path), "a COCO panoptic file", "COCO instances")
+
+    from spino.choices import check_config
+    from spino.workflow_config import missing_inputs
+
+    config = check_config(
+        {
+            "run": "r",
+            "dataset": {"kind": "demo", "root": str(demo_root)},
+            "annotation": {"k": 2, "corrections": [str(tmp_path / "nothing")]},
+        }
+    )
+    assert missing_inputs(config) == [f"annotation.corrections: {tmp_path / 'nothing'}: not found"]
