@@ -33,7 +33,7 @@ from spino.choices import check_config
 from spino.data.manifest import read_manifest
 from spino.evaluate import LabelSource, score
 from spino.features import read_features
-from spino.review import candidates, choose
+from spino.review import candidates, choose, reviewable
 from spino.store import LabelStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,7 +85,7 @@ def choose_next(strategy: str, results: Path, k: int, seed: int, scored: list[st
     """The k images a strategy sends next, from the images of the run that are not annotated and do not score it."""
     entries = read_manifest(results / "manifest.csv")
     annotated = [e.image_id for e in entries if e.annotated]
-    pool = [e.image_id for e in entries if not e.annotated and not (e.has_gt and e.split in scored)]
+    pool = reviewable(entries, scored)
     ids, _, vectors = read_features(results / "features.h5")
     features = dict(zip(ids, vectors))
     if strategy == "random":

@@ -99,16 +99,13 @@ def schema() -> dict:
     return data
 
 
-def owned_settings(path: str, data: dict) -> dict:
-    """The section at ``path`` of a registry entry's own settings (``pseudo_labels.<fusion>``) from
-    ``data`` (its parent section), validated, its defaults filled in; {} where the entry owns none."""
-    *parents, name = path.split(".")
-    node = schema()
-    for part in parents:
-        node = _resolved(node)["properties"][part]
-    if name not in _resolved(node)["properties"]:
+def owned_settings(path: str, value: dict) -> dict:
+    """``value``, a registry entry's own settings section (``pseudo_labels.<fusion>``), validated and
+    its defaults filled in; {} where the schema has no section at ``path`` (the entry owns none)."""
+    parent, _, name = path.rpartition(".")
+    if name not in section_schema(parent, registries=True)["properties"]:
         return {}
-    value = copy.deepcopy(data.get(name, {}))
+    value = copy.deepcopy(value)
     _validate(value, path)
     return _with_defaults(value, section_schema(path, registries=True))
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spino.data.manifest import Entry
 from spino.encoding import semantic_of
 from spino.store import LabelStore
 
@@ -48,6 +49,13 @@ class Choice:
     score: float
     distance: float | None
     candidate: Candidate
+
+
+def reviewable(entries: list[Entry], scored_splits: list[str]) -> list[str]:
+    """Ids of the images a correction can add: not annotated, and not the labelled images of the splits
+    that score the run (their labels are the measure). With ground truth for every image (a benchmark),
+    the others stand for unlabelled ones."""
+    return [e.image_id for e in entries if not e.annotated and not (e.has_gt and e.split in scored_splits)]
 
 
 def rarity_weights(counts: np.ndarray, thing: tuple[bool, ...]) -> np.ndarray:

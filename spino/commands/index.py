@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> None:
     entries = build_manifest(records, annotated)
     check_splits(entries, args.need_images, args.need_labels)  # choose_annotated took labelled images only
     write_manifest(args.out, entries)
-    print(f"{args.out}: {describe(entries, [e.image_id for e in entries if e.annotated])}")
+    print(f"{args.out}: {describe(entries)}")
     for line in (added, taken):
         if line:
             print(line)

@@ -14,7 +14,7 @@ from spino.data.manifest import read_manifest
 from spino.errors import InputError
 from spino.features import read_features
 from spino.prelabels import PreLabel, write_cvat_coco, write_label_studio
-from spino.review import Choice, candidates, choose
+from spino.review import Choice, candidates, choose, reviewable
 from spino.store import LabelStore
 from spino.viz import legend, overlay
 
@@ -44,15 +44,8 @@ def run(args: argparse.Namespace) -> None:
     pseudo = LabelStore(args.pseudo_labels)
     pseudo.require_complete()
     entries = {e.image_id: e for e in read_manifest(args.manifest)}
-    # what a correction can add: images not annotated, but not those that score the run (their labels
-    # are the measure); with ground truth for every image (a benchmark), the others stand for unlabelled ones
-    unlabelled = [
-        i
-        for i in pseudo.image_ids
-        if i in entries
-        and not entries[i].annotated
-        and not (entries[i].has_gt and entries[i].split in args.scored_splits)
-    ]
+    pool = set(reviewable(list(entries.values()), args.scored_splits))
+    unlabelled = [i for i in pseudo.image_ids if i in pool]
     if not unlabelled:
         raise InputError(
             f"{args.manifest}: no image to review (every image of the pseudo-labels is annotated or scores the run,"

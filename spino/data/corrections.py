@@ -121,13 +121,6 @@ def decode_correction(record: Record, class_set: ClassSet) -> np.ndarray:
     return decode_coco_instances(coco.annotations[key], class_of, class_set, shape, file)
 
 
-def correction_size(record: Record) -> tuple[int, int]:
-    """(H, W) a corrected image's labels are drawn at, as its export says."""
-    file, _, coco_id = record.instance.rpartition("#")
-    image = next(v for k, v in _coco(file).images.items() if str(k) == coco_id)
-    return int(image["height"]), int(image["width"])
-
-
 @cache
 def _coco(file: str) -> CocoFile:
     return CocoFile(Path(file))

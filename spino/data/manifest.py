@@ -212,8 +212,9 @@ def select(entries: list[Entry], splits: list[str] | None = None, with_gt: bool 
     return [e for e in entries if (splits is None or e.split in splits) and (e.has_gt or not with_gt)]
 
 
-def describe(entries: list[Entry], annotated: list[str]) -> str:
+def describe(entries: list[Entry]) -> str:
     """What the index found: images, labelled ones, the annotated ones and the unlabelled ones."""
+    annotated = [e.image_id for e in entries if e.annotated]
     unlabelled = [e.image_id for e in entries if not e.has_gt]
     text = (
         f"{len(entries)} images, {len(entries) - len(unlabelled)} with ground truth, "

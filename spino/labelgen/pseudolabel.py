@@ -69,7 +69,7 @@ class LabelGenerator(Labeller):
         super().__init__(device)
         self.cfg = cfg
         # a fusion's own settings (config pseudo_labels.<fusion>, e.g. a plugin's), its defaults filled in
-        self.fusion_settings = owned_settings(f"pseudo_labels.{cfg.fusion}", {cfg.fusion: fusion_settings or {}})
+        self.fusion_settings = owned_settings(f"pseudo_labels.{cfg.fusion}", fusion_settings or {})
         if ("embedding" in heads_trained(cfg.fusion)) != (embedding_checkpoint is not None):
             raise InputError("fusion: embedding needs an embedding head, and only it uses one")
         self.semantic_head, sem_meta = load_head(semantic_checkpoint, "semantic")
