@@ -39,9 +39,9 @@ from pseudo_label import untrained_heads  # noqa: E402  (benchmarks/pseudo_label
 import spino.panoptic.train as training  # noqa: E402
 from spino.backbone import BackboneSpec  # noqa: E402
 from spino.classes import CITYSCAPES_19  # noqa: E402
-from spino.labelgen.head_kinds import HEAD_KINDS  # noqa: E402
+from spino.labelgen.head_kinds import HEAD_KINDS, head_settings  # noqa: E402
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig  # noqa: E402
-from spino.labelgen.train import HeadConfig, train_head  # noqa: E402
+from spino.labelgen.train import train_head  # noqa: E402
 from spino.panoptic.distributed import Distributed, process_group_options, sync_batchnorm  # noqa: E402
 from spino.panoptic.instances import INSTANCE_METHODS  # noqa: E402
 from spino.panoptic.model import ModelConfig, PanopticModel  # noqa: E402
@@ -283,7 +283,7 @@ def check_segment(checkpoint: Path, sizes: dict, device: torch.device, tmp: Path
 def check_label_generator(sizes: dict, device: torch.device, tmp: Path) -> None:
     """fp32 (with and without TF32 matrix products) against bf16 heads and backbone on one image of
     the full size, the config's scales: seconds, memory, and how many pixels agree with plain fp32."""
-    config = head_settings(sizes)
+    config = labelgen_config(sizes)
     image = np.random.default_rng(2).integers(0, 256, (*sizes["image"], 3), dtype=np.uint8)
     labels = {}
     for dtype, matmul in (("float32", "highest"), ("float32", "high"), ("bfloat16", "highest")):
@@ -314,7 +314,7 @@ def check_label_generator(sizes: dict, device: torch.device, tmp: Path) -> None:
         )
 
 
-def head_settings(sizes: dict) -> dict:
+def labelgen_config(sizes: dict) -> dict:
     """The label generator's config with the sizes' head settings over its heads'."""
     config = yaml.safe_load((REPO / sizes["labelgen_config"]).read_text())
     for kind in HEAD_KINDS:
@@ -324,7 +324,7 @@ def head_settings(sizes: dict) -> dict:
 
 
 def check_heads(sizes: dict, device: torch.device, tmp: Path) -> None:
-    config = head_settings(sizes)
+    config = labelgen_config(sizes)
     rng = np.random.default_rng(3)
     h, w = sizes["image"]
     samples = [
@@ -334,7 +334,7 @@ def check_heads(sizes: dict, device: torch.device, tmp: Path) -> None:
         config["backbone"] if device.type == "cpu" else {**config["backbone"], "weights": "none"}
     )
     for kind in HEAD_KINDS:
-        cfg = HeadConfig.from_dict(kind, {**config[f"{kind}_head"], "epochs": sizes["head_steps"] // len(samples)})
+        cfg = head_settings(kind, {**config[f"{kind}_head"], "epochs": sizes["head_steps"] // len(samples)})
         reset_peak(device)
         start = time.perf_counter()
         train_head(cfg, spec, samples, CITYSCAPES_19, tmp / f"{kind}.pt", tmp / f"{kind}.csv", str(device))

@@ -22,9 +22,8 @@ import yaml
 
 from spino.backbone import Backbone, BackboneSpec
 from spino.classes import CITYSCAPES_19
-from spino.labelgen.head_kinds import HEAD_KINDS
+from spino.labelgen.head_kinds import HEAD_KINDS, head_settings
 from spino.labelgen.mlp_head import MLPHead, head_grid
-from spino.labelgen.train import HeadConfig
 from spino.losses import boundary_loss, top_k_cross_entropy
 
 
@@ -44,11 +43,11 @@ def main() -> None:
     for key, value in (("hidden", args.hidden), ("input_size", args.input_size), ("output_stride", args.output_stride)):
         if value is not None:
             head_cfg[key] = value
-    cfg = HeadConfig.from_dict(args.kind, head_cfg)
+    cfg = head_settings(args.kind, head_cfg)
     spec = BackboneSpec.from_dict({**config["backbone"], **({"weights": args.weights} if args.weights else {})})
     backbone = Backbone(spec)
     feed = backbone.round_size(*cfg.input_size)
-    out = HEAD_KINDS[args.kind].training_class()(cfg, CITYSCAPES_19).output_size(backbone, feed)
+    out = HEAD_KINDS[args.kind].load()(cfg, CITYSCAPES_19).output_size(backbone, feed)
     grid = head_grid(out, cfg.output_stride)
     n_out = args.classes if args.kind == "semantic" else 1
     head = MLPHead(backbone.channels, list(cfg.hidden), n_out)

@@ -22,10 +22,11 @@ import numpy as np
 import torch
 from scored_run import add_run_arguments, open_scored_run
 
+from spino.config import load
 from spino.data.io import read_image
 from spino.encoding import semantic_of
 from spino.labelgen.embedding import resize_embeddings
-from spino.labelgen.fusion import fuse
+from spino.labelgen.fusion import EmbeddingClusterConfig, fuse
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig
 from spino.metrics import PanopticStats
 from spino.transforms import image_tensor
@@ -43,12 +44,13 @@ def main() -> None:
     heads = (results / "heads" / "semantic.pt", results / "heads" / "boundary.pt")
     boundary = LabelGenerator(*heads, cfg)
     embedders = {
-        name: LabelGenerator(*heads, replace(cfg, fusion="embedding"), embedding_checkpoint=path)
+        name: LabelGenerator(*heads, replace(cfg, fusion="embedding"), heads={"embedding": path})
         for name, path in (pair.split("=", 1) for pair in args.embedding_head)
     }
     class_set, minimum = boundary.class_set, boundary.min_pixels
-    bandwidths = args.bandwidth or [cfg.embedding.bandwidth]
-    clusterings = {(name, b): replace(cfg.embedding, bandwidth=b) for name in embedders for b in bandwidths}
+    own = load(EmbeddingClusterConfig, config["pseudo_labels"].get("embedding", {}), "pseudo_labels.embedding")
+    bandwidths = args.bandwidth or [own.bandwidth]
+    clusterings = {(name, b): replace(own, bandwidth=b) for name in embedders for b in bandwidths}
     methods = [
         "one instance per blob",
         "boundary head, cca",
@@ -69,11 +71,18 @@ def main() -> None:
         }
         for name, embedder in embedders.items():
             with torch.no_grad():
-                embeddings = resize_embeddings(embedder.embeddings(image_tensor(image)[None]), semantic.shape)
+                embeddings = resize_embeddings(
+                    embedder.head_output("embedding", image_tensor(image)[None]), semantic.shape
+                )
             for b in bandwidths:
-                clustering = (embeddings, clusterings[name, b])
                 cuts[f"embedding head {name}, bandwidth {b}"] = fuse(
-                    semantic, nothing_inside, class_set, minimum, "embedding", embeddings=clustering
+                    semantic,
+                    nothing_inside,
+                    class_set,
+                    minimum,
+                    "embedding",
+                    embedding=embeddings,
+                    settings=clusterings[name, b],
                 )
         for method, found in cuts.items():
             stats[method].update(truth, found, class_set)

@@ -64,7 +64,11 @@ def main() -> None:
         cfg = PseudoLabelConfig.from_dict({**config["pseudo_labels"], **overrides})
         cfg = replace(cfg, semantic_scales=tuple(cfg.semantic_scales), boundary_scales=tuple(cfg.boundary_scales))
         generator = LabelGenerator(
-            results / "heads" / "semantic.pt", results / "heads" / "boundary.pt", cfg, "cpu", embedding_head
+            results / "heads" / "semantic.pt",
+            results / "heads" / "boundary.pt",
+            cfg,
+            "cpu",
+            {"embedding": embedding_head} if embedding_head else None,
         )
         for key, stride in strides.items():
             setattr(generator, key, stride)

@@ -28,10 +28,11 @@ from spino.backbone import Backbone, BackboneSpec
 from spino.classes import CITYSCAPES_19, DEMO
 from spino.data import open_dataset
 from spino.data.io import write_png
+from spino.labelgen.head_kinds import head_settings
 from spino.labelgen.mlp_head import MLPHead
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig
 from spino.labelgen.shards import write_pseudo_label_shard
-from spino.labelgen.train import HeadConfig, save_head
+from spino.labelgen.train import save_head
 from spino.labelgen.tta import tile_boxes
 from spino.store import create_store
 
@@ -41,7 +42,7 @@ def untrained_heads(config: dict, weights: str, out: Path, class_set) -> tuple[P
     backbone = Backbone(spec)
     paths = []
     for kind, n_out in (("semantic", class_set.num_classes), ("boundary", 1)):
-        cfg = HeadConfig.from_dict(kind, config[f"{kind}_head"])
+        cfg = head_settings(kind, config[f"{kind}_head"])
         head = MLPHead(backbone.channels, list(cfg.hidden), n_out)
         save_head(out / f"{kind}.pt", head, cfg, spec, class_set, backbone.round_size(*cfg.input_size))
         paths.append(out / f"{kind}.pt")

@@ -8,6 +8,11 @@ description and default; the dataclasses that hold the sections take their defau
   exist twice.
 - ``load(cls, data, path)``: a section (JSON from the workflow, or a checkpoint's) into its
   dataclass, recursively, validated against its part of the schema, unknown keys named by path.
+- ``@owned(properties)``: the settings of one extension (a head kind, an instance method, a fusion,
+  a labeller, in spino or in a plugin): the extension states its schema beside its class, and the
+  registry that holds it puts the section into the config at ``<its section>.<name>``. The schema
+  file keeps only the pipeline-wide settings; the choice lists of the settings that name an
+  extension are the registries' names.
 
 The schema is the source rather than the dataclasses because it is also what the workflow
 validates against (Snakemake catalog convention) and it says more (ranges, alternatives, the
@@ -59,11 +64,11 @@ def register_choices(path: str, registry: Iterable[str]) -> None:
     schema.cache_clear()
 
 
-def register_settings(path: str, registry: Any) -> None:
-    """A registry whose entries may own settings: an entry's ``settings_schema`` (JSON-schema properties,
-    each with its default) become the section ``<path>.<name>`` of the schema (a plugin's fusion
-    owns ``pseudo_labels.<its name>``); sections the schema file states are left as written."""
-    SETTINGS[path] = registry
+def register_settings(template: str, registry: Any) -> None:
+    """A registry whose entries may own settings: an entry's ``settings`` (an ``@owned`` class) is the
+    section ``template.format(name=<its name>)`` of the schema (``pseudo_labels.{name}`` for a fusion,
+    ``{name}_head`` for a head kind)."""
+    SETTINGS[template] = registry
     schema.cache_clear()
 
 
@@ -82,32 +87,55 @@ def schema() -> dict:
         for part in parents:
             node = node["properties"][part]
         node["properties"][name]["enum"] = list(names)
-    for path, registry in SETTINGS.items():
-        node = data
-        for part in path.split("."):
-            node = node["properties"][part]
+    for template, registry in SETTINGS.items():
         for name, entry in registry.items():
-            owned = getattr(entry, "settings_schema", None)
-            if owned and name not in node["properties"]:
-                node["properties"][name] = {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": copy.deepcopy(owned),
-                    "default": {},
-                    "description": f"settings of {registry.what} {name} ({registry.origins.get(name, 'spino')})",
-                }
+            owned_class = getattr(entry, "settings", None)
+            if owned_class is None:
+                continue
+            *parents, key = template.format(name=name).split(".")
+            node = data
+            for part in parents:
+                node = node["properties"][part]
+            if key in node["properties"]:
+                where = ".".join([*parents, key])
+                raise InputError(
+                    f"{registry.what} {name!r} ({registry.origins[name]}): its settings section {where} is a setting of spino's already"
+                )
+            node["properties"][key] = {
+                **owned_class.schema,
+                "description": f"settings of {registry.what} {name} ({registry.origins[name]})",
+            }
     return data
 
 
-def owned_settings(path: str, value: dict) -> dict:
-    """``value``, a registry entry's own settings section (``pseudo_labels.<fusion>``), validated and
-    its defaults filled in; {} where the schema has no section at ``path`` (the entry owns none)."""
-    parent, _, name = path.rpartition(".")
-    if name not in section_schema(parent, registries=True)["properties"]:
-        return {}
-    value = copy.deepcopy(value)
-    _validate(value, path)
-    return _with_defaults(value, section_schema(path, registries=True))
+def owned(properties: str | dict):
+    """Make a class the frozen dataclass of an extension's own settings. ``properties`` (JSON-schema
+    properties, as YAML text or a mapping; every setting with its default, ``$ref`` to the schema
+    file's definitions allowed) is its schema, kept on the class as ``schema``; the fields' defaults
+    are the schema's. Fields may be inherited from a plain base class (head kinds share theirs), each
+    class stating every default in its own schema."""
+
+    def wrap(cls: type) -> type:
+        props = yaml.safe_load(properties) if isinstance(properties, str) else copy.deepcopy(properties)
+        annotations = {}
+        for base in reversed(cls.__mro__[:-1]):
+            annotations.update(base.__dict__.get("__annotations__", {}))
+        cls.__annotations__ = annotations
+        cls.schema = {"type": "object", "additionalProperties": False, "properties": props, "default": {}}
+        hints = typing.get_type_hints(cls)
+        for name in annotations:
+            if name in cls.__dict__:
+                raise TypeError(f"{cls.__name__}.{name}: default stated in the class and in its schema")
+            if name not in props:
+                continue
+            if "default" not in props[name]:
+                raise TypeError(f"{cls.__name__}.{name}: its schema states no default")
+            setattr(cls, name, _converted(hints[name], copy.deepcopy(props[name]["default"]), name))
+        cls = dataclasses.dataclass(frozen=True)(cls)
+        cls.config_path = None  # where it sits in the config is the registry's to say
+        return cls
+
+    return wrap
 
 
 def section_schema(path: str, registries: bool = False) -> dict:
@@ -178,10 +206,11 @@ def derived_defaults(config: dict) -> dict:
     return config
 
 
-def _validate(data: Any, path: str, every: bool = False) -> None:
+def _validate(data: Any, path: str, every: bool = False, node: dict | None = None) -> None:
     """Raise an InputError naming the first wrong setting of ``data`` (the setting at ``path``; "":
-    all), or with ``every``, every wrong setting, one line each."""
-    node = section_schema(path, registries=True) if path else schema()
+    all; ``node``: its schema, where not the config's), or with ``every``, every wrong setting, one
+    line each."""
+    node = node or (section_schema(path, registries=True) if path else schema())
     validator = Draft202012Validator({"definitions": schema()["definitions"], **node})
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
@@ -268,8 +297,9 @@ def load(cls: type, data: dict, path: str | None = None, **extra: Any):
     path = path or cls.config_path
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
-    node = section_schema(path)
-    _validate(data, path)
+    own = cls.__dict__.get("schema")  # an @owned class: its schema, wherever its registry puts it
+    node = own or section_schema(path)
+    _validate(data, path, node=own)
     hints = typing.get_type_hints(cls)
     values = dict(extra)
     for f in dataclasses.fields(cls):
@@ -277,8 +307,8 @@ def load(cls: type, data: dict, path: str | None = None, **extra: Any):
             continue
         if f.name in data:
             values[f.name] = _converted(hints[f.name], data[f.name], f"{path}.{f.name}")
-        elif "default" in _resolved(node["properties"].get(f.name, {})):
-            values[f.name] = _converted(hints[f.name], schema_default(f"{path}.{f.name}"), f"{path}.{f.name}")
+        elif "default" in (sub := _resolved(node["properties"].get(f.name, {}))):
+            values[f.name] = _converted(hints[f.name], copy.deepcopy(sub["default"]), f"{path}.{f.name}")
     return cls(**values)
 
 

@@ -8,17 +8,23 @@ follows the registry (a live view, so an entry registered later, by a plug-in or
 choice too), and an unknown name fails in one line listing the known ones, as timm's
 ``create_model`` and detectron2's ``Registry.get`` do.
 
+An entry whose code needs torch is an ``Extension``: a torch-free descriptor naming its class
+(``"module:Class"``, imported when it is used) and its settings, so that the workflow plans with the
+registry without loading torch. An entry may own its settings: its ``settings`` is an
+``@spino.config.owned`` class, and a registry with a ``settings`` template (``pseudo_labels.{name}``
+for fusions, ``{name}_head`` for head kinds) puts that class's schema into the config there,
+validated and defaulted like every other setting.
+
 Out-of-tree plugins: a registry with an entry-point ``group`` (``spino.fusions``, ...) also holds
 what installed packages declare there, loaded the first time its names are asked for (a plugin's
-module is imported then, so a registry the workflow plans with must find torch-free modules). An
-entry may own its settings: a registry with a ``settings`` section (``pseudo_labels`` for fusions)
-puts an entry's ``settings_schema`` (a JSON-schema ``properties`` mapping, each with its default) into the
-config schema as ``<section>.<name>``, validated and defaulted like every other setting.
+module is imported then: its descriptors must be torch-free).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
@@ -28,9 +34,26 @@ from spino.errors import InputError
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Extension:
+    """A registry entry that names its class without importing it: ``implementation`` is the class,
+    or ``"module:Class"`` (imported by ``load``, when the entry is used), and ``settings`` its
+    ``@owned`` settings class (from a torch-free module) or None."""
+
+    implementation: str | type
+    settings: type | None = None
+
+    def load(self) -> type:
+        if isinstance(self.implementation, type):
+            return self.implementation
+        module, name = self.implementation.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
 class Registry(Generic[T]):
     """Name -> implementation, in registration order. ``what`` names an entry in messages ("dataset
-    kind"); ``choices`` is the dotted config setting whose schema ``enum`` lists the names."""
+    kind"); ``choices`` is the dotted config setting whose schema ``enum`` lists the names;
+    ``settings`` the template of the config section an entry's own settings go to."""
 
     def __init__(self, what: str, choices: str | None = None, group: str | None = None, settings: str | None = None):
         self.what = what

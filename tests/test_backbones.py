@@ -15,8 +15,9 @@ from spino.backbone import Backbone, BackboneSpec
 from spino.classes import DEMO
 from spino.data import open_dataset
 from spino.encoding import instance_of, semantic_of
+from spino.labelgen.head_kinds import head_settings
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig
-from spino.labelgen.train import HeadConfig, train_head
+from spino.labelgen.train import train_head
 from spino.panoptic.instances.center_offset.targets import panoptic_targets
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.targets import TargetConfig
@@ -70,7 +71,7 @@ def test_vit_of_each_family_trains_tiny_heads_and_labels_tiled(family: str, demo
     records = ds.scan()[:2]
     samples = [ds.read_sample(r) for r in records]
     for kind, hidden in (("semantic", [16]), ("boundary", [8])):
-        cfg = HeadConfig.from_dict(kind, {"input_size": [4 * stride, 8 * stride], "epochs": 1, "hidden": hidden})
+        cfg = head_settings(kind, {"input_size": [4 * stride, 8 * stride], "epochs": 1, "hidden": hidden})
         train_head(cfg, spec, samples, DEMO, tmp_path / f"{kind}.pt", tmp_path / f"{kind}.csv")
     cfg = PseudoLabelConfig(
         semantic_scales=(1, 2), boundary_scales=(2,), boundary_threshold=0.5, min_pixels=5, chunk_pixels=4096

@@ -16,7 +16,8 @@ from spino.encoding import IGNORE_PANOPTIC, encode, semantic_of
 from spino.errors import InputError
 from spino.losses import top_k_cross_entropy
 from spino.panoptic.confidence import ConfidenceConfig, uncertain_instances_as_crowd, weigh_semantic
-from spino.panoptic.instances import CenterOffset, Widths
+from spino.panoptic.instances.base import Widths
+from spino.panoptic.instances.center_offset.method import CenterOffset
 from spino.panoptic.instances.center_offset.settings import CenterOffsetConfig
 from spino.panoptic.model import ModelConfig
 from spino.panoptic.sampler import Augment, MixedBatchData, samples_from

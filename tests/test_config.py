@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import spino
-from spino.config import SECTIONS, load, schema_default, section, section_schema
+from spino.config import SECTIONS, choices_changed, load, owned, schema_default, section, section_schema
 from spino.errors import InputError
 from spino.panoptic.model import ModelConfig
 from spino.panoptic.train import TrainConfig
@@ -36,18 +36,24 @@ def _tupled(value):
 def test_a_default_in_the_class_and_in_the_schema_is_refused() -> None:
     with pytest.raises(
         TypeError,
-        match=r"nms_kernel: default stated in the class and in the schema \(panoptic.model.center_offset.nms_kernel\)",
+        match=r"flip: default stated in the class and in the schema \(panoptic.train.postprocess.flip\)",
     ):
 
-        @section("panoptic.model.center_offset")
+        @section("panoptic.train.postprocess")
         class Twice:
-            nms_kernel: int = 5
+            flip: bool = True
+
+    with pytest.raises(TypeError, match=r"Twice.radius: default stated in the class and in its schema"):
+
+        @owned("radius: {type: integer, default: 3}")
+        class Twice:  # noqa: F811  (an extension's own settings: the same rule)
+            radius: int = 4
 
 
 def test_every_section_default_is_the_schema_default() -> None:
     """The dataclasses hold the schema's values (a default edited in one place only fails here)."""
     _all_modules()
-    assert {"panoptic.train", "pseudo_labels", "backbone", "demo", "primaps", "self_training"} <= SECTIONS.keys()
+    assert {"panoptic.train", "pseudo_labels", "backbone", "demo", "self_training"} <= SECTIONS.keys()
     checked = 0
     for path, cls in SECTIONS.items():
         hints = typing.get_type_hints(cls)
@@ -156,8 +162,10 @@ def test_check_config_fills_the_defaults_the_sections_use() -> None:
 
 
 def _schema_has(path: str) -> bool:
+    import spino.choices  # noqa: F401  (the extensions' own sections too)
+
     try:
-        section_schema(path)
+        section_schema(path, registries=True)
     except KeyError:
         return False
     return True
@@ -216,25 +224,52 @@ def test_the_your_coco_example_is_what_spino_init_writes_for_such_an_export() ->
     assert profile in (REPO / "config" / "examples" / "your-coco.yaml").read_text()
 
 
-REGISTRIES = {  # schema setting -> the registry whose names are its choices
-    "dataset.kind": "spino.data:DATASET_KINDS",
-    "pseudo_labels.fusion": "spino.labelgen.fusion:FUSIONS",
-    "segment.format": "spino.export:LABEL_FORMATS",
-    "panoptic.model.instance": "spino.panoptic.instances:INSTANCE_METHODS",
+REGISTRIES = {  # schema setting -> the registry whose names are its choices, and where its entries' settings go
+    "dataset.kind": ("spino.data:DATASET_KINDS", None),
+    "pseudo_labels.fusion": ("spino.labelgen.fusion:FUSIONS", "pseudo_labels.{name}"),
+    "segment.format": ("spino.export:LABEL_FORMATS", None),
+    "panoptic.model.instance": ("spino.panoptic.instances:INSTANCE_METHODS", "panoptic.model.{name}"),
+    "labelgen": ("spino.labelgen.labellers:LABELLERS", "{name}"),
+    None: ("spino.labelgen.head_kinds:HEAD_KINDS", "{name}_head"),
 }
 
 
-@pytest.mark.parametrize("path", sorted(REGISTRIES))
-def test_the_schema_files_choice_lists_are_the_registries_names(path: str) -> None:
-    """The registries fill the schema's choices when they load; the file states the same names, so
-    that a reader of the file (and the workflow, which loads no torch-backed registry) sees them all."""
-    from spino.config import CHOICES, raw_schema
+@pytest.mark.parametrize("setting", list(REGISTRIES), ids=str)
+def test_each_registry_states_its_choices_and_its_entries_settings_in_the_schema(setting: str | None) -> None:
+    """The schema file states no extension's name nor settings: the registry's names are the choices of
+    the setting that names one, and each entry's own settings class is its section, at the place the
+    registry says (the file's sections are the pipeline's only)."""
+    import spino.choices  # noqa: F401  (every registry the workflow plans with)
+    from spino.config import raw_schema
 
-    loaded = {
-        p: list(getattr(importlib.import_module(r.split(":")[0]), r.split(":")[1])) for p, r in REGISTRIES.items()
-    }
-    node = raw_schema()
-    for part in path.split("."):
-        node = node["properties"][part]
-    assert node["enum"] == loaded[path] == list(CHOICES[path])
-    assert set(CHOICES) == set(REGISTRIES)  # no registry fills a setting this test does not know
+    module, name = REGISTRIES[setting][0].split(":")
+    registry = getattr(importlib.import_module(module), name)
+    template = REGISTRIES[setting][1]
+    if setting is not None:
+        assert section_schema(setting, registries=True)["enum"] == list(registry)
+        assert "enum" not in section_schema(setting)  # the file: a string, the names filled in
+    owning = [n for n, entry in registry.items() if getattr(entry, "settings", None) is not None]
+    assert bool(owning) == (template is not None)
+    for entry_name in owning:
+        path = template.format(name=entry_name)
+        assert section_schema(path, registries=True)["properties"] == registry[entry_name].settings.schema["properties"]
+        parent, _, key = path.rpartition(".")
+        assert key not in (section_schema(parent) if parent else raw_schema())["properties"]
+
+
+def test_a_plugins_settings_section_may_not_take_a_settings_place(monkeypatch) -> None:
+    """A fusion named like a pseudo-label setting would put its section over that setting: refused,
+    naming the plugin's entry, in one line."""
+    from spino.labelgen.fusion import FUSIONS, NormalisedCuts
+
+    monkeypatch.setattr(FUSIONS, "_entries", dict(FUSIONS._entries))
+    FUSIONS.register("top2", NormalisedCuts)
+    try:
+        with pytest.raises(
+            InputError,
+            match=r"^fusion 'top2' \(spino\): its settings section pseudo_labels.top2 is a setting of spino's already$",
+        ):
+            check_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    finally:
+        monkeypatch.undo()
+        choices_changed()

@@ -1,7 +1,8 @@
-"""Each extension point takes a new kind as one class and one registration, with no edit in spino/:
-a toy instance method, head kind, fusion and dataset kind are registered here and each runs through
-its path (a training run and a prediction; a head's training steps and checkpoint; a fused label;
-``spino index``). The registrations are undone after each test."""
+"""Each extension point takes a new kind as one class (with its settings) and one registration, with
+no edit in spino/: a toy instance method, head kind, fusion and dataset kind are registered here and
+each runs through its path (a training run and a prediction; a head's training steps and checkpoint;
+a fused label; ``spino index``). The registrations are undone after each test. tests/test_plugins.py
+does the same from an installed package, through the workflow."""
 
 from __future__ import annotations
 
@@ -16,17 +17,18 @@ from torch import nn
 
 from spino.backbone import BackboneSpec
 from spino.classes import DEMO, ClassSet
-from spino.config import choices_changed, schema
+from spino.config import choices_changed, owned, schema
 from spino.data import DATASET_KINDS, open_dataset
 from spino.data.base import Dataset, Record
 from spino.data.io import read_image, write_png
 from spino.data.manifest import read_manifest
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, semantic_of
 from spino.labelgen.fusion import FUSIONS, Splitter, fuse
-from spino.labelgen.head_kinds import HEAD_KINDS, HeadKind
+from spino.labelgen.head_kinds import HEAD_KINDS, UPSAMPLE, HeadKind, HeadSettings, head_properties, head_settings
 from spino.labelgen.head_kinds.base import HeadKindTraining
-from spino.labelgen.train import HeadConfig, load_head, train_head
-from spino.panoptic.instances import INSTANCE_METHODS, InstanceMethod
+from spino.labelgen.train import load_head, train_head
+from spino.panoptic.instances import INSTANCE_METHODS
+from spino.panoptic.instances.base import InstanceMethod
 from spino.panoptic.layers import head
 from spino.panoptic.model import ModelConfig
 from spino.panoptic.predict import predict_panoptic
@@ -34,6 +36,7 @@ from spino.panoptic.sampler import samples_from
 from spino.panoptic.saved_model import load_model
 from spino.panoptic.targets import semantic_targets
 from spino.panoptic.train import TrainConfig, TrainingData, train_panoptic
+from spino.registry import Extension
 from spino.store import LabelStore
 from spino.transforms import image_tensor
 
@@ -58,8 +61,6 @@ def registries(monkeypatch):
 class Blobs(InstanceMethod):
     """Instances are the 4-connected parts of each thing class where a learned objectness is high."""
 
-    name = "blobs"
-    settings = None
     loss_terms = ("objectness",)
 
     def heads(self, num_classes: int) -> dict[str, nn.Module]:
@@ -97,7 +98,7 @@ class Blobs(InstanceMethod):
 
 
 def test_a_new_instance_method_trains_saves_loads_and_predicts(registries, demo_root: Path, tmp_path: Path) -> None:
-    INSTANCE_METHODS.register(Blobs.name, Blobs)
+    INSTANCE_METHODS.register("blobs", Extension(Blobs))
     assert "blobs" in schema()["properties"]["panoptic"]["properties"]["model"]["properties"]["instance"]["enum"]
     run = training_inputs(demo_root, tmp_path / "data")
     samples = samples_from(LabelStore(run["dir"] / "gt.zarr"), run["ids"])
@@ -125,6 +126,11 @@ def test_a_new_instance_method_trains_saves_loads_and_predicts(registries, demo_
 # --- a head kind: which pixels are road --------------------------------------------------------------
 
 
+@owned({**head_properties([8], [48, 96], 4, [0.8, 1.0]), "upsample": UPSAMPLE})
+class RoadHeadSettings(HeadSettings):
+    upsample: int
+
+
 class RoadHead(HeadKindTraining):
     """Road or not, one logit per pixel at the feature resolution times ``upsample``."""
 
@@ -139,21 +145,11 @@ class RoadHead(HeadKindTraining):
 
 
 def test_a_new_head_kind_trains_and_its_checkpoint_says_what_it_is(registries, demo_root: Path, tmp_path: Path) -> None:
-    HEAD_KINDS.register("road", HeadKind("a road head", RoadHead))
+    HEAD_KINDS.register("road", HeadKind(implementation=RoadHead, settings=RoadHeadSettings, description="a road head"))
+    assert schema()["properties"]["road_head"]["properties"]["upsample"]["default"] == 4  # its section, its defaults
     ds = open_dataset("demo", demo_root)
     samples = [ds.read_sample(r) for r in ds.scan()[:2]]
-    cfg = HeadConfig(
-        kind="road",
-        hidden=(8,),
-        input_size=(48, 96),
-        epochs=4,
-        lr=0.01,
-        crop_scale=(0.8, 1.0),
-        color_jitter=0.0,
-        seed=0,
-        output_stride=1,
-        upsample=2,
-    )
+    cfg = head_settings("road", {"lr": 0.01, "color_jitter": 0.0, "upsample": 2})
     spec = BackboneSpec.from_dict(BACKBONE)
     train_head(cfg, spec, samples, DEMO, tmp_path / "road.pt", tmp_path / "road.csv")
     losses = [float(line.split(",")[2]) for line in (tmp_path / "road.csv").read_text().splitlines()[1:]]

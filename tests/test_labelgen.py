@@ -20,21 +20,22 @@ from spino.encoding import IGNORE_PANOPTIC, encode, instance_of, semantic_of
 from spino.evaluate import hungarian_assignment, relabelled
 from spino.labelgen.boundaries import boundary_ids, interior
 from spino.labelgen.embedding import (
-    EmbeddingClusterConfig,
     instance_targets,
     mean_shift,
     resize_embeddings,
     sparse_instances,
     with_coordinates,
 )
-from spino.labelgen.fusion import fuse, min_pixels_per_class
+from spino.labelgen.fusion import EmbeddingClusterConfig, fuse, min_pixels_per_class
+from spino.labelgen.head_kinds import head_settings
+from spino.labelgen.labellers import PrimapsConfig
 from spino.labelgen.mlp_head import MLPHead, head_grid, interpolation_matrix
 from spino.labelgen.ncut import NcutConfig
-from spino.labelgen.primaps import PrimapsConfig, fit_primaps, load_primaps, principal_masks
+from spino.labelgen.primaps import fit_primaps, load_primaps, principal_masks
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig
 from spino.labelgen.selftrain import SelfTrainingConfig, nearest_neighbours, pseudo_target, self_train
 from spino.labelgen.shards import write_pseudo_label_shard
-from spino.labelgen.train import HeadConfig, load_head, train_head
+from spino.labelgen.train import load_head, train_head
 from spino.labelgen.tta import Blend, tile_boxes
 from spino.losses import discriminative_loss, top_k_cross_entropy
 from spino.metrics import PanopticStats
@@ -161,7 +162,7 @@ def _oracle_maps(
                 min_pixels_per_class(min_pixels, class_set),
                 "cca" if ncut is None else "ncut",
                 boundary=1.0 - inner,
-                ncut=ncut,
+                settings=ncut,
             )
         )
     return preds
@@ -236,7 +237,7 @@ def _touching_cars(gap: int) -> tuple[np.ndarray, np.ndarray]:
 def test_ncut_splits_instances_whose_boundary_has_a_gap() -> None:
     semantic, inner = _touching_cars(gap=2)  # 2 of 18 rows open: cut cost 0.006 (4 rows: 0.015, kept whole)
     cca = fuse(semantic, inner, DEMO, {5: 10, 6: 10}, "cca")
-    ncut = fuse(semantic, inner, DEMO, {5: 10, 6: 10}, "ncut", boundary=1.0 - inner, ncut=NcutConfig())
+    ncut = fuse(semantic, inner, DEMO, {5: 10, 6: 10}, "ncut", boundary=1.0 - inner, settings=NcutConfig())
     assert len(np.unique(instance_of(cca)[semantic == 6])) == 1  # the gap joins them
     left, right = instance_of(ncut)[15, 10], instance_of(ncut)[15, 40]
     assert (
@@ -252,7 +253,7 @@ def test_ncut_keeps_a_whole_instance_whole() -> None:
     inner = np.zeros(semantic.shape, bool)
     inner[6:34, 6:54] = True
     inner[12:14, 20:30] = False  # a stray boundary fragment inside it
-    pan = fuse(semantic, inner, DEMO, {5: 10, 6: 10}, "ncut", boundary=1.0 - inner, ncut=NcutConfig(max_nodes=200))
+    pan = fuse(semantic, inner, DEMO, {5: 10, 6: 10}, "ncut", boundary=1.0 - inner, settings=NcutConfig(max_nodes=200))
     assert len(np.unique(instance_of(pan)[semantic == 6])) == 1
 
 
@@ -275,7 +276,7 @@ def _tiny_heads(demo_root: Path, out: Path) -> tuple[Path, Path]:
     samples = [ds.read_sample(r) for r in ds.scan()[:2]]
     common = {"input_size": [64, 128], "epochs": 2, "lr": 1e-3}
     for kind, hidden in (("semantic", [16, 16]), ("boundary", [16, 8])):
-        cfg = HeadConfig.from_dict(kind, {**common, "hidden": hidden})
+        cfg = head_settings(kind, {**common, "hidden": hidden})
         train_head(cfg, TINY_BACKBONE, samples, DEMO, out / f"{kind}.pt", out / f"{kind}.csv")
     return out / "semantic.pt", out / "boundary.pt"
 
@@ -462,10 +463,10 @@ def test_pseudo_label_shards_killed_job_and_rerun(demo_root: Path, tmp_path: Pat
             str(second.path),
             "--shard",
             str(shard),
-            "--semantic-head",
-            str(sem_ckpt),
-            "--boundary-head",
-            str(bnd_ckpt),
+            "--input",
+            f"semantic_head={sem_ckpt}",
+            "--input",
+            f"boundary_head={bnd_ckpt}",
             "--settings",
             settings,
             "--device",
@@ -722,7 +723,8 @@ def test_embedding_fusion_separates_touching_instances() -> None:
         DEMO,
         {5: 4, 6: 4},
         "embedding",
-        embeddings=(embeddings, EmbeddingClusterConfig(bandwidth=1.0)),
+        embedding=embeddings,
+        settings=EmbeddingClusterConfig(bandwidth=1.0),
     )
     assert len(np.unique(instance_of(one)[semantic == 6])) == 1
     parts = instance_of(two)
@@ -741,9 +743,7 @@ def test_embedding_head_separates_touching_demo_instances(demo_root: Path, tmp_p
     ds = open_dataset("demo", demo_root)
     records = ds.scan()
     spec = BackboneSpec("tf_efficientnet_lite0", "efficientnet-lite0-pypi", (2, 3))
-    cfg = HeadConfig.from_dict(
-        "embedding", {"hidden": [64, 64], "dim": 8, "input_size": [96, 192], "epochs": 40, "lr": 3e-3}
-    )
+    cfg = head_settings("embedding", {"hidden": [64, 64], "dim": 8, "input_size": [96, 192], "epochs": 40, "lr": 3e-3})
     train_head(cfg, spec, [ds.read_sample(r) for r in records[:2]], DEMO, tmp_path / "e.pt", tmp_path / "e.csv")
     head, meta = load_head(tmp_path / "e.pt", "embedding")
     backbone = Backbone(spec)
@@ -764,7 +764,8 @@ def test_embedding_head_separates_touching_demo_instances(demo_root: Path, tmp_p
             DEMO,
             minimum,
             "embedding",
-            embeddings=(resize_embeddings(embeddings, image.shape[:2]), EmbeddingClusterConfig()),
+            embedding=resize_embeddings(embeddings, image.shape[:2]),
+            settings=EmbeddingClusterConfig(),
         )
         clustered.update(gt, found, DEMO)
         whole_blobs.update(gt, fuse(semantic, nothing_inside, DEMO, minimum, "cca"), DEMO)

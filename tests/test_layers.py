@@ -3,6 +3,7 @@ holds for anything: an upward import, added to a copy of the package, breaks it.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -55,16 +56,25 @@ def test_planning_the_workflow_loads_no_torch_zarr_or_scipy() -> None:
     assert result.stdout.strip() == "[]"
 
 
-def test_a_command_digest_follows_lazy_references_to_the_classes_it_runs() -> None:
-    """The head kinds' registry names their classes as "spino.module:Class" strings (loaded when a head
-    trains): the code digest of `spino train-head` covers those modules all the same, so that
-    editing one reruns the heads; `spino index` runs none of them."""
-    from spino.labelgen.head_kinds import HEAD_KINDS
+@pytest.mark.parametrize(
+    ("registry", "command"),
+    [
+        ("spino.labelgen.head_kinds:HEAD_KINDS", "spino.commands.train_head"),
+        ("spino.panoptic.instances:INSTANCE_METHODS", "spino.commands.train_panoptic"),
+        ("spino.labelgen.labellers:LABELLERS", "spino.commands.pseudo_label"),
+    ],
+)
+def test_a_command_digest_follows_lazy_references_to_the_classes_it_runs(registry: str, command: str) -> None:
+    """The torch-free registries name their classes as "spino.module:Class" strings (loaded when used):
+    the code digest of the command that uses them covers those modules all the same, so that editing
+    one reruns its jobs; `spino index` runs none of them."""
     from spino.provenance import module_closure
 
-    kinds = {kind.training.split(":")[0] for kind in HEAD_KINDS.values()}
-    assert kinds <= set(module_closure(["spino.commands.train_head"]))
-    assert not kinds & set(module_closure(["spino.commands.index"]))
+    module, name = registry.split(":")
+    entries = getattr(importlib.import_module(module), name)
+    classes = {entry.implementation.split(":")[0] for entry in entries.values()}
+    assert classes <= set(module_closure([command]))
+    assert not classes & set(module_closure(["spino.commands.index"]))
 
 
 def test_a_command_digest_sees_every_form_of_import_and_no_prose() -> None:

@@ -19,8 +19,10 @@ from spino.data.io import read_image, resize_nearest
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, instance_of, semantic_of
 from spino.errors import InputError
 from spino.metrics import PanopticStats
-from spino.panoptic.instances import INSTANCE_METHODS, CenterOffset, InstanceMethod, Widths
+from spino.panoptic.instances import INSTANCE_METHODS
+from spino.panoptic.instances.base import InstanceMethod, Widths
 from spino.panoptic.instances.center_offset.grouping import merge
+from spino.panoptic.instances.center_offset.method import CenterOffset
 from spino.panoptic.instances.center_offset.settings import CenterOffsetConfig
 from spino.panoptic.instances.center_offset.targets import panoptic_targets
 from spino.panoptic.model import ModelConfig

@@ -657,7 +657,7 @@ def test_self_training_and_embedding_fusion_rerun_only_what_follows_the_heads(
     config = copy.deepcopy(BEYOND)
     plan = snakemake(run, config, "-n", "-p")
     assert planned_rules(plan) - {"all"} == {"image_features", "self_train", "train_embedding_head"} | AFTER_THE_HEADS
-    assert "--semantic-head results/tiny/self_training/semantic.pt" in plan.stdout
+    assert "--input semantic_head=results/tiny/self_training/semantic.pt" in plan.stdout
     result = snakemake(run, config)
     assert result.returncode == 0, result.stderr[-3000:]
     results = run / "results/tiny"

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from spino.backbone import BackboneSpec
 from spino.commands._options import add_dataset, add_device, add_manifest, add_settings, open_dataset
+from spino.config import load
 from spino.data.manifest import read_manifest
 from spino.devices import resolve_device
-from spino.labelgen.primaps import PrimapsConfig, fit_primaps
+from spino.labelgen.labellers import PrimapsConfig
+from spino.labelgen.primaps import fit_primaps
 
 HELP = "label-free: fit one prototype per class to the principal masks of the images (PriMaPs)"
 
@@ -24,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg = PrimapsConfig.from_dict(args.settings)
+    cfg = load(PrimapsConfig, args.settings, "primaps")
     paths = [e.image for e in read_manifest(args.manifest) if e.split in cfg.fit_splits]
     class_set = open_dataset(args).class_set
     fit_primaps(cfg, BackboneSpec.from_dict(args.backbone), paths, class_set, args.out, resolve_device(args.device))

@@ -9,8 +9,8 @@ from spino.backbone import BackboneSpec
 from spino.commands._options import add_dataset, add_device, add_manifest, add_settings, open_dataset
 from spino.data.manifest import annotated_samples
 from spino.devices import resolve_device
-from spino.labelgen.head_kinds import HEAD_KINDS
-from spino.labelgen.train import HeadConfig, train_head
+from spino.labelgen.head_kinds import HEAD_KINDS, head_settings
+from spino.labelgen.train import train_head
 
 HELP = "train one of the label generator's heads (--kind) on the annotated images"
 
@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     dataset = open_dataset(args)
     samples = annotated_samples(dataset, args.manifest)
-    cfg = HeadConfig.from_dict(args.kind, args.head)
+    cfg = head_settings(args.kind, args.head)
     spec = BackboneSpec.from_dict(args.backbone)
     device = resolve_device(args.device)
     train_head(cfg, spec, samples, dataset.class_set, args.checkpoint, args.losses, device, args.workdir)

@@ -18,14 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from spino.classes import ClassSet
-from spino.config import section
 from spino.encoding import IGNORE_PANOPTIC, instance_of, semantic_of
-
-
-@section("pseudo_labels.embedding")
-class EmbeddingClusterConfig:
-    bandwidth: float  # mean-shift radius in embedding space (the loss pulls to 0.5, pushes to 4.0)
-    max_points: int  # a blob's pixels subsampled to this many to find the modes
 
 
 def sparse_instances(
@@ -74,16 +67,17 @@ def mean_shift(points: torch.Tensor, bandwidth: float, iterations: int = 30) -> 
 
 
 def embedding_parts(
-    blob: np.ndarray, embeddings: np.ndarray, cfg: EmbeddingClusterConfig, rng: np.random.Generator
+    blob: np.ndarray, embeddings: np.ndarray, bandwidth: float, max_points: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Parts (1..n, 0 outside the blob) of a blob by mean shift of its pixels' (D, h, w) embeddings."""
+    """Parts (1..n, 0 outside the blob) of a blob by mean shift of its pixels' (D, h, w) embeddings
+    (at most ``max_points`` of them, drawn by ``rng``, find the modes)."""
     points = torch.from_numpy(embeddings[:, blob].T.astype(np.float32))
     sample = (
         points
-        if len(points) <= cfg.max_points
-        else points[torch.from_numpy(rng.choice(len(points), cfg.max_points, replace=False))]
+        if len(points) <= max_points
+        else points[torch.from_numpy(rng.choice(len(points), max_points, replace=False))]
     )
-    modes = mean_shift(sample, cfg.bandwidth)
+    modes = mean_shift(sample, bandwidth)
     parts = np.zeros(blob.shape, np.int32)
     parts[blob] = torch.cdist(points, modes).argmin(1).numpy() + 1
     return parts

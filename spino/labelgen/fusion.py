@@ -13,18 +13,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from spino.classes import IGNORE, ClassSet
+from spino.config import owned
 from spino.encoding import LABEL_DIVISOR, encode
 from spino.errors import InputError
 from spino.labelgen.ncut import NcutConfig, ncut_parts
 from spino.registry import Registry
-
-if TYPE_CHECKING:  # the embedding splitter imports torch only when used
-    from spino.labelgen.embedding import EmbeddingClusterConfig
 
 # scipy is imported where it is used: every `snakemake` call imports this module for its registry
 # (spino.choices), and scipy.ndimage alone would add 0.2 s to each.
@@ -46,14 +44,14 @@ def min_pixels_per_class(
 
 
 class Splitter(ABC):
-    """How a fusion cuts one blob of a thing class into instance parts, from the inputs it declares.
+    """How a fusion cuts one blob of a thing class into instance parts, from the inputs it declares
+    (``__init__``'s keywords): ``boundary`` (the boundary head's probability map), ``settings`` (its
+    own settings, an instance of its ``settings`` class: config ``pseudo_labels.<its name>``) or the
+    name of a head kind whose output it reads (the kind's ``fusions`` name this fusion, so the
+    workflow trains it: a float32 (C, H, W) array at the image's size)."""
 
-    A fusion may own settings: ``settings_schema`` (JSON-schema properties, each with its default) is the
-    config section ``pseudo_labels.<its name>``, given to ``__init__`` as ``settings=`` (a dict, its
-    defaults filled in) when "settings" is among its ``inputs``."""
-
-    inputs: ClassVar[tuple[str, ...]] = ()  # keyword inputs of fuse() it needs (a head it needs says so in head_kinds)
-    settings_schema: ClassVar[dict | None] = None
+    inputs: ClassVar[tuple[str, ...]] = ()
+    settings: ClassVar[type | None] = None  # an @owned class, or None: no settings
 
     @abstractmethod
     def parts(self, blob: np.ndarray, seeds: np.ndarray, box: tuple[slice, slice], minimum: int) -> np.ndarray:
@@ -72,35 +70,53 @@ class ConnectedInterior(Splitter):
 class NormalisedCuts(Splitter):
     """PASTEL: recursive normalised cuts of the interior over the boundary probabilities (spino.labelgen.ncut)."""
 
-    inputs = ("boundary", "ncut")
+    inputs = ("boundary", "settings")
+    settings = NcutConfig
 
-    def __init__(self, boundary: np.ndarray, ncut: NcutConfig):
-        self.boundary, self.cfg = boundary, ncut
+    def __init__(self, boundary: np.ndarray, settings: NcutConfig):
+        self.boundary, self.cfg = boundary, settings
 
     def parts(self, blob, seeds, box, minimum):
         parts = ncut_parts(blob, self.boundary[box], seeds, self.cfg)
         return _surviving_parts(parts, int(parts.max()), minimum)
 
 
+@owned(
+    """
+    bandwidth: {type: number, exclusiveMinimum: 0, default: 1.5}
+    max_points: {type: integer, minimum: 16, default: 4000}
+    """
+)
+class EmbeddingClusterConfig:
+    """The embedding fusion's settings: config ``pseudo_labels.embedding``."""
+
+    bandwidth: float  # mean-shift radius in embedding space (the loss pulls to 0.5, pushes to 4.0)
+    max_points: int  # a blob's pixels subsampled to this many to find the modes
+
+
 class EmbeddingClusters(Splitter):
-    """SPOCO: mean shift of the whole blob's pixel embeddings (spino.labelgen.embedding); the interior unused."""
+    """SPOCO: mean shift of the whole blob's pixel embeddings (the embedding head's output,
+    spino.labelgen.embedding); the interior unused."""
 
-    inputs = ("embeddings",)
+    inputs = ("embedding", "settings")
+    settings = EmbeddingClusterConfig
 
-    def __init__(self, embeddings: tuple[np.ndarray, EmbeddingClusterConfig]):
-        self.embeddings, self.cfg = embeddings
+    def __init__(self, embedding: np.ndarray, settings: EmbeddingClusterConfig):
+        self.embeddings, self.cfg = embedding, settings
         self.rng = np.random.default_rng(0)  # subsampling of large blobs' pixels for the clustering
 
     def parts(self, blob, seeds, box, minimum):
         from spino.labelgen.embedding import embedding_parts
 
-        parts = embedding_parts(blob, self.embeddings[(slice(None), *box)], self.cfg, self.rng)
+        parts = embedding_parts(
+            blob, self.embeddings[(slice(None), *box)], self.cfg.bandwidth, self.cfg.max_points, self.rng
+        )
         return _surviving_parts(parts, int(parts.max()), minimum)
 
 
 # config `pseudo_labels.fusion`: the splitter of each fusion method.
 FUSIONS: Registry[type[Splitter]] = Registry(
-    "fusion", choices="pseudo_labels.fusion", group="spino.fusions", settings="pseudo_labels"
+    "fusion", choices="pseudo_labels.fusion", group="spino.fusions", settings="pseudo_labels.{name}"
 )
 FUSIONS.register("cca", ConnectedInterior)
 FUSIONS.register("ncut", NormalisedCuts)
@@ -118,7 +134,7 @@ def fuse(
     """Panoptic map (spino encoding) from train ids (255 ignore) and a boolean interior map.
 
     ``fusion`` names the splitter (FUSIONS) and ``inputs`` are the ones it declares, e.g.
-    ``boundary=`` and ``ncut=`` for normalised cuts (None counts as not given; others are ignored).
+    ``boundary=`` and ``settings=`` for normalised cuts (None counts as not given; others are ignored).
     """
     given = {name: value for name, value in inputs.items() if value is not None}
     kind = FUSIONS.get(fusion)

@@ -1,11 +1,12 @@
-"""What every labeller gives (a pseudo-label per image, a class set, and seconds per stage), and the
-labeller a pseudo-label job runs: the trained heads, or the PriMaPs prototypes."""
+"""What every labeller gives (a pseudo-label per image, a class set, and seconds per stage); which
+labellers there are is spino.labelgen.labellers."""
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,6 @@ import numpy as np
 import torch
 
 from spino.classes import ClassSet
-from spino.errors import InputError
 
 
 @dataclass
@@ -48,28 +48,13 @@ class Labeller(ABC):
             torch.cuda.synchronize(self.device)
         self.timings[stage] += time.perf_counter() - start
 
+    @classmethod
+    @abstractmethod
+    def open(cls, inputs: Mapping[str, Path], settings: dict, device: str) -> Labeller:
+        """The labeller from its input files (named as its LABELLERS entry's ``inputs`` give them) and
+        config ``pseudo_labels``, on ``device``."""
+
     @abstractmethod
     def __call__(self, image: np.ndarray, runner_up: bool = False) -> PseudoLabel:
         """The pseudo-label of one RGB image; with ``runner_up`` (a labeller that ``gives_runner_up``)
         also each pixel's second class, which costs a pass over every class's probabilities."""
-
-
-def open_labeller(
-    primaps: Path | None,
-    semantic_head: Path | None,
-    boundary_head: Path | None,
-    settings: dict | None,
-    embedding_head: Path | None,
-    device: str,
-) -> Labeller:
-    """PriMaPs prototypes when given (label-free), else the heads with the pseudo-label settings."""
-    if primaps:
-        from spino.labelgen.primaps import load_primaps
-
-        return load_primaps(primaps, device)
-    if not (semantic_head and boundary_head and settings is not None):
-        raise InputError("pseudo-label needs --primaps, or --semantic-head, --boundary-head and --settings")
-    from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig
-
-    cfg = PseudoLabelConfig.from_dict(settings)
-    return LabelGenerator(semantic_head, boundary_head, cfg, device, embedding_head, settings.get(cfg.fusion))

@@ -17,14 +17,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from spino.config import section
+from spino.config import owned
 
 if TYPE_CHECKING:  # imported where used: the workflow imports this module (through the fusions) at every call
     from scipy import sparse
 
 
-@section("pseudo_labels.ncut")
+@owned(
+    """
+    max_cost: {type: number, exclusiveMinimum: 0, default: 0.01}
+    radius: {type: integer, minimum: 1, maximum: 8, default: 3}
+    sigma: {type: number, exclusiveMinimum: 0, default: 0.1}
+    max_nodes: {type: integer, minimum: 16, default: 1500}
+    """
+)
 class NcutConfig:
+    """The normalised cuts' settings: config ``pseudo_labels.ncut`` (the fusion ``ncut`` owns them)."""
+
     max_cost: float  # split while the best normalised cut costs less than this
     radius: int  # cells linked to the cells within this distance
     sigma: float  # affinity exp(-max boundary probability along the line / sigma)

@@ -23,32 +23,16 @@ import torch.nn.functional as F
 from spino.backbone import Backbone, BackboneSpec
 from spino.checkpoint import load_checkpoint, register_checkpoint_kind, save_checkpoint
 from spino.classes import IGNORE, ClassSet
-from spino.config import load, section
+from spino.config import load
 from spino.data.io import read_image
 from spino.encoding import encode
 from spino.errors import InputError
 from spino.labelgen.labeller import Labeller, PseudoLabel
+from spino.labelgen.labellers import PrimapsConfig
 from spino.progress import progress
 from spino.transforms import image_tensor
 
 register_checkpoint_kind("primaps", "PriMaPs class prototypes")
-
-
-@section("primaps")
-class PrimapsConfig:
-    input_size: tuple[int, int]
-    threshold: float  # a mask keeps patches at >= threshold x the maximum similarity to the direction
-    coverage: float  # stop once this fraction of the patches is in a mask
-    max_masks: int
-    ema: float  # prototype decay per batch of the EM
-    epochs: int  # passes of the EM over the fitting images
-    batch_images: int
-    fit_splits: tuple[str, ...]
-    seed: int
-
-    @classmethod
-    def from_dict(cls, data: dict) -> PrimapsConfig:
-        return load(cls, data)
 
 
 def principal_masks(features: torch.Tensor, threshold: float, coverage: float, max_masks: int) -> torch.Tensor:
@@ -121,6 +105,11 @@ class PrimapsLabeller(Labeller):
         self.cfg, self.class_set = cfg, class_set
         self.feed = backbone.round_size(*cfg.input_size)
 
+    @classmethod
+    def open(cls, inputs, settings, device) -> PrimapsLabeller:
+        """From the prototypes (input ``primaps``), which carry the settings they were fitted with."""
+        return load_primaps(inputs["primaps"], device)
+
     @torch.no_grad()
     def masks(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """The image's features (C, h, w) and their principal masks (h, w), on the CPU."""
@@ -179,4 +168,6 @@ def load_primaps(path: str | Path, device: str = "cpu") -> PrimapsLabeller:
     meta = load_checkpoint(path, "primaps")
     class_set = ClassSet.from_dict(meta["class_set"], source=str(path))
     backbone = Backbone(BackboneSpec.from_dict(meta["backbone"]))
-    return PrimapsLabeller(backbone, meta["prototypes"], PrimapsConfig.from_dict(meta["config"]), class_set, device)
+    return PrimapsLabeller(
+        backbone, meta["prototypes"], load(PrimapsConfig, meta["config"], "primaps"), class_set, device
+    )

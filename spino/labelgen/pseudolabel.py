@@ -6,7 +6,9 @@ heads when they use the same backbone and input size), and each head's output is
 tile's place. Semantic softmax and boundary probabilities are averaged over their scales. Each head
 runs its MLP at its ``output_stride`` on the grid it was trained on (the semantic head: its input
 size; the boundary head: ``upsample`` x the features) in row bands of bounded memory, and its logits
-are resized bilinearly onto the tile.
+are resized bilinearly onto the tile. The other heads the fusion needs (the embedding head for
+``fusion: embedding``, a plugin's) run once on the whole image, their outputs resized to it and
+given to the fusion under their kind's name.
 """
 
 from __future__ import annotations
@@ -20,15 +22,13 @@ import torch.nn.functional as F
 
 from spino.backbone import Backbone, BackboneSpec
 from spino.classes import ClassSet
-from spino.config import load, owned_settings, section
+from spino.config import load, section
 from spino.encoding import semantic_of
 from spino.errors import InputError
-from spino.labelgen.embedding import EmbeddingClusterConfig, resize_embeddings, with_coordinates
 from spino.labelgen.fusion import FUSIONS, fuse, min_pixels_per_class
-from spino.labelgen.head_kinds import heads_trained
+from spino.labelgen.head_kinds import HEAD_KINDS, head_settings, heads_trained
 from spino.labelgen.labeller import Labeller, PseudoLabel
 from spino.labelgen.mlp_head import MLPHead, head_grid
-from spino.labelgen.ncut import NcutConfig
 from spino.labelgen.train import load_head
 from spino.labelgen.tta import Blend, tile_boxes
 from spino.transforms import image_tensor
@@ -43,17 +43,30 @@ class PseudoLabelConfig:
     chunk_pixels: int
     tile_overlap: float  # fraction of a tile shared with its neighbour (PASTEL: 0.5); blended
     head_dtype: str  # float32 | bfloat16: the heads' MLP under autocast
-    fusion: str  # a name of spino.labelgen.fusion.FUSIONS
-    ncut: NcutConfig
-    embedding: EmbeddingClusterConfig
+    fusion: str  # a name of spino.labelgen.fusion.FUSIONS (its own settings: pseudo_labels.<fusion>)
 
     @classmethod
     def from_dict(cls, data: dict) -> PseudoLabelConfig:
         return load(cls, data)
 
 
+class WholeImageHead:
+    """A head the fusion reads beside the semantic and boundary heads (the embedding head, a plugin's):
+    run once on the whole image at its input size, its output (its kind's ``labelling_output``) at
+    ``upsample`` x the features, or the size its kind says."""
+
+    def __init__(self, kind: str, checkpoint: str | Path, class_set: ClassSet):
+        self.head, meta = load_head(checkpoint, kind)
+        settings = head_settings(kind, {k: v for k, v in meta["config"].items() if k != "kind"})
+        self.kind = HEAD_KINDS[kind].load()(settings, class_set)
+        self.backbone_spec = meta["backbone"]
+        self.feed = tuple(meta["input_size"])
+        self.stride = settings.output_stride
+
+
 class LabelGenerator(Labeller):
-    """Both trained heads with their backbone(s); ``__call__`` labels one RGB image."""
+    """Both trained heads with their backbone(s), and the other heads the fusion needs; ``__call__``
+    labels one RGB image."""
 
     gives_runner_up = True
 
@@ -63,15 +76,21 @@ class LabelGenerator(Labeller):
         boundary_checkpoint: str | Path,
         cfg: PseudoLabelConfig,
         device: str = "cpu",
-        embedding_checkpoint: str | Path | None = None,
+        heads: Mapping[str, str | Path] | None = None,
         fusion_settings: Mapping | None = None,
     ):
         super().__init__(device)
         self.cfg = cfg
-        # a fusion's own settings (config pseudo_labels.<fusion>, e.g. a plugin's), its defaults filled in
-        self.fusion_settings = owned_settings(f"pseudo_labels.{cfg.fusion}", fusion_settings or {})
-        if ("embedding" in heads_trained(cfg.fusion)) != (embedding_checkpoint is not None):
-            raise InputError("fusion: embedding needs an embedding head, and only it uses one")
+        heads = dict(heads or {})
+        needed = [k for k in heads_trained(cfg.fusion) if k not in ("semantic", "boundary")]
+        if sorted(heads) != sorted(needed):
+            raise InputError(
+                f"fusion {cfg.fusion!r} labels with the heads semantic, boundary{''.join(', ' + k for k in needed)}; "
+                f"given semantic, boundary{''.join(', ' + k for k in heads)}"
+            )
+        # the fusion's own settings (config pseudo_labels.<fusion>), validated, its defaults filled in
+        own = FUSIONS[cfg.fusion].settings
+        self.fusion_settings = load(own, dict(fusion_settings or {}), f"pseudo_labels.{cfg.fusion}") if own else None
         self.semantic_head, sem_meta = load_head(semantic_checkpoint, "semantic")
         self.boundary_head, bnd_meta = load_head(boundary_checkpoint, "boundary")
         self.class_set = ClassSet.from_dict(sem_meta["class_set"], source=str(semantic_checkpoint))
@@ -90,25 +109,34 @@ class LabelGenerator(Labeller):
         for module in (self.semantic_head, self.boundary_head, self.semantic_backbone, self.boundary_backbone):
             module.to(self.device)
         self.min_pixels = min_pixels_per_class(cfg.min_pixels, self.class_set)
-        self.embedding_head = None
-        if embedding_checkpoint is not None:
-            self.embedding_head, emb_meta = load_head(embedding_checkpoint, "embedding")
-            self.embedding_head.to(self.device)
-            self.embedding_backbone = self.semantic_backbone
-            if emb_meta["backbone"] != sem_meta["backbone"]:
-                self.embedding_backbone = Backbone(BackboneSpec.from_dict(emb_meta["backbone"])).to(self.device)
-            self.embedding_feed = tuple(emb_meta["input_size"])
-            self.embedding_upsample = int(emb_meta["config"]["upsample"])
-            self.embedding_stride = int(emb_meta["config"].get("output_stride", 1))
-            self.embedding_span = float(emb_meta["config"].get("coordinates", 0.0))
+        self.heads = {kind: WholeImageHead(kind, path, self.class_set) for kind, path in heads.items()}
+        self.backbones = {}  # of the whole-image heads, by spec: the semantic head's reused where they agree
+        for extra in self.heads.values():
+            extra.head.to(self.device)
+            if extra.backbone_spec == sem_meta["backbone"]:
+                extra.backbone = self.semantic_backbone
+            else:
+                extra.backbone = Backbone(BackboneSpec.from_dict(extra.backbone_spec)).to(self.device)
 
-    def embeddings(self, image: torch.Tensor) -> torch.Tensor:
-        """(D, h, w) embeddings of the whole image (1, 3, H, W) at the embedding head's output size."""
-        feats = self._features(self.embedding_backbone, image, self.embedding_feed)
-        size = (feats.shape[-2] * self.embedding_upsample, feats.shape[-1] * self.embedding_upsample)
-        return with_coordinates(
-            self._head(self.embedding_head, feats, head_grid(size, self.embedding_stride), size), self.embedding_span
-        )
+    @classmethod
+    def open(cls, inputs, settings, device) -> LabelGenerator:
+        """From the inputs ``<kind>_head`` (semantic and boundary, and the fusion's) and config ``pseudo_labels``."""
+        heads = {name.removesuffix("_head"): path for name, path in inputs.items() if name.endswith("_head")}
+        wrong = [name for name in inputs if not name.endswith("_head")]
+        wrong += [f"{kind}_head missing" for kind in ("semantic", "boundary") if kind not in heads]
+        if wrong:
+            raise InputError(
+                f"labeller spino labels from the inputs <kind>_head, semantic and boundary at least: {', '.join(wrong)}"
+            )
+        cfg = PseudoLabelConfig.from_dict(settings)
+        return cls(heads.pop("semantic"), heads.pop("boundary"), cfg, device, heads, settings.get(cfg.fusion))
+
+    def head_output(self, kind: str, image: torch.Tensor) -> torch.Tensor:
+        """A whole-image head's output for the image (1, 3, H, W) at its own output size."""
+        extra = self.heads[kind]
+        feats = self._features(extra.backbone, image, extra.feed)
+        size = extra.kind.output_size(extra.backbone, extra.feed)
+        return extra.kind.labelling_output(self._head(extra.head, feats, head_grid(size, extra.stride), size))
 
     def _features(self, backbone: Backbone, tile: torch.Tensor, feed: tuple[int, int]) -> torch.Tensor:
         with self.timed("backbone"):
@@ -169,17 +197,22 @@ class LabelGenerator(Labeller):
             confidence = confidence.to(torch.float16).cpu().numpy()
             runner_up_classes = second.indices.to(torch.uint8).cpu().numpy() if second is not None else None
             runner_up_confidence = second.values.to(torch.float16).cpu().numpy() if second is not None else None
-        embeddings = self.embeddings(img) if self.embedding_head is not None else None
+        outputs = {kind: self.head_output(kind, img) for kind in self.heads}
         with self.timed("fusion"):
             available = {
                 "boundary": lambda: 1.0 - inside,
-                "ncut": lambda: self.cfg.ncut,
                 "settings": lambda: self.fusion_settings,
-                "embeddings": lambda: (resize_embeddings(embeddings, (height, width)), self.cfg.embedding),
+                **{kind: lambda out=out: _resized(out, (height, width)) for kind, out in outputs.items()},
             }
             inputs = {name: available[name]() for name in FUSIONS[self.cfg.fusion].inputs}
             panoptic = fuse(semantic, interior, self.class_set, self.min_pixels, self.cfg.fusion, **inputs)
+        embeddings = outputs.get("embedding")
         kept = None if embeddings is None else embeddings.to(torch.float16).cpu().numpy()
         return PseudoLabel(
             semantic_of(panoptic), panoptic, confidence, interior, kept, runner_up_classes, runner_up_confidence
         )
+
+
+def _resized(output: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """A (C, h, w) head output bilinearly resized to ``size``, as float32 numpy."""
+    return F.interpolate(output[None].float(), size=size, mode="bilinear", align_corners=False)[0].cpu().numpy()

@@ -22,14 +22,15 @@ import torch
 from spino.backbone import BackboneSpec
 from spino.checkpoint import register_checkpoint_kind
 from spino.classes import IGNORE, ClassSet
-from spino.config import load, section, section_schema
+from spino.config import load, section
 from spino.data.base import Dataset
 from spino.data.io import read_image, write_csv
 from spino.data.manifest import Entry
 from spino.encoding import encode
 from spino.errors import InputError
+from spino.labelgen.head_kinds import HEAD_KINDS, head_settings
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig
-from spino.labelgen.train import CHECKPOINT_EVERY, HeadConfig, HeadTrainer, load_head, samples_digest
+from spino.labelgen.train import CHECKPOINT_EVERY, HeadTrainer, load_head, samples_digest
 from spino.progress import progress
 from spino.provenance import file_digest
 from spino.training_state import TrainingState, settings_hash
@@ -123,8 +124,8 @@ def self_train(
     if not labelled:
         raise InputError("no annotated images to self-train on")
     _, meta = load_head(semantic_checkpoint, "semantic")
-    trained = {k: v for k, v in meta["config"].items() if k in section_schema("semantic_head")["properties"]}
-    head_cfg = HeadConfig.from_dict("semantic", {**trained, "epochs": cfg.epochs, "lr": cfg.lr})
+    trained = {k: v for k, v in meta["config"].items() if k in HEAD_KINDS["semantic"].settings.schema["properties"]}
+    head_cfg = head_settings("semantic", {**trained, "epochs": cfg.epochs, "lr": cfg.lr})
     spec = BackboneSpec.from_dict(meta["backbone"])
     class_set = ClassSet.from_dict(meta["class_set"], source=str(semantic_checkpoint))
     # Only the classes are learnt from: every fusion drops the same small blobs, so the instance

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,43 +15,13 @@ import torch
 from spino.backbone import Backbone, BackboneSpec
 from spino.checkpoint import load_checkpoint, register_checkpoint_kind, save_checkpoint
 from spino.classes import ClassSet
-from spino.config import load
 from spino.data.io import resize_nearest, write_csv
 from spino.errors import InputError
 from spino.labelgen.augment import augment
-from spino.labelgen.head_kinds import HEAD_KINDS
+from spino.labelgen.head_kinds import HEAD_KINDS, HeadSettings
 from spino.labelgen.mlp_head import MLPHead, head_grid
 from spino.progress import progress
 from spino.training_state import TrainingState, settings_hash
-
-
-@dataclass(frozen=True)
-class HeadConfig:
-    """A head's settings: config ``<kind>_head`` (its defaults from the schema of that section).
-    The settings only some kinds have are None for the others."""
-
-    kind: str
-    hidden: tuple[int, ...]
-    input_size: tuple[int, int]
-    epochs: int
-    lr: float
-    crop_scale: tuple[float, float]
-    color_jitter: float
-    seed: int
-    output_stride: int  # the MLP runs every output_stride pixels of its output; logits resized (1: the paper)
-    top_k: float | None = None  # semantic head
-    upsample: int | None = None  # boundary and embedding heads: output at this multiple of the feature resolution
-    dim: int | None = None  # embedding head (SPOCO): embedding dimensions, push-pull margins, labelled share
-    delta_var: float | None = None
-    delta_dist: float | None = None
-    instance_fraction: float | None = None  # of each annotated image's instances, kept labelled (the rest: unlabelled)
-    consistency: float | None = None  # weight of the agreement with a flipped, jittered view on unlabelled pixels
-    coordinates: float | None = None  # > 0: pixel positions added to two channels, the image this many units across
-
-    @classmethod
-    def from_dict(cls, kind: str, data: dict) -> HeadConfig:
-        HEAD_KINDS.get(kind)  # an unknown kind fails here, in one line
-        return load(cls, data, f"{kind}_head", kind=kind)
 
 
 class HeadTrainer:
@@ -59,10 +29,10 @@ class HeadTrainer:
     grid, the Adam optimiser and the cosine schedule over ``steps``."""
 
     def __init__(
-        self, cfg: HeadConfig, backbone_spec: BackboneSpec, class_set: ClassSet, steps: int, device: str = "cpu"
+        self, cfg: HeadSettings, backbone_spec: BackboneSpec, class_set: ClassSet, steps: int, device: str = "cpu"
     ):
         self.cfg, self.class_set, self.device = cfg, class_set, device
-        self.kind = HEAD_KINDS[cfg.kind].training_class()(cfg, class_set)  # what this kind of head learns
+        self.kind = HEAD_KINDS[cfg.kind].load()(cfg, class_set)  # what this kind of head learns
         self.backbone = Backbone(backbone_spec).to(device)
         self.feed = self.backbone.round_size(*cfg.input_size)
         self.out_size = self.kind.output_size(self.backbone, self.feed)
@@ -99,7 +69,7 @@ register_checkpoint_kind("head-training", "a head's training state")
 
 
 def train_head(
-    cfg: HeadConfig,
+    cfg: HeadSettings,
     backbone_spec: BackboneSpec,
     samples: list[tuple[np.ndarray, np.ndarray]],
     class_set: ClassSet,
@@ -168,7 +138,7 @@ def _training_state(
 def save_head(
     path: str | Path,
     head: MLPHead,
-    cfg: HeadConfig,
+    cfg: HeadSettings,
     backbone_spec: BackboneSpec,
     class_set: ClassSet,
     feed: tuple[int, int],

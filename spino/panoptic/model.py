@@ -21,7 +21,8 @@ from torch import nn
 from spino.backbone import Backbone, BackboneSpec
 from spino.config import load, schema_default, section, settings_of
 from spino.errors import InputError
-from spino.panoptic.instances import INSTANCE_METHODS, InstanceMethod, Widths
+from spino.panoptic.instances import INSTANCE_METHODS
+from spino.panoptic.instances.base import InstanceMethod, Widths
 from spino.panoptic.layers import conv_bn_relu, head
 
 STRIDES = (4, 8, 16, 32)
@@ -47,9 +48,10 @@ class ModelConfig:
         """From config ``panoptic.model`` and ``backbone`` (a checkpoint's to_dict carries its backbone too).
         Of the methods' sections, the chosen method's is loaded; the others are left to the workflow."""
         settings = {k: v for k, v in data.items() if k != "backbone"}
-        method = INSTANCE_METHODS.get(settings.get("instance", schema_default("panoptic.model.instance")))
-        own = settings.pop(method.name, {})
-        loaded = load(method.settings, own, f"panoptic.model.{method.name}") if method.settings else None
+        name = settings.get("instance", schema_default("panoptic.model.instance"))
+        method = INSTANCE_METHODS.get(name)
+        own = settings.pop(name, {})
+        loaded = load(method.settings, own, f"panoptic.model.{name}") if method.settings else None
         return load(cls, settings, backbone=BackboneSpec.from_dict(backbone), instance_settings=loaded)
 
     def to_dict(self) -> dict:
@@ -62,7 +64,7 @@ class ModelConfig:
 
     def method(self) -> InstanceMethod:
         """The instance method these settings choose, built from its own settings and the widths."""
-        return INSTANCE_METHODS.get(self.instance)(self.instance_settings, self.widths())
+        return INSTANCE_METHODS.get(self.instance).load()(self.instance_settings, self.widths())
 
 
 class Adapter(nn.Module):

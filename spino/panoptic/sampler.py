@@ -24,7 +24,7 @@ from spino.config import section
 from spino.data.io import image_size, resize_nearest
 from spino.errors import InputError
 from spino.panoptic.confidence import ConfidenceConfig, uncertain_instances_as_crowd, weigh_semantic
-from spino.panoptic.instances import InstanceMethod
+from spino.panoptic.instances.base import InstanceMethod
 from spino.panoptic.targets import TargetConfig
 from spino.store import FILL_VALUES, LabelStore
 from spino.transforms import color_jitter, image_tensor

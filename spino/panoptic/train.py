@@ -27,7 +27,7 @@ from spino.errors import InputError
 from spino.losses import top_k_cross_entropy
 from spino.panoptic.confidence import ConfidenceConfig
 from spino.panoptic.distributed import Distributed
-from spino.panoptic.instances import InstanceMethod
+from spino.panoptic.instances.base import InstanceMethod
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig
 from spino.panoptic.predict import prediction_stats

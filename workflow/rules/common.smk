@@ -12,6 +12,7 @@ from spino.data.corrections import export_file
 from spino.data.unlabelled import unlabelled_files
 from spino.deploy.media import sources
 from spino.labelgen.head_kinds import HEAD_KINDS, heads_trained
+from spino.labelgen.labellers import LABELLERS
 from spino.provenance import command_code_digest, listing_digest
 from spino.store import STORE_NAMES, remove_damaged_markers, shard_count
 from spino.workflow_config import settings_file
@@ -29,8 +30,10 @@ RUN = config["run"]
 RESULTS = f"results/{RUN}"
 LOGS = f"logs/{RUN}"
 STORES = list(STORE_NAMES)
-# Label-free pseudo-labels are clusters without instances: scored after matching, no panoptic stages.
-LABEL_FREE = config["labelgen"] == "primaps"
+# What labels the store (spino.labelgen.labellers). Label-free pseudo-labels are clusters without
+# instances: scored after matching, no panoptic stages.
+LABELLER = LABELLERS[config["labelgen"]]
+LABEL_FREE = LABELLER.label_free
 # A model with no split to be scored on (panoptic.eval_splits: []) is trained, not predicted.
 SCORES_MODEL = not LABEL_FREE and bool(config["panoptic"]["eval_splits"])
 STORES_IN_USE = STORES if SCORES_MODEL else STORES[:2]
@@ -41,7 +44,7 @@ PRIMAPS = f"{RESULTS}/primaps/prototypes.pt"
 SPOCO = f"{RESULTS}/spoco"  # SPOCO-style HDF5 per shard (fusion: embedding)
 PANOPTIC = f"{RESULTS}/panoptic"
 # The heads this run trains (spino.labelgen.head_kinds): semantic and boundary, and those its fusion needs.
-HEADS_TRAINED = [] if LABEL_FREE else heads_trained(config["pseudo_labels"]["fusion"])
+HEADS_TRAINED = heads_trained(config["pseudo_labels"]["fusion"]) if "heads" in LABELLER.inputs else []
 EMBEDDING_FUSION = "embedding" in HEADS_TRAINED
 # The semantic head that labels the store: the self-trained one when self-training is on.
 LABELLING_SEMANTIC_HEAD = (
@@ -259,23 +262,20 @@ def correction_files():
 
 
 def labeller_inputs(wildcards=None):
-    """What labels the store: the trained heads, or the PriMaPs prototypes (labelgen: primaps)."""
-    if LABEL_FREE:
-        return {"prototypes": PRIMAPS}
-    heads = {"semantic_head": LABELLING_SEMANTIC_HEAD, "boundary_head": f"{HEADS}/boundary.pt"}
-    return {**heads, "embedding_head": f"{HEADS}/embedding.pt"} if EMBEDDING_FUSION else heads
+    """The files the labeller (config labelgen) labels from, by the names its entry's inputs give them:
+    the trained heads (<kind>_head; the semantic one self-trained where self-training is on), or
+    the PriMaPs prototypes."""
+    made = {
+        "heads": {
+            f"{kind}_head": LABELLING_SEMANTIC_HEAD if kind == "semantic" else f"{HEADS}/{kind}.pt"
+            for kind in HEADS_TRAINED
+        },
+        "primaps": {"primaps": PRIMAPS},
+    }
+    return {name: path for artifact in LABELLER.inputs for name, path in made[artifact].items()}
 
 
 def labeller_args():
-    """The `spino pseudo-label` options that name the labeller and its settings."""
-    if LABEL_FREE:
-        return ["--primaps", PRIMAPS]
-    heads = [
-        "--semantic-head",
-        LABELLING_SEMANTIC_HEAD,
-        "--boundary-head",
-        f"{HEADS}/boundary.pt",
-        "--settings",
-        PSEUDO_LABEL_SETTINGS,
-    ]
-    return [*heads, "--embedding-head", f"{HEADS}/embedding.pt"] if EMBEDDING_FUSION else heads
+    """The `spino pseudo-label` options that name the labeller, its inputs and the settings."""
+    inputs = [arg for name, path in labeller_inputs().items() for arg in ("--input", f"{name}={path}")]
+    return ["--labeller", config["labelgen"], *inputs, "--settings", PSEUDO_LABEL_SETTINGS]

@@ -12,14 +12,15 @@ from spino.classes import ClassSet
 
 if TYPE_CHECKING:
     from spino.backbone import Backbone
-    from spino.labelgen.train import HeadConfig, HeadTrainer
+    from spino.labelgen.head_kinds import HeadSettings
+    from spino.labelgen.train import HeadTrainer
 
 
 class HeadKindTraining(ABC):
     """One kind of head: how many channels it predicts, at which size, its target from a panoptic
-    label and its loss. Built from the head's settings and the class set."""
+    label, its loss, and what a fusion reads of it. Built from the head's settings and the class set."""
 
-    def __init__(self, cfg: HeadConfig, class_set: ClassSet):
+    def __init__(self, cfg: HeadSettings, class_set: ClassSet):
         self.cfg, self.class_set = cfg, class_set
 
     @abstractmethod
@@ -44,6 +45,10 @@ class HeadKindTraining(ABC):
         rng: np.random.Generator,
     ) -> torch.Tensor:
         """The loss of ``logits`` (1, K, H, W) for the input ``crop`` (1, 3, h, w) against ``target``."""
+
+    def labelling_output(self, logits: torch.Tensor) -> torch.Tensor:
+        """What a fusion reads of the head's (C, h, w) logits when it labels (by default, the logits)."""
+        return logits
 
     def training_samples(self, samples: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """The (image, panoptic) samples as this kind learns from them (by default, as they are)."""

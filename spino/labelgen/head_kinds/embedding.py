@@ -19,6 +19,10 @@ class EmbeddingHead(HeadKindTraining):
     def target(self, label: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(instance_targets(label, self.class_set))
 
+    def labelling_output(self, logits: torch.Tensor) -> torch.Tensor:
+        """The embeddings with the pixel positions added (as the loss saw them)."""
+        return with_coordinates(logits, self.cfg.coordinates)
+
     def training_samples(self, samples):
         """Only ``instance_fraction`` of each image's instances labelled, the others unlabelled: a
         fixed choice for the run, as an annotator's would be."""

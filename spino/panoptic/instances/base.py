@@ -5,10 +5,10 @@ its training targets from a panoptic label map, its loss terms, how the outputs 
 are averaged in (flip TTA), and the post-processing of its outputs with the semantic logits into a
 panoptic map. Model, sampler, training and prediction talk to this interface only.
 
-A method is one class registered in ``INSTANCE_METHODS`` under its name (the choice of config
-``panoptic.model.instance``) with its settings section ``panoptic.model.<name>`` (``settings``, a
-``@section`` class, or None for a method without settings). It is built from those settings and the
-model's widths, never from the whole model config: the model imports the methods, not the reverse.
+A method is one class, registered in ``spino.panoptic.instances.INSTANCE_METHODS`` under its name
+(the choice of config ``panoptic.model.instance``) with its settings (config
+``panoptic.model.<name>``). It is built from those settings and the model's widths, never from the
+whole model config: the model imports the methods, not the reverse.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from spino.classes import ClassSet
-from spino.registry import Registry
 
 if TYPE_CHECKING:
     from spino.panoptic.postprocess import PostprocessConfig
@@ -42,8 +41,6 @@ class InstanceMethod(ABC):
     """One way of finding instances (``panoptic.model.instance``); holds its settings and the model's
     widths only, so that it pickles into DataLoader workers."""
 
-    name: ClassVar[str]
-    settings: ClassVar[type | None]  # its @section("panoptic.model.<name>") class; None: no settings
     loss_terms: ClassVar[tuple[str, ...]]  # the columns of losses.csv after loss and semantic
 
     def __init__(self, cfg: Any, widths: Widths):
@@ -95,13 +92,3 @@ class InstanceMethod(ABC):
     def panoptic(self, *args) -> torch.Tensor:
         """``scored_panoptic``'s map alone (what ``spino predict`` stores)."""
         return self.scored_panoptic(*args)[0]
-
-
-INSTANCE_METHODS: Registry[type[InstanceMethod]] = Registry(
-    "instance method", choices="panoptic.model.instance", group="spino.instance_methods"
-)
-
-
-def register_instance_method(cls: type[InstanceMethod]) -> type[InstanceMethod]:
-    """Class decorator: ``cls`` is the instance method named ``cls.name``."""
-    return INSTANCE_METHODS.register(cls.name, cls)

@@ -2,10 +2,38 @@
 
 from __future__ import annotations
 
-from spino.config import section
+from spino.config import owned
 
 
-@section("panoptic.model.solov2")
+@owned(
+    """
+    grids: {type: array, items: {type: integer, minimum: 2}, minItems: 1, default: [40, 36, 24, 16, 12]}
+    strides: {type: array, items: {enum: [4, 8, 16, 32]}, minItems: 1, default: [8, 8, 16, 32, 32], description: "the adapter stride each grid is resized from"}
+    scale_ranges:
+      type: array
+      items: {type: array, items: {type: number, minimum: 0}, minItems: 2, maxItems: 2}
+      minItems: 1
+      default: [[0.0, 0.12], [0.06, 0.24], [0.12, 0.48], [0.24, 0.96], [0.48, 10.0]]
+      description: "per level, sqrt(instance area) / the input's shorter side (official: 1-96, 48-192, 96-384, 192-768, 384-2048 px at 800)"
+    sigma: {type: number, exclusiveMinimum: 0, maximum: 1, default: 0.2}
+    tower_convs: {type: integer, minimum: 0, default: 2}
+    tower_channels: {type: integer, minimum: 4, default: 128}
+    mask_channels: {type: integer, minimum: 2, default: 64}
+    max_instances: {type: integer, minimum: 1, default: 128, description: "instances per training image with targets, the largest first"}
+    min_instance_area: {type: integer, minimum: 0, default: 16, description: "smaller instances (pixels at the input size) carry no loss"}
+    focal_alpha: {type: number, minimum: 0, maximum: 1, default: 0.25}
+    focal_gamma: {type: number, minimum: 0, default: 2.0}
+    mask_weight: {type: number, minimum: 0, default: 3.0}
+    score_threshold: {type: number, minimum: 0, maximum: 1, default: 0.1}
+    mask_threshold: {type: number, exclusiveMinimum: 0, exclusiveMaximum: 1, default: 0.5}
+    pre_nms: {type: integer, minimum: 1, default: 500}
+    nms_sigma: {type: number, exclusiveMinimum: 0, default: 2.0}
+    update_threshold: {type: number, minimum: 0, maximum: 1, default: 0.05}
+    max_detections: {type: integer, minimum: 1, default: 100}
+    fusion: {enum: [paste, efficientps], default: paste, description: "paste: instances by descending score over the semantic head's stuff; efficientps: (sigmoid(m) + sigmoid(s)) * (m + s) against the stuff logits"}
+    overlap_threshold: {type: number, minimum: 0, maximum: 1, default: 0.5, description: "paste: an instance with more of its mask under higher-scored ones is dropped"}
+    """
+)
 class Solov2Config:
     grids: tuple[int, ...]  # S of each level (official: 40, 36, 24, 16, 12)
     strides: tuple[int, ...]  # the adapter stride each level's grid is resized from (official: 8, 8, 16, 32, 32)
