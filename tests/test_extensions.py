@@ -6,14 +6,13 @@ does the same from an installed package, through the workflow."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
-from torch import nn
 
 from spino.backbone import BackboneSpec
 from spino.classes import DEMO, ClassSet
@@ -22,27 +21,30 @@ from spino.data import DATASET_KINDS, open_dataset
 from spino.data.base import Dataset, Record
 from spino.data.io import read_image, write_png
 from spino.data.manifest import read_manifest
-from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, semantic_of
+from spino.encoding import LABEL_DIVISOR, semantic_of
 from spino.labelgen.fusion import FUSIONS, Splitter, fuse
 from spino.labelgen.head_kinds import HEAD_KINDS, UPSAMPLE, HeadKind, HeadSettings, head_properties, head_settings
 from spino.labelgen.head_kinds.base import HeadKindTraining
 from spino.labelgen.train import load_head, train_head
 from spino.panoptic.instances import INSTANCE_METHODS
-from spino.panoptic.instances.base import InstanceMethod
-from spino.panoptic.layers import head
 from spino.panoptic.model import ModelConfig
 from spino.panoptic.predict import predict_panoptic
 from spino.panoptic.sampler import samples_from
 from spino.panoptic.saved_model import load_model
-from spino.panoptic.targets import semantic_targets
 from spino.panoptic.train import TrainConfig, TrainingData, train_panoptic
-from spino.registry import Extension
 from spino.store import LabelStore
 from spino.transforms import image_tensor
 
-from helpers import spino_here, tiny_model, training_inputs
+from helpers import REPO, spino_here, tiny_model, training_inputs
 
 BACKBONE = {"name": "tf_efficientnet_lite0", "weights": "none", "out_indices": [2, 3]}
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    """The toy plugin's entries, imported from its source (tests/test_plugins.py installs it instead)."""
+    monkeypatch.syspath_prepend(str(REPO / "tests" / "data" / "toy_plugin"))
+    return importlib.import_module("spino_toy.extensions")
 
 
 @pytest.fixture
@@ -55,55 +57,21 @@ def registries(monkeypatch):
     choices_changed()
 
 
-# --- an instance method: things as the connected parts of an objectness map -----------------------------
+# --- an instance method: things as the connected parts of an objectness map (the toy plugin's) ---------
 
 
-class Blobs(InstanceMethod):
-    """Instances are the 4-connected parts of each thing class where a learned objectness is high."""
-
-    loss_terms = ("objectness",)
-
-    def heads(self, num_classes: int) -> dict[str, nn.Module]:
-        return {"objectness_head": head(self.widths.decoder, self.widths.head, 1)}
-
-    def forward(self, heads, decoded, maps, size):
-        logits = heads["objectness_head"](decoded)
-        return {"objectness": F.interpolate(logits, size=size, mode="bilinear", align_corners=False)}
-
-    def targets(self, panoptic, class_set, cfg):
-        targets = semantic_targets(panoptic, class_set, cfg)
-        thing = class_set.thing_mask()[semantic_of(panoptic).clip(0, 255)] & (panoptic % LABEL_DIVISOR > 0)
-        return {**targets, "objectness": torch.from_numpy(thing.astype(np.float32))[None]}
-
-    def losses(self, outputs, batch):
-        return {"objectness": F.binary_cross_entropy_with_logits(outputs["objectness"].float(), batch["objectness"])}
-
-    def loss_weights(self):
-        return {"objectness": 1.0}
-
-    def flip_average(self, outputs, mirrored):
-        return {"objectness": (outputs["objectness"] + mirrored["objectness"].flip(-1)) / 2}
-
-    def scored_panoptic(self, semantic, outputs, class_set, post, size):
-        semantic = F.interpolate(semantic, size=tuple(size), mode="bilinear", align_corners=False)[0].argmax(0)
-        objectness = F.interpolate(outputs["objectness"], size=tuple(size), mode="bilinear", align_corners=False)
-        labels = semantic.numpy()
-        panoptic = labels.astype(np.int64) * LABEL_DIVISOR
-        for cls in class_set.thing_ids:
-            mask = (labels == cls) & (objectness[0, 0].numpy() > 0)
-            parts, n = ndimage.label(mask)
-            panoptic[labels == cls] = IGNORE_PANOPTIC
-            panoptic[mask] = cls * LABEL_DIVISOR + parts[mask]
-        return torch.from_numpy(panoptic), {}
-
-
-def test_a_new_instance_method_trains_saves_loads_and_predicts(registries, demo_root: Path, tmp_path: Path) -> None:
-    INSTANCE_METHODS.register("blobs", Extension(Blobs))
-    assert "blobs" in schema()["properties"]["panoptic"]["properties"]["model"]["properties"]["instance"]["enum"]
+def test_a_new_instance_method_trains_saves_loads_and_predicts(
+    registries, toy, demo_root: Path, tmp_path: Path
+) -> None:
+    INSTANCE_METHODS.register("blobs", toy.BLOBS)
+    model_schema = schema()["properties"]["panoptic"]["properties"]["model"]["properties"]
+    assert (
+        "blobs" in model_schema["instance"]["enum"] and model_schema["blobs"]["properties"]["threshold"]["default"] == 0
+    )
     run = training_inputs(demo_root, tmp_path / "data")
     samples = samples_from(LabelStore(run["dir"] / "gt.zarr"), run["ids"])
     model_cfg = ModelConfig.from_dict(
-        tiny_model((48, 96), instance="blobs"),
+        {**tiny_model((48, 96), instance="blobs"), "blobs": {"threshold": 0.5}},
         BACKBONE,
     )
     cfg = TrainConfig.from_dict(
@@ -116,7 +84,7 @@ def test_a_new_instance_method_trains_saves_loads_and_predicts(registries, demo_
     losses = (tmp_path / "losses.csv").read_text().splitlines()
     assert losses[0] == "step,lr,loss,semantic,objectness" and len(losses) == 5
     model, class_set, post = load_model(out)
-    assert model.cfg.instance == "blobs" and model.cfg.to_dict()["instance"] == "blobs"
+    assert model.cfg.instance == "blobs" and model.cfg.to_dict()["blobs"] == {"threshold": 0.5, "weight": 1.0}
     image = image_tensor(read_image(run["images"][0]), (48, 96))
     panoptic = predict_panoptic(model, image, class_set, post, (96, 192))
     assert panoptic.shape == (96, 192)  # predicted at the size asked, through the method's post-processing

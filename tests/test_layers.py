@@ -29,14 +29,29 @@ def lint_imports(package_parent: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is not installed (pip install -e '.[test]')")
-def test_the_layers_hold_and_an_upward_import_breaks_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("module", "imported", "message"),
+    [
+        ("store", "spino.commands.index", "spino.store is not allowed to import spino.commands"),
+        # inside what was one floor of twelve: the stores sit below what reads and writes them
+        ("store", "spino.export", "spino.store is not allowed to import spino.export"),
+        # inside what was the ground floor of ten: the config below the registries, errors below all
+        ("config", "spino.registry", "spino.config is not allowed to import spino.registry"),
+        ("errors", "spino.classes", "spino.errors is not allowed to import spino.classes"),
+        # floor-mates that must not import each other
+        ("report", "spino.review", "spino.report is not allowed to import spino.review"),
+    ],
+)
+def test_the_layers_hold_and_an_upward_import_breaks_them(
+    tmp_path: Path, module: str, imported: str, message: str
+) -> None:
     assert lint_imports(REPO).returncode == 0
     shutil.copytree(REPO / "spino", tmp_path / "spino", ignore=shutil.ignore_patterns("__pycache__"))
-    store = tmp_path / "spino" / "store.py"
-    store.write_text(store.read_text() + "\nimport spino.commands.index  # an upward import, on purpose\n")
+    path = tmp_path / "spino" / f"{module}.py"
+    path.write_text(path.read_text() + f"\nimport {imported}  # an upward import, on purpose\n")
     broken = lint_imports(tmp_path)
     assert broken.returncode != 0
-    assert "spino.store is not allowed to import spino.commands" in broken.stdout, broken.stdout[-2000:]
+    assert message in broken.stdout, broken.stdout[-2000:]
 
 
 def test_planning_the_workflow_loads_no_torch_zarr_or_scipy() -> None:

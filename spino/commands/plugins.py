@@ -18,9 +18,10 @@ def run(args: argparse.Namespace) -> None:
     from spino.export import LABEL_FORMATS
     from spino.labelgen.fusion import FUSIONS
     from spino.labelgen.head_kinds import HEAD_KINDS
+    from spino.labelgen.labellers import LABELLERS
     from spino.panoptic.instances import INSTANCE_METHODS
 
-    for registry in (DATASET_KINDS, HEAD_KINDS, FUSIONS, INSTANCE_METHODS, LABEL_FORMATS):
+    for registry in (DATASET_KINDS, HEAD_KINDS, LABELLERS, FUSIONS, INSTANCE_METHODS, LABEL_FORMATS):
         print(f"{registry.what}s (entry points: {registry.group}):")
         for name in registry:
             print(f"  {name:<16}{registry.origins[name]}")
