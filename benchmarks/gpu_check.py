@@ -261,7 +261,7 @@ def check_prediction(checkpoint: Path, sizes: dict, device: torch.device) -> Non
 def check_segment(checkpoint: Path, sizes: dict, device: torch.device, tmp: Path) -> None:
     """``spino segment``'s loop (read, network, post-processing, COCO writes) on synthetic images of the
     full size: images/s at batch 1 and 4."""
-    from spino.deploy.segment_files import segment_files
+    from spino.deploy.segment_files import SegmentOptions, segment_files
     from spino.deploy.segmenter import Segmenter
 
     rng = np.random.default_rng(4)
@@ -272,7 +272,9 @@ def check_segment(checkpoint: Path, sizes: dict, device: torch.device, tmp: Path
     for batch_size in (1, 4):
         reset_peak(device)
         start = time.perf_counter()
-        segment_files(segmenter, images, tmp / f"segmented-{batch_size}", batch_size=batch_size, workers=2)
+        segment_files(
+            segmenter, images, tmp / f"segmented-{batch_size}", SegmentOptions(batch_size=batch_size, workers=2)
+        )
         seconds = time.perf_counter() - start
         print(
             f"batch {batch_size}: {len(images) / seconds:.2f} images/s at {sizes['image'][1]}x{sizes['image'][0]}; "

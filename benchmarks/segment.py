@@ -38,7 +38,7 @@ from spino.classes import CITYSCAPES_19  # noqa: E402
 from spino.config import load  # noqa: E402
 from spino.data.io import write_png  # noqa: E402
 from spino.deploy.model_files import export_onnx  # noqa: E402
-from spino.deploy.segment_files import segment_files  # noqa: E402
+from spino.deploy.segment_files import SegmentOptions, segment_files  # noqa: E402
 from spino.deploy.segmenter import Segmenter  # noqa: E402
 from spino.deploy.tracking import TrackConfig, Tracker  # noqa: E402
 from spino.encoding import semantic_of  # noqa: E402
@@ -107,7 +107,7 @@ def model_alone(segmenter: Segmenter, paths: list[Path], batch_size: int) -> flo
 
 def whole_command(segmenter: Segmenter, paths: list[Path], batch_size: int, out: Path) -> float:
     start = time.perf_counter()
-    segment_files(segmenter, [str(p) for p in paths], out, "coco", batch_size=batch_size, workers=1)
+    segment_files(segmenter, [str(p) for p in paths], out, SegmentOptions(batch_size=batch_size, workers=1))
     return time.perf_counter() - start
 
 

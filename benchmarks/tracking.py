@@ -33,7 +33,7 @@ from spino.classes import DEMO
 from spino.data.io import read_image, write_png
 from spino.data.synthetic import DemoSpec, write_demo_sequences
 from spino.data.video import VideoLabels
-from spino.deploy.segment_files import segment_files
+from spino.deploy.segment_files import SegmentOptions, segment_files
 from spino.deploy.segmenter import Segmenter
 from spino.deploy.tracking import TrackConfig, Tracker
 from spino.encoding import LABEL_DIVISOR
@@ -145,7 +145,7 @@ def main() -> None:
         for name, track in (("per-frame ids", None), ("tracked", TrackConfig(enabled=True, sequence=True))):
             out = work / name.replace(" ", "-")
             start = time.perf_counter()
-            segment_files(segmenter, [str(root / "images")], out, track=track, workers=0)
+            segment_files(segmenter, [str(root / "images")], out, SegmentOptions(track=track, workers=0))
             seconds = time.perf_counter() - start
             results[name] = score_video(VideoLabels(out, DEMO), labels)
             report(name, results[name], tracks)

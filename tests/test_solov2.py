@@ -15,11 +15,11 @@ from spino.data import open_dataset
 from spino.data.cityscapes import Cityscapes
 from spino.losses import dice_loss, focal_loss
 from spino.metrics import PanopticStats
-from spino.panoptic.instances.solov2.detection import matrix_nms, upsample_in_windows
+from spino.panoptic.instances.solov2.detection import upsample_in_windows
 from spino.panoptic.instances.solov2.settings import Solov2Config
 from spino.panoptic.instances.solov2.targets import solov2_targets
 from spino.panoptic.model import ModelConfig
-from spino.panoptic.postprocess import PostprocessConfig
+from spino.panoptic.postprocess import PostprocessConfig, matrix_nms
 
 BACKBONE = {"name": "tf_efficientnet_lite0", "weights": "none", "out_indices": [2, 3]}
 

@@ -46,14 +46,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from spino.deploy.segment_files import segment_files
+    from spino.deploy.segment_files import SegmentOptions, segment_files
     from spino.deploy.segmenter import Segmenter
 
     segmenter = Segmenter.from_checkpoint(args.model, args.device)
-    summary = segment_files(
-        segmenter,
-        args.inputs,
-        args.out,
+    track = TrackConfig(
+        enabled=args.track or args.sequence,
+        sequence=args.sequence,
+        max_gap=args.max_gap,
+        min_overlap=args.min_overlap,
+        motion=not args.no_motion,
+    )
+    options = SegmentOptions(
         args.format,
         args.overlay,
         args.batch_size,
@@ -61,12 +65,7 @@ def run(args: argparse.Namespace) -> None:
         args.keep_going,
         args.overwrite,
         str(args.model),
-        TrackConfig(
-            enabled=args.track or args.sequence,
-            sequence=args.sequence,
-            max_gap=args.max_gap,
-            min_overlap=args.min_overlap,
-            motion=not args.no_motion,
-        ),
+        track,
     )
+    summary = segment_files(segmenter, args.inputs, args.out, options)
     print(f"{args.out}: {summary['frames']} images segmented ({args.format})")

@@ -132,24 +132,29 @@ class Writer:
         self.pool.shutdown()
 
 
+@dataclass(frozen=True)
+class SegmentOptions:
+    """How ``segment_files`` reads and writes (``spino segment``'s options)."""
+
+    format: str = "coco"  # a name of spino.export.LABEL_FORMATS
+    overlays: bool = False  # also an overlay PNG of each image
+    batch_size: int = 1
+    workers: int = 1  # DataLoader processes decoding the inputs
+    keep_going: bool = False  # an unreadable input is listed and skipped, not the end
+    overwrite: bool = False  # write into a folder that is not empty
+    model_name: str = ""  # what segment.json says the model was
+    track: TrackConfig | None = None  # enabled: track ids for the things of videos (and sequences)
+
+
 def segment_files(
-    segmenter: Segmenter,
-    inputs: list[str],
-    out: Path,
-    fmt: str = "coco",
-    overlays: bool = False,
-    batch_size: int = 1,
-    workers: int = 1,
-    keep_going: bool = False,
-    overwrite: bool = False,
-    model_name: str = "",
-    track: TrackConfig | None = None,
+    segmenter: Segmenter, inputs: list[str], out: Path, options: SegmentOptions = SegmentOptions()
 ) -> dict:
     """Segment every image and video frame of ``inputs`` into ``out``; returns the summary written
     to ``segment.json``. An unreadable input stops it with its one line, or with ``keep_going`` is
     listed and the others written (then InputError after the summary). With ``track`` (enabled),
     the things of each video (and with ``track.sequence`` of each folder of images) get track ids:
     the segment ids of the COCO maps, ``tracks.csv``, overlays coloured by track."""
+    fmt, overlays, batch_size, track = options.format, options.overlays, options.batch_size, options.track
     tracking = track is not None and (track.enabled or track.sequence)
     if tracking and not LABEL_FORMATS.get(fmt).keeps_segment_ids:
         raise InputError(f"--format {fmt} cannot hold track ids; track with --format coco")
@@ -157,7 +162,7 @@ def segment_files(
     if tracking and not track.sequence and not any(s.is_video for s in items):
         print("spino segment: --track follows the things of videos, and these inputs hold none; "
               "--sequence makes each folder of images one sequence", file=sys.stderr)  # fmt: skip
-    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not overwrite):
+    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not options.overwrite):
         raise InputError(f"{out}: already exists and is not empty; pass --overwrite or choose another folder")
     out.mkdir(parents=True, exist_ok=True)
     writer = Writer(
@@ -166,8 +171,8 @@ def segment_files(
     loader = DataLoader(
         FrameStream(items, segmenter.input_size, tracking and track.sequence),
         batch_size=None,
-        num_workers=workers,
-        prefetch_factor=2 * batch_size if workers else None,
+        num_workers=options.workers,
+        prefetch_factor=2 * batch_size if options.workers else None,
     )
     tracks = Tracks(segmenter.class_set, track, segmenter.model.device, track.sequence) if tracking else None
     failed: list[str] = []
@@ -175,7 +180,7 @@ def segment_files(
     batch: list[tuple[Frame, torch.Tensor]] = []
     for frame, tensor in progress(loader, "segment", total=expected_frames(items), unit="img"):
         if frame.error is not None:
-            if not keep_going:
+            if not options.keep_going:
                 raise InputError(frame.error)
             print(f"spino segment: skipped: {frame.error}", file=sys.stderr)
             failed.append(frame.error)
@@ -185,7 +190,7 @@ def segment_files(
             count += run_batch(segmenter, batch, writer, tracks)
     count += run_batch(segmenter, batch, writer, tracks)
     writer.finish()
-    summary = {"model": model_name, "format": fmt, "inputs": list(inputs), "frames": count, "failed": failed}
+    summary = {"model": options.model_name, "format": fmt, "inputs": list(inputs), "frames": count, "failed": failed}
     if tracks is not None:
         tracks.write_csv(out / "tracks.csv")
         summary["tracking"] = {

@@ -1,5 +1,7 @@
-"""Post-processing every instance method shares: its settings (stuff area, flip TTA) and the removal
-of small stuff regions. Each method's own grouping lives with the method (spino.panoptic.instances)."""
+"""Post-processing the instance methods share: its settings (stuff area, flip TTA), the removal of
+small stuff regions, the upsampled argmax and Matrix NMS (a mask-based method's suppression, kept
+here as mmdetection keeps it among its shared layers). Each method's own grouping lives with the
+method (spino.panoptic.instances)."""
 
 from __future__ import annotations
 
@@ -72,3 +74,21 @@ def bilinear_sources(out_len: int, in_len: int, device: torch.device) -> tuple[t
     i1 = (i0 + 1).clamp(max=in_len - 1)
     l1 = (source - i0).clamp(0, 1)
     return i0.to(device), i1.to(device), (1 - l1).to(device), l1.to(device)
+
+
+def matrix_nms(masks: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Matrix NMS, Gaussian (SOLOv2): the decayed scores of (n, h, w) binary masks sorted by descending
+    score. Each mask's decay is the least, over higher-scored masks i of its class, of
+    f(iou_ij) / f(max iou of i with any mask above i), f(x) = exp(-sigma x^2)."""
+    n = len(masks)
+    if n == 0:
+        return scores
+    flat = masks.flatten(1).float()
+    inter = flat @ flat.T
+    areas = flat.sum(1)
+    iou = (inter / (areas[:, None] + areas[None, :] - inter).clamp(min=1e-6)).triu(diagonal=1)
+    same = (labels[:, None] == labels[None, :]).triu(diagonal=1)
+    decay_iou = iou * same
+    compensate = decay_iou.max(0).values.expand(n, n).T
+    decay = (torch.exp(-sigma * decay_iou**2) / torch.exp(-sigma * compensate**2)).min(0).values
+    return scores * decay

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from spino.classes import ClassSet
 from spino.panoptic.instances.solov2.settings import Solov2Config
-from spino.panoptic.postprocess import bilinear_sources
+from spino.panoptic.postprocess import bilinear_sources, matrix_nms
 
 Window = tuple[slice, slice]
 
@@ -29,24 +29,6 @@ class Detections:
     masks: list[torch.Tensor]  # the same, bool: logits above the mask threshold
     classes: torch.Tensor
     scores: torch.Tensor
-
-
-def matrix_nms(masks: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Matrix NMS, Gaussian (SOLOv2): the decayed scores of (n, h, w) binary masks sorted by descending
-    score. Each mask's decay is the least, over higher-scored masks i of its class, of
-    f(iou_ij) / f(max iou of i with any mask above i), f(x) = exp(-sigma x^2)."""
-    n = len(masks)
-    if n == 0:
-        return scores
-    flat = masks.flatten(1).float()
-    inter = flat @ flat.T
-    areas = flat.sum(1)
-    iou = (inter / (areas[:, None] + areas[None, :] - inter).clamp(min=1e-6)).triu(diagonal=1)
-    same = (labels[:, None] == labels[None, :]).triu(diagonal=1)
-    decay_iou = iou * same
-    compensate = decay_iou.max(0).values.expand(n, n).T
-    decay = (torch.exp(-sigma * decay_iou**2) / torch.exp(-sigma * compensate**2)).min(0).values
-    return scores * decay
 
 
 def flip_cells(values: torch.Tensor, grids: tuple[int, ...]) -> torch.Tensor:
