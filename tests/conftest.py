@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,17 @@ def gt_store(demo_root: Path, tmp_path_factory) -> Path:
         )
     assert spino(["gather", str(out / "gt.zarr"), "--out", str(out / "done.json")]) == 0
     return out / "gt.zarr"
+
+
+@pytest.fixture(scope="module")
+def on_the_cpu():
+    """The workflow tests run on the CPU on any machine (their modules use this fixture): their
+    exact-weights and fingerprint checks hold on the CPU only (on a GPU, tests/test_panoptic.py and
+    benchmarks/gpu_check.sh run the GPU paths)."""
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    yield
+    if before is None:
+        del os.environ["CUDA_VISIBLE_DEVICES"]
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = before

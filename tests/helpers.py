@@ -418,3 +418,14 @@ def readme_rerun_table() -> list[tuple[str, set[str]]]:
     rows = re.findall(r"^\| `([\w.]+)` \| ([\w, ]+) \|$", section, re.M)
     assert len(rows) >= 3, "the table of what reruns (docs/caching.md) is missing"
     return [(key, set() if rules == "nothing" else {r.strip() for r in rules.split(",")}) for key, rules in rows]
+
+
+def copy_of(run: Path, tmp_path: Path) -> Path:
+    """A copy of a finished run (results, logs, .snakemake metadata; mtimes kept) to change without side effects."""
+    shutil.copytree(run, tmp_path / "run", symlinks=True)
+    return tmp_path / "run"
+
+
+def spino_cli(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """`spino <args>` in ``workdir``, its output captured."""
+    return subprocess.run([sys.executable, "-m", "spino", *args], capture_output=True, text=True, cwd=workdir)
