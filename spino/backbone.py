@@ -23,6 +23,7 @@ from timm.layers import BatchNormAct2d
 from torch import nn
 
 from spino.config import load, section
+from spino.data.io import atomic_path
 from spino.errors import InputError, MissingFileError
 from spino.weight_sources import PACKAGED_WEIGHTS, weights_file
 
@@ -205,8 +206,6 @@ class Backbone(nn.Module):
 def fetch_weights(name: str, out: str | Path) -> Path:
     """Download a timm model's pretrained weights (needs internet) into a .safetensors file."""
     from safetensors.torch import save_file
-
-    from spino.data.io import atomic_path
 
     model = timm.create_model(name, pretrained=True, num_classes=0)
     out = Path(out)

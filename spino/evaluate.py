@@ -9,6 +9,7 @@ from scipy.optimize import linear_sum_assignment
 
 from spino.classes import IGNORE, ClassSet
 from spino.data.cityscapes import load_gtfine_prediction, read_gtfine_folder
+from spino.data.manifest import read_manifest
 from spino.data.video import VideoLabels
 from spino.encoding import encode, instance_of, semantic_of
 from spino.errors import InputError
@@ -119,7 +120,6 @@ def scored_ids(
                 "--exclude-annotated and --splits need --manifest (which images are annotated, which split)"
             )
         return None
-    from spino.data.manifest import read_manifest
 
     entries = {e.image_id: e for e in read_manifest(manifest)}
     shared = common_ids(prediction, ground_truth)

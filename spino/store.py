@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from spino.classes import IGNORE, ClassSet
-from spino.data.io import read_image, resize_image, resize_nearest
+from spino.data.io import read_image, resize_image, resize_nearest, write_json
 from spino.encoding import IGNORE_PANOPTIC, LABEL_DIVISOR, PANOPTIC_DTYPE, semantic_of
 from spino.errors import InputError, MissingFileError, with_path
 from spino.provenance import file_digest, text_digest
@@ -414,8 +414,6 @@ def mark_shard_done(done: str | Path | None, store: LabelStore, index: int, payl
     shard whose file was lost or changed again."""
     marker = {"store": str(store.path), "shard": index, **payload, "files": store.shard_digest(index)}
     if done is not None:
-        from spino.data.io import write_json
-
         write_json(done, marker)
     return marker
 

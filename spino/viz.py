@@ -9,6 +9,7 @@ import numpy as np
 
 from spino.classes import ClassSet
 from spino.encoding import instance_of, semantic_of
+from spino.errors import InputError
 
 
 def colorize(panoptic: np.ndarray, class_set: ClassSet, tracks: np.ndarray | None = None) -> np.ndarray:
@@ -106,7 +107,6 @@ def panel(image: np.ndarray | None, panoptic: np.ndarray, class_set: ClassSet) -
 
 def store_panel(store, index: int) -> np.ndarray:
     """The panel of one image of a label store (its image when the path it recorded still exists)."""
-    from spino.errors import InputError
 
     if not 0 <= index < store.num_images:
         raise InputError(f"{store.path}: index {index} out of range (0..{store.num_images - 1})")

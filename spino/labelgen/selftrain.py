@@ -25,9 +25,10 @@ from spino.classes import IGNORE, ClassSet
 from spino.config import load, section
 from spino.data.base import Dataset
 from spino.data.io import read_image, write_csv
-from spino.data.manifest import Entry
+from spino.data.manifest import Entry, read_manifest
 from spino.encoding import encode
 from spino.errors import InputError
+from spino.features import read_features
 from spino.labelgen.head_kinds import HEAD_KINDS, head_settings
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig
 from spino.labelgen.train import CHECKPOINT_EVERY, HeadTrainer, load_head, samples_digest
@@ -205,8 +206,6 @@ def self_train_on_neighbours(
     """Self-training as the workflow runs it: each annotated image's neighbours found among the
     descriptors (written to ``neighbours_csv``), then ``self_train``. The counts of annotated and
     neighbour images it trained on."""
-    from spino.data.manifest import read_manifest
-    from spino.features import read_features
 
     entries = read_manifest(manifest)
     ids, _, descriptors = read_features(features)

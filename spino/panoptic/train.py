@@ -22,6 +22,7 @@ from spino.checkpoint import register_checkpoint_kind
 from spino.classes import ClassSet
 from spino.config import load, section
 from spino.data.io import write_csv
+from spino.data.manifest import read_manifest
 from spino.devices import amp_dtype
 from spino.errors import InputError
 from spino.losses import top_k_cross_entropy
@@ -31,10 +32,12 @@ from spino.panoptic.instances.base import InstanceMethod
 from spino.panoptic.model import ModelConfig, PanopticModel
 from spino.panoptic.postprocess import PostprocessConfig
 from spino.panoptic.predict import prediction_stats
-from spino.panoptic.sampler import Augment, MixedBatchData, Sample, batch_loader, rank_slots
+from spino.panoptic.sampler import Augment, MixedBatchData, Sample, batch_loader, rank_slots, samples_from
 from spino.panoptic.saved_model import save_model
 from spino.panoptic.targets import TargetConfig
 from spino.progress import log
+from spino.provenance import file_digest
+from spino.store import LabelStore
 from spino.training_state import TrainingState, settings_hash
 
 register_checkpoint_kind("panoptic-training", "a panoptic training state")
@@ -132,10 +135,6 @@ class TrainingData:
         """As the workflow trains: the annotated images' ground truth, the pseudo-labels of the other
         images of ``train_splits``, validation on the labelled not-annotated images of ``val_splits``;
         the manifest's and the stores' digests as provenance."""
-        from spino.data.manifest import read_manifest
-        from spino.panoptic.sampler import samples_from
-        from spino.provenance import file_digest
-        from spino.store import LabelStore
 
         entries = read_manifest(manifest)
         gt, pseudo = LabelStore(ground_truth), LabelStore(pseudo_labels)
