@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from spino.classes import DEMO
@@ -129,3 +130,12 @@ def test_a_plugins_head_kind_fusion_and_instance_method_own_their_settings_and_r
     ).stdout.splitlines()
     for name in ("thing", "stripes", "blobs"):
         assert f"  {name:<16}spino-toy 0.1.0" in listed
+    whole = subprocess.run(
+        [sys.executable, "-m", "spino", "plugins", "--schema"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+    ).stdout
+    schema = yaml.safe_load(whole)["properties"]
+    assert schema["thing_head"]["properties"]["pos_weight"]["default"] == 1.0
+    assert "blobs" in schema["panoptic"]["properties"]["model"]["properties"]["instance"]["enum"]
