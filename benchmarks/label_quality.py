@@ -7,9 +7,12 @@
 Reads the run's heads, manifest and ground-truth store from results/<run>/ (run the workflow up to
 the heads first). Each variant is a space-separated list of pseudo_labels settings (values in YAML)
 applied on top of the config's, plus ``semantic_stride`` / ``boundary_stride`` to evaluate the
-trained heads at another output stride, and ``embedding_head=PATH`` for ``fusion=embedding``. Prints PQ, SQ, RQ, things/stuff PQ and mIoU of the split's
-images that were not annotated, seconds per image, and the share of semantic-label changes that fall
-on tile borders (seams: 0 would mean no label edge ever coincides with a tile edge).
+trained heads at another output stride, ``backbone_dtype=bfloat16`` to run the backbones so (with
+``head_dtype=bfloat16``: the bf16 agreement), and ``embedding_head=PATH`` for ``fusion=embedding``.
+Prints PQ, SQ, RQ, things/stuff PQ and mIoU of the split's images that were not annotated, seconds
+per image, the share of pixels whose class is the first variant's (agree), and the share of
+semantic-label changes that fall on tile borders (seams: 0 would mean no label edge ever coincides
+with a tile edge).
 """
 
 from __future__ import annotations
@@ -55,11 +58,15 @@ def main() -> None:
     config, results, entries, gt = run.config, run.results, run.entries, run.gt
     base = PseudoLabelConfig.from_dict(config["pseudo_labels"])
     print(f"{config['run']}: {len(entries)} {args.split} images, threads {torch.get_num_threads()}")
-    print(f"{'variant':<58}{'PQ':>6}{'SQ':>6}{'RQ':>6}{'PQth':>6}{'PQst':>6}{'mIoU':>6}{'s/img':>7}{'seams':>7}")
+    print(
+        f"{'variant':<58}{'PQ':>6}{'SQ':>6}{'RQ':>6}{'PQth':>6}{'PQst':>6}{'mIoU':>6}{'s/img':>7}{'agree':>8}{'seams':>7}"
+    )
+    first: dict[str, np.ndarray] = {}  # the first variant's classes, per image
     for variant in args.variant or [""]:
         settings = dict(pair.split("=", 1) for pair in variant.split())
         strides = {k: int(settings.pop(k)) for k in ("semantic_stride", "boundary_stride") if k in settings}
         embedding_head = settings.pop("embedding_head", None)
+        backbone_dtype = settings.pop("backbone_dtype", None)
         overrides = {k: yaml.safe_load(v) for k, v in settings.items()}
         cfg = PseudoLabelConfig.from_dict({**config["pseudo_labels"], **overrides})
         cfg = replace(cfg, semantic_scales=tuple(cfg.semantic_scales), boundary_scales=tuple(cfg.boundary_scales))
@@ -72,8 +79,11 @@ def main() -> None:
         )
         for key, stride in strides.items():
             setattr(generator, key, stride)
+        if backbone_dtype:
+            for backbone in (generator.semantic_backbone, generator.boundary_backbone):
+                backbone.spec = replace(backbone.spec, dtype=backbone_dtype)
         stats = PanopticStats(generator.class_set.num_classes)
-        seams, seconds = [], 0.0
+        seams, seconds, same, pixels = [], 0.0, 0, 0
         for entry in entries:
             image = read_image(entry.image)
             start = time.perf_counter()
@@ -81,6 +91,8 @@ def main() -> None:
             seconds += time.perf_counter() - start
             stats.update(gt.panoptic(gt.index_of(entry.image_id)), label.panoptic, generator.class_set)
             seams.append(seam_share(label.semantic, set(cfg.semantic_scales), cfg.tile_overlap))
+            reference = first.setdefault(entry.image_id, label.semantic)
+            same, pixels = same + int((reference == label.semantic).sum()), pixels + reference.size
         s = stats.summary(generator.class_set)
         seam = (
             f"{np.mean([x for x in seams if not np.isnan(x)]):>7.2f}"
@@ -91,7 +103,7 @@ def main() -> None:
         print(
             f"{name:<58}{100 * s['all']['pq']:>6.1f}{100 * s['all']['sq']:>6.1f}{100 * s['all']['rq']:>6.1f}"
             f"{100 * s['things']['pq']:>6.1f}{100 * s['stuff']['pq']:>6.1f}{100 * s['miou']:>6.1f}"
-            f"{seconds / len(entries):>7.2f}{seam}",
+            f"{seconds / len(entries):>7.2f}{100 * same / pixels:>7.2f}%{seam}",
             flush=True,
         )
 

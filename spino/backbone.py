@@ -24,6 +24,7 @@ from torch import nn
 
 from spino.config import load, section
 from spino.data.io import atomic_path
+from spino.devices import inference_dtype
 from spino.errors import InputError, MissingFileError
 from spino.weight_sources import PACKAGED_WEIGHTS, weights_file
 
@@ -154,7 +155,6 @@ class Backbone(nn.Module):
             indices = [i % len(info) for i in spec.out_indices]
             self.stride = int(min(info[i]["reduction"] for i in indices))
             self.channels = int(sum(info[i]["num_chs"] for i in indices))
-        self.autocast_dtype = torch.bfloat16 if spec.dtype == "bfloat16" else None
         if not self.vit:
             self._fold_batchnorm()
 
@@ -181,9 +181,11 @@ class Backbone(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images - self.mean) / self.std
         device_type = x.device.type
-        # backbone.dtype bfloat16 runs it in bf16 always; float32 runs it as the caller does (under a
-        # training step's autocast, in bf16 too), never forcing fp32 inside an autocast region.
-        precision = torch.autocast(device_type, dtype=self.autocast_dtype) if self.autocast_dtype else nullcontext()
+        # backbone.dtype bfloat16 runs it in bf16 always (auto: on a GPU with native bf16); float32 runs
+        # it as the caller does (under a training step's autocast, in bf16 too), never forcing fp32
+        # inside an autocast region.
+        dtype = inference_dtype(self.spec.dtype, x.device)
+        precision = torch.autocast(device_type, dtype=dtype) if dtype else nullcontext()
         with precision:
             if self.vit:
                 last = len(self.model.blocks) - 1

@@ -124,3 +124,18 @@ def amp_dtype(device: str | torch.device) -> torch.dtype | None:
         return None
     native = torch.cuda.is_bf16_supported(including_emulation=False)  # of the current GPU: resolve_device set it
     return torch.bfloat16 if native else torch.float16
+
+
+def inference_dtype(setting: str, device: str | torch.device) -> torch.dtype | None:
+    """The autocast dtype of a frozen network's forward pass (``backbone.dtype``,
+    ``pseudo_labels.head_dtype``) on ``device``: ``bfloat16`` always; ``float32`` none (fp32, or the
+    caller's autocast); ``auto`` bf16 on a GPU that computes it natively (an H100 labelled 8x faster,
+    99.95 % of pixels as in fp32, docs/results.md), none elsewhere (a CPU without native bf16 runs
+    it slower than fp32)."""
+    import torch
+
+    if setting == "bfloat16":
+        return torch.bfloat16
+    if setting == "float32" or torch.device(device).type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else None

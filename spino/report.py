@@ -188,8 +188,9 @@ def plot_curves(results: Path, out: Path) -> bool:
     return True
 
 
-def timings(results: Path) -> list[tuple[str, float, float]]:
-    """(rule, seconds summed over its jobs, peak RSS in MB) from Snakemake's benchmark files."""
+def timings(results: Path) -> list[tuple[str, float, float, int]]:
+    """(rule, seconds summed over its jobs, peak RSS in MB, jobs) from Snakemake's benchmark files
+    (``<rule>.tsv``, or one file per job in ``<rule>/``)."""
     rows: dict[str, list[float]] = {}
     for path in sorted((results / "benchmarks").rglob("*.tsv")):
         rule = path.relative_to(results / "benchmarks").parts[0].removesuffix(".tsv")
@@ -197,10 +198,11 @@ def timings(results: Path) -> list[tuple[str, float, float]]:
             records = list(csv.DictReader(f, delimiter="\t"))
         for r in records:
             secs, rss = float(r["s"]), float(r["max_rss"]) if r["max_rss"] not in ("", "-", "NA") else 0.0
-            total = rows.setdefault(rule, [0.0, 0.0])
+            total = rows.setdefault(rule, [0.0, 0.0, 0])
             total[0] += secs
             total[1] = max(total[1], rss)
-    return [(rule, s, m) for rule, (s, m) in rows.items()]
+            total[2] += 1
+    return [(rule, s, m, int(n)) for rule, (s, m, n) in rows.items()]
 
 
 def time_table(results: Path, settings: dict) -> str:
@@ -214,9 +216,10 @@ def time_table(results: Path, settings: dict) -> str:
         estimated = estimate(settings, manifest_work(manifest, settings), machine_speed(), gpu=True)
     rows = "".join(
         f"<tr><td>{html.escape(rule)}</td><td>{s:.1f}</td><td>{_seconds(estimated.get(rule))}</td><td>{m:.0f}</td></tr>"
-        for rule, s, m in measured
+        for rule, s, m, _ in measured
     )
-    took, guessed = sum(s for r, s, _ in measured if r in estimated), sum(estimated.get(r, 0) for r, _, _ in measured)
+    took = sum(s for r, s, _, _ in measured if r in estimated)
+    guessed = sum(estimated.get(r, 0) for r, _, _, _ in measured)
     total = (
         f"<tr><th>together</th><td>{took:.1f}</td><td>{_seconds(guessed or None)}</td><td></td></tr>" if took else ""
     )

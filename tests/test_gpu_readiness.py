@@ -113,9 +113,9 @@ def tiny_vit_model(instance: str) -> PanopticModel:
 @pytest.mark.parametrize("instance", sorted(INSTANCE_METHODS))  # every registered method, as timm tests list_models()
 def test_autocast_reaches_the_backbone_and_head_outputs_stay_fp32(instance: str) -> None:
     """Under a training step's autocast (bf16 here on the CPU, as on a GPU) the frozen ViT's blocks
-    compute in bf16 although backbone.dtype is float32, and every output of the model is fp32."""
+    compute in bf16 although backbone.dtype (auto) is fp32 on the CPU, and every output of the model is fp32."""
     model = tiny_vit_model(instance)
-    assert model.backbone.spec.dtype == "float32"
+    assert model.backbone.spec.dtype == "auto"
     seen: list[torch.dtype] = []
     model.backbone.model.blocks[0].mlp.fc1.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     images = torch.rand(2, 3, 32, 64) * 255
@@ -163,6 +163,19 @@ def test_collectives_wait_for_rank_zeros_validation_and_checkpoint() -> None:
         options = process_group_options(torch.device(device))
         assert options["backend"] == backend and options["timeout"] == COLLECTIVE_TIMEOUT
     assert COLLECTIVE_TIMEOUT.total_seconds() >= 30 * 60
+
+
+def test_dtype_auto_is_bf16_where_the_gpu_computes_it_natively_and_fp32_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    native = {"value": True}
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native["value"])
+    assert devices.inference_dtype("auto", "cuda:0") == torch.bfloat16  # A100, H100, H200
+    assert devices.inference_dtype("float32", "cuda:0") is None
+    native["value"] = False
+    assert devices.inference_dtype("auto", "cuda:0") is None  # V100, T4: fp32, not emulated bf16
+    assert devices.inference_dtype("auto", "cpu") is None
+    assert devices.inference_dtype("bfloat16", "cpu") == torch.bfloat16  # asked for: everywhere
 
 
 def test_mixed_precision_falls_back_to_fp16_where_bf16_is_emulated(monkeypatch: pytest.MonkeyPatch) -> None:

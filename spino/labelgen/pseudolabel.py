@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from spino.backbone import Backbone, BackboneSpec
 from spino.classes import ClassSet
 from spino.config import load, section
+from spino.devices import inference_dtype
 from spino.encoding import semantic_of
 from spino.errors import InputError
 from spino.labelgen.fusion import FUSIONS, fuse, min_pixels_per_class
@@ -42,7 +43,7 @@ class PseudoLabelConfig:
     min_pixels: int | Mapping[str, int]
     chunk_pixels: int
     tile_overlap: float  # fraction of a tile shared with its neighbour (PASTEL: 0.5); blended
-    head_dtype: str  # float32 | bfloat16: the heads' MLP under autocast
+    head_dtype: str  # auto | float32 | bfloat16: the heads' MLP under autocast (spino.devices.inference_dtype)
     fusion: str  # a name of spino.labelgen.fusion.FUSIONS (its own settings: pseudo_labels.<fusion>)
 
     @classmethod
@@ -105,7 +106,7 @@ class LabelGenerator(Labeller):
         self.upsample = int(bnd_meta["config"]["upsample"])
         self.semantic_stride = int(sem_meta["config"].get("output_stride", 1))
         self.boundary_stride = int(bnd_meta["config"].get("output_stride", 1))
-        self.head_autocast = torch.bfloat16 if cfg.head_dtype == "bfloat16" else None
+        self.head_autocast = inference_dtype(cfg.head_dtype, self.device)
         for module in (self.semantic_head, self.boundary_head, self.semantic_backbone, self.boundary_backbone):
             module.to(self.device)
         self.min_pixels = min_pixels_per_class(cfg.min_pixels, self.class_set)

@@ -7,6 +7,8 @@ if config["dataset"]["kind"] == "demo":
             directory(config["dataset"]["root"]),
         log:
             f"{LOGS}/make_demo.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/make_demo.tsv"
         localrule: True
         conda:
             SPINO_ENV
@@ -30,6 +32,8 @@ checkpoint index:
         manifest=f"{RESULTS}/manifest.csv",
     log:
         f"{LOGS}/index.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/index.tsv"
     localrule: True
     conda:
         SPINO_ENV
@@ -57,6 +61,8 @@ rule create_ground_truth_store:
         store=directory(f"{RESULTS}/ground_truth.zarr"),
     log:
         f"{LOGS}/create_ground_truth_store.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/create_ground_truth_store.tsv"
     localrule: True
     conda:
         SPINO_ENV
@@ -78,6 +84,8 @@ rule write_ground_truth_shard:
         done=f"{RESULTS}/ground_truth.shards/{{shard}}.json",
     log:
         f"{LOGS}/write_ground_truth_shard/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/write_ground_truth_shard/{{shard}}.tsv"
     conda:
         SPINO_ENV
     params:
@@ -96,6 +104,8 @@ rule gather:
         f"{RESULTS}/{{store}}.complete.json",
     log:
         f"{LOGS}/gather_{{store}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/gather/{{store}}.tsv"
     localrule: True
     conda:
         SPINO_ENV

@@ -11,6 +11,8 @@ rule evaluate:
         csv=report(f"{RESULTS}/scores/{{store}}.csv", caption="../report/scores.rst", category="Scores"),
     log:
         f"{LOGS}/evaluate_{{store}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate/{{store}}.tsv"
     localrule: True
     conda:
         SPINO_ENV

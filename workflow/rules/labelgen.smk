@@ -10,6 +10,8 @@ rule create_pseudo_label_store:
         store=directory(f"{RESULTS}/pseudo_labels.zarr"),
     log:
         f"{LOGS}/create_pseudo_label_store.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/create_pseudo_label_store.tsv"
     localrule: True
     conda:
         SPINO_ENV

@@ -49,6 +49,8 @@ rule create_prediction_store:
         store=directory(f"{RESULTS}/predictions.zarr"),
     log:
         f"{LOGS}/create_prediction_store.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/create_prediction_store.tsv"
     localrule: True
     conda:
         SPINO_ENV

@@ -17,6 +17,8 @@ rule report:
         round=f"{RESULTS}/rounds/round-{len(config['annotation']['corrections'])}.json",
     log:
         f"{LOGS}/report.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report.tsv"
     localrule: True
     conda:
         SPINO_ENV

@@ -12,6 +12,8 @@ rule review:
         round=directory(f"{RESULTS}/review/round-{config['review']['round']}"),
     log:
         f"{LOGS}/review-{config['review']['round']}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/review.tsv"
     localrule: True
     conda:
         SPINO_ENV

@@ -10,6 +10,8 @@ rule segment:
         out=directory(f"{RESULTS}/segment"),
     log:
         f"{LOGS}/segment.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/segment.tsv"
     conda:
         SPINO_ENV
     threads: 2

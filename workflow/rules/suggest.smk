@@ -9,6 +9,8 @@ rule image_features:
         features=f"{RESULTS}/features.h5",
     log:
         f"{LOGS}/image_features.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/image_features.tsv"
     conda:
         SPINO_ENV
     threads: 4
@@ -36,6 +38,8 @@ rule suggest:
         figure=f"{RESULTS}/suggest/suggestion.png",
     log:
         f"{LOGS}/suggest.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/suggest.tsv"
     localrule: True
     conda:
         SPINO_ENV

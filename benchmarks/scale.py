@@ -1,0 +1,131 @@
+"""How spino's cost grows with the number of images: the whole workflow on the demo at each N.
+
+    python benchmarks/scale.py --sizes 52 520 2080 --work /tmp/spino-scale [--images-per-shard 16] [--cores 2]
+
+For each N: the tiny run's settings (.test/config/config.yaml: 64 x 128 images, small heads, 6 panoptic
+steps) on the demo at N images (train and val as the demo's 40:12), run whole by Snakemake under
+profiles/default on the CPU. Prints, per rule, from Snakemake's benchmark files: its jobs, seconds
+summed over them, seconds per image, the largest peak RSS of one job (MB); per label store, bytes per
+image on disk; the seconds of planning (a dry run before the run, and of the finished workflow, which
+every `snakemake` call pays) and of one `spino` job's start (Python importing torch, timm and the
+labeller). With several sizes, the last columns compare the two largest: per-image seconds (total
+seconds for the training rules, whose work is their steps, not the images) and peak RSS, largest over
+second largest. The runs are kept in --work (delete it after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from spino.report import timings  # noqa: E402
+from spino.store import LabelStore  # noqa: E402
+
+TRAINING = {"train_semantic_head", "train_boundary_head", "train_embedding_head", "self_train", "train_panoptic"}
+STORES = ("ground_truth", "pseudo_labels", "predictions")
+
+
+def config_for(n: int, images_per_shard: int | None) -> dict:
+    """The tiny run at ``n`` demo images, 40:12 train:val as the demo."""
+    config = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
+    config = copy.deepcopy(config)
+    n_train = round(n * 40 / 52)
+    config["run"] = f"scale-{n}"
+    config["dataset"]["root"] = f"resources/demo-scale-{n}"
+    config["demo"] = {**config["demo"], "n_train": n_train, "n_val": n - n_train}
+    if images_per_shard:
+        config["stores"] = {"images_per_shard": images_per_shard}
+    return config
+
+
+def snakemake(work: Path, config: Path, cores: int, *args: str) -> tuple[float, subprocess.CompletedProcess]:
+    """Seconds and result of Snakemake on ``work`` under profiles/default, on the CPU."""
+    env = {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile")]
+    command += ["--profile", str(REPO / "profiles" / "default"), "--directory", str(work), "--configfile", str(config)]
+    start = time.perf_counter()
+    done = subprocess.run([*command, "--cores", str(cores), *args], capture_output=True, text=True, env=env)
+    return time.perf_counter() - start, done
+
+
+def job_start() -> float:
+    """Seconds a `spino` labelling job spends before its first image: the interpreter and its imports."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import spino.labelgen.pseudolabel, spino.commands.pseudo_label"], check=True)
+    return time.perf_counter() - start
+
+
+def disk_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def measure(n: int, work: Path, cores: int, images_per_shard: int | None) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "config.yaml"
+    config.write_text(yaml.safe_dump(config_for(n, images_per_shard)))
+    planned, _ = snakemake(work, config, cores, "-n")
+    ran, done = snakemake(work, config, cores)
+    if done.returncode:
+        sys.exit(f"the run at N={n} failed:\n{done.stderr[-3000:]}")
+    replanned, again = snakemake(work, config, cores, "-n")
+    assert "Nothing to be done" in again.stdout, again.stdout[-2000:]
+    results = work / "results" / f"scale-{n}"
+    stores = {}
+    for name in STORES:
+        store = results / f"{name}.zarr"
+        if store.is_dir():
+            stores[name] = disk_bytes(store) / LabelStore(store).num_images
+    rules = {rule: (s, rss, jobs) for rule, s, rss, jobs in timings(results)}
+    return {"n": n, "run": ran, "plan": planned, "replan": replanned, "rules": rules, "stores": stores}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[52, 520, 2080])
+    p.add_argument("--work", type=Path, required=True, help="where the runs go (one folder per size; delete after)")
+    p.add_argument("--images-per-shard", type=int, help="stores.images_per_shard (default: the config's)")
+    p.add_argument("--cores", type=int, default=2)
+    args = p.parse_args()
+    start = job_start()
+    runs = [measure(n, args.work / f"n{n}", args.cores, args.images_per_shard) for n in args.sizes]
+    print(f"one spino job's start (imports): {start:.1f} s; cores {args.cores}")
+    print(f"{'N':>6}{'whole run s':>13}{'plan s':>8}{'replan s':>10}")
+    for r in runs:
+        print(f"{r['n']:>6}{r['run']:>13.1f}{r['plan']:>8.1f}{r['replan']:>10.1f}")
+    rules = list(dict.fromkeys(rule for r in runs for rule in r["rules"]))
+    head = "".join(f"{'jobs':>6}{'s':>8}{'s/img':>8}{'MB':>6}" for _ in runs)
+    print(f"{'rule':<28}" + head + ("   cost x   RSS x" if len(runs) > 1 else ""))
+    print(f"{'':<28}" + "".join(f"{'N=' + str(r['n']):>28}" for r in runs))
+    for rule in rules:
+        cells, cost, rss = "", [], []
+        for r in runs:
+            s, mb, jobs = r["rules"].get(rule, (0.0, 0.0, 0))
+            cells += f"{jobs:>6}{s:>8.1f}{s / r['n']:>8.3f}{mb:>6.0f}"
+            cost.append(s if rule in TRAINING else s / r["n"])
+            rss.append(mb)
+        ratio = ""
+        if len(runs) > 1 and cost[-2] > 0 and rss[-2] > 0:
+            ratio = f"{cost[-1] / cost[-2]:>9.2f}{rss[-1] / rss[-2]:>7.2f}"
+        print(f"{rule:<28}{cells}{ratio}")
+    print(
+        "bytes per image on disk: "
+        + "; ".join(f"N={r['n']}: " + ", ".join(f"{k} {v / 1e3:.1f} kB" for k, v in r["stores"].items()) for r in runs)
+    )
+
+
+if __name__ == "__main__":
+    main()
