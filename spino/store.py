@@ -148,6 +148,7 @@ class LabelStore:
             raise InputError(f"{self.path}: not a spino label store of format {FORMAT_VERSION}")
         self.meta = meta
         self.image_ids: list[str] = meta["image_ids"]
+        self._index: dict[str, int] | None = None  # image id -> index, built when first asked
         self.images_per_shard: int = meta["images_per_shard"]
         self.height: int = meta["height"]
         self.width: int = meta["width"]
@@ -193,9 +194,13 @@ class LabelStore:
         return label if label.shape == self.size else resize_nearest(label, self.size)
 
     def index_of(self, image_id: str) -> int:
+        """The index of an image id: a dict built once, so that looking up every image of a store of N
+        (a sampler, an evaluation) costs N lookups, not N x N/2 comparisons."""
+        if self._index is None:
+            self._index = {image_id: i for i, image_id in enumerate(self.image_ids)}
         try:
-            return self.image_ids.index(image_id)
-        except ValueError:
+            return self._index[image_id]
+        except KeyError:
             raise InputError(f"{self.path}: image {image_id!r} not in store") from None
 
     # -- writing ----------------------------------------------------------------------------
