@@ -259,11 +259,8 @@ def gallery(results: Path, out: Path, count: int = 4) -> list[str]:
             stores[name] = LabelStore(path)
     if "ground_truth" not in stores or len(stores) < 2:
         return []
-    ids = [
-        i
-        for i in stores.get("predictions", stores["pseudo_labels"]).image_ids
-        if all(i in s.image_ids for s in stores.values())
-    ]
+    held = [set(s.image_ids) for s in stores.values()]  # sets: a list's `in` would cost N x N over the ids
+    ids = [i for i in stores.get("predictions", stores["pseudo_labels"]).image_ids if all(i in h for h in held)]
     rows = []
     for image_id in ids[:count]:
         gt = stores["ground_truth"]
