@@ -34,7 +34,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from panoptic import synthetic_label, synthetic_samples  # noqa: E402  (benchmarks/panoptic.py)
-from pseudo_label import untrained_heads  # noqa: E402  (benchmarks/pseudo_label.py)
+from pseudo_label import backbone_flops, peak_tflops, untrained_heads  # noqa: E402  (benchmarks/pseudo_label.py)
 
 import spino.panoptic.train as training  # noqa: E402
 from spino.backbone import BackboneSpec  # noqa: E402
@@ -302,6 +302,7 @@ def check_label_generator(sizes: dict, device: torch.device, tmp: Path) -> None:
         torch.set_float32_matmul_precision(matmul)  # "high": TF32 on a GPU that has it
         try:
             generator(image[:64, :128])  # warm-up
+            generator.timings.clear()
             reset_peak(device)
             start = time.perf_counter()
             labels[name] = generator(image)
@@ -313,6 +314,18 @@ def check_label_generator(sizes: dict, device: torch.device, tmp: Path) -> None:
             f"{name}: {seconds:.2f} s per {image.shape[1]}x{image.shape[0]} image; {peak_memory(device)}; "
             f"agrees with plain fp32 on {100 * np.mean(labels[name].semantic == plain.semantic):.2f} % of "
             f"semantic pixels, {100 * np.mean(labels[name].panoptic == plain.panoptic):.2f} % of panoptic"
+        )
+        flops, passes = backbone_flops(generator, *image.shape[:2])
+        backbone = generator.timings["backbone"]
+        peak = peak_tflops(str(device))
+        mfu = (
+            f"; MFU {flops / seconds / 1e12 / peak:.1%} whole, {flops / backbone / 1e12 / peak:.1%} backbone"
+            if peak
+            else ""
+        )
+        print(
+            f"  backbone: {passes} passes, {flops / 1e12:.1f} TFLOP per image, {backbone:.2f} s "
+            f"({flops / backbone / 1e12:.1f} TFLOP/s){mfu}"
         )
 
 

@@ -8,7 +8,10 @@ Without trained heads it builds untrained heads of the config's sizes (the cost 
 on the weights, except fusion's, which depends on how fragmented the labels are). Images are the
 dataset's first ones when the config's dataset exists, else random images of --height x --width.
 Prints seconds per image for backbone / heads / fusion / store write and the process's peak
-resident memory (and peak CUDA memory on a GPU).
+resident memory (and peak CUDA memory on a GPU); the backbone's FLOPs per image (every tile pass
+at the heads' input size, counted by torch's FlopCounterMode) and what the backbone time makes of
+them: TFLOP/s, and on a GPU whose bf16 peak is known (or --peak-tflops), the model FLOP
+utilisation (MFU).
 """
 
 from __future__ import annotations
@@ -35,6 +38,50 @@ from spino.labelgen.shards import write_pseudo_label_shard
 from spino.labelgen.train import save_head
 from spino.labelgen.tta import tile_boxes
 from spino.store import create_store
+
+# Dense bf16 tensor-core peaks (TFLOP/s, without sparsity) of the GPUs a cluster has, from the
+# vendors' data sheets: what MFU is measured against.
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.0}
+PEAK_BF16_TFLOPS |= {"A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0, "RTX 4090": 165.0}
+
+
+def peak_tflops(device: str) -> float | None:
+    """The bf16 peak of the GPU ``device`` names, where its name is known; None on the CPU."""
+    if not device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name(torch.device(device))
+    return next((peak for key, peak in PEAK_BF16_TFLOPS.items() if key in name), None)
+
+
+def backbone_flops(generator: LabelGenerator, height: int, width: int) -> tuple[float, int]:
+    """FLOPs of the backbone passes one image of ``height`` x ``width`` costs the label generator, and
+    how many passes: one per tile of each semantic scale, one per tile of each boundary scale that
+    the semantic pass does not share, each at its head's input size."""
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    # torch counts the GPU's attention kernels; the CPU's is not in its table (the ViT's attention,
+    # two thirds of its FLOPs at the paper's 10,000 tokens, would go uncounted)
+    def cpu_attention(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query, key, value)
+
+    attention = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention}
+
+    def one_pass(backbone, feed) -> float:
+        with FlopCounterMode(display=False, custom_mapping=attention) as counter:
+            backbone(torch.zeros(1, 3, *feed, device=generator.device))
+        return float(counter.get_total_flops())
+
+    cfg = generator.cfg
+    semantic = one_pass(generator.semantic_backbone, generator.semantic_feed)
+    boundary = semantic if generator.shared_pass else one_pass(generator.boundary_backbone, generator.boundary_feed)
+    flops, passes = 0.0, 0
+    for scale in set(cfg.semantic_scales) | set(cfg.boundary_scales):
+        tiles = len(tile_boxes(height, width, scale, cfg.tile_overlap))
+        shared = scale in cfg.semantic_scales and generator.shared_pass
+        runs = [semantic] * (scale in cfg.semantic_scales) + [boundary] * (scale in cfg.boundary_scales and not shared)
+        flops += tiles * sum(runs)
+        passes += tiles * len(runs)
+    return flops, passes
 
 
 def untrained_heads(config: dict, weights: str, out: Path, class_set) -> tuple[Path, Path]:
@@ -76,7 +123,10 @@ def main() -> None:
         "--semantic-scales", type=int, nargs="+", help="override pseudo_labels.semantic_scales (e.g. to time one scale)"
     )
     p.add_argument("--boundary-scales", type=int, nargs="+", help="override pseudo_labels.boundary_scales")
-    p.add_argument("--head-dtype", choices=["float32", "bfloat16"], help="override pseudo_labels.head_dtype")
+    p.add_argument("--head-dtype", choices=["auto", "float32", "bfloat16"], help="override pseudo_labels.head_dtype")
+    p.add_argument(
+        "--peak-tflops", type=float, help="the device's bf16 peak, for MFU (default: known GPUs' data sheets)"
+    )
     p.add_argument("--tile-overlap", type=float, help="override pseudo_labels.tile_overlap")
     args = p.parse_args()
     config = yaml.safe_load(args.config.read_text())
@@ -124,11 +174,16 @@ def main() -> None:
     print(f"{'total':<12}{total / n:>10.3f}")
     print(f"fusion + store write: {(t.get('fusion', 0) + t.get('store_write', 0)) / total:.1%} of the total")
     print(f"total / backbone: {total / t.get('backbone', float('nan')):.2f}")
-    tiles = sum(
-        len(tile_boxes(h, w, s, pl.get("tile_overlap", 0.0)))
-        for s in set(pl["semantic_scales"]) | set(pl["boundary_scales"])
-    )
-    print(f"backbone passes per image: {tiles} ({t.get('backbone', 0) / n / tiles:.3f} s each)")
+    flops, passes = backbone_flops(generator, h, w)
+    per_image = t.get("backbone", 0) / n
+    print(f"backbone passes per image: {passes} ({per_image / passes:.3f} s each)")
+    achieved = flops / per_image / 1e12 if per_image else float("nan")
+    print(f"backbone FLOPs per image: {flops / 1e9:.1f} GFLOP; at its {per_image:.3f} s: {achieved:.4f} TFLOP/s")
+    peak = args.peak_tflops or peak_tflops(args.device)
+    if peak:
+        print(
+            f"MFU of the backbone: {achieved / peak:.1%} of {peak:.0f} TFLOP/s (bf16 peak); of the whole labelling: {flops / (total / n) / 1e12 / peak:.1%}"
+        )
     print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
     if args.device.startswith("cuda"):
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
