@@ -428,6 +428,11 @@ def test_pseudo_label_shards_killed_job_and_rerun(demo_root: Path, tmp_path: Pat
     conf = store.group["confidence"][:]
     assert conf.dtype == np.float16 and (conf > 1 / DEMO.num_classes - 1e-3).all() and (conf <= 1.001).all()
     assert set(generator.timings) >= {"backbone", "heads", "fusion", "store_write"}
+    # the fusion on a thread while the next image is predicted (a GPU's default): the same shard
+    overlapped = create_store(tmp_path / "overlapped.zarr", list(paths), 96, 192, DEMO, 2, True, with_runner_up=True)
+    write_pseudo_label_shard(overlapped, generator, paths, 1, overlap=True)
+    for name in ("panoptic", "confidence", "runner_up", "runner_up_confidence"):
+        assert np.array_equal(overlapped.read_shard(1, name), store.read_shard(1, name)), name
     # pseudo_labels.top2: the runner-up is another class, and no more likely than the chosen one
     chosen = semantic_of(pan[0])
     runner_up, second = store.runner_up(0)

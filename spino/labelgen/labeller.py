@@ -3,6 +3,7 @@ labellers there are is spino.labelgen.labellers."""
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
@@ -10,6 +11,7 @@ from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +39,7 @@ class Labeller(ABC):
     def __init__(self, device: str):
         self.device = torch.device(device)
         self.timings: dict[str, float] = defaultdict(float)
+        self._timings_lock = threading.Lock()  # stages may be timed from two threads (spino.labelgen.shards)
 
     @contextmanager
     def timed(self, stage: str):
@@ -46,7 +49,8 @@ class Labeller(ABC):
         yield
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        self.timings[stage] += time.perf_counter() - start
+        with self._timings_lock:
+            self.timings[stage] += time.perf_counter() - start
 
     @classmethod
     @abstractmethod
@@ -58,3 +62,12 @@ class Labeller(ABC):
     def __call__(self, image: np.ndarray, runner_up: bool = False) -> PseudoLabel:
         """The pseudo-label of one RGB image; with ``runner_up`` (a labeller that ``gives_runner_up``)
         also each pixel's second class, which costs a pass over every class's probabilities."""
+
+    def predict(self, image: np.ndarray, runner_up: bool = False) -> Any:
+        """The device's part of labelling one image, for ``finish``: a labeller that splits its work
+        so lets a GPU go on to the next image while the CPU fuses this one (by default: all of it)."""
+        return self(image, runner_up)
+
+    def finish(self, predicted: Any) -> PseudoLabel:
+        """The CPU's part of labelling, on what ``predict`` gave (by default: nothing left to do)."""
+        return predicted

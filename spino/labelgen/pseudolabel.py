@@ -14,6 +14,7 @@ given to the fusion under their kind's name.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,20 @@ class PseudoLabelConfig:
     @classmethod
     def from_dict(cls, data: dict) -> PseudoLabelConfig:
         return load(cls, data)
+
+
+@dataclass
+class Predicted:
+    """What the heads made of one image, on the CPU: what the fusion turns into its pseudo-label."""
+
+    semantic: np.ndarray  # uint8 classes
+    confidence: np.ndarray  # float16
+    inside: np.ndarray  # float32, the mean boundary head's probability of interior
+    interior: np.ndarray  # bool, inside > boundary_threshold
+    head_outputs: dict[str, np.ndarray]  # the other heads the fusion reads, at the image's size
+    embeddings: np.ndarray | None  # the embedding head's at its size, float16 (SPOCO's files)
+    runner_up: np.ndarray | None
+    runner_up_confidence: np.ndarray | None
 
 
 class WholeImageHead:
@@ -154,8 +169,12 @@ class LabelGenerator(Labeller):
         ):
             return head.predict(features, size, self.cfg.chunk_pixels, grid).float()
 
-    @torch.no_grad()
     def __call__(self, image: np.ndarray, runner_up: bool = False) -> PseudoLabel:
+        return self.finish(self.predict(image, runner_up))
+
+    @torch.no_grad()
+    def predict(self, image: np.ndarray, runner_up: bool = False) -> Predicted:
+        """The heads' maps of one image (the device's work), on the CPU for ``finish``."""
         height, width = image.shape[:2]
         img = image_tensor(image, device=self.device)[None]
         sem_scales, bnd_scales = set(self.cfg.semantic_scales), set(self.cfg.boundary_scales)
@@ -199,18 +218,25 @@ class LabelGenerator(Labeller):
             runner_up_classes = second.indices.to(torch.uint8).cpu().numpy() if second is not None else None
             runner_up_confidence = second.values.to(torch.float16).cpu().numpy() if second is not None else None
         outputs = {kind: self.head_output(kind, img) for kind in self.heads}
+        with self.timed("heads"):
+            wanted = FUSIONS[self.cfg.fusion].inputs
+            resized = {kind: _resized(out, (height, width)) for kind, out in outputs.items() if kind in wanted}
+            embeddings = outputs.get("embedding")
+            kept = None if embeddings is None else embeddings.to(torch.float16).cpu().numpy()
+        return Predicted(semantic, confidence, inside, interior, resized, kept, runner_up_classes, runner_up_confidence)
+
+    def finish(self, predicted: Predicted) -> PseudoLabel:
+        """The pseudo-label of the maps ``predict`` gave: the fusion (the CPU's work)."""
+        p = predicted
         with self.timed("fusion"):
-            available = {
-                "boundary": lambda: 1.0 - inside,
-                "settings": lambda: self.fusion_settings,
-                **{kind: lambda out=out: _resized(out, (height, width)) for kind, out in outputs.items()},
+            available = {"boundary": lambda: 1.0 - p.inside, "settings": lambda: self.fusion_settings}
+            inputs = {
+                name: p.head_outputs[name] if name in p.head_outputs else available[name]()
+                for name in FUSIONS[self.cfg.fusion].inputs
             }
-            inputs = {name: available[name]() for name in FUSIONS[self.cfg.fusion].inputs}
-            panoptic = fuse(semantic, interior, self.class_set, self.min_pixels, self.cfg.fusion, **inputs)
-        embeddings = outputs.get("embedding")
-        kept = None if embeddings is None else embeddings.to(torch.float16).cpu().numpy()
+            panoptic = fuse(p.semantic, p.interior, self.class_set, self.min_pixels, self.cfg.fusion, **inputs)
         return PseudoLabel(
-            semantic_of(panoptic), panoptic, confidence, interior, kept, runner_up_classes, runner_up_confidence
+            semantic_of(panoptic), panoptic, p.confidence, p.interior, p.embeddings, p.runner_up, p.runner_up_confidence
         )
 
 

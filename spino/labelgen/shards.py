@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -15,24 +17,43 @@ from spino.store import LabelStore
 
 
 def write_pseudo_label_shard(
-    store: LabelStore, generator: Labeller, image_paths: dict[str, str], index: int, spoco: str | Path | None = None
+    store: LabelStore,
+    generator: Labeller,
+    image_paths: dict[str, str],
+    index: int,
+    spoco: str | Path | None = None,
+    overlap: bool | None = None,
 ) -> dict:
     """Label the images of one shard, write the shard whole, and return per-stage timings. ``spoco``:
-    also write the shard's images, embeddings and panoptic maps there (HDF5, fusion: embedding)."""
+    also write the shard's images, embeddings and panoptic maps there (HDF5, fusion: embedding).
+
+    The next image is read while one is labelled; with ``overlap`` (default: on a GPU) each image's
+    fusion also runs on a thread while the device predicts the next, so that the GPU does not wait
+    on the CPU's work (on the CPU, whose cores the workflow gives to jobs one each, it would only
+    compete with the prediction). The labels are the same either way."""
     if store.class_set.names != generator.class_set.names:
         raise InputError(f"{store.path}: class set differs from the labeller's ({generator.class_set.name})")
     shard = store.shard(index)
     ids = store.image_ids[shard.start : shard.stop]
     if store.has_runner_up and not generator.gives_runner_up:
         raise InputError(f"{store.path}: pseudo_labels.top2 needs the trained heads' class probabilities")
+    overlap = generator.device.type == "cuda" if overlap is None else overlap
     labels, images = [], []
-    for image_id in progress(ids, f"pseudo-label shard {index}"):
-        path = image_paths[image_id]
-        with generator.timed("read"):
-            image = store.read_image(path)
-        labels.append(generator(image, runner_up=store.has_runner_up))
-        if spoco is not None:
-            images.append(image)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        fusing = None  # the previous image's finish, running while this one is predicted
+        images_ahead = _read_ahead(pool, store, generator, [image_paths[i] for i in ids])
+        for image in progress(images_ahead, f"pseudo-label shard {index}", total=len(ids)):
+            predicted = generator.predict(image, runner_up=store.has_runner_up)
+            if not overlap:
+                labels.append(generator.finish(predicted))
+            else:
+                if fusing is not None:
+                    labels.append(fusing.result())
+                fusing = pool.submit(generator.finish, predicted)
+            if spoco is not None:
+                images.append(image)
+        if fusing is not None:
+            labels.append(fusing.result())
     with generator.timed("store_write"):
         fields = ("semantic", "panoptic", "confidence")
         fields += ("runner_up", "runner_up_confidence") if store.has_runner_up else ()  # pseudo_labels.top2
@@ -48,6 +69,22 @@ def write_pseudo_label_shard(
                 np.stack([p.panoptic for p in labels]),
             )
     return {"shard": index, "images": len(labels), "seconds": dict(generator.timings)}
+
+
+def _read_ahead(
+    pool: ThreadPoolExecutor, store: LabelStore, generator: Labeller, paths: list[str]
+) -> Iterator[np.ndarray]:
+    """The images of ``paths`` in order, each next one read on ``pool`` while the caller works on one."""
+
+    def read(path: str) -> np.ndarray:
+        with generator.timed("read"):
+            return store.read_image(path)
+
+    pending = pool.submit(read, paths[0]) if paths else None
+    for k in range(len(paths)):
+        image = pending.result()
+        pending = pool.submit(read, paths[k + 1]) if k + 1 < len(paths) else None
+        yield image
 
 
 def write_spoco_shard(
