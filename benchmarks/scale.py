@@ -5,19 +5,22 @@
 For each N: the tiny run's settings (.test/config/config.yaml: 64 x 128 images, small heads, 6 panoptic
 steps) on the demo at N images (train and val as the demo's 40:12), run whole by Snakemake under
 profiles/default on the CPU. Prints, per rule, from Snakemake's benchmark files: its jobs, seconds
-summed over them, seconds per image, the largest peak RSS of one job (MB); per label store, bytes per
+summed over them, seconds per image, the median job's peak RSS (MB); per label store, bytes per
 image on disk; the seconds of planning (a dry run before the run, and of the finished workflow, which
 every `snakemake` call pays) and of one `spino` job's start (Python importing torch, timm and the
 labeller). With several sizes, the last columns compare the two largest: per-image seconds (total
 seconds for the training rules, whose work is their steps, not the images) and peak RSS, largest over
-second largest. The runs are kept in --work (delete it after).
+second largest. The runs are kept in --work (delete it after); a size whose run is there already
+is read, not run again (its run's seconds kept in run.json beside it), so sizes can be added later.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -28,7 +31,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from spino.report import timings  # noqa: E402
+from spino.report import job_benchmarks  # noqa: E402
 from spino.store import LabelStore  # noqa: E402
 
 TRAINING = {"train_semantic_head", "train_boundary_head", "train_embedding_head", "self_train", "train_panoptic"}
@@ -77,10 +80,15 @@ def measure(n: int, work: Path, cores: int, images_per_shard: int | None) -> dic
     work.mkdir(parents=True, exist_ok=True)
     config = work / "config.yaml"
     config.write_text(yaml.safe_dump(config_for(n, images_per_shard)))
-    planned, _ = snakemake(work, config, cores, "-n")
-    ran, done = snakemake(work, config, cores)
-    if done.returncode:
-        sys.exit(f"the run at N={n} failed:\n{done.stderr[-3000:]}")
+    record = work / "run.json"
+    if record.is_file():  # measured before: its run's seconds, the dry run now finds nothing to do
+        planned, ran = (json.loads(record.read_text())[k] for k in ("plan", "run"))
+    else:
+        planned, _ = snakemake(work, config, cores, "-n")
+        ran, done = snakemake(work, config, cores)
+        if done.returncode:
+            sys.exit(f"the run at N={n} failed:\n{done.stderr[-3000:]}")
+        record.write_text(json.dumps({"plan": planned, "run": ran}))
     replanned, again = snakemake(work, config, cores, "-n")
     assert "Nothing to be done" in again.stdout, again.stdout[-2000:]
     results = work / "results" / f"scale-{n}"
@@ -89,7 +97,10 @@ def measure(n: int, work: Path, cores: int, images_per_shard: int | None) -> dic
         store = results / f"{name}.zarr"
         if store.is_dir():
             stores[name] = disk_bytes(store) / LabelStore(store).num_images
-    rules = {rule: (s, rss, jobs) for rule, s, rss, jobs in timings(results)}
+    rules = {  # seconds summed, the median job's peak RSS (one job's peak is noisy: psutil samples it), jobs
+        rule: (sum(s for s, _ in runs), statistics.median(m for _, m in runs), len(runs))
+        for rule, runs in job_benchmarks(results).items()
+    }
     return {"n": n, "run": ran, "plan": planned, "replan": replanned, "rules": rules, "stores": stores}
 
 
@@ -101,7 +112,10 @@ def main() -> None:
     p.add_argument("--cores", type=int, default=2)
     args = p.parse_args()
     start = job_start()
-    runs = [measure(n, args.work / f"n{n}", args.cores, args.images_per_shard) for n in args.sizes]
+    runs = []
+    for n in args.sizes:
+        runs.append(measure(n, args.work / f"n{n}", args.cores, args.images_per_shard))
+        print(f"N={n}: whole run {runs[-1]['run']:.0f} s", flush=True)
     print(f"one spino job's start (imports): {start:.1f} s; cores {args.cores}")
     print(f"{'N':>6}{'whole run s':>13}{'plan s':>8}{'replan s':>10}")
     for r in runs:

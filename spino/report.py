@@ -188,21 +188,25 @@ def plot_curves(results: Path, out: Path) -> bool:
     return True
 
 
-def timings(results: Path) -> list[tuple[str, float, float, int]]:
-    """(rule, seconds summed over its jobs, peak RSS in MB, jobs) from Snakemake's benchmark files
-    (``<rule>.tsv``, or one file per job in ``<rule>/``)."""
-    rows: dict[str, list[float]] = {}
+def job_benchmarks(results: Path) -> dict[str, list[tuple[float, float]]]:
+    """Each rule's jobs as (seconds, peak RSS in MB), from Snakemake's benchmark files (``<rule>.tsv``,
+    or one file per job in ``<rule>/``)."""
+    jobs: dict[str, list[tuple[float, float]]] = {}
     for path in sorted((results / "benchmarks").rglob("*.tsv")):
         rule = path.relative_to(results / "benchmarks").parts[0].removesuffix(".tsv")
         with open(path, newline="") as f:
-            records = list(csv.DictReader(f, delimiter="\t"))
-        for r in records:
-            secs, rss = float(r["s"]), float(r["max_rss"]) if r["max_rss"] not in ("", "-", "NA") else 0.0
-            total = rows.setdefault(rule, [0.0, 0.0, 0])
-            total[0] += secs
-            total[1] = max(total[1], rss)
-            total[2] += 1
-    return [(rule, s, m, int(n)) for rule, (s, m, n) in rows.items()]
+            for r in csv.DictReader(f, delimiter="\t"):
+                rss = float(r["max_rss"]) if r["max_rss"] not in ("", "-", "NA") else 0.0
+                jobs.setdefault(rule, []).append((float(r["s"]), rss))
+    return jobs
+
+
+def timings(results: Path) -> list[tuple[str, float, float, int]]:
+    """(rule, seconds summed over its jobs, peak RSS in MB, jobs) from Snakemake's benchmark files."""
+    return [
+        (rule, sum(s for s, _ in runs), max(m for _, m in runs), len(runs))
+        for rule, runs in job_benchmarks(results).items()
+    ]
 
 
 def time_table(results: Path, settings: dict) -> str:
