@@ -1,10 +1,14 @@
 """How spino's cost grows with the number of images: the whole workflow on the demo at each N.
 
     python benchmarks/scale.py --sizes 52 520 2080 --work /tmp/spino-scale [--images-per-shard 16] [--cores 2]
+    python benchmarks/scale.py --config config/cityscapes.yaml --sizes 100 --gpu --work /tmp/spino-e2e \
+        --set backbone.weights=none demo.height=1024 demo.width=2048 panoptic.train.steps=200
 
-For each N: the tiny run's settings (.test/config/config.yaml: 64 x 128 images, small heads, 6 panoptic
-steps) on the demo at N images (train and val as the demo's 40:12), run whole by Snakemake under
-profiles/default on the CPU. Prints, per rule, from Snakemake's benchmark files: its jobs, seconds
+For each N: a config's settings (default: the tiny run's, .test/config/config.yaml: 64 x 128 images,
+small heads, 6 panoptic steps; --set overrides any setting) on the demo at N synthetic images (train
+and val as the demo's 40:12; 10 of train annotated where the config picks its images otherwise), run
+whole by Snakemake under profiles/default, on the CPU, or with --gpu every stage on the GPU (random
+DINOv2-shaped weights with backbone.weights=none: the costs do not depend on them). Prints, per rule, from Snakemake's benchmark files: its jobs, seconds
 summed over them, seconds per image, the median job's peak RSS (MB); per label store, bytes per
 image on disk; the seconds of planning (a dry run before the run, and of the finished workflow, which
 every `snakemake` call pays) and of one `spino` job's start (Python importing torch, timm and the
@@ -38,26 +42,38 @@ TRAINING = {"train_semantic_head", "train_boundary_head", "train_embedding_head"
 STORES = ("ground_truth", "pseudo_labels", "predictions")
 
 
-def config_for(n: int, images_per_shard: int | None) -> dict:
-    """The tiny run at ``n`` demo images, 40:12 train:val as the demo."""
-    config = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
-    config = copy.deepcopy(config)
+def config_for(n: int, base: Path, overrides: list[str], images_per_shard: int | None, gpu: bool) -> dict:
+    """``base``'s settings on ``n`` demo images, 40:12 train:val as the demo, with ``overrides``
+    (``dotted.key=YAML value``)."""
+    config = copy.deepcopy(yaml.safe_load(base.read_text()))
     n_train = round(n * 40 / 52)
     config["run"] = f"scale-{n}"
-    config["dataset"]["root"] = f"resources/demo-scale-{n}"
-    config["demo"] = {**config["demo"], "n_train": n_train, "n_val": n - n_train}
+    config["dataset"] = {"kind": "demo", "root": f"resources/demo-scale-{n}", "splits": ["train", "val"]}
+    config["demo"] = {**config.get("demo", {}), "n_train": n_train, "n_val": n - n_train}
+    annotation = config.get("annotation", {})
+    if "k" not in annotation:  # a config that names its images (indices, ids) names another dataset's
+        config["annotation"] = {"split": "train", "k": min(10, n_train), "seed": 0}
+    for section in ("pseudo_labels", "panoptic", "evaluation"):
+        config.setdefault(section, {}).pop("splits", None)
+    config["panoptic"].update(train_splits=["train"], eval_splits=["val"])
     if images_per_shard:
         config["stores"] = {"images_per_shard": images_per_shard}
+    config["gpus"] = {stage: int(gpu) for stage in ("heads", "pseudo_label", "panoptic", "predict")}
+    for override in overrides:
+        key, value = override.split("=", 1)
+        *parents, last = key.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = yaml.safe_load(value)
     return config
 
 
-def snakemake(work: Path, config: Path, cores: int, *args: str) -> tuple[float, subprocess.CompletedProcess]:
-    """Seconds and result of Snakemake on ``work`` under profiles/default, on the CPU."""
-    env = {
-        **os.environ,
-        "CUDA_VISIBLE_DEVICES": "",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }
+def snakemake(work: Path, config: Path, cores: int, gpu: bool, *args: str) -> tuple[float, subprocess.CompletedProcess]:
+    """Seconds and result of Snakemake on ``work`` under profiles/default (the CPU only, unless ``gpu``)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    if not gpu:
+        env["CUDA_VISIBLE_DEVICES"] = ""
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile")]
     command += ["--profile", str(REPO / "profiles" / "default"), "--directory", str(work), "--configfile", str(config)]
     start = time.perf_counter()
@@ -76,21 +92,22 @@ def disk_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def measure(n: int, work: Path, cores: int, images_per_shard: int | None) -> dict:
+def measure(n: int, work: Path, args: argparse.Namespace) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     config = work / "config.yaml"
-    config.write_text(yaml.safe_dump(config_for(n, images_per_shard)))
+    config.write_text(yaml.safe_dump(config_for(n, args.config, args.set, args.images_per_shard, args.gpu)))
+    cores, gpu = args.cores, args.gpu
     record = work / "run.json"
     fresh = not record.is_file()
     if not fresh:  # measured before: its run's seconds (the code may have changed since: not rerun)
         planned, ran = (json.loads(record.read_text())[k] for k in ("plan", "run"))
     else:
-        planned, _ = snakemake(work, config, cores, "-n")
-        ran, done = snakemake(work, config, cores)
+        planned, _ = snakemake(work, config, cores, gpu, "-n")
+        ran, done = snakemake(work, config, cores, gpu)
         if done.returncode:
             sys.exit(f"the run at N={n} failed:\n{done.stderr[-3000:]}")
         record.write_text(json.dumps({"plan": planned, "run": ran}))
-    replanned, again = snakemake(work, config, cores, "-n")
+    replanned, again = snakemake(work, config, cores, gpu, "-n")
     assert not fresh or "Nothing to be done" in again.stdout, again.stdout[-2000:]
     results = work / "results" / f"scale-{n}"
     stores = {}
@@ -111,11 +128,14 @@ def main() -> None:
     p.add_argument("--work", type=Path, required=True, help="where the runs go (one folder per size; delete after)")
     p.add_argument("--images-per-shard", type=int, help="stores.images_per_shard (default: the config's)")
     p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--config", type=Path, default=REPO / ".test" / "config" / "config.yaml", help="whose settings")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="settings over the config's (YAML values)")
+    p.add_argument("--gpu", action="store_true", help="every stage on the GPU (config gpus: 1)")
     args = p.parse_args()
     start = job_start()
     runs = []
     for n in args.sizes:
-        runs.append(measure(n, args.work / f"n{n}", args.cores, args.images_per_shard))
+        runs.append(measure(n, args.work / f"n{n}", args))
         print(f"N={n}: whole run {runs[-1]['run']:.0f} s", flush=True)
     print(f"one spino job's start (imports): {start:.1f} s; cores {args.cores}")
     print(f"{'N':>6}{'whole run s':>13}{'plan s':>8}{'replan s':>10}")
