@@ -21,7 +21,6 @@ is read, not run again (its run's seconds kept in run.json beside it), so sizes 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import statistics
@@ -45,7 +44,7 @@ STORES = ("ground_truth", "pseudo_labels", "predictions")
 def config_for(n: int, base: Path, overrides: list[str], images_per_shard: int | None, gpu: bool) -> dict:
     """``base``'s settings on ``n`` demo images, 40:12 train:val as the demo, with ``overrides``
     (``dotted.key=YAML value``)."""
-    config = copy.deepcopy(yaml.safe_load(base.read_text()))
+    config = yaml.safe_load(base.read_text())
     n_train = round(n * 40 / 52)
     config["run"] = f"scale-{n}"
     config["dataset"] = {"kind": "demo", "root": f"resources/demo-scale-{n}", "splits": ["train", "val"]}
