@@ -9,8 +9,8 @@ ViT-B/14 with random weights, batch 8, 20 steps): step time, the share spent wai
 loader, peak memory, the dtype a ViT block computes in, the devices of the saved checkpoints'
 tensors, whether every loss is finite; NCCL at world size 1 with SyncBatchNorm and DDP, two bf16
 steps; ``predict_panoptic`` at 1024x2048 with flip off and on; the label generator on one
-2048x1024 image at the paper's widths, fp32 against bf16 heads and backbone (seconds, memory and
-how many pixels agree); 20 steps of every head kind; ``spino segment``'s images/s at 1024x2048. Random weights: the costs do not depend on them.
+2048x1024 image at the paper's widths, fp32 against bf16 heads and backbone, and bf16 with 4 tiles
+per backbone call (seconds, memory, MFU and how many pixels agree); 20 steps of every head kind; ``spino segment``'s images/s at 1024x2048. Random weights: the costs do not depend on them.
 """
 
 from __future__ import annotations
@@ -288,15 +288,21 @@ def check_label_generator(sizes: dict, device: torch.device, tmp: Path) -> None:
     config = labelgen_config(sizes)
     image = np.random.default_rng(2).integers(0, 256, (*sizes["image"], 3), dtype=np.uint8)
     labels = {}
-    for dtype, matmul in (("float32", "highest"), ("float32", "high"), ("bfloat16", "highest")):
-        name = f"{dtype}, matmul precision {matmul}"
+    variants = (
+        ("float32", "highest", 1),
+        ("float32", "high", 1),
+        ("bfloat16", "highest", 1),
+        ("bfloat16", "highest", 4),
+    )
+    for dtype, matmul, tile_batch in variants:
+        name = f"{dtype}, matmul precision {matmul}, {tile_batch} tile{'s' * (tile_batch > 1)} per backbone call"
         variant = {**config, "backbone": {**config["backbone"], "dtype": dtype}}
-        folder = tmp / f"heads-{dtype}-{matmul}"
+        folder = tmp / f"heads-{dtype}-{matmul}-{tile_batch}"
         folder.mkdir()
         weights = "none" if device.type == "cuda" else config["backbone"]["weights"]
         torch.manual_seed(0)  # the same heads in every precision
         sem, bnd = untrained_heads(variant, weights, folder, CITYSCAPES_19)
-        cfg = PseudoLabelConfig.from_dict({**config["pseudo_labels"], "head_dtype": dtype})
+        cfg = PseudoLabelConfig.from_dict({**config["pseudo_labels"], "head_dtype": dtype, "tile_batch": tile_batch})
         generator = LabelGenerator(sem, bnd, cfg, str(device))
         default = torch.get_float32_matmul_precision()
         torch.set_float32_matmul_precision(matmul)  # "high": TF32 on a GPU that has it

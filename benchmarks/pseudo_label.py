@@ -36,7 +36,6 @@ from spino.labelgen.mlp_head import MLPHead
 from spino.labelgen.pseudolabel import LabelGenerator, PseudoLabelConfig
 from spino.labelgen.shards import write_pseudo_label_shard
 from spino.labelgen.train import save_head
-from spino.labelgen.tta import tile_boxes
 from spino.store import create_store
 
 # Dense bf16 tensor-core peaks (TFLOP/s, without sparsity) of the GPUs a cluster has, from the
@@ -71,17 +70,10 @@ def backbone_flops(generator: LabelGenerator, height: int, width: int) -> tuple[
             backbone(torch.zeros(1, 3, *feed, device=generator.device))
         return float(counter.get_total_flops())
 
-    cfg = generator.cfg
     semantic = one_pass(generator.semantic_backbone, generator.semantic_feed)
     boundary = semantic if generator.shared_pass else one_pass(generator.boundary_backbone, generator.boundary_feed)
-    flops, passes = 0.0, 0
-    for scale in set(cfg.semantic_scales) | set(cfg.boundary_scales):
-        tiles = len(tile_boxes(height, width, scale, cfg.tile_overlap))
-        shared = scale in cfg.semantic_scales and generator.shared_pass
-        runs = [semantic] * (scale in cfg.semantic_scales) + [boundary] * (scale in cfg.boundary_scales and not shared)
-        flops += tiles * sum(runs)
-        passes += tiles * len(runs)
-    return flops, passes
+    passes = generator.tile_passes(height, width)
+    return sum(semantic if "semantic" in p.heads else boundary for p in passes), len(passes)
 
 
 def untrained_heads(config: dict, weights: str, out: Path, class_set) -> tuple[Path, Path]:
@@ -128,9 +120,10 @@ def main() -> None:
         "--peak-tflops", type=float, help="the device's bf16 peak, for MFU (default: known GPUs' data sheets)"
     )
     p.add_argument("--tile-overlap", type=float, help="override pseudo_labels.tile_overlap")
+    p.add_argument("--tile-batch", type=int, help="override pseudo_labels.tile_batch")
     args = p.parse_args()
     config = yaml.safe_load(args.config.read_text())
-    for key in ("semantic_scales", "boundary_scales", "head_dtype", "tile_overlap"):
+    for key in ("semantic_scales", "boundary_scales", "head_dtype", "tile_overlap", "tile_batch"):
         if getattr(args, key) is not None:
             config["pseudo_labels"][key] = getattr(args, key)
     images, class_set = images_for(config, args.images, args.height, args.width)
@@ -166,6 +159,7 @@ def main() -> None:
     pl = config["pseudo_labels"]
     print(
         f"scales: semantic {pl['semantic_scales']}  boundary {pl['boundary_scales']}  tile overlap {pl.get('tile_overlap', 0.0)}  "
+        f"tile batch {generator.cfg.tile_batch}  "
         f"heads {pl.get('head_dtype', 'float32')}  semantic output stride {config['semantic_head'].get('output_stride', 1)}"
     )
     print(f"{'stage':<12}{'s/image':>10}{'share':>8}")

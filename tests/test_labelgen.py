@@ -367,15 +367,14 @@ def test_overlapping_tiles_blend_without_seams(scale: int) -> None:
     total = torch.zeros(97, 203)
     blend = Blend(total, scale, 0.5)
     for y0, y1, x0, x1 in boxes:
+        assert not total.any()  # nothing reaches the total before the scale's last tile
         blend.add((y0, y1, x0, x1), torch.full((y1 - y0, x1 - x0), 3.0))
-    blend.finish()
     assert torch.allclose(total, torch.full((97, 203), 3.0))
     # two tiles that disagree: the blend moves from one to the other across their overlap, no step
     row = torch.zeros(10, 100)
     ramp = Blend(row, 2, 0.5)
     for box in tile_boxes(10, 100, 2, overlap=0.5):
         ramp.add(box, torch.full((box[1] - box[0], box[3] - box[2]), float(box[2] > 0)))
-    ramp.finish()
     row = row[5]
     assert row[0] == 0 and row[-1] == 1 and (row.diff() >= 0).all() and row.diff().max() < 0.1
     # without overlap each pixel is one tile's prediction, added as it is
@@ -383,8 +382,48 @@ def test_overlapping_tiles_blend_without_seams(scale: int) -> None:
     partition = Blend(exact, scale, 0.0)
     for y0, y1, x0, x1 in tile_boxes(97, 203, scale):
         partition.add((y0, y1, x0, x1), values[:, y0:y1, x0:x1])
-    partition.finish()
     assert torch.equal(exact, values)
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.5])
+def test_tiles_batched_across_scales_label_as_tiles_one_by_one(demo_root: Path, tmp_path: Path, overlap: float) -> None:
+    """pseudo_labels.tile_batch: tiles of every scale go through the backbone together, in batches
+    that cross scales, and the maps are those of one tile per pass; with the heads at two input sizes
+    each size batches on its own."""
+    semantic, boundary = _tiny_heads(demo_root, tmp_path)
+    ds = open_dataset("demo", demo_root)
+    samples = [ds.read_sample(r) for r in ds.scan()[:2]]
+    small = head_settings("boundary", {"input_size": [32, 64], "epochs": 1, "hidden": [8]})
+    train_head(small, TINY_BACKBONE, samples, DEMO, tmp_path / "small.pt", tmp_path / "small.csv")
+    image = ds.read_image(ds.scan()[3])
+    tiles = {scale: len(tile_boxes(96, 192, scale, overlap)) for scale in (1, 2, 3)}  # 1, 4, 9 without overlap
+    shared = [tiles[1] + tiles[2] + tiles[3]]  # the heads share scale 2's passes
+    apart = [tiles[1] + tiles[2], tiles[2] + tiles[3]]  # semantic's passes, then boundary's
+    for boundary_head, passes in ((boundary, shared), (tmp_path / "small.pt", apart)):
+        maps = {}
+        for tile_batch in (1, 3):
+            cfg = PseudoLabelConfig(
+                semantic_scales=(1, 2),
+                boundary_scales=(2, 3),
+                tile_overlap=overlap,
+                tile_batch=tile_batch,
+                min_pixels=5,
+            )
+            generator = LabelGenerator(semantic, boundary_head, cfg)
+            seen: list[int] = []  # the batch of every backbone call
+            generator.semantic_backbone.register_forward_hook(
+                lambda module, args, out, seen=seen: seen.append(len(args[0]))
+            )
+            maps[tile_batch] = generator.predict(image)
+        assert seen == [min(3, n - i) for n in passes for i in range(0, n, 3)]  # batches of 3, across scales
+        one, batched = maps[1], maps[3]
+        np.testing.assert_allclose(batched.inside, one.inside, atol=1e-5)
+        np.testing.assert_allclose(
+            batched.confidence.astype(np.float32), one.confidence.astype(np.float32), atol=2.5e-4
+        )
+        assert np.mean(batched.semantic == one.semantic) > 0.999
+        # maps that vary ten times more than the tolerance: a tile put in another's place would show
+        assert one.confidence.astype(np.float32).std() > 2.5e-3 and one.inside.std() > 1e-3
 
 
 def test_folded_batchnorm_gives_the_same_features() -> None:

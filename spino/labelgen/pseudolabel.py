@@ -32,7 +32,7 @@ from spino.labelgen.head_kinds import HEAD_KINDS, head_settings, heads_trained
 from spino.labelgen.labeller import Labeller, PseudoLabel
 from spino.labelgen.mlp_head import MLPHead, head_grid
 from spino.labelgen.train import load_head
-from spino.labelgen.tta import Blend, tile_boxes
+from spino.labelgen.tta import Blend, Box, tile_boxes
 from spino.transforms import image_tensor
 
 
@@ -44,12 +44,22 @@ class PseudoLabelConfig:
     min_pixels: int | Mapping[str, int]
     chunk_pixels: int
     tile_overlap: float  # fraction of a tile shared with its neighbour (PASTEL: 0.5); blended
+    tile_batch: int  # tiles through the backbone at once (any scales: all are resized to the input size)
     head_dtype: str  # auto | float32 | bfloat16: the heads' MLP under autocast (spino.devices.inference_dtype)
     fusion: str  # a name of spino.labelgen.fusion.FUSIONS (its own settings: pseudo_labels.<fusion>)
 
     @classmethod
     def from_dict(cls, data: dict) -> PseudoLabelConfig:
         return load(cls, data)
+
+
+@dataclass(frozen=True)
+class TilePass:
+    """One tile through the backbone: the heads that read its features."""
+
+    scale: int
+    box: Box
+    heads: tuple[str, ...]
 
 
 @dataclass
@@ -150,14 +160,15 @@ class LabelGenerator(Labeller):
     def head_output(self, kind: str, image: torch.Tensor) -> torch.Tensor:
         """A whole-image head's output for the image (1, 3, H, W) at its own output size."""
         extra = self.heads[kind]
-        feats = self._features(extra.backbone, image, extra.feed)
+        feats = self._features(extra.backbone, [image], extra.feed)
         size = extra.kind.output_size(extra.backbone, extra.feed)
         return extra.kind.labelling_output(self._head(extra.head, feats, head_grid(size, extra.stride), size))
 
-    def _features(self, backbone: Backbone, tile: torch.Tensor, feed: tuple[int, int]) -> torch.Tensor:
+    def _features(self, backbone: Backbone, tiles: list[torch.Tensor], feed: tuple[int, int]) -> torch.Tensor:
+        """The backbone's features (B, C, h, w) of tiles (1, 3, H_i, W_i) resized to ``feed``, in one batch."""
         with self.timed("backbone"):
-            resized = F.interpolate(tile, size=feed, mode="bilinear", align_corners=False)
-            return backbone(resized)
+            resized = [F.interpolate(tile, size=feed, mode="bilinear", align_corners=False) for tile in tiles]
+            return backbone(torch.cat(resized))
 
     def _head(
         self, head: MLPHead, features: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]
@@ -172,41 +183,58 @@ class LabelGenerator(Labeller):
     def __call__(self, image: np.ndarray, runner_up: bool = False) -> PseudoLabel:
         return self.finish(self.predict(image, runner_up))
 
+    def tile_passes(self, height: int, width: int) -> list[TilePass]:
+        """The backbone passes of an image of this size, scale by scale, tile by tile: one per tile with
+        the heads sharing a pass, else one per head."""
+        cfg = self.cfg
+        sem_scales, bnd_scales = set(cfg.semantic_scales), set(cfg.boundary_scales)
+        passes = []
+        for scale in sorted(sem_scales | bnd_scales):
+            heads = [head for head, scales in (("semantic", sem_scales), ("boundary", bnd_scales)) if scale in scales]
+            groups = [tuple(heads)] if self.shared_pass else [(head,) for head in heads]
+            for box in tile_boxes(height, width, scale, cfg.tile_overlap):
+                passes += [TilePass(scale, box, group) for group in groups]
+        return passes
+
     @torch.no_grad()
     def predict(self, image: np.ndarray, runner_up: bool = False) -> Predicted:
-        """The heads' maps of one image (the device's work), on the CPU for ``finish``."""
+        """The heads' maps of one image (the device's work), on the CPU for ``finish``.
+
+        Tiles of every scale are resized to the heads' input size, so any of them batch together:
+        ``tile_batch`` of them go through the backbone at once (each head's tiles in their order, so
+        every pixel's sum over tiles is added in the order of an unbatched run)."""
         height, width = image.shape[:2]
         img = image_tensor(image, device=self.device)[None]
         sem_scales, bnd_scales = set(self.cfg.semantic_scales), set(self.cfg.boundary_scales)
         probs = torch.zeros((self.class_set.num_classes, height, width), device=self.device)
         boundary = torch.zeros((height, width), device=self.device)
         semantic_grid = head_grid(self.semantic_feed, self.semantic_stride)
-        for scale in sorted(sem_scales | bnd_scales):
-            sem_blend = Blend(probs, scale, self.cfg.tile_overlap) if scale in sem_scales else None
-            bnd_blend = Blend(boundary, scale, self.cfg.tile_overlap) if scale in bnd_scales else None
-            for box in tile_boxes(height, width, scale, self.cfg.tile_overlap):
-                y0, y1, x0, x1 = box
-                tile = img[..., y0:y1, x0:x1]
-                feats = None
-                if sem_blend is not None:
-                    feats = self._features(self.semantic_backbone, tile, self.semantic_feed)
-                    logits = self._head(self.semantic_head, feats, semantic_grid, (y1 - y0, x1 - x0))
-                    with self.timed("heads"):
-                        sem_blend.add(box, logits.softmax(0))
-                if bnd_blend is not None:
-                    if feats is None or not self.shared_pass:
-                        feats = self._features(self.boundary_backbone, tile, self.boundary_feed)
-                    size = (feats.shape[-2] * self.upsample, feats.shape[-1] * self.upsample)
-                    logits = self._head(self.boundary_head, feats, head_grid(size, self.boundary_stride), size)
-                    with self.timed("heads"):
-                        p = F.interpolate(
-                            logits.sigmoid()[None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False
-                        )
-                        bnd_blend.add(box, p[0, 0])
-            with self.timed("heads"):
-                for blend in (sem_blend, bnd_blend):
-                    if blend is not None:
-                        blend.finish()
+        passes = self.tile_passes(height, width)
+        blends = {
+            (head, scale): Blend(total, scale, self.cfg.tile_overlap)
+            for head, total, scales in (("semantic", probs, sem_scales), ("boundary", boundary, bnd_scales))
+            for scale in scales
+        }
+        inputs = {"semantic": (self.semantic_backbone, self.semantic_feed)}  # the passes' backbone, input size
+        inputs["boundary"] = inputs["semantic"] if self.shared_pass else (self.boundary_backbone, self.boundary_feed)
+        for (backbone, feed), group in _grouped(passes, lambda p: inputs[p.heads[0]]):
+            for start in range(0, len(group), self.cfg.tile_batch):
+                batch = group[start : start + self.cfg.tile_batch]
+                tiles = [img[..., y0:y1, x0:x1] for y0, y1, x0, x1 in (p.box for p in batch)]
+                for tile_pass, feats in zip(batch, self._features(backbone, tiles, feed).split(1)):
+                    y0, y1, x0, x1 = box = tile_pass.box
+                    if "semantic" in tile_pass.heads:
+                        logits = self._head(self.semantic_head, feats, semantic_grid, (y1 - y0, x1 - x0))
+                        with self.timed("heads"):
+                            blends["semantic", tile_pass.scale].add(box, logits.softmax(0))
+                    if "boundary" in tile_pass.heads:
+                        size = (feats.shape[-2] * self.upsample, feats.shape[-1] * self.upsample)
+                        logits = self._head(self.boundary_head, feats, head_grid(size, self.boundary_stride), size)
+                        with self.timed("heads"):
+                            p = F.interpolate(
+                                logits.sigmoid()[None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False
+                            )
+                            blends["boundary", tile_pass.scale].add(box, p[0, 0])
         with self.timed("heads"):
             probs /= len(sem_scales)
             confidence, semantic = probs.max(0)
@@ -238,6 +266,14 @@ class LabelGenerator(Labeller):
         return PseudoLabel(
             semantic_of(panoptic), panoptic, p.confidence, p.interior, p.embeddings, p.runner_up, p.runner_up_confidence
         )
+
+
+def _grouped(items: list, key) -> list[tuple]:
+    """(key, the items with that key in their order), keys in the order they first come."""
+    groups: dict = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return list(groups.items())
 
 
 def _resized(output: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

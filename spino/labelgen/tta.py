@@ -52,8 +52,9 @@ class Blend:
     """Adds one scale's tile predictions to ``total`` (C..., H, W), blended where tiles overlap.
 
     Without overlap every pixel has exactly one tile, so predictions go straight into ``total``
-    (no extra buffer); with overlap a weighted sum and the weights are kept, and ``finish`` adds
-    their quotient.
+    (no extra buffer); with overlap a weighted sum and the weights are kept from the first tile
+    on, and their quotient is added to ``total`` when the scale's last tile has come (tiles may
+    come batched with other scales', so a blend finishes itself).
     """
 
     def __init__(self, total: torch.Tensor, scale: int, overlap: float):
@@ -61,20 +62,23 @@ class Blend:
         height, width = total.shape[-2:]
         self.direct = overlap <= 0
         self.y_spans, self.x_spans = _spans(height, scale, overlap), _spans(width, scale, overlap)
-        if not self.direct:
-            self.sum = torch.zeros_like(total)
-            self.weight = torch.zeros((height, width), device=total.device)
+        self.left = len(self.y_spans) * len(self.x_spans)  # tiles still to come
+        self.sum: torch.Tensor | None = None
+        self.weight: torch.Tensor | None = None
 
     def add(self, box: Box, value: torch.Tensor) -> None:
         y0, y1, x0, x1 = box
+        self.left -= 1
         if self.direct:
             self.total[..., y0:y1, x0:x1] += value
             return
+        if self.sum is None:
+            self.sum = torch.zeros_like(self.total)
+            self.weight = torch.zeros(self.total.shape[-2:], device=self.total.device)
         w = _ramp(y0, y1, self.y_spans)[:, None] * _ramp(x0, x1, self.x_spans)[None, :]
         w = w.to(self.sum.device)
         self.sum[..., y0:y1, x0:x1] += value * w
         self.weight[y0:y1, x0:x1] += w
-
-    def finish(self) -> None:
-        if not self.direct:
+        if self.left == 0:
             self.total += self.sum / self.weight
+            self.sum = self.weight = None
