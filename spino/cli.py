@@ -56,7 +56,12 @@ def global_options(parser: argparse.ArgumentParser, default=None) -> None:
     parser.add_argument(
         "--traceback", action="store_true", default=default or False, help="show the full traceback on errors"
     )
-    parser.add_argument("--threads", type=int, default=default, help="CPU threads for PyTorch (default: all cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=default,
+        help="CPU threads for PyTorch (default: all cores); make-demo: processes rendering images",
+    )
 
 
 def _overview() -> str:

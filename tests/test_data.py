@@ -25,10 +25,12 @@ def demo_copy(demo_root: Path, tmp_path: Path) -> Path:
 def test_demo_is_deterministic_and_has_touching_instances(tmp_path: Path) -> None:
     spec = DemoSpec(n_train=3, n_val=1, height=64, width=128, seed=7)
     write_demo(tmp_path / "a", spec)
-    write_demo(tmp_path / "b", spec)
-    for sub in ("images", "semantic", "instances"):
-        for f in (tmp_path / "a" / sub).iterdir():
-            assert f.read_bytes() == (tmp_path / "b" / sub / f.name).read_bytes()
+    write_demo(tmp_path / "b", spec, workers=2)  # rendered in two processes: the same files
+    for sub in ("images", "semantic", "instances", "splits"):
+        names = sorted(f.name for f in (tmp_path / "a" / sub).iterdir())
+        assert names == sorted(f.name for f in (tmp_path / "b" / sub).iterdir()) and names
+        for name in names:
+            assert (tmp_path / "a" / sub / name).read_bytes() == (tmp_path / "b" / sub / name).read_bytes()
     ds = open_dataset("demo", tmp_path / "a")
     touching = 0
     for record in ds.scan():

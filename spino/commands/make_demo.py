@@ -31,4 +31,4 @@ def run(args: argparse.Namespace) -> None:
     if args.frames:
         write_demo_sequences(args.out, spec, args.frames, args.sequences)
     else:
-        write_demo(args.out, spec)
+        write_demo(args.out, spec, workers=getattr(args, "threads", None) or 1)  # --threads: processes rendering

@@ -1,5 +1,6 @@
 # Config helpers, paths and target lists shared by all rules.
 
+import os
 import shutil
 import sys
 from pathlib import Path

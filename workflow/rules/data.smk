@@ -12,6 +12,7 @@ if config["dataset"]["kind"] == "demo":
         localrule: True
         conda:
             SPINO_ENV
+        threads: os.cpu_count() or 1  # the first job, alone: every core renders (Snakemake lowers it to --cores)
         params:
             n_train=config["demo"]["n_train"],
             n_val=config["demo"]["n_val"],
@@ -20,7 +21,7 @@ if config["dataset"]["kind"] == "demo":
             seed=config["demo"]["seed"],
             code=code("make-demo"),
         shell:
-            "spino make-demo --out {output:q} --n-train {params.n_train} --n-val {params.n_val}"
+            "spino --threads {threads} make-demo --out {output:q} --n-train {params.n_train} --n-val {params.n_val}"
             " --height {params.height} --width {params.width} --seed {params.seed} > {log:q} 2>&1"
 
 
