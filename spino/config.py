@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -323,3 +323,16 @@ def _converted(hint: Any, value: Any, path: str) -> Any:
 
 def _tupled(value: Any) -> Any:
     return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
+
+
+def images_per_shard(setting: int | Mapping[str, int], store: str) -> int:
+    """A store's shard size from config ``stores.images_per_shard``: one number for every store, or one
+    per store, the schema's default for a store it leaves out (a prediction costs a fraction of a
+    labelling, so its jobs may take more images)."""
+    schema = section_schema("stores.images_per_shard")
+    stores = next(option["properties"] for option in schema["oneOf"] if option["type"] == "object")
+    if store not in stores:
+        raise ValueError(f"unknown store {store!r}: one of {', '.join(stores)}")
+    if isinstance(setting, Mapping):
+        return int(setting.get(store, schema["default"]))
+    return int(setting)

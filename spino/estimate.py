@@ -16,6 +16,8 @@ import os
 import time
 from dataclasses import dataclass
 
+from spino.config import images_per_shard
+
 MEGA = 1e6
 
 
@@ -61,7 +63,7 @@ def rule_work(config: dict, work: Work) -> dict[str, tuple[float, int]]:
     training in (steps x batch + validation images) x the model's megapixels; predictions in images
     x working megapixels; the rest (index, ground truth, stores, scores, report) in images x working
     megapixels, in about ten jobs."""
-    per_shard = config["stores"]["images_per_shard"]
+    shards = config["stores"]["images_per_shard"]
     megapixels = work.size[0] * work.size[1] / MEGA
     jobs = {}
     for kind in ("semantic", "boundary"):
@@ -71,7 +73,7 @@ def rule_work(config: dict, work: Work) -> dict[str, tuple[float, int]]:
     labels = config["pseudo_labels"]
     pseudo = sum(work.images.get(s, 0) for s in labels["splits"])
     scales = sum(s * s for s in set(labels["semantic_scales"]) | set(labels["boundary_scales"]))
-    jobs["pseudo_label"] = (pseudo * megapixels * scales, math.ceil(pseudo / per_shard))
+    jobs["pseudo_label"] = (pseudo * megapixels * scales, math.ceil(pseudo / images_per_shard(shards, "pseudo_labels")))
     panoptic = config["panoptic"]
     train, model = panoptic["train"], panoptic["model"]
     scored = sum(work.labelled.get(s, 0) for s in panoptic["eval_splits"])
@@ -79,7 +81,7 @@ def rule_work(config: dict, work: Work) -> dict[str, tuple[float, int]]:
     model_mp = model["input_size"][0] * model["input_size"][1] / MEGA
     jobs["train_panoptic"] = ((train["steps"] * train["batch_size"] + validations) * model_mp, 1)
     predicted = sum(work.images.get(s, 0) for s in panoptic["eval_splits"])
-    jobs["predict"] = (predicted * megapixels, math.ceil(predicted / per_shard))
+    jobs["predict"] = (predicted * megapixels, math.ceil(predicted / images_per_shard(shards, "predictions")))
     jobs["other"] = (sum(work.images.values()) * megapixels, 10)
     return jobs
 

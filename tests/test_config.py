@@ -12,13 +12,22 @@ import pytest
 import yaml
 
 import spino
-from spino.config import SECTIONS, choices_changed, load, owned, schema_default, section, section_schema
+from spino.config import (
+    SECTIONS,
+    choices_changed,
+    images_per_shard,
+    load,
+    owned,
+    schema_default,
+    section,
+    section_schema,
+)
 from spino.errors import InputError
 from spino.panoptic.model import ModelConfig
 from spino.panoptic.train import TrainConfig
 from spino.workflow_config import check_config
 
-from helpers import REPO
+from helpers import REPO, TINY
 
 
 def _all_modules() -> None:
@@ -273,3 +282,16 @@ def test_a_plugins_settings_section_may_not_take_a_settings_place(monkeypatch) -
     finally:
         monkeypatch.undo()
         choices_changed()
+
+
+def test_shard_sizes_are_one_number_or_one_per_store() -> None:
+    assert [images_per_shard(128, store) for store in ("ground_truth", "pseudo_labels", "predictions")] == [128] * 3
+    per_store = check_config({**TINY, "stores": {"images_per_shard": {"predictions": 512}}})
+    sizes = per_store["stores"]["images_per_shard"]
+    assert images_per_shard(sizes, "predictions") == 512
+    assert images_per_shard(sizes, "pseudo_labels") == images_per_shard(sizes, "ground_truth") == 64  # the default
+    with pytest.raises(ValueError, match="unknown store 'labels'"):
+        images_per_shard(sizes, "labels")
+    for wrong in (0, {}, {"labels": 8}, {"predictions": 0}):
+        with pytest.raises(InputError, match="images_per_shard"):
+            check_config({**TINY, "stores": {"images_per_shard": wrong}})

@@ -21,7 +21,7 @@ def test_each_rules_work_follows_the_config_and_the_images() -> None:
     assert units["train_boundary_head"] == pytest.approx((30 * 32 * 64 * 16 * 8 / 1e9, 30))
     assert units["pseudo_label"] == pytest.approx((9 * mp * (1 + 4), 3))  # scales 1 and 2: 1 + 4 pixel factors
     assert units["train_panoptic"] == pytest.approx(((6 * 2 + 2 * 2) * mp, 1))  # steps x batch + 2 validations of 2
-    assert units["predict"] == pytest.approx((3 * mp, 1))
+    assert units["predict"] == pytest.approx((3 * mp, 2))  # the tiny run's predictions: 2 images a shard
     assert units["other"] == pytest.approx((9 * mp, 10))
 
 

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 REMOTE_RULES = {
-    "write_ground_truth_shard",
+    "group_ground_truth_write_ground_truth_shard",  # profiles/slurm: the shards a few to a job
     "train_semantic_head",
     "train_boundary_head",
     "pseudo_label",
@@ -117,20 +117,17 @@ def slurm_args() -> list[str]:
         "10",
         "--retries",
         "0",
+        "--group-components",  # the profile packs 8 ground-truth shards in a job; this node has 2 CPUs
+        "ground_truth=2",
     ]
 
 
 def submitted_jobs(output: str) -> dict[str, list[str]]:
-    """Rule -> SLURM job ids, from Snakemake's "Job N has been submitted with SLURM jobid M" lines."""
-    rule_of_job = {
-        job: rule
-        for rule, job in re.findall(
-            r"^(?:local)?(?:rule|checkpoint) (\w+):\n(?:\s+.*\n)*?\s+jobid: (\d+)", output, re.M
-        )
-    }
+    """Rule -> SLURM job ids, from the log folder Snakemake names with each submission: rule_<rule>, or
+    group_<group>_<its rules> for a group job."""
     jobs: dict[str, list[str]] = {}
-    for job, slurm_id in re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", output):
-        jobs.setdefault(rule_of_job.get(job, "?"), []).append(slurm_id)
+    for slurm_id, folder in re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/([^/]+)/", output):
+        jobs.setdefault(folder.removeprefix("rule_"), []).append(slurm_id)
     return jobs
 
 
@@ -146,6 +143,7 @@ def test_workflow_on_slurm_equals_local_run(slurm, tmp_path: Path, capsys, reque
         print(f"\nSLURM job ids by rule: {json.dumps(jobs)}")
     assert set(jobs) == REMOTE_RULES, jobs
     assert len(jobs["pseudo_label"]) == 3 and len(jobs["train_panoptic"]) == 1
+    assert len(jobs["group_ground_truth_write_ground_truth_shard"]) == 2  # 3 shards, 2 to a job here
     panoptic_log = (tmp_path / "cluster" / "logs" / "tiny" / "train_panoptic.log").read_text()
     assert f"SLURM job {jobs['train_panoptic'][0]}" in panoptic_log and "GPUs granted: 0" in panoptic_log
     logs = list((tmp_path / "cluster" / ".snakemake" / "slurm_logs").rglob("*.log"))

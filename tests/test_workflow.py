@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
+from spino.store import LabelStore
+
 from helpers import REPO, TINY, copy_of, planned_rules, snakemake
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("on_the_cpu")]
@@ -26,7 +28,11 @@ def test_workflow_runs_all_stages_and_then_has_nothing_to_do(finished_run: Path)
     # measured: PQ 0.029 (stuff 0.036), mIoU 0.194; chance mIoU is ~0.07 for 7 classes
     assert scores["all"]["pq"] >= 0.02 and scores["stuff"]["pq"] >= 0.025 and scores["miou"] >= 0.17
     assert json.loads((results / "pseudo_labels.complete.json").read_text())["complete"]
+    # stores.images_per_shard, a size per store: 9 images 4 to a shard; the 3 val predictions 2 to a shard
     assert len(list((results / "pseudo_labels.shards").glob("*.json"))) == 3
+    assert len(list((results / "ground_truth.shards").glob("*.json"))) == 3
+    assert sorted(p.name for p in (results / "predictions.shards").glob("*.json")) == ["0.json", "1.json"]
+    assert LabelStore(results / "predictions.zarr").images_per_shard == 2
     assert (finished_run / "logs" / "tiny" / "pseudo_label" / "0.log").is_file()
     model_scores = json.loads((results / "scores" / "predictions.json").read_text())["summary"]
     assert model_scores["images"] == 3  # the val images; 6 steps train no useful model, so: the model's own pixels
@@ -43,7 +49,6 @@ def test_workflow_runs_all_stages_and_then_has_nothing_to_do(finished_run: Path)
 def miou_counted(prediction: Path, ground_truth: Path) -> float:
     """mIoU of a store's images against the ground-truth store, counted here from their pixels."""
     from spino.encoding import semantic_of
-    from spino.store import LabelStore
 
     from helpers import class_ious
 

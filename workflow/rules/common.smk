@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 from snakemake.exceptions import WorkflowError
 
+from spino.config import images_per_shard
 from spino.data import dataset_files
 from spino.data.corrections import export_file
 from spino.data.unlabelled import unlabelled_files
@@ -206,8 +207,13 @@ def store_image_count(store):
 def shard_markers(store):
     """One marker per shard of a store; the shard count follows from the manifest."""
     n = store_image_count(store)
-    per_shard = config["stores"]["images_per_shard"]
+    per_shard = shard_size(store)
     return [f"{RESULTS}/{store}.shards/{i}.json" for i in range(shard_count(n, per_shard))]
+
+
+def shard_size(store):
+    """Images per shard (= per job) of a store: config stores.images_per_shard."""
+    return images_per_shard(config["stores"]["images_per_shard"], store)
 
 
 def final_targets():

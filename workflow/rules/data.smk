@@ -69,7 +69,7 @@ rule create_ground_truth_store:
         SPINO_ENV
     params:
         dataset=dataset_args(),
-        per_shard=config["stores"]["images_per_shard"],
+        per_shard=shard_size("ground_truth"),
         image_size=image_size_args(),
         code=code("create-store"),
     shell:

@@ -18,7 +18,7 @@ rule create_pseudo_label_store:
     params:
         dataset=dataset_args(),
         splits=config["pseudo_labels"]["splits"],
-        per_shard=config["stores"]["images_per_shard"],
+        per_shard=shard_size("pseudo_labels"),
         settings=PSEUDO_LABEL_SETTINGS,  # a new setting starts a new store: no shard of old labels survives
         image_size=image_size_args(),
         top2="--top2" if config["pseudo_labels"]["top2"] else "",

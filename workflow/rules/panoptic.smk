@@ -57,7 +57,7 @@ rule create_prediction_store:
     params:
         dataset=dataset_args(),
         splits=config["panoptic"]["eval_splits"],
-        per_shard=config["stores"]["images_per_shard"],
+        per_shard=shard_size("predictions"),
         image_size=image_size_args(),
         code=code("create-store"),
     shell:
