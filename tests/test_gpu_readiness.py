@@ -217,3 +217,24 @@ def test_gpu_check_runs_green_at_tiny_sizes_on_the_cpu() -> None:
     for kind in ("semantic", "boundary", "embedding"):
         assert f"{kind} head: 4 steps in" in out
     assert out.rstrip().endswith("gpu check done (cpu, tiny sizes)")
+
+
+@pytest.mark.slow
+def test_gpu_checks_end_to_end_section_runs_the_workflow_through_its_spino_shim(tmp_path: Path) -> None:
+    """benchmarks/gpu_check.sh --e2e-cpu: the path of the GPU's end-to-end call (benchmarks/scale.py,
+    Snakemake under profiles/default) at the tiny run's sizes on 20 images. (Where Python's folder has
+    no `spino`, as on the lent machine, the rules run the script's shim: checked by hand in a venv of
+    the machine's packages and the wheels --fetch-wheels gets, docs/results.md.)"""
+    env = {**os.environ, "PYTHON": sys.executable, "E2E_WORK": str(tmp_path / "e2e")}
+    result = subprocess.run(
+        ["bash", "benchmarks/gpu_check.sh", "--e2e-cpu"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parent.parent,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line[:1].isalpha()}
+    assert rows["pseudo_label"][0] == "5" and rows["train_panoptic"][0] == "1", result.stdout  # 20 images, 4 a shard
+    assert (tmp_path / "e2e" / "n20" / "results" / "scale-20" / "report" / "report.html").is_file()
