@@ -231,10 +231,10 @@ class LabelGenerator(Labeller):
                         size = (feats.shape[-2] * self.upsample, feats.shape[-1] * self.upsample)
                         logits = self._head(self.boundary_head, feats, head_grid(size, self.boundary_stride), size)
                         with self.timed("heads"):
-                            p = F.interpolate(
+                            inside = F.interpolate(
                                 logits.sigmoid()[None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False
                             )
-                            blends["boundary", tile_pass.scale].add(box, p[0, 0])
+                            blends["boundary", tile_pass.scale].add(box, inside[0, 0])
         with self.timed("heads"):
             probs /= len(sem_scales)
             confidence, semantic = probs.max(0)
