@@ -13,7 +13,7 @@ given to the fusion under their kind's name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -268,9 +268,9 @@ class LabelGenerator(Labeller):
         )
 
 
-def _grouped(items: list, key) -> list[tuple]:
+def _grouped(items: list[TilePass], key: Callable[[TilePass], Hashable]) -> list[tuple[Hashable, list[TilePass]]]:
     """(key, the items with that key in their order), keys in the order they first come."""
-    groups: dict = {}
+    groups: dict[Hashable, list[TilePass]] = {}
     for item in items:
         groups.setdefault(key(item), []).append(item)
     return list(groups.items())
