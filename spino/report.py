@@ -201,12 +201,9 @@ def job_benchmarks(results: Path) -> dict[str, list[tuple[float, float]]]:
     return jobs
 
 
-def timings(results: Path) -> list[tuple[str, float, float, int]]:
-    """(rule, seconds summed over its jobs, peak RSS in MB, jobs) from Snakemake's benchmark files."""
-    return [
-        (rule, sum(s for s, _ in runs), max(m for _, m in runs), len(runs))
-        for rule, runs in job_benchmarks(results).items()
-    ]
+def timings(results: Path) -> list[tuple[str, float, float]]:
+    """(rule, seconds summed over its jobs, peak RSS in MB) from Snakemake's benchmark files."""
+    return [(rule, sum(s for s, _ in runs), max(m for _, m in runs)) for rule, runs in job_benchmarks(results).items()]
 
 
 def time_table(results: Path, settings: dict) -> str:
@@ -220,10 +217,9 @@ def time_table(results: Path, settings: dict) -> str:
         estimated = estimate(settings, manifest_work(manifest, settings), machine_speed(), gpu=True)
     rows = "".join(
         f"<tr><td>{html.escape(rule)}</td><td>{s:.1f}</td><td>{_seconds(estimated.get(rule))}</td><td>{m:.0f}</td></tr>"
-        for rule, s, m, _ in measured
+        for rule, s, m in measured
     )
-    took = sum(s for r, s, _, _ in measured if r in estimated)
-    guessed = sum(estimated.get(r, 0) for r, _, _, _ in measured)
+    took, guessed = sum(s for r, s, _ in measured if r in estimated), sum(estimated.get(r, 0) for r, _, _ in measured)
     total = (
         f"<tr><th>together</th><td>{took:.1f}</td><td>{_seconds(guessed or None)}</td><td></td></tr>" if took else ""
     )
