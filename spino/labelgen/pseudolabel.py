@@ -13,7 +13,7 @@ given to the fusion under their kind's name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,9 +215,12 @@ class LabelGenerator(Labeller):
             for head, total, scales in (("semantic", probs, sem_scales), ("boundary", boundary, bnd_scales))
             for scale in scales
         }
-        inputs = {"semantic": (self.semantic_backbone, self.semantic_feed)}  # the passes' backbone, input size
-        inputs["boundary"] = inputs["semantic"] if self.shared_pass else (self.boundary_backbone, self.boundary_feed)
-        for (backbone, feed), group in _grouped(passes, lambda p: inputs[p.heads[0]]):
+        feeds = {"semantic": (self.semantic_backbone, self.semantic_feed)}  # each head's backbone and input size
+        feeds["boundary"] = feeds["semantic"] if self.shared_pass else (self.boundary_backbone, self.boundary_feed)
+        groups: dict[tuple[Backbone, tuple[int, int]], list[TilePass]] = {}  # the passes that can share a call
+        for tile_pass in passes:
+            groups.setdefault(feeds[tile_pass.heads[0]], []).append(tile_pass)
+        for (backbone, feed), group in groups.items():
             for start in range(0, len(group), self.cfg.tile_batch):
                 batch = group[start : start + self.cfg.tile_batch]
                 tiles = [img[..., y0:y1, x0:x1] for y0, y1, x0, x1 in (p.box for p in batch)]
@@ -266,14 +269,6 @@ class LabelGenerator(Labeller):
         return PseudoLabel(
             semantic_of(panoptic), panoptic, p.confidence, p.interior, p.embeddings, p.runner_up, p.runner_up_confidence
         )
-
-
-def _grouped(items: list[TilePass], key: Callable[[TilePass], Hashable]) -> list[tuple[Hashable, list[TilePass]]]:
-    """(key, the items with that key in their order), keys in the order they first come."""
-    groups: dict[Hashable, list[TilePass]] = {}
-    for item in items:
-        groups.setdefault(key(item), []).append(item)
-    return list(groups.items())
 
 
 def _resized(output: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
