@@ -156,11 +156,10 @@ def main() -> None:
         f"config {args.config}  backbone {config['backbone']['name']}  image {w}x{h}  device {args.device}  "
         f"threads {torch.get_num_threads()}  images {n}"
     )
-    pl = config["pseudo_labels"]
+    pl = generator.cfg  # the settings it labelled with, the schema's defaults filled in
     print(
-        f"scales: semantic {pl['semantic_scales']}  boundary {pl['boundary_scales']}  tile overlap {pl.get('tile_overlap', 0.0)}  "
-        f"tile batch {generator.cfg.tile_batch}  "
-        f"heads {pl.get('head_dtype', 'float32')}  semantic output stride {config['semantic_head'].get('output_stride', 1)}"
+        f"scales: semantic {list(pl.semantic_scales)}  boundary {list(pl.boundary_scales)}  tile overlap {pl.tile_overlap}  "
+        f"tile batch {pl.tile_batch}  heads {pl.head_dtype}  semantic output stride {generator.semantic_stride}"
     )
     print(f"{'stage':<12}{'s/image':>10}{'share':>8}")
     for stage in ("read", "backbone", "heads", "fusion", "store_write"):
