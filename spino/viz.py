@@ -107,7 +107,6 @@ def panel(image: np.ndarray | None, panoptic: np.ndarray, class_set: ClassSet) -
 
 def store_panel(store, index: int) -> np.ndarray:
     """The panel of one image of a label store (its image when the path it recorded still exists)."""
-
     if not 0 <= index < store.num_images:
         raise InputError(f"{store.path}: index {index} out of range (0..{store.num_images - 1})")
     paths = store.meta.get("image_paths")

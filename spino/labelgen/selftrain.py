@@ -206,7 +206,6 @@ def self_train_on_neighbours(
     """Self-training as the workflow runs it: each annotated image's neighbours found among the
     descriptors (written to ``neighbours_csv``), then ``self_train``. The counts of annotated and
     neighbour images it trained on."""
-
     entries = read_manifest(manifest)
     ids, _, descriptors = read_features(features)
     neighbours = neighbours_of_annotated(entries, ids, descriptors, cfg, str(features))

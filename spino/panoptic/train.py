@@ -135,7 +135,6 @@ class TrainingData:
         """As the workflow trains: the annotated images' ground truth, the pseudo-labels of the other
         images of ``train_splits``, validation on the labelled not-annotated images of ``val_splits``;
         the manifest's and the stores' digests as provenance."""
-
         entries = read_manifest(manifest)
         gt, pseudo = LabelStore(ground_truth), LabelStore(pseudo_labels)
         annotated = [e.image_id for e in entries if e.annotated]
