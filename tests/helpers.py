@@ -342,6 +342,26 @@ def spino_here(*args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["spino", *args], code, out.getvalue(), err.getvalue())
 
 
+def snakemake_command(workdir: Path, config: Path | None, *args: str, snakefile: Path | None = None) -> list[str]:
+    """The command line of Snakemake on ``workdir`` with a config file (None: the workflow's default)."""
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(snakefile or REPO / "workflow" / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *(["--configfile", str(config)] if config else []),
+        *args,
+    ]
+
+
+def snakemake_env() -> dict[str, str]:
+    """The environment Snakemake runs in: this Python's folder first on PATH, for the rules' `spino`."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
 def snakemake(
     workdir: Path, config: dict | Path | None, *args: str, snakefile: Path | None = None, pythonpath: Path | None = None
 ) -> subprocess.CompletedProcess:
@@ -352,24 +372,11 @@ def snakemake(
         path = workdir / "config.yaml"
         path.write_text(yaml.safe_dump(config))
         config = path
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env["CUDA_VISIBLE_DEVICES"] = ""
+    env = {**snakemake_env(), "CUDA_VISIBLE_DEVICES": ""}
     if pythonpath:
         env["PYTHONPATH"] = str(pythonpath)
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(snakefile or REPO / "workflow" / "Snakefile"),
-            "--directory",
-            str(workdir),
-            *(["--configfile", str(config)] if config else []),
-            "--cores",
-            "2",
-            *args,
-        ],
+        snakemake_command(workdir, config, "--cores", "2", *args, snakefile=snakefile),
         capture_output=True,
         text=True,
         env=env,

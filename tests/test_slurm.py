@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pytest
 import yaml
 import zarr
 
-from helpers import REPO, TINY
+from helpers import REPO, TINY, snakemake_command, snakemake_env
 
 pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
 
@@ -68,20 +67,10 @@ def slurm():
 
 def run(workdir: Path, config: dict, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "workflow" / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        *args,
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=workdir)
+    cmd = snakemake_command(workdir, workdir / "config.yaml", *args)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=snakemake_env(), cwd=workdir
+    )
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -166,21 +155,11 @@ def test_cancelled_training_job_is_not_trusted_and_rerun_finishes(slurm, tmp_pat
     config = copy.deepcopy(TINY)
     config["panoptic"]["train"]["steps"] = 150  # long enough to be cancelled midway
     config["panoptic"]["train"]["checkpoint_every"] = 5
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "workflow" / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        str(tmp_path / "config.yaml"),
-        *slurm_args(),
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    cmd = snakemake_command(tmp_path, tmp_path / "config.yaml", *slurm_args())
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=snakemake_env(), cwd=tmp_path
+    )
     checkpoint = tmp_path / "results" / "tiny" / "panoptic" / "checkpoints" / "last.pt"
     deadline = time.time() + 600
     while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:

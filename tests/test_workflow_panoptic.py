@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import REPO, TINY, copy_of, planned_rules, snakemake
+from helpers import TINY, copy_of, planned_rules, snakemake, snakemake_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("on_the_cpu")]
 
@@ -122,21 +121,7 @@ def test_killed_panoptic_training_is_planned_again_and_resumes(finished_run: Pat
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     (run / "logs/tiny/train_panoptic.log").unlink()  # the finished run's; the new job writes its own
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(REPO / "workflow" / "Snakefile"),
-            "--directory",
-            str(run),
-            "--configfile",
-            str(run / "config.yaml"),
-            "--cores",
-            "2",
-            "--until",
-            "train_panoptic",
-        ],
+        snakemake_command(run, run / "config.yaml", "--cores", "2", "--until", "train_panoptic"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=run,
