@@ -232,6 +232,12 @@ def _message(error, prefix: str) -> str:
     if error.validator == "oneOf" and all("required" in alt for alt in error.validator_value):
         names = " or ".join(alt["required"][0] for alt in error.validator_value)
         return f"{where or 'config'}: give exactly one of {names}"
+    if error.validator in ("oneOf", "anyOf"):
+        # a setting of several forms (a number, or one per name): the form the value has says what is
+        # wrong with it, not "valid under none of the schemas"
+        fitting = [e for e in error.context if not (e.validator == "type" and not e.relative_path)]
+        if fitting:
+            return _message(fitting[0], prefix)
     if error.validator == "required":
         name = error.message.split("'")[1]  # jsonschema: "'<name>' is a required property", one error per name
         return f"{where + '.' if where else ''}{name}: required setting missing"

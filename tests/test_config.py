@@ -295,3 +295,13 @@ def test_shard_sizes_are_one_number_or_one_per_store() -> None:
     for wrong in (0, {}, {"labels": 8}, {"predictions": 0}):
         with pytest.raises(InputError, match="images_per_shard"):
             check_config({**TINY, "stores": {"images_per_shard": wrong}})
+    # a setting of two forms: what is wrong with the form given, not "valid under none of the schemas"
+    with pytest.raises(InputError) as typo:
+        check_config({**TINY, "stores": {"images_per_shard": {"prediction": 512}}})
+    assert str(typo.value) == (
+        "stores.images_per_shard.prediction: unknown setting; stores.images_per_shard takes ground_truth, "
+        "pseudo_labels, predictions"
+    )
+    with pytest.raises(InputError) as negative:
+        check_config({**TINY, "pseudo_labels": {**TINY["pseudo_labels"], "min_pixels": {"car": -1}}})
+    assert str(negative.value) == "pseudo_labels.min_pixels.car: -1 is less than the minimum of 0"
